@@ -1,0 +1,83 @@
+"""Source -> checked samples -> log-mel -> 3-second windows: the front end end to end.
+
+`log_mel` is what `coldstart featurize` stores in the mel cache; the service decodes
+with `decode_audio`, checks with `check_usable` and hands the samples to the encoder,
+whose own `LogMel` gives the same numbers. Decoding and the mel stay separate calls so
+that each can be timed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audio.config import FRONT_END, FrontEndConfig
+from audio.decode import DEFAULT_LIMITS, DecodeLimits, decode_audio, source_name
+from audio.errors import AudioError
+from audio.mel import LogMel
+
+# Below this RMS (-80 dBFS) a clip is treated as silence: a few LSBs of 16-bit dither,
+# whose mel power sits at the `log_offset` floor and carries nothing to learn from.
+SILENCE_RMS = 1e-4
+
+
+def check_usable(
+    samples: np.ndarray, config: FrontEndConfig = FRONT_END, name: str = "audio"
+) -> None:
+    """Refuse mono `samples` (n,) float32 that cannot make one window of model input.
+
+    Raises `AudioError` "too_short" below `config.min_samples` (one `window_frames`
+    window, 3 s) and "silent" when the RMS is below `SILENCE_RMS` of full scale.
+    """
+    if samples.size < config.min_samples:
+        raise AudioError(
+            "too_short",
+            name,
+            f"{samples.size / config.sample_rate:.2f} s is shorter than one "
+            f"{config.window_seconds:.2f} s window",
+        )
+    rms = float(np.sqrt(np.dot(samples, samples) / samples.size))
+    if rms < SILENCE_RMS:
+        raise AudioError("silent", name, f"silent (RMS {rms:.1e} is below {SILENCE_RMS:.0e})")
+
+
+@cache
+def _log_mel_module(config: FrontEndConfig) -> LogMel:
+    return LogMel(config).eval()
+
+
+def log_mel(
+    source: str | Path | bytes,
+    config: FrontEndConfig = FRONT_END,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode `source`, refuse it if too short or silent, return its log-mel
+    (n_mels, 1 + n_samples // hop_length) float32. Raises `AudioError`."""
+    decoded = decode_audio(source, config, limits, name)
+    check_usable(decoded.samples, config, source_name(source, name))
+    with torch.inference_mode():
+        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0]
+    return mel.numpy()
+
+
+def mel_windows(
+    mel: np.ndarray, window_frames: int = 130, hop_frames: int | None = None
+) -> np.ndarray:
+    """Cut a log-mel (n_mels, n_frames) into windows (n_windows, n_mels, window_frames).
+
+    Windows start every `hop_frames` (default `window_frames`: no overlap) and a tail
+    shorter than a window is dropped, so n_windows = 1 + (n_frames - window_frames) //
+    hop_frames, and zero when n_frames < window_frames. Returns a copy of `mel`'s dtype.
+    """
+    hop = window_frames if hop_frames is None else hop_frames
+    if window_frames < 1 or hop < 1:
+        raise ValueError(f"window_frames and hop_frames must be >= 1, got {window_frames}, {hop}")
+    n_mels, n_frames = mel.shape
+    if n_frames < window_frames:
+        return np.empty((0, n_mels, window_frames), dtype=mel.dtype)
+    windows = np.lib.stride_tricks.sliding_window_view(mel, window_frames, axis=1)[:, ::hop]
+    return np.ascontiguousarray(windows.transpose(1, 0, 2))
