@@ -1,0 +1,1 @@
+"""Offline cold-start evaluation: ranking metrics (numpy and scipy only) and the run report."""

@@ -1,0 +1,538 @@
+"""The model table of a run: every model's test-song vectors scored against the WMF users.
+
+`evaluate_run(RUN)` reads `RUN/factorization/` (user factors, test song ids, and the folded-in
+test song factors, the upper bound), builds from the dataset which user listened to which
+test song, and scores with `evaluation.metrics.ranking_metrics`:
+
+- `random`: seeded Gaussian song vectors, the floor, beside its analytic expectation;
+- `upper_bound`: the folded-in WMF factors, what a perfect content model could reach;
+- every finished content model `RUN/models/<name>/test_song_factors.npy`.
+
+It writes, in `RUN/` (docs/ARCHITECTURE.md): `report.json` (the numbers), `predictions.npz`
+(everything needed to recompute them without the dataset: evaluated users' ids and factors,
+their test listens as CSR arrays, and each model's test song vectors), `report.md` with
+`plots/metrics.png` and `plots/song_map.png`, and last the report's `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from artifacts.manifest import (
+    MANIFEST_NAME,
+    ArtifactError,
+    read_manifest,
+    write_json_atomic,
+    write_manifest,
+)
+from corpus.dataset import dataset_fingerprint, load_dataset
+from corpus.split import SPLIT_DIR
+from evaluation.metrics import (
+    DEFAULT_K,
+    EXPECTED_RANDOM_AUC,
+    RankingMetrics,
+    expected_random_map,
+    ranking_metrics,
+)
+from factorization.matrices import play_count_matrix
+from factorization.run import Factorization, load_factorization
+
+REPORT_KIND = "report"
+REPORT_FILE = "report.json"
+PREDICTIONS_FILE = "predictions.npz"
+MARKDOWN_FILE = "report.md"
+PLOTS_DIR = "plots"
+METRICS_PLOT = f"{PLOTS_DIR}/metrics.png"
+SONG_MAP_PLOT = f"{PLOTS_DIR}/song_map.png"
+MODELS_DIR = "models"
+MODEL_FACTORS_FILE = "test_song_factors.npy"
+TRUTH_FILE = "truth.json"
+RANDOM = "random"
+UPPER_BOUND = "upper_bound"
+PREDICTION_KEYS = (
+    "user_ids",
+    "user_factors",
+    "test_song_ids",
+    "relevance_indptr",
+    "relevance_indices",
+)
+SONG_MAP_MAX_SONGS = 3000
+SONG_MAP_MAX_LABELS = 10
+
+
+class EvaluationError(ValueError):
+    """A run cannot be evaluated as asked (no dataset to read listens from, wrong dataset)."""
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file so that readers see the old one or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _recorded_dataset_root(manifests: list[dict[str, Any]]) -> Path | None:
+    """The dataset folder a factorization or split manifest names, if it names one."""
+    for manifest in manifests:
+        for place in (manifest, manifest.get("parameters", {})):
+            if place.get("dataset_root"):
+                return Path(place["dataset_root"])
+    return None
+
+
+def resolve_dataset(run_dir: Path, factorization: Factorization, dataset_root: Path | None) -> Path:
+    """The dataset the run was factorized from, its fingerprint checked.
+
+    An explicit `dataset_root` wins over one recorded in the factorization (or split)
+    manifest; either way the folder must match the manifest's dataset fingerprint, so that
+    the relevance matrix comes from the very listens the factors were fitted on.
+    """
+    manifests = [factorization.manifest]
+    split_dir = Path(run_dir) / SPLIT_DIR
+    if (split_dir / MANIFEST_NAME).is_file():
+        manifests.append(read_manifest(split_dir, verify=False))
+    root = Path(dataset_root) if dataset_root is not None else _recorded_dataset_root(manifests)
+    if root is None:
+        raise EvaluationError(
+            f"{run_dir}: the factorization manifest names no dataset folder; pass the dataset"
+            " the run was factorized from (`--dataset DIR`)"
+        )
+    expected = factorization.manifest.get("dataset_fingerprint")
+    if expected:
+        found = dataset_fingerprint(root)
+        if found != expected:
+            raise EvaluationError(
+                f"{root}: dataset fingerprint {found[:12]} differs from the factorization's"
+                f" {expected[:12]}: not the dataset this run was factorized from"
+            )
+    return root
+
+
+def _content_models(
+    run_dir: Path, factorization: Factorization
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """Test song vectors of every finished model under `RUN/models/`.
+
+    Returns `(vectors by name, manifest digest by name, skipped: reason by name)`. A folder
+    without a manifest is unfinished and skipped; a finished one that was trained on another
+    factorization, or whose vectors do not follow the test songs, is an error.
+    """
+    vectors: dict[str, np.ndarray] = {}
+    digests: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    models_dir = Path(run_dir) / MODELS_DIR
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+    expected_shape = factorization.test_song_factors.shape
+    for folder in folders:
+        name = folder.name
+        if not (folder / MANIFEST_NAME).is_file():
+            skipped[name] = "no manifest.json (unfinished)"
+            continue
+        manifest = read_manifest(folder)
+        if MODEL_FACTORS_FILE not in manifest.get("files", {}):
+            skipped[name] = f"its manifest lists no {MODEL_FACTORS_FILE}"
+            continue
+        if name in (RANDOM, UPPER_BOUND, *PREDICTION_KEYS):
+            raise ArtifactError(f"{folder}: {name!r} is a reserved name, not a model's")
+        parent = manifest.get("parents", {}).get("factorization")
+        if parent != factorization.digest:
+            raise ArtifactError(
+                f"{folder}: trained on factorization {str(parent)[:12]}, but the run's is"
+                f" {factorization.digest[:12]}: retrain it or remove the folder"
+            )
+        factors = np.load(folder / MODEL_FACTORS_FILE, allow_pickle=False)
+        if factors.dtype != np.float32 or factors.shape != expected_shape:
+            raise ArtifactError(
+                f"{folder}: {MODEL_FACTORS_FILE} is {factors.dtype} {factors.shape}, expected"
+                f" float32 {expected_shape} (rows following factorization/test_song_ids.json)"
+            )
+        if not np.isfinite(factors).all():
+            raise ArtifactError(f"{folder}: {MODEL_FACTORS_FILE} holds NaN or infinite values")
+        vectors[name] = factors
+        digests[name] = str(manifest["digest"])
+    return vectors, digests, skipped
+
+
+def _gap_closed(value: float, floor: float, ceiling: float) -> float | None:
+    """Fraction of the floor -> ceiling distance that `value` covers (None when no gap)."""
+    return (value - floor) / (ceiling - floor) if ceiling != floor else None
+
+
+def _write_predictions(
+    path: Path,
+    user_ids: list[str],
+    user_factors: np.ndarray,
+    relevance: sp.csr_array,
+    test_song_ids: list[str],
+    vectors: dict[str, np.ndarray],
+) -> None:
+    arrays = {
+        "user_ids": np.array(user_ids, dtype=str),
+        "user_factors": user_factors,
+        "test_song_ids": np.array(test_song_ids, dtype=str),
+        "relevance_indptr": relevance.indptr.astype(np.int64),
+        "relevance_indices": relevance.indices.astype(np.int32),
+        **vectors,
+    }
+
+    def write(handle: IO[bytes]) -> None:
+        # np.savez's layout, but refusing object arrays and free of its keyword names.
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, array in arrays.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+
+    _write_atomic(path, write)
+
+
+def load_predictions(run_dir: Path) -> dict[str, Any]:
+    """Read `RUN/predictions.npz` back: ids as lists, the relevance as CSR, model vectors.
+
+    Returns `{"user_ids", "user_factors", "test_song_ids", "relevance", "models": {name:
+    (n_test_songs, F) float32}}`, enough to recompute every number of `report.json`.
+    """
+    with np.load(Path(run_dir) / PREDICTIONS_FILE, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    user_ids = arrays.pop("user_ids").tolist()
+    test_song_ids = arrays.pop("test_song_ids").tolist()
+    relevance = sp.csr_array(
+        (
+            np.ones(arrays["relevance_indices"].size, dtype=bool),
+            arrays.pop("relevance_indices"),
+            arrays.pop("relevance_indptr"),
+        ),
+        shape=(len(user_ids), len(test_song_ids)),
+    )
+    return {
+        "user_ids": user_ids,
+        "user_factors": arrays.pop("user_factors"),
+        "test_song_ids": test_song_ids,
+        "relevance": relevance,
+        "models": arrays,
+    }
+
+
+def _song_labels(
+    dataset_root: Path, artists: pd.Series, song_ids: list[str]
+) -> tuple[list[str], str]:
+    """A label per song for colouring the song map: its genre, else its artist.
+
+    The genre comes from `truth.json` (synthetic worlds only; diagnostics, never a training
+    signal) when it maps every song, as `{"songs": {id: {"genre": ..}}}` or
+    `{"songs": [{"song_id": .., "genre": ..}]}`; otherwise the artist (`artists`: song id ->
+    artist, from songs.csv).
+    """
+    truth_path = dataset_root / TRUTH_FILE
+    if truth_path.is_file():
+        songs = json.loads(truth_path.read_text()).get("songs")
+        if isinstance(songs, list):
+            songs = {record.get("song_id"): record for record in songs}
+        if isinstance(songs, dict):
+            genres = {
+                song_id: str(record["genre"])
+                for song_id, record in songs.items()
+                if isinstance(record, dict) and "genre" in record
+            }
+            if all(song_id in genres for song_id in song_ids):
+                return [genres[song_id] for song_id in song_ids], "genre"
+    return artists.reindex(song_ids).fillna("?").tolist(), "artist"
+
+
+def _plot_song_map(
+    path: Path, factorization: Factorization, dataset_root: Path, artists: pd.Series, seed: int
+) -> str:
+    """t-SNE of train + test song factors (at most `SONG_MAP_MAX_SONGS`), coloured by genre
+    or artist; returns what the colours show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    song_ids = factorization.song_ids + factorization.test_song_ids
+    factors = np.concatenate([factorization.song_factors, factorization.test_song_factors])
+    is_test = np.r_[
+        np.zeros(len(factorization.song_ids), bool), np.ones(len(factorization.test_song_ids), bool)
+    ]
+    rng = np.random.default_rng(seed)
+    if len(song_ids) > SONG_MAP_MAX_SONGS:
+        keep = np.sort(rng.choice(len(song_ids), SONG_MAP_MAX_SONGS, replace=False))
+    else:
+        keep = np.arange(len(song_ids))
+    labels, label_kind = _song_labels(dataset_root, artists, [song_ids[i] for i in keep])
+    perplexity = float(max(1.0, min(30.0, (keep.size - 1) / 3)))
+    embedding = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed
+    ).fit_transform(factors[keep].astype(np.float64))
+
+    names, sizes = np.unique(labels, return_counts=True)
+    shown = names[np.argsort(-sizes, kind="stable")][:SONG_MAP_MAX_LABELS]
+    label_array = np.array(labels)
+    figure, axes = plt.subplots(figsize=(9, 7))
+    other = ~np.isin(label_array, shown)
+    palette = plt.get_cmap("tab10")
+    groups = [("other", other, "lightgrey")] if other.any() else []
+    groups = groups + [(name, label_array == name, palette(i)) for i, name in enumerate(shown)]
+    for name, mask, colour in groups:
+        for test, marker, size in ((False, "o", 10), (True, "^", 22)):
+            selected = mask & (is_test[keep] == test)
+            axes.scatter(
+                *embedding[selected].T,
+                s=size,
+                marker=marker,
+                color=colour,
+                edgecolors="black" if test else "none",
+                linewidths=0.3,
+                label=name if not test else None,
+            )
+    axes.set_title(
+        f"t-SNE of song factors ({keep.size} songs; triangles: test, folded in) by {label_kind}"
+    )
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(fontsize=7, markerscale=1.5, loc="best", title=label_kind)
+    figure.tight_layout()
+    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    plt.close(figure)
+    return label_kind
+
+
+def _plot_metrics(path: Path, report: dict[str, Any], order: list[str]) -> None:
+    """Bars of mAP@k and AUC per model, with the random expectation as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    expected = report["expected_random"]
+    for ax, metric, title in (
+        (axes[0], "map", f"mAP@{report['k']}"),
+        (axes[1], "auc", "AUC"),
+    ):
+        values = [report["models"][name][metric] for name in order]
+        bars = ax.bar(order, values, color="tab:blue")
+        ax.bar_label(bars, fmt="%.4f", fontsize=8)
+        ax.axhline(expected[metric], color="grey", linestyle="--", label="random (expected)")
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(0, 1)
+    figure.suptitle(f"{report['n_users']:,} users, {report['n_test_songs']:,} cold test songs")
+    figure.tight_layout()
+    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    plt.close(figure)
+
+
+def model_order(report: dict[str, Any]) -> list[str]:
+    """Model names best first by mAP (ties by name)."""
+    return sorted(report["models"], key=lambda name: (-report["models"][name]["map"], name))
+
+
+def _markdown(
+    run_dir: Path, report: dict[str, Any], factorization: Factorization, label_kind: str
+) -> str:
+    k = report["k"]
+    settings = report["settings"]
+    lines = [
+        f"# Cold-start evaluation: `{Path(run_dir).name}`",
+        "",
+        f"{report['n_users']:,} users ranked all {report['n_test_songs']:,} test songs (never"
+        f" seen by WMF); a song is relevant to a user who listened to it. mAP@{k} ties are"
+        " broken pessimistically (non-listened songs first); AUC counts ties as 1/2.",
+        "",
+        f"| model | mAP@{k} | AUC | mAP gap closed | AUC gap closed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in model_order(report):
+        row = report["models"][name]
+        closed = [
+            "" if value is None else f"{value:.1%}"
+            for value in (report["gap_closed"][name][metric] for metric in ("map", "auc"))
+        ]
+        lines.append(
+            f"| {name} | {row['map']:.5f} | {row['auc']:.4f} | {closed[0]} | {closed[1]} |"
+        )
+    expected = report["expected_random"]
+    lines += [
+        f"| *random, expected* | *{expected['map']:.5f}* | *{expected['auc']:.4f}* | | |",
+        "",
+        "Gap closed: (model - expected random) / (upper_bound - expected random).",
+        "",
+    ]
+    if report["skipped_models"]:
+        lines += ["Skipped model folders:", ""]
+        lines += [f"- `{name}`: {why}" for name, why in sorted(report["skipped_models"].items())]
+        lines.append("")
+    lines += [
+        f"![mAP@{k} and AUC per model]({METRICS_PLOT})",
+        "",
+        f"![t-SNE of song factors, coloured by {label_kind}]({SONG_MAP_PLOT})",
+        "",
+        "## Settings",
+        "",
+        f"- k: {k}; random vectors seed: {settings['seed']}",
+        f"- users evaluated: {report['n_users']:,} (WMF users without a test listen:"
+        f" {settings['n_users_without_test_listens']:,}); test listens:"
+        f" {settings['n_test_listens']:,}",
+        f"- songs: train {report['n_train_songs']:,}, test {report['n_test_songs']:,}",
+        f"- factorization `{settings['factorization_digest'][:12]}`, parameters:",
+    ]
+    lines += [
+        f"  - {key}: {json.dumps(value)}"
+        for key, value in sorted(factorization.manifest["parameters"].items())
+    ]
+    lines += [
+        f"- dataset: `{settings['dataset_root']}`, fingerprint `{settings['dataset_fingerprint']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def evaluate_run(
+    run_dir: Path,
+    k: int = DEFAULT_K,
+    seed: int = 0,
+    progress: bool = True,
+    dataset_root: Path | None = None,
+) -> dict[str, Any]:
+    """Score random, upper_bound and every finished content model of `run_dir`; write the
+    report files and return the content of `report.json`.
+
+    `seed` draws the random row's Gaussian vectors and the song map's subsample.
+    `dataset_root` is needed only when the factorization manifest does not name its dataset.
+    """
+    run_dir = Path(run_dir)
+    existing = run_dir / MANIFEST_NAME
+    if existing.is_file():
+        kind = json.loads(existing.read_text()).get("kind")
+        if kind != REPORT_KIND:
+            raise ArtifactError(f"{existing}: a {kind!r} manifest, not a report's; not overwriting")
+        existing.unlink()
+
+    with _progress(progress) as bar:
+        step = bar.add_task("load factorization and listens", total=2)
+        factorization = load_factorization(run_dir)
+        root = resolve_dataset(run_dir, factorization, dataset_root)
+        bar.advance(step)
+        dataset = load_dataset(root)
+        listens = play_count_matrix(
+            dataset.listens, factorization.user_ids, factorization.test_song_ids
+        )
+        artists = dataset.songs.set_index("song_id")["artist"]
+        del dataset  # the listens table is the largest thing here; scoring needs only the CSR
+        evaluated = np.flatnonzero(np.diff(listens.indptr) > 0)
+        relevance = sp.csr_array(listens[evaluated] > 0)
+        user_factors = factorization.user_factors[evaluated]
+        bar.advance(step)
+
+        content, digests, skipped = _content_models(run_dir, factorization)
+        rng = np.random.default_rng(seed)
+        vectors = {
+            RANDOM: rng.standard_normal(factorization.test_song_factors.shape).astype(np.float32),
+            UPPER_BOUND: factorization.test_song_factors,
+            **content,
+        }
+        scored: dict[str, RankingMetrics] = {}
+        for name, song_vectors in vectors.items():
+            step = bar.add_task(f"score {name}", total=evaluated.size)
+            scored[name] = ranking_metrics(
+                user_factors,
+                song_vectors,
+                relevance,
+                k=k,
+                on_chunk=lambda done, _total, step=step: bar.update(step, completed=done),
+            )
+
+        expected = {
+            "map": expected_random_map(np.diff(relevance.indptr), relevance.shape[1], k),
+            "auc": EXPECTED_RANDOM_AUC,
+        }
+        ceiling = scored[UPPER_BOUND]
+        report: dict[str, Any] = {
+            "k": k,
+            "n_users": int(evaluated.size),
+            "n_test_songs": len(factorization.test_song_ids),
+            "n_train_songs": len(factorization.song_ids),
+            "models": {
+                name: {"map": metrics.map, "auc": metrics.auc} for name, metrics in scored.items()
+            },
+            "expected_random": expected,
+            "gap_closed": {
+                name: {
+                    "map": _gap_closed(metrics.map, expected["map"], ceiling.map),
+                    "auc": _gap_closed(metrics.auc, expected["auc"], ceiling.auc),
+                }
+                for name, metrics in scored.items()
+            },
+            "skipped_models": skipped,
+            "settings": {
+                "seed": seed,
+                "n_users_without_test_listens": len(factorization.user_ids) - int(evaluated.size),
+                "n_test_listens": int(relevance.nnz),
+                "factorization_digest": factorization.digest,
+                "model_digests": digests,
+                "dataset_root": str(root),
+                "dataset_fingerprint": factorization.manifest.get("dataset_fingerprint"),
+            },
+        }
+
+        step = bar.add_task("write report and plots", total=4)
+        write_json_atomic(run_dir / REPORT_FILE, report)
+        _write_predictions(
+            run_dir / PREDICTIONS_FILE,
+            [factorization.user_ids[i] for i in evaluated],
+            user_factors,
+            relevance,
+            factorization.test_song_ids,
+            vectors,
+        )
+        bar.advance(step)
+        _plot_metrics(run_dir / METRICS_PLOT, report, model_order(report))
+        bar.advance(step)
+        label_kind = _plot_song_map(run_dir / SONG_MAP_PLOT, factorization, root, artists, seed)
+        bar.advance(step)
+        markdown = _markdown(run_dir, report, factorization, label_kind)
+        _write_atomic(run_dir / MARKDOWN_FILE, lambda handle: handle.write(markdown.encode()))
+        write_manifest(
+            run_dir,
+            kind=REPORT_KIND,
+            files=[REPORT_FILE, PREDICTIONS_FILE, MARKDOWN_FILE, METRICS_PLOT, SONG_MAP_PLOT],
+            parameters={"k": k, "seed": seed},
+            parents={
+                "factorization": factorization.digest,
+                **{f"model:{n}": d for n, d in digests.items()},
+            },
+            dataset_fingerprint=factorization.manifest.get("dataset_fingerprint"),
+        )
+        bar.advance(step)
+    return report
