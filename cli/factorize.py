@@ -1,0 +1,96 @@
+"""`coldstart factorize`: the cold-start split and the WMF factors of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from cli.app import app
+
+
+def _regularization(value: str) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except ValueError as error:
+        raise typer.BadParameter(f"'auto' or a positive number, got {value!r}") from error
+    if not number > 0:
+        raise typer.BadParameter(f"must be > 0, got {value!r}")
+    return number
+
+
+@app.command()
+def factorize(
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset folder (listens.tsv, songs.csv, audio/).")
+    ],
+    run: Annotated[
+        Path, typer.Option("--run", help="Run folder to write split/ and factorization/ into.")
+    ],
+    test_songs: Annotated[
+        Path | None,
+        typer.Option(
+            "--test-songs", help="Test song ids, one per line (instead of a drawn split)."
+        ),
+    ] = None,
+    factors: Annotated[int, typer.Option(min=1, help="Latent factors per user and song.")] = 50,
+    regularization: Annotated[
+        str,
+        typer.Option(help="Ridge weight lambda, or 'auto' to choose it on held-out listens."),
+    ] = "auto",
+    iterations: Annotated[int, typer.Option(min=1, help="ALS iterations.")] = 15,
+    alpha: Annotated[float, typer.Option(help="Confidence 1 + alpha*log(1 + plays/eps).")] = 2.0,
+    eps: Annotated[float, typer.Option(help="Confidence scale eps.")] = 1e-6,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of WMF.")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="implicit threads (0: every core).")] = 0,
+) -> None:
+    """Split the songs (cold-start, popularity-stratified), fit WMF on the training songs'
+    listens and fold in the validation and test songs."""
+    from rich.console import Console
+
+    from corpus.dataset import DatasetError
+    from corpus.split import SplitError
+    from factorization.run import factorize_run
+    from factorization.wmf import WMFParams
+
+    params = WMFParams(
+        factors=factors,
+        regularization=_regularization(regularization),
+        iterations=iterations,
+        alpha=alpha,
+        eps=eps,
+        seed=seed,
+    )
+    console = Console()
+    try:
+        manifest = factorize_run(
+            dataset, run, params, test_songs_file=test_songs, seed=seed, num_threads=threads
+        )
+    except (DatasetError, SplitError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
+    counts = manifest["counts"]
+    console.print(
+        f"[bold]factorization[/bold] {run / 'factorization'}  digest {manifest['digest'][:12]}"
+    )
+    console.print(
+        f"  users {counts['users']:,} ({counts['users_left_out']:,} left out: no training listen)"
+        f"   songs: train {counts['train_songs']:,}  valid {counts['valid_songs']:,}"
+        f"  test {counts['test_songs']:,}"
+    )
+    search = manifest["regularization_search"]
+    if search:
+        tried = "  ".join(
+            f"{value:g}: {score:.4f}"
+            for value, score in zip(search["grid"], search["scores"], strict=True)
+        )
+        console.print(
+            f"  regularization {search['chosen']:g} chosen by {search['metric']} ({tried})"
+        )
+        if search["chosen"] in (min(search["grid"]), max(search["grid"])):
+            console.print("  [yellow]the chosen value is at the edge of the grid[/yellow]")
+    else:
+        console.print(f"  regularization {manifest['parameters']['regularization']:g} (given)")

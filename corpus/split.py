@@ -1,0 +1,259 @@
+"""The cold-start song split: which songs WMF may see, and which are held out whole.
+
+The paper's evaluation is about songs nobody has listened to yet, so the split is over
+songs, not over listens: every listen of a test (or validation) song is held out of WMF.
+Test songs are drawn stratified by popularity (listener count), so that the held-out set
+has the catalogue's mix of hits and long tail instead of whatever a uniform draw of a
+power-law catalogue gives (mostly tail). Validation songs are drawn the same way from the
+songs left over; the content model stops early on them, and they are folded in like test
+songs so that validation is a true cold-start measure.
+
+Songs without any listen cannot be evaluated and give WMF nothing to fit (implicit would
+hand them zero factors, a meaningless regression target), so they go in none of the three
+lists but in `unlistened`: kept on record, e.g. for the content model to predict later.
+
+Saved as `RUN/split/split.json` (`{"method", "seed", "train", "valid", "test",
+"unlistened"}`, each list sorted) with its manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from artifacts.manifest import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest
+
+SPLIT_DIR = "split"
+SPLIT_FILE = "split.json"
+SPLIT_KIND = "split"
+STRATIFIED_METHOD = "popularity-stratified"
+GIVEN_TEST_METHOD = "given-test-songs"
+
+
+class SplitError(ValueError):
+    """A split cannot be made as asked (bad fractions, unknown or unusable test songs)."""
+
+
+@dataclass(frozen=True)
+class SongSplit:
+    """Song ids by role; each list sorted, the four lists disjoint.
+
+    `train` songs are the ones WMF fits; `valid` and `test` songs are held out whole and
+    folded in afterwards; `unlistened` songs have no listen at all.
+    """
+
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    unlistened: list[str] = field(default_factory=list)
+    method: str = STRATIFIED_METHOD
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "train": self.train,
+            "valid": self.valid,
+            "test": self.test,
+            "unlistened": self.unlistened,
+        }
+
+
+def listener_counts(listens: pd.DataFrame, song_ids: Sequence[str]) -> np.ndarray:
+    """Listens (user, song rows) per song, `(len(song_ids),)` int64, 0 for songs never heard."""
+    codes = listens["song_id"].cat.codes.to_numpy()
+    categories = listens["song_id"].cat.categories
+    per_category = np.bincount(codes[codes >= 0], minlength=len(categories))
+    position = pd.Index(categories).get_indexer(pd.Index(song_ids))
+    return np.where(position >= 0, per_category[position], 0).astype(np.int64)
+
+
+def _stratified_sample(popularity: np.ndarray, n_pick: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `n_pick` items, one drawn uniformly from each of `n_pick` popularity strata.
+
+    Items are ranked by popularity (random order among equals) and cut into `n_pick`
+    consecutive strata of (nearly) equal size, so the sample follows every quantile of the
+    popularity distribution exactly, not just in expectation.
+    """
+    n = popularity.size
+    if n_pick <= 0:
+        return np.empty(0, dtype=np.int64)
+    ranked = np.lexsort((rng.random(n), popularity))
+    stratum = np.arange(n, dtype=np.int64) * n_pick // n
+    draw = rng.random(n)
+    # Within each stratum keep the ranked item with the smallest draw.
+    order = np.lexsort((draw, stratum))
+    first = np.flatnonzero(np.r_[True, stratum[order][1:] != stratum[order][:-1]])
+    return ranked[order[first]]
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise SplitError(f"{name} must be in [0, 1), got {value}")
+
+
+def _split_listened(
+    listened: np.ndarray,
+    popularity: np.ndarray,
+    test_mask: np.ndarray,
+    valid_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw validation songs among the listened non-test songs; return (valid, train) ids."""
+    remaining = np.flatnonzero(~test_mask)
+    n_valid = round(valid_fraction * remaining.size)
+    if remaining.size and n_valid >= remaining.size:
+        raise SplitError(
+            f"valid_fraction {valid_fraction} leaves no training song ({remaining.size} left)"
+        )
+    picked = remaining[_stratified_sample(popularity[remaining], n_valid, rng)]
+    valid_mask = np.zeros(listened.size, dtype=bool)
+    valid_mask[picked] = True
+    return listened[valid_mask], listened[~test_mask & ~valid_mask]
+
+
+def _by_listens(
+    listens: pd.DataFrame, song_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Catalogue ids sorted (so the split depends on the set, not on file order), split by
+    whether they have a listen: (listened ids, their listener counts, unlistened ids)."""
+    catalogue = np.array(sorted(set(song_ids)), dtype=object)
+    counts = listener_counts(listens, catalogue.tolist())
+    heard = counts > 0
+    return catalogue[heard], counts[heard], catalogue[~heard].tolist()
+
+
+def cold_split(
+    listens: pd.DataFrame,
+    song_ids: Sequence[str],
+    test_fraction: float = 0.1,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+) -> SongSplit:
+    """Split the catalogue `song_ids` into train / valid / test songs for cold-start evaluation.
+
+    `round(test_fraction * n_listened)` listened songs become test songs, one per popularity
+    stratum; then `round(valid_fraction * n_left)` of the rest become validation songs the
+    same way. Same inputs and seed, same split. `listens` is `Dataset.listens`.
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("valid_fraction", valid_fraction)
+    listened, popularity, unlistened = _by_listens(listens, song_ids)
+    rng = np.random.default_rng(seed)
+    n_test = round(test_fraction * listened.size)
+    if n_test >= listened.size:
+        raise SplitError(
+            f"test_fraction {test_fraction} leaves no training song ({listened.size} listened)"
+        )
+    test_mask = np.zeros(listened.size, dtype=bool)
+    test_mask[_stratified_sample(popularity, n_test, rng)] = True
+    valid, train = _split_listened(listened, popularity, test_mask, valid_fraction, rng)
+    return SongSplit(
+        train=train.tolist(),
+        valid=valid.tolist(),
+        test=listened[test_mask].tolist(),
+        unlistened=unlistened,
+        method=STRATIFIED_METHOD,
+        seed=seed,
+    )
+
+
+def read_song_list(path: Path) -> list[str]:
+    """Song ids from a text file, one per line; blank lines skipped, repeats dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise SplitError(f"{path}: missing")
+    ids = [line.strip() for line in path.read_text().splitlines()]
+    return list(dict.fromkeys(song_id for song_id in ids if song_id))
+
+
+def split_from_file(
+    path: Path,
+    listens: pd.DataFrame,
+    song_ids: Sequence[str],
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+) -> SongSplit:
+    """Like `cold_split`, but the test songs are the ids listed in `path` (`--test-songs`).
+
+    Every listed id must be in the catalogue and have at least one listen (a song nobody
+    heard cannot be scored); otherwise `SplitError` names the count and an example.
+    """
+    _check_fraction("valid_fraction", valid_fraction)
+    given = read_song_list(path)
+    if not given:
+        raise SplitError(f"{path}: no song ids")
+    listened, popularity, unlistened = _by_listens(listens, song_ids)
+    unknown = sorted(set(given) - set(song_ids))
+    if unknown:
+        raise SplitError(
+            f"{path}: {len(unknown)} song ids not in the catalogue (e.g. {unknown[0]!r})"
+        )
+    unheard = sorted(set(given).intersection(unlistened))
+    if unheard:
+        raise SplitError(
+            f"{path}: {len(unheard)} test songs have no listens and cannot be evaluated"
+            f" (e.g. {unheard[0]!r})"
+        )
+    test_mask = pd.Index(listened).isin(given)
+    if test_mask.all():
+        raise SplitError(f"{path}: every listened song is a test song; nothing left to train on")
+    rng = np.random.default_rng(seed)
+    valid, train = _split_listened(listened, popularity, test_mask, valid_fraction, rng)
+    return SongSplit(
+        train=train.tolist(),
+        valid=valid.tolist(),
+        test=listened[test_mask].tolist(),
+        unlistened=unlistened,
+        method=GIVEN_TEST_METHOD,
+        seed=seed,
+    )
+
+
+def write_split(
+    split: SongSplit,
+    run_dir: Path,
+    parameters: dict[str, Any] | None = None,
+    dataset_fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """Write `run_dir/split/split.json` and its manifest (written last); return the manifest."""
+    folder = Path(run_dir) / SPLIT_DIR
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    write_json_atomic(folder / SPLIT_FILE, split.to_json())
+    return write_manifest(
+        folder,
+        kind=SPLIT_KIND,
+        files=[SPLIT_FILE],
+        parameters={"method": split.method, "seed": split.seed, **(parameters or {})},
+        dataset_fingerprint=dataset_fingerprint,
+        extra={
+            "counts": {
+                "train": len(split.train),
+                "valid": len(split.valid),
+                "test": len(split.test),
+                "unlistened": len(split.unlistened),
+            }
+        },
+    )
+
+
+def load_split(run_dir: Path) -> SongSplit:
+    """Read `run_dir/split/`, verifying its manifest (an unfinished or edited split is refused)."""
+    folder = Path(run_dir) / SPLIT_DIR
+    read_manifest(folder, kind=SPLIT_KIND)
+    payload = json.loads((folder / SPLIT_FILE).read_text())
+    return SongSplit(
+        train=payload["train"],
+        valid=payload["valid"],
+        test=payload["test"],
+        unlistened=payload.get("unlistened", []),
+        method=payload["method"],
+        seed=payload["seed"],
+    )

@@ -1,0 +1,282 @@
+"""The factorization step of a run: split the songs, fit WMF on the training songs, fold in
+the held-out ones, and write `RUN/split/` and `RUN/factorization/` (docs/ARCHITECTURE.md).
+
+Users are the ones with at least one listen of a training song: a user who only listened to
+held-out songs gives WMF nothing to fit (implicit would return a zero vector), so such users
+are left out of `user_ids.json`; evaluation scores only the users present. Their listens
+are left out of the fold-in too (there is no user vector to fold against), so a held-out
+song whose every listener was left out folds in to a zero vector; the manifest counts them.
+
+`test_song_factors.npy` is the upper bound: what WMF says about a test song once its
+listens are seen, the reference the content models' predicted factors are compared with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from artifacts.manifest import (
+    MANIFEST_NAME,
+    ArtifactError,
+    read_manifest,
+    write_json_atomic,
+    write_manifest,
+)
+from corpus.dataset import dataset_fingerprint, load_dataset
+from corpus.split import SongSplit, cold_split, split_from_file, write_split
+from factorization.matrices import confidence_matrix, listening_users
+from factorization.regularization import REGULARIZATION_GRID, choose_regularization
+from factorization.wmf import ImplicitALSEngine, WMFParams
+
+FACTORIZATION_DIR = "factorization"
+FACTORIZATION_KIND = "factorization"
+SEARCH_ITERATIONS = 5
+ROLES = ("", "valid_", "test_")  # file prefixes: training songs, validation, test
+
+
+@dataclass(frozen=True)
+class Factorization:
+    """A loaded `RUN/factorization/`: factors with the ids their rows follow.
+
+    `user_factors (n_users, F)`, `song_factors (n_train_songs, F)`,
+    `valid_song_factors (n_valid_songs, F)`, `test_song_factors (n_test_songs, F)`: float32.
+    """
+
+    user_ids: list[str]
+    user_factors: np.ndarray
+    song_ids: list[str]
+    song_factors: np.ndarray
+    valid_song_ids: list[str]
+    valid_song_factors: np.ndarray
+    test_song_ids: list[str]
+    test_song_factors: np.ndarray
+    manifest: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """What a child artifact names as its `factorization` parent."""
+        return str(self.manifest["digest"])
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.user_factors.shape[1])
+
+
+def _files(prefix: str, subject: str) -> tuple[str, str]:
+    return f"{prefix}{subject}_factors.npy", f"{prefix}{subject}_ids.json"
+
+
+def load_factorization(run_dir: Path) -> Factorization:
+    """Load `run_dir/factorization/`, refusing it if unfinished, edited, or inconsistent."""
+    folder = Path(run_dir) / FACTORIZATION_DIR
+    manifest = read_manifest(folder, kind=FACTORIZATION_KIND)
+    loaded: dict[str, Any] = {}
+    for prefix, subject in [("", "user"), *((prefix, "song") for prefix in ROLES)]:
+        factors_file, ids_file = _files(prefix, subject)
+        factors = np.load(folder / factors_file, allow_pickle=False)
+        ids = json.loads((folder / ids_file).read_text())
+        if factors.dtype != np.float32 or factors.ndim != 2 or factors.shape[0] != len(ids):
+            raise ArtifactError(
+                f"{folder}: {factors_file} is {factors.dtype} {factors.shape},"
+                f" expected float32 with one row per id in {ids_file} ({len(ids)})"
+            )
+        loaded[f"{prefix}{subject}_factors"] = factors
+        loaded[f"{prefix}{subject}_ids"] = ids
+    widths = {factors.shape[1] for name, factors in loaded.items() if name.endswith("_factors")}
+    if len(widths) != 1:
+        raise ArtifactError(f"{folder}: factor files disagree on the number of factors {widths}")
+    return Factorization(manifest=manifest, **loaded)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def _write_factors(
+    folder: Path, prefix: str, subject: str, factors: np.ndarray, ids: list[str]
+) -> list[str]:
+    factors_file, ids_file = _files(prefix, subject)
+    np.save(folder / factors_file, np.ascontiguousarray(factors, dtype=np.float32))
+    write_json_atomic(folder / ids_file, ids)
+    return [factors_file, ids_file]
+
+
+def factorize_run(
+    dataset_root: Path,
+    run_dir: Path,
+    params: WMFParams | None = None,
+    test_songs_file: Path | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    valid_fraction: float = 0.1,
+    num_threads: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Split, factorize and fold in; write `run_dir/split/` and `run_dir/factorization/`.
+
+    `seed` draws the split (`params.seed` seeds WMF and the regularization search);
+    `test_songs_file` (one id per line) replaces the drawn test songs. `num_threads` is
+    implicit's (0: every core); the factors do not depend on it. Returns the factorization
+    manifest, whose `digest` children name as parent.
+    """
+    params = params or WMFParams()
+    dataset_root, run_dir = Path(dataset_root), Path(run_dir)
+    with _progress(progress) as bar:
+        step = bar.add_task("load dataset", total=1)
+        dataset = load_dataset(dataset_root)
+        fingerprint = dataset_fingerprint(dataset_root)
+        bar.update(step, completed=1)
+
+        step = bar.add_task("split songs", total=1)
+        split = _split(
+            dataset.listens, dataset.song_ids, test_songs_file, seed, test_fraction, valid_fraction
+        )
+        split_manifest = write_split(
+            split,
+            run_dir,
+            parameters={
+                "test_fraction": None if test_songs_file else test_fraction,
+                "valid_fraction": valid_fraction,
+                "test_songs_file": str(test_songs_file) if test_songs_file else None,
+            },
+            dataset_fingerprint=fingerprint,
+        )
+        bar.update(step, completed=1)
+
+        step = bar.add_task("confidence matrices", total=1)
+        user_ids = listening_users(dataset.listens, split.train)
+        train = confidence_matrix(
+            dataset.listens, user_ids, split.train, alpha=params.alpha, eps=params.eps
+        )
+        held_out = {
+            "valid_": _song_user_confidence(dataset.listens, user_ids, split.valid, params),
+            "test_": _song_user_confidence(dataset.listens, user_ids, split.test, params),
+        }
+        bar.update(step, completed=1)
+
+        def make_engine(regularization: float, iterations: int) -> ImplicitALSEngine:
+            return ImplicitALSEngine(
+                params.factors, regularization, iterations, params.seed, num_threads
+            )
+
+        search = None
+        if params.regularization == "auto":
+            step = bar.add_task("choose regularization", total=len(REGULARIZATION_GRID))
+            search = choose_regularization(
+                train,
+                make_engine,
+                iterations=min(SEARCH_ITERATIONS, params.iterations),
+                seed=params.seed,
+                on_value=lambda _value, _score, task=step: bar.advance(task),
+            )
+            regularization = search.chosen
+        else:
+            regularization = float(params.regularization)
+
+        engine = make_engine(regularization, params.iterations)
+        step = bar.add_task(f"fit WMF (lambda {regularization:g})", total=params.iterations)
+        user_factors, song_factors = engine.fit(
+            train, on_iteration=lambda done, _total, task=step: bar.update(task, completed=done)
+        )
+
+        step = bar.add_task("fold in held-out songs", total=2)
+        folded = {}
+        for prefix, matrix in held_out.items():
+            folded[prefix] = engine.fold_in_songs(user_factors, matrix)
+            bar.advance(step)
+
+        step = bar.add_task("write factors", total=1)
+        folder = run_dir / FACTORIZATION_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
+        files = _write_factors(folder, "", "user", user_factors, user_ids)
+        files += _write_factors(folder, "", "song", song_factors, split.train)
+        files += _write_factors(folder, "valid_", "song", folded["valid_"], split.valid)
+        files += _write_factors(folder, "test_", "song", folded["test_"], split.test)
+        manifest = write_manifest(
+            folder,
+            kind=FACTORIZATION_KIND,
+            files=files,
+            parameters={
+                **params.to_json(),
+                "regularization": regularization,
+                "regularization_requested": params.regularization,
+                "engine": engine.name,
+                "implicit_version": _implicit_version(),
+            },
+            parents={"split": split_manifest["digest"]},
+            dataset_fingerprint=fingerprint,
+            extra={
+                # Where the listens and audio live, so that train and evaluate need no --dataset;
+                # the fingerprint above guards against a folder that changed since.
+                "dataset_root": str(dataset_root.resolve()),
+                "regularization_search": search.to_json() if search else None,
+                "counts": {
+                    "users": len(user_ids),
+                    "users_left_out": dataset.n_users - len(user_ids),
+                    "train_songs": len(split.train),
+                    "valid_songs": len(split.valid),
+                    "test_songs": len(split.test),
+                    "train_listens": int(train.nnz),
+                    "valid_listens": int(held_out["valid_"].nnz),
+                    "test_listens": int(held_out["test_"].nnz),
+                    "valid_songs_without_listeners": _empty_rows(held_out["valid_"]),
+                    "test_songs_without_listeners": _empty_rows(held_out["test_"]),
+                },
+            },
+        )
+        bar.update(step, completed=1)
+    return manifest
+
+
+def _split(
+    listens: pd.DataFrame,
+    song_ids: list[str],
+    test_songs_file: Path | None,
+    seed: int,
+    test_fraction: float,
+    valid_fraction: float,
+) -> SongSplit:
+    if test_songs_file is not None:
+        return split_from_file(test_songs_file, listens, song_ids, valid_fraction, seed)
+    return cold_split(listens, song_ids, test_fraction, valid_fraction, seed)
+
+
+def _song_user_confidence(
+    listens: pd.DataFrame, user_ids: list[str], song_ids: list[str], params: WMFParams
+) -> sp.csr_matrix:
+    """`(len(song_ids), len(user_ids))` confidences, as fold-in reads them."""
+    matrix = confidence_matrix(listens, user_ids, song_ids, alpha=params.alpha, eps=params.eps)
+    return matrix.T.tocsr()
+
+
+def _empty_rows(matrix: sp.csr_matrix) -> int:
+    return int(np.count_nonzero(np.diff(matrix.indptr) == 0))
+
+
+def _implicit_version() -> str:
+    from importlib.metadata import version
+
+    return version("implicit")
