@@ -1,0 +1,143 @@
+"""Diagnostic: how much of a synthetic world's listening could audio explain?
+
+Reads a world folder (listens.tsv and truth.json; truth is what makes this a diagnostic,
+models never see it), holds out a fifth of the songs as cold songs, fits WMF on the rest
+(implicit's ALS, confidence 1 + alpha log(1 + plays)) and ranks each user's cold songs
+by factors obtained in several ways, side by side (mean per-user AUC):
+
+- random factors (0.5);
+- genre only: ridge regression from the genre to the song factors (what a genre
+  classifier could give);
+- audible oracle: ridge regression from every audible attribute the generator used
+  (genre, tempo, energy, brightness, mode, instrument families, groove, and their
+  interactions with the genre): roughly the best a content model could do;
+- audible + artist + popularity: the oracle told the inaudible part too;
+- upper bound: cold songs folded in from their held-out listens (the paper's upper bound).
+
+and the share of the gap between random and the upper bound that each one closes. The
+cold-start CNN has to close at least half of it on the default world, so the audible
+oracle should close well over half, and the inaudible part should leave some gap.
+
+    .venv/bin/python bench/world_audibility.py /tmp/world_default
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from implicit.als import AlternatingLeastSquares  # noqa: E402
+from sklearn.linear_model import Ridge  # noqa: E402
+
+from corpus.dataset import load_dataset  # noqa: E402
+
+FACTORS, REGULARIZATION, ALPHA, ITERATIONS = 32, 0.1, 10.0, 15
+
+
+def fold_in(user_factors: np.ndarray, plays: sp.csc_matrix) -> np.ndarray:
+    """(n_songs, F) factors of songs from their listens, the user factors held fixed."""
+    gram = user_factors.T @ user_factors
+    factors = np.zeros((plays.shape[1], user_factors.shape[1]), dtype=np.float32)
+    for j in range(plays.shape[1]):
+        rows = plays.indices[plays.indptr[j] : plays.indptr[j + 1]]
+        confidence = ALPHA * plays.data[plays.indptr[j] : plays.indptr[j + 1]]
+        listened = user_factors[rows]
+        a = gram + (listened.T * confidence) @ listened + REGULARIZATION * np.eye(FACTORS)
+        factors[j] = np.linalg.solve(a, (listened.T * (1.0 + confidence)).sum(axis=1))
+    return factors
+
+
+def mean_auc(user_factors: np.ndarray, song_factors: np.ndarray, listened: np.ndarray) -> float:
+    """Mean over users with both listened and unlistened cold songs of the ranking AUC."""
+    scores = user_factors @ song_factors.T
+    ranks = scores.argsort(axis=1).argsort(axis=1)
+    positives = listened.sum(axis=1)
+    usable = (positives > 0) & (positives < listened.shape[1])
+    rank_sum = np.where(listened, ranks, 0).sum(axis=1)
+    negatives = listened.shape[1] - positives
+    auc = (rank_sum - positives * (positives - 1) / 2) / np.maximum(positives * negatives, 1)
+    return float(auc[usable].mean())
+
+
+def attributes(songs: list[dict], genres: list[str], with_inaudible: bool) -> np.ndarray:
+    """(n_songs, n_features) the generator's attributes of songs, one-hot and standardised."""
+    genre = np.eye(len(genres))[[genres.index(s["genre"]) for s in songs]]
+    continuous = np.array(
+        [[np.log(s["tempo"]), s["energy"], s["brightness"], s["mode"] == "major"] for s in songs],
+        dtype=np.float64,
+    )
+    continuous = (continuous - continuous.mean(0)) / (continuous.std(0) + 1e-9)
+    families = sorted({f for s in songs for f in s["families"]})
+    grooves = sorted({s["groove"] for s in songs})
+    family = np.array([[f in s["families"] for f in families] for s in songs], dtype=float)
+    groove = np.array([[s["groove"] == g for g in grooves] for s in songs], dtype=float)
+    both = np.concatenate([continuous, continuous**2], axis=1)
+    by_genre = (genre[:, :, None] * both[:, None, :]).reshape(len(songs), -1)
+    columns = [genre, both, by_genre, family, groove]
+    if with_inaudible:
+        artists = sorted({s["artist"] for s in songs})
+        columns.append(np.eye(len(artists))[[artists.index(s["artist"]) for s in songs]])
+        columns.append(np.log([[s["popularity"]] for s in songs]))
+    return np.concatenate(columns, axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("world", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    truth = json.loads((args.world / "truth.json").read_text(encoding="utf-8"))
+    dataset = load_dataset(args.world)
+    songs = truth["songs"]
+    column = {row["song_id"]: i for i, row in enumerate(songs)}
+    users = dataset.listens["user_id"].cat.codes.to_numpy()
+    items = np.array([column[s] for s in dataset.listens["song_id"].astype(str)])
+    plays = np.log1p(dataset.listens["play_count"].to_numpy()).astype(np.float32)
+    matrix = sp.csr_matrix((plays, (users, items)), shape=(users.max() + 1, len(songs)))
+
+    rng = np.random.default_rng(args.seed)
+    cold = np.zeros(len(songs), dtype=bool)
+    cold[rng.permutation(len(songs))[: len(songs) // 5]] = True
+    warm_index, cold_index = np.flatnonzero(~cold), np.flatnonzero(cold)
+    model = AlternatingLeastSquares(
+        factors=FACTORS,
+        regularization=REGULARIZATION,
+        alpha=ALPHA,
+        iterations=ITERATIONS,
+        random_state=args.seed,
+    )
+    model.fit(matrix[:, warm_index], show_progress=False)
+    user_factors, warm_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    listened = matrix[:, cold_index].toarray() > 0
+
+    genre_only = np.eye(len(truth["genres"]))[[truth["genres"].index(s["genre"]) for s in songs]]
+    audible = attributes(songs, truth["genres"], with_inaudible=False)
+    everything = attributes(songs, truth["genres"], with_inaudible=True)
+    rows = {"random": rng.normal(size=(len(cold_index), FACTORS))}
+    for name, features in (
+        ("genre only", genre_only),
+        ("audible oracle", audible),
+        ("audible + artist + popularity", everything),
+    ):
+        ridge = Ridge(alpha=1.0).fit(features[warm_index], warm_factors)
+        rows[name] = ridge.predict(features[cold_index])
+    rows["upper bound (fold-in)"] = fold_in(user_factors, matrix[:, cold_index].tocsc())
+
+    aucs = {name: mean_auc(user_factors, factors, listened) for name, factors in rows.items()}
+    upper = aucs["upper bound (fold-in)"]
+    print(f"{args.world}: {len(songs)} songs ({len(cold_index)} cold), {matrix.shape[0]} users")
+    print(f"{'song factors from':32} {'AUC':>6} {'gap closed':>11}")
+    for name, auc in aucs.items():
+        print(f"{name:32} {auc:6.3f} {(auc - 0.5) / (upper - 0.5):11.2f}")
+
+
+if __name__ == "__main__":
+    main()

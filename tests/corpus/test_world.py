@@ -1,0 +1,225 @@
+"""The synthetic world: reproducible bytes, the dataset contract, and listening statistics
+that look like a real service's (power-law activity, heavy-tailed plays, taste by genre)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from corpus.dataset import load_dataset
+from corpus.world import TRUTH_FILE, WorldError, generate_world
+from corpus.world_score import parse_chord
+
+TINY_SONGS, TINY_USERS, TINY_SECONDS = 120, 300, 6.0
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root`, by relative path."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def mini_worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three small worlds: seed 3 with one worker, seed 3 with two, seed 4."""
+    worlds = {}
+    for name, seed, workers in (("serial", 3, 1), ("pool", 3, 2), ("other", 4, 1)):
+        out = tmp_path_factory.mktemp(name)
+        generate_world(out, n_songs=16, n_users=40, clip_seconds=4.0, seed=seed, workers=workers)
+        worlds[name] = out
+    return worlds
+
+
+@pytest.fixture(scope="module")
+def truth(tiny_world: Path) -> dict:
+    return json.loads((tiny_world / TRUTH_FILE).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def listens(tiny_world: Path):
+    return load_dataset(tiny_world).listens
+
+
+def test_same_seed_gives_the_same_bytes_whatever_the_workers(mini_worlds: dict[str, Path]) -> None:
+    serial, pool = digests(mini_worlds["serial"]), digests(mini_worlds["pool"])
+    assert len(serial) == 16 + 3
+    assert serial == pool
+
+
+def test_another_seed_gives_another_world(mini_worlds: dict[str, Path]) -> None:
+    serial, other = digests(mini_worlds["serial"]), digests(mini_worlds["other"])
+    for name in ("listens.tsv", "songs.csv", TRUTH_FILE):
+        assert serial[name] != other[name]
+    assert not set(serial.values()) & set(other.values())
+
+
+def test_tiny_world_follows_the_dataset_contract(tiny_world: Path) -> None:
+    dataset = load_dataset(tiny_world)
+    assert len(dataset.songs) == TINY_SONGS
+    assert dataset.n_users == TINY_USERS
+    assert set(dataset.audio_paths) == set(dataset.song_ids)
+    pairs = dataset.listens[["user_id", "song_id"]].astype(str)
+    assert not pairs.duplicated().any()
+    assert dataset.listens["play_count"].min() >= 1
+    listened = dataset.listens["song_id"].nunique()
+    assert listened >= 0.9 * TINY_SONGS
+    with open(tiny_world / "songs.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["song_id", "title", "artist"]
+    assert any("," in field or '"' in field for row in rows[1:] for field in row[1:])
+    assert [row[1:] for row in rows[1:]] == dataset.songs[["title", "artist"]].values.tolist()
+
+
+def test_every_song_decodes_to_its_clip_length_in_a_mix_of_formats(tiny_world: Path) -> None:
+    formats, rates, channels = set(), set(), set()
+    for path in sorted((tiny_world / "audio").iterdir()):
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            samples = sum(frame.samples for frame in container.decode(stream))
+            formats.add(path.suffix)
+            rates.add(stream.rate)
+            channels.add(stream.channels)
+        assert samples / stream.rate == pytest.approx(TINY_SECONDS, abs=0.05), path.name
+    assert len(formats) >= 5
+    assert len(rates) >= 3
+    assert channels == {1, 2}
+
+
+def test_truth_describes_every_song_artist_and_user(tiny_world: Path, truth: dict) -> None:
+    song_ids = {row["song_id"] for row in truth["songs"]}
+    assert song_ids == set(load_dataset(tiny_world).song_ids)
+    assert len(truth["users"]) == TINY_USERS
+    assert len(truth["artists"]) == TINY_SONGS // 8
+    song = truth["songs"][0]
+    for key in (
+        "genre",
+        "artist",
+        "tempo",
+        "mode",
+        "key",
+        "energy",
+        "lead",
+        "comp",
+        "bass",
+        "families",
+        "groove",
+        "popularity",
+        "sections",
+        "format",
+    ):
+        assert key in song
+    assert all((tiny_world / row["file"]).is_file() for row in truth["songs"])
+    assert len({row["genre"] for row in truth["artists"]}) >= 5
+
+
+def test_user_activity_is_power_law_like(listens) -> None:
+    activity = listens.groupby("user_id", observed=True).size().to_numpy()
+    assert activity.min() >= 5
+    assert activity.max() >= 3 * np.median(activity)
+    top_tenth = np.sort(activity)[::-1][: len(activity) // 10]
+    assert top_tenth.sum() >= 0.25 * activity.sum()
+
+
+def test_play_counts_are_heavy_tailed(listens) -> None:
+    plays = listens["play_count"].to_numpy()
+    assert np.mean(plays <= 3) >= 0.6
+    assert plays.max() >= 20
+    assert plays.mean() > np.median(plays)
+
+
+def test_listens_concentrate_in_each_users_preferred_genres(listens, truth: dict) -> None:
+    genre_of = {row["song_id"]: row["genre"] for row in truth["songs"]}
+    favourite = {
+        row["user_id"]: max(row["genre_affinity"], key=row["genre_affinity"].get)
+        for row in truth["users"]
+    }
+    in_favourite = np.mean(
+        [
+            genre_of[s] == favourite[u]
+            for u, s in zip(listens["user_id"], listens["song_id"], strict=True)
+        ]
+    )
+    catalogue = [row["genre"] for row in truth["songs"]]
+    by_chance = np.mean([catalogue.count(g) / len(catalogue) for g in favourite.values()])
+    assert in_favourite >= 2.0 * by_chance
+
+
+def test_windows_of_one_song_differ(tiny_world: Path, truth: dict) -> None:
+    """Sections change the arrangement: the two 3-s halves of a clip sound different."""
+    assert np.mean([len({s["kind"] for s in row["sections"]}) >= 2 for row in truth["songs"]]) > 0.8
+    differences = []
+    for row in truth["songs"][:40]:
+        with av.open(str(tiny_world / row["file"])) as container:
+            stream = container.streams.audio[0]
+            mono = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
+            frames = [f for frame in container.decode(stream) for f in mono.resample(frame)]
+            frames += mono.resample(None)
+            audio = np.concatenate([frame.to_ndarray()[0] for frame in frames])
+        half = int(3.0 * stream.rate)
+        edges = np.geomspace(60.0, 7000.0, 9)
+        bands = []
+        for window in (audio[:half], audio[half : 2 * half]):
+            power = np.abs(np.fft.rfft(window)) ** 2
+            freqs = np.fft.rfftfreq(len(window), 1.0 / stream.rate)
+            bands.append(
+                [
+                    10 * np.log10(power[(freqs >= lo) & (freqs < hi)].sum() + 1e-9)
+                    for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+                ]
+            )
+        differences.append(np.max(np.abs(np.subtract(*bands))))
+    assert np.median(differences) >= 3.0
+
+
+def test_regenerating_replaces_a_world_but_a_foreign_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "world"
+    first = generate_world(out, n_songs=4, n_users=6, clip_seconds=3.0, seed=1, workers=1)
+    generate_world(out, n_songs=4, n_users=6, clip_seconds=3.0, seed=2, workers=1)
+    assert len(list((out / "audio").iterdir())) == 4
+    assert first.n_songs == 4 and first.n_users == 6
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    with pytest.raises(WorldError, match="notes.txt"):
+        generate_world(tmp_path / "elsewhere", n_songs=4, n_users=6, clip_seconds=3.0)
+
+
+def test_chords_parse_from_roman_numerals() -> None:
+    assert parse_chord("bVII7") == (10, (0, 4, 7, 10))
+    assert parse_chord("ii7") == (2, (0, 3, 7, 10))
+    assert parse_chord("i") == (0, (0, 3, 7))
+    assert parse_chord("IVmaj7") == (5, (0, 4, 7, 11))
+
+
+def test_world_command_prints_a_summary(tmp_path: Path) -> None:
+    from cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "world",
+            "--out",
+            str(tmp_path / "w"),
+            "--songs",
+            "4",
+            "--users",
+            "6",
+            "--clip-seconds",
+            "3",
+            "--seed",
+            "5",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 songs" in result.output and "6 listeners" in result.output
