@@ -1,0 +1,32 @@
+"""The catalogue: tracks, their stored audio and listens, in SQLite or PostgreSQL.
+
+`open_catalogue(url, audio_root)` migrates the database to the current schema and returns
+a `Catalogue`; the service reads the URL from `COLDSTART_DATABASE_URL`.
+"""
+
+from catalogue.audio_store import AudioStore, StoredAudio
+from catalogue.db import DATABASE_URL_ENV, open_catalogue
+from catalogue.errors import (
+    CatalogueError,
+    DuplicateTrack,
+    InvalidAudio,
+    InvalidTrack,
+    TrackNotFound,
+)
+from catalogue.repository import Catalogue, ListenIn, ListenResult, TrackRecord
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "AudioStore",
+    "Catalogue",
+    "CatalogueError",
+    "DuplicateTrack",
+    "InvalidAudio",
+    "InvalidTrack",
+    "ListenIn",
+    "ListenResult",
+    "StoredAudio",
+    "TrackNotFound",
+    "TrackRecord",
+    "open_catalogue",
+]

@@ -1,0 +1,409 @@
+"""What the service and the nightly job do with the catalogue, as one `Catalogue` object.
+
+Open it with `catalogue.db.open_catalogue`. Methods return plain frozen records (never
+ORM objects bound to a session) and raise the domain errors of `catalogue.errors`.
+
+Rules on values, checked here so both backends agree (SQLite would store anything): ids
+(track and user) are 1-200 characters without control characters or surrounding spaces;
+titles and artists at most 1000 characters without control characters. A track added
+through the service needs a title and its audio; songs imported from a dataset are taken
+with the metadata they have (an empty title or artist is allowed there).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from catalogue.audio_store import AudioStore
+from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
+from catalogue.models import (
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_VERSION_LENGTH,
+    ORIGINS,
+    Listen,
+    Track,
+    utc_now,
+)
+from corpus.dataset import read_songs
+
+Origin = Literal["warm", "cold"]
+
+# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (catalogue.db).
+WRITE_OPTION = "coldstart_write"
+MAX_PLAY_COUNT = np.iinfo(np.int32).max
+_IMPORT_CHUNK = 20_000  # rows per executemany: bounded memory for million-song imports
+_IN_CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """One row of `tracks`."""
+
+    id: str
+    title: str
+    artist: str
+    origin: Origin
+    audio_path: str | None
+    audio_sha256: str | None
+    added_at: datetime
+    vector_version: str | None
+
+    @classmethod
+    def from_row(cls, row: Track) -> TrackRecord:
+        return cls(
+            id=row.id,
+            title=row.title,
+            artist=row.artist,
+            origin=row.origin,  # type: ignore[arg-type]
+            audio_path=row.audio_path,
+            audio_sha256=row.audio_sha256,
+            added_at=row.added_at,
+            vector_version=row.vector_version,
+        )
+
+
+@dataclass(frozen=True)
+class ListenIn:
+    """One play to record: `count` plays of `track_id` by `user_id` (at `played_at`, UTC
+    aware; now when None)."""
+
+    user_id: str
+    track_id: str
+    count: int = 1
+    played_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListenResult:
+    """The outcome of one `ListenIn`: stored, or rejected with the reason."""
+
+    accepted: bool
+    error: str | None = None
+
+
+def _id_problem(value: object, what: str) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{what} is longer than {MAX_ID_LENGTH} characters"
+    if _CONTROL.search(value) or value != value.strip():
+        return f"{what} {value!r} holds control characters or surrounding spaces"
+    return None
+
+
+def _text_problem(value: object, what: str, required: bool) -> str | None:
+    if not isinstance(value, str):
+        return f"{what} must be a string"
+    if required and not value.strip():
+        return f"{what} must not be blank"
+    if len(value) > MAX_TEXT_LENGTH:
+        return f"{what} is longer than {MAX_TEXT_LENGTH} characters"
+    if _CONTROL.search(value):
+        return f"{what} holds control characters"
+    return None
+
+
+def _check_version(version: str | None) -> None:
+    if version is not None and (not version or len(version) > MAX_VERSION_LENGTH):
+        raise InvalidTrack(f"vector_version must be 1-{MAX_VERSION_LENGTH} characters")
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Catalogue:
+    """The tracks, their stored audio and the listens, behind one database engine."""
+
+    def __init__(self, engine: Engine, audio_store: AudioStore | None) -> None:
+        self.engine = engine
+        self.audio_store = audio_store
+        self._reading = sessionmaker(engine, expire_on_commit=False)
+        self._writing = sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection (the data stays; open again to use it)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- tracks -------------------------------------------------------------------------
+
+    def add_track(
+        self,
+        track_id: str,
+        title: str,
+        artist: str = "",
+        *,
+        audio: bytes | BinaryIO | Path | None = None,
+        audio_ext: str | None = None,
+        origin: Origin = "cold",
+        vector_version: str | None = None,
+    ) -> TrackRecord:
+        """Add one track; a cold track (added by audio) must come with its `audio`, which is
+        stored durably (content-addressed) before the row is written.
+
+        Raises `InvalidTrack`, `InvalidAudio`, `DuplicateTrack`."""
+        problem = (
+            _id_problem(track_id, "track id")
+            or _text_problem(title, "title", required=True)
+            or _text_problem(artist, "artist", required=False)
+        )
+        if problem:
+            raise InvalidTrack(problem)
+        if origin not in ORIGINS:
+            raise InvalidTrack(f"origin must be one of {ORIGINS}, got {origin!r}")
+        _check_version(vector_version)
+        if origin == "cold" and audio is None:
+            raise InvalidTrack(f"cold track {track_id!r} needs its audio")
+        if self._exists(track_id):  # before storing audio that would then go unused
+            raise DuplicateTrack(f"track {track_id!r} already exists")
+        stored = None
+        if audio is not None:
+            if self.audio_store is None:
+                raise CatalogueError(
+                    "no audio store configured: open the catalogue with audio_root"
+                )
+            if audio_ext is None:
+                raise InvalidTrack("audio_ext is needed with audio")
+            stored = self.audio_store.put(audio, audio_ext)
+        row = Track(
+            id=track_id,
+            title=title,
+            artist=artist,
+            origin=origin,
+            audio_path=stored.relative_path if stored else None,
+            audio_sha256=stored.sha256 if stored else None,
+            added_at=utc_now(),
+            vector_version=vector_version,
+        )
+        try:
+            with self._writing.begin() as session:
+                if session.get(Track, track_id) is not None:
+                    raise DuplicateTrack(f"track {track_id!r} already exists")
+                session.add(row)
+        except IntegrityError as error:  # a concurrent add won the race (PostgreSQL)
+            if self._exists(track_id):
+                raise DuplicateTrack(f"track {track_id!r} already exists") from error
+            raise
+        return TrackRecord.from_row(row)
+
+    def get_track(self, track_id: str) -> TrackRecord:
+        """The track `track_id`; `TrackNotFound` when there is none."""
+        with self._reading() as session:
+            row = session.get(Track, track_id)
+            if row is None:
+                raise TrackNotFound(f"no track {track_id!r}")
+            return TrackRecord.from_row(row)
+
+    def get_tracks(self, track_ids: Iterable[str]) -> dict[str, TrackRecord]:
+        """The tracks among `track_ids`, by id (ids with no track are left out): one query
+        per 900 ids, for decorating a page of search results with titles and artists."""
+        wanted = list(dict.fromkeys(track_ids))
+        found: dict[str, TrackRecord] = {}
+        with self._reading() as session:
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                for row in session.scalars(select(Track).where(Track.id.in_(chunk))):
+                    found[row.id] = TrackRecord.from_row(row)
+        return found
+
+    def delete_track(self, track_id: str) -> None:
+        """Delete a track and its listens. Its audio file stays in the store: other tracks
+        may share the bytes, and the store is append-only by design."""
+        with self._writing.begin() as session:
+            deleted = session.execute(delete(Track).where(Track.id == track_id)).rowcount
+        if not deleted:
+            raise TrackNotFound(f"no track {track_id!r}")
+
+    def list_tracks(
+        self, origin: Origin | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[TrackRecord]:
+        """Tracks in the order they were added (then by id), optionally of one origin."""
+        query = select(Track).order_by(Track.added_at, Track.id).offset(offset).limit(limit)
+        if origin is not None:
+            query = query.where(Track.origin == origin)
+        with self._reading() as session:
+            return [TrackRecord.from_row(row) for row in session.scalars(query)]
+
+    def count_tracks(self, origin: Origin | None = None) -> int:
+        query = select(func.count()).select_from(Track)
+        if origin is not None:
+            query = query.where(Track.origin == origin)
+        with self._reading() as session:
+            return int(session.scalar(query) or 0)
+
+    def set_vector_version(self, track_ids: Sequence[str], version: str) -> int:
+        """Record that the index now holds vectors of model `version` for `track_ids`;
+        returns how many tracks were updated (unknown ids are skipped)."""
+        _check_version(version)
+        updated = 0
+        with self._writing.begin() as session:
+            for chunk in _chunks(list(track_ids), _IN_CHUNK):
+                statement = update(Track).where(Track.id.in_(chunk)).values(vector_version=version)
+                updated += session.execute(statement).rowcount
+        return updated
+
+    def import_songs(
+        self, songs: str | Path | pd.DataFrame, vector_version: str | None = None
+    ) -> int:
+        """Import a dataset's songs (`songs.csv`, or its DataFrame song_id,title,artist) as
+        warm tracks in one transaction; ids already in the catalogue are left as they are,
+        so importing again is harmless. Returns how many tracks were added.
+
+        Raises `InvalidTrack` naming the first bad row (nothing is imported then)."""
+        _check_version(vector_version)
+        frame = songs if isinstance(songs, pd.DataFrame) else read_songs(Path(songs))
+        self._check_songs(frame)
+        added_at = utc_now()
+        rows = [
+            {
+                "id": song_id,
+                "title": title,
+                "artist": artist,
+                "origin": "warm",
+                "added_at": added_at,
+                "vector_version": vector_version,
+            }
+            for song_id, title, artist in zip(
+                frame["song_id"], frame["title"], frame["artist"], strict=True
+            )
+        ]
+        with self._writing.begin() as session:
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(Track).on_conflict_do_nothing(index_elements=["id"])
+            before = session.scalar(select(func.count()).select_from(Track)) or 0
+            for chunk in _chunks(rows, _IMPORT_CHUNK):
+                session.execute(statement, chunk)
+            after = session.scalar(select(func.count()).select_from(Track)) or 0
+        return int(after - before)
+
+    # ---- listens ------------------------------------------------------------------------
+
+    def add_listens(self, listens: Sequence[ListenIn]) -> list[ListenResult]:
+        """Record a batch of plays; one `ListenResult` per item, in order.
+
+        Items with an unknown track, a count below 1 or a bad user id are rejected one by
+        one; the others are committed in one transaction before this returns."""
+        results: list[ListenResult | None] = []
+        for listen in listens:
+            problem = _id_problem(listen.user_id, "user_id") or self._listen_problem(listen)
+            results.append(ListenResult(False, problem) if problem else None)
+        pending = [i for i, result in enumerate(results) if result is None]
+        if pending:
+            with self._writing.begin() as session:
+                track_ids = sorted({listens[i].track_id for i in pending})
+                known: set[str] = set()
+                for chunk in _chunks(track_ids, _IN_CHUNK):
+                    query = select(Track.id).where(Track.id.in_(chunk)).with_for_update(read=True)
+                    known.update(session.scalars(query))
+                rows = []
+                now = utc_now()
+                for i in pending:
+                    listen = listens[i]
+                    if listen.track_id not in known:
+                        results[i] = ListenResult(False, f"unknown track {listen.track_id!r}")
+                        continue
+                    rows.append(
+                        {
+                            "user_id": listen.user_id,
+                            "track_id": listen.track_id,
+                            "count": int(listen.count),
+                            "played_at": listen.played_at or now,
+                        }
+                    )
+                    results[i] = ListenResult(True)
+                if rows:
+                    session.execute(insert(Listen), rows)
+        return results  # type: ignore[return-value]
+
+    def export_listens(self) -> pd.DataFrame:
+        """Plays summed per (user, song), for the nightly WMF fit.
+
+        Columns as `corpus.dataset.read_listens` gives them: user_id and song_id
+        (categorical), play_count (int32, sums clipped at 2**31 - 1); sorted by user, song.
+        """
+        query = (
+            select(Listen.user_id, Listen.track_id, func.sum(Listen.count))
+            .group_by(Listen.user_id, Listen.track_id)
+            .order_by(Listen.user_id, Listen.track_id)
+        )
+        with self._reading() as session:
+            rows = session.execute(query).all()
+        user_ids, song_ids, counts = zip(*rows, strict=True) if rows else ((), (), ())
+        return pd.DataFrame(
+            {
+                "user_id": pd.Categorical(user_ids),
+                "song_id": pd.Categorical(song_ids),
+                "play_count": np.minimum(np.asarray(counts, dtype=np.int64), MAX_PLAY_COUNT).astype(
+                    np.int32
+                ),
+            }
+        )
+
+    # ---- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _listen_problem(listen: ListenIn) -> str | None:
+        if not isinstance(listen.track_id, str) or not listen.track_id:
+            return "track_id must be a non-empty string"
+        count = listen.count
+        if isinstance(count, bool) or not isinstance(count, int | np.integer):
+            return f"count must be an integer, got {count!r}"
+        if not 1 <= count <= MAX_PLAY_COUNT:
+            return f"count must be between 1 and {MAX_PLAY_COUNT}, got {count}"
+        if listen.played_at is not None and (
+            not isinstance(listen.played_at, datetime) or listen.played_at.tzinfo is None
+        ):
+            return "played_at must be a timezone-aware datetime"
+        return None
+
+    def _exists(self, track_id: str) -> bool:
+        with self._reading() as session:
+            return session.get(Track, track_id) is not None
+
+    @staticmethod
+    def _check_songs(frame: pd.DataFrame) -> None:
+        """Vectorised checks of an imported songs table; `InvalidTrack` on the first bad row."""
+        missing = {"song_id", "title", "artist"} - set(frame.columns)
+        if missing:
+            raise InvalidTrack(f"songs table lacks columns {sorted(missing)}")
+        ids = frame["song_id"].astype(str)
+        checks = {
+            "song_id is empty, too long or has control characters or surrounding spaces": (
+                (ids.str.len() == 0)
+                | (ids.str.len() > MAX_ID_LENGTH)
+                | ids.str.contains(_CONTROL.pattern, regex=True)
+                | (ids != ids.str.strip())
+            ),
+            "song_id appears more than once": ids.duplicated(),
+        }
+        for column in ("title", "artist"):
+            text = frame[column].astype(str)
+            checks[f"{column} is too long or has control characters"] = (
+                text.str.len() > MAX_TEXT_LENGTH
+            ) | text.str.contains(_CONTROL.pattern, regex=True)
+        for problem, bad in checks.items():
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InvalidTrack(f"songs row {row} ({ids.iloc[row]!r}): {problem}")
