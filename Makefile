@@ -3,8 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
+# torch threads spin-wait by default, which starves the other core on a busy 2-core machine
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint
+.PHONY: demo test install lint browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/coldstart demo
 
-test: $(STAMP)
+# Headless Chromium + its driver for the web page's test (tests/service/test_page.py):
+# Debian's packages, installed once when missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+
+test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

@@ -9,7 +9,12 @@ import typer
 
 app = typer.Typer(
     name="coldstart",
-    help="Content-based cold-start music recommendation: world -> features -> WMF -> CNN -> index -> API.",
+    help="Cold-start music recommendation: world -> features -> WMF -> CNN -> index -> API.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """Content-based cold-start music recommendation (van den Oord et al., NIPS 2013)."""

@@ -1,8 +1,14 @@
-"""Entry point of the `coldstart` console script: imports every command module."""
+"""Entry point of the `coldstart` console script: each import registers an area's commands."""
 
+import cli.audio  # noqa: F401
+import cli.demo  # noqa: F401
+import cli.evaluate  # noqa: F401
+import cli.factorize  # noqa: F401
+import cli.publish  # noqa: F401
+import cli.serve  # noqa: F401
+import cli.train  # noqa: F401
+import cli.validate  # noqa: F401
+import cli.world  # noqa: F401
 from cli.app import app
-
-# Each import registers that area's commands on `app`.
-# (areas are added here as they land)
 
 __all__ = ["app"]

@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_audio_dir() -> Path:
-    """`../shared/audio/` beside the checkout: real, freely licensed recordings (see MANIFEST.md)."""
+    """`../shared/audio/` beside the checkout: real, freely licensed recordings (MANIFEST.md)."""
     folder = Path(os.environ.get("COLDSTART_SHARED_AUDIO", REPO_ROOT.parent / "shared" / "audio"))
     if not (folder / "MANIFEST.md").is_file():
         pytest.fail(f"real recordings not found at {folder} (set COLDSTART_SHARED_AUDIO)")
@@ -27,3 +27,31 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_world")
     generate_world(out, n_songs=120, n_users=300, clip_seconds=6.0, seed=7, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run on the tiny world, built once per session: featurize -> factorize ->
+    a real (tiny, briefly trained) CNN -> evaluate. Returns the run folder, ready for
+    `coldstart publish` (factorization/, models/cnn/, report.json)."""
+    from audio.cache import featurize_dataset
+    from evaluation.report import evaluate_run
+    from factorization.run import factorize_run
+    from factorization.wmf import WMFParams
+    from training.encoder import EncoderDims
+    from training.run import CNNSettings, train_run
+
+    run = tmp_path_factory.mktemp("trained_run")
+    featurize_dataset(tiny_world, workers=2, progress=False)
+    factorize_run(tiny_world, run, WMFParams(factors=16), seed=0, progress=False)
+    cnn = CNNSettings(
+        dims=EncoderDims(channels=(16, 16, 32), hidden=(64,)),
+        epochs=2,
+        max_minutes=1.0,
+        crops_per_song=2,
+        batch_size=32,
+        patience=2,
+    )
+    train_run(run, dataset_root=tiny_world, seed=0, cnn=cnn, linear=None, progress=False)
+    evaluate_run(run, seed=0, progress=False, dataset_root=tiny_world)
+    return run

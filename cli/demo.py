@@ -1,0 +1,90 @@
+"""`coldstart demo`: the whole walk on a synthetic world, on embedded defaults.
+
+world -> featurize -> factorize -> train -> evaluate -> publish (index + registry) -> serve,
+each step the same command a user would type (their functions are called in order), so the
+demo proves the real paths. Defaults: a SQLite catalogue and a local registry folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.app import app
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the world, the run, the registry and the catalogue.")
+    ] = Path("."),
+    songs: Annotated[int, typer.Option(min=10, help="Songs in the demo world.")] = 2000,
+    users: Annotated[int, typer.Option(min=10, help="Listeners in the demo world.")] = 4000,
+    clip_seconds: Annotated[float, typer.Option(min=3.0, help="Seconds of audio per song.")] = 12.0,
+    seed: Annotated[int, typer.Option(help="Seed of the world, the split and the models.")] = 0,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the published model at the end.")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8000,
+) -> None:
+    """Generate the demo world (reused when present), featurize it, factorize, train the
+    content models, evaluate them, publish the model with its indexes, and serve it."""
+    from rich.console import Console
+
+    from cli.audio import featurize
+    from cli.evaluate import evaluate
+    from cli.factorize import factorize
+    from cli.publish import publish
+    from cli.serve import serve
+    from cli.train import train
+    from cli.world import world
+
+    console = Console()
+    world_dir = workdir / "worlds" / f"demo-{songs}x{users}-{clip_seconds:g}s-seed{seed}"
+    run_dir = workdir / "runs" / f"demo-seed{seed}"
+    registry = workdir / "registry"
+    database = registry / "catalogue.sqlite"
+    started = time.perf_counter()
+
+    def step(title: str) -> None:
+        console.rule(f"[bold]{title}[/bold]  ({time.perf_counter() - started:,.0f} s)")
+
+    step("1/6 synthetic world")
+    if (world_dir / "listens.tsv").is_file():
+        console.print(f"reusing {world_dir}")
+    else:
+        world(out=world_dir, songs=songs, users=users, clip_seconds=clip_seconds, seed=seed)
+    step("2/6 featurize (log-mel cache)")
+    featurize(dataset=world_dir)
+    step("3/6 factorize (WMF)")
+    factorize(dataset=world_dir, run=run_dir, seed=seed)
+    step("4/6 train (CNN and MFCC baseline)")
+    train(run=run_dir, seed=seed)
+    step("5/6 evaluate (mAP@500, AUC on cold songs)")
+    evaluate(run=run_dir, seed=seed)
+    step("6/6 publish (indexes, registry, catalogue)")
+    registry.mkdir(parents=True, exist_ok=True)
+    publish(run=run_dir, registry=registry, database=str(database))
+    console.rule(f"ready in {time.perf_counter() - started:,.0f} s")
+    if not serve_after:
+        return
+    key = os.environ.get("COLDSTART_API_KEYS", "").split(",")[0]
+    if not key:
+        key = secrets.token_urlsafe(24)
+        os.environ["COLDSTART_API_KEYS"] = key
+        console.print(f"write key for this session (COLDSTART_API_KEYS): [bold]{key}[/bold]")
+    some_song = next((world_dir / "audio").iterdir())
+    url = f"http://{host}:{port}"
+    console.print(f"serving on [bold]{url}[/bold] (web page at {url}/, API docs at {url}/docs)")
+    console.print(
+        f"try:  curl -F file=@{some_song} '{url}/v1/similar?k=5'\n"
+        f"      curl -H 'Authorization: Bearer {key}' -F file=@{some_song} -F title=New"
+        f" -F artist=Someone {url}/v1/tracks"
+    )
+    serve(registry=registry, host=host, port=port, database=str(database))

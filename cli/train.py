@@ -1,0 +1,144 @@
+"""`coldstart train`: the content models of a run; `coldstart predict`: factors of audio files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.app import app
+
+
+def _yielding_threads() -> None:
+    """Let torch's OpenMP threads sleep instead of spin when they wait (before torch loads).
+
+    On a machine shared with other work, spinning threads steal each other's cores: on two
+    busy cores a training step measured 5-30x slower with the default policy (and about
+    10% faster on idle ones; see BENCHMARKS.md).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@app.command()
+def train(
+    run: Annotated[Path, typer.Option("--run", help="Run folder made by `coldstart factorize`.")],
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="Dataset folder, if the factorization manifest does not record it."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Most CNN epochs (early stopping may end sooner).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=2, help="3-second crops per CNN training batch.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(min=0.0, help="Wall-clock budget of the CNN fit (0: none).")
+    ] = None,
+    crops_per_song: Annotated[
+        int | None, typer.Option(min=1, help="Random crops per training song per epoch.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of crops, weights, codebook.")] = 0,
+    cnn: Annotated[bool, typer.Option("--cnn/--no-cnn", help="Train the CNN.")] = True,
+    linear: Annotated[
+        bool, typer.Option("--linear/--no-linear", help="Fit the MFCC baseline.")
+    ] = True,
+) -> None:
+    """Train the content models on a factorized run: the CNN (RUN/models/cnn/) and the paper's
+    MFCC bag-of-words linear baseline (RUN/models/linear/); each predicts the test songs.
+    CNN options left out take the defaults of `training.run.CNNSettings`."""
+    import dataclasses
+
+    _yielding_threads()
+    from rich.console import Console
+
+    from training.baseline import BaselineParams
+    from training.run import CNNSettings, TrainingError, train_run
+
+    if not (cnn or linear):
+        raise typer.BadParameter("nothing to train: --no-cnn and --no-linear together")
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "crops_per_song": crops_per_song,
+        "lr": lr,
+        "num_workers": workers,
+    }
+    settings = CNNSettings(**{name: value for name, value in given.items() if value is not None})
+    if max_minutes is not None:
+        settings = dataclasses.replace(settings, max_minutes=max_minutes or None)
+    console = Console()
+    try:
+        manifests = train_run(
+            run,
+            dataset_root=dataset,
+            seed=seed,
+            cnn=settings if cnn else None,
+            linear=BaselineParams() if linear else None,
+        )
+    except TrainingError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
+    for name, manifest in manifests.items():
+        validation = manifest["validation"]
+        console.print(
+            f"[bold]{name}[/bold] {run / 'models' / name}  validation mAP@500 "
+            f"{validation['map']:.4f}  ({manifest['seconds']:.0f} s)"
+            f"  digest {manifest['digest'][:12]}"
+        )
+
+
+@app.command()
+def predict(
+    files: Annotated[
+        list[Path], typer.Argument(help="Audio files (any format the decoder reads).")
+    ],
+    run: Annotated[Path, typer.Option("--run", help="Run folder with trained models.")],
+    model: Annotated[str, typer.Option(help="Which model: cnn or linear.")] = "cnn",
+    out: Annotated[
+        Path | None, typer.Option(help="Save the (n_files, F) float32 factors to this .npy.")
+    ] = None,
+) -> None:
+    """Predict the latent factor vector of audio files through the serving path
+    (decode -> front end -> model), printing one JSON line per file or saving a .npy."""
+    import json
+
+    _yielding_threads()
+    import numpy as np
+
+    from artifacts.manifest import ArtifactError
+    from audio.config import FrontEndMismatchError
+    from audio.errors import AudioError
+    from training.predict import MODELS, load_predictor
+
+    if model not in MODELS:
+        raise typer.BadParameter(f"--model must be one of {', '.join(MODELS)}")
+    try:
+        predictor = load_predictor(run / "models" / model, model)
+    except (ArtifactError, FrontEndMismatchError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    rows, failed = [], 0
+    for file in files:
+        try:
+            factors = predictor(file)
+        except AudioError as error:
+            typer.echo(f"{file}: {error.code}: {error}", err=True)
+            failed += 1
+            continue
+        rows.append(factors)
+        if out is None:
+            typer.echo(
+                json.dumps({"file": str(file), "factors": [round(float(x), 6) for x in factors]})
+            )
+    if failed:
+        raise typer.Exit(1)
+    if out is not None:
+        np.save(out, np.stack(rows).astype(np.float32))
+        typer.echo(f"saved {len(rows)} x {rows[0].size} factors to {out}")

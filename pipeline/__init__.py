@@ -1,0 +1,1 @@
+"""The nightly walk and the model registry: versions of what the service serves."""

@@ -1,0 +1,69 @@
+"""The app factory: `create_app(settings) -> FastAPI`.
+
+Start-up work (opening the catalogue, verifying and loading the model version, putting
+cold tracks back into the index) runs in the lifespan, in a worker thread, before the
+first request is served; `uvicorn --factory service.app:create_app` reads the settings
+from the environment (COLDSTART_*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from service.deps import ReadAccess
+from service.errors import install_error_handlers
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.routes import API_ROUTERS, OPEN_ROUTERS
+from service.routes.page import STATIC_DIR
+from service.runtime import Runtime
+from service.settings import Settings
+from service.uploads import FORM_OVERHEAD_BYTES, BodyLimitMiddleware
+
+DESCRIPTION = """\
+Content-based cold-start music recommendation (van den Oord, Dieleman & Schrauwen, NIPS 2013).
+
+POST the audio of a track nobody has listened to yet: a CNN predicts its latent factors from
+the audio, which places it among the songs listeners already know. Every error answers
+`{"error": {"code": "...", "message": "..."}}`. Writes need `Authorization: Bearer <API key>`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: from the COLDSTART_* environment)."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    runtime = Runtime(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(runtime.start)
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="coldstart",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    read_access = [ReadAccess] if settings.read_requires_key else []
+    for router in API_ROUTERS:
+        app.include_router(router, dependencies=read_access)
+    for router in OPEN_ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Added last = runs first: metrics see the 413s the body limit sends.
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,193 @@
+"""Domain exceptions of the service and their one JSON shape.
+
+Every error answer, whatever raised it, is
+
+    {"error": {"code": "<stable machine code>", "message": "<sentence for a person>"}}
+
+with the status of its class below. Routes raise these (never `HTTPException`); request
+validation errors, unknown routes and unknown methods are rewritten into the same shape,
+and anything unexpected becomes a 500 `internal_error` without a stack trace (logged).
+
+Audio the front end refuses (`audio.errors.AudioError`) maps by its code:
+
+    empty        400 audio_empty        the upload holds no bytes or no samples: a bad request
+    undecodable  415 audio_undecodable  not audio in a container the decoder accepts
+    too_large    413 upload_too_large   over COLDSTART_MAX_UPLOAD_BYTES
+    too_short    422 audio_too_short    decodes, but is shorter than one 3-second window
+    silent       422 audio_silent       decodes, but holds nothing to hear
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from audio.errors import AudioError
+from service.schemas import ErrorResponse
+
+log = logging.getLogger("coldstart.service")
+
+
+class ServiceError(Exception):
+    """An answer other than success: `status_code`, a stable `code`, a `message`."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers
+
+
+class BadRequest(ServiceError):
+    status_code, code = 400, "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status_code, code = 401, "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code, code = 404, "not_found"
+
+
+class Conflict(ServiceError):
+    status_code, code = 409, "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code, code = 413, "upload_too_large"
+
+
+class UnsupportedMedia(ServiceError):
+    status_code, code = 415, "audio_undecodable"
+
+
+class Unprocessable(ServiceError):
+    status_code, code = 422, "unprocessable"
+
+
+class NotReady(ServiceError):
+    status_code, code = 503, "model_not_loaded"
+
+
+_AUDIO_ERRORS: dict[str, type[ServiceError]] = {
+    "empty": BadRequest,
+    "undecodable": UnsupportedMedia,
+    "too_large": PayloadTooLarge,
+    "too_short": Unprocessable,
+    "silent": Unprocessable,
+}
+_AUDIO_CODES = {"too_large": "upload_too_large"}
+
+
+def from_audio_error(error: AudioError) -> ServiceError:
+    """The answer to audio the front end refused (see the module docstring)."""
+    return _AUDIO_ERRORS[error.code](
+        f"{error.source}: {error.reason}", code=_AUDIO_CODES.get(error.code, f"audio_{error.code}")
+    )
+
+
+def error_body(
+    code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The JSON of an error answer."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code, headers=headers)
+
+
+# Codes of the statuses Starlette itself raises (unknown route, wrong method, ...).
+_HTTP_CODES = {
+    400: "malformed_body",  # FastAPI's own 400s: a body that does not parse
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+}
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every failure in the shape of `ErrorResponse`."""
+
+    async def service_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ServiceError)
+        return error_response(error.status_code, error.code, error.message, headers=error.headers)
+
+    async def validation_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        errors = [
+            {"loc": [str(part) for part in item.get("loc", ())], "msg": str(item.get("msg", ""))}
+            for item in error.errors()
+        ]
+        return error_response(422, "validation_error", _validation_message(errors), details=errors)
+
+    async def http_error(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        return error_response(
+            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
+        )
+
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "an internal error occurred")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` documenting the error answers a route can give."""
+    descriptions = {
+        400: "Bad request: an empty upload (`audio_empty`), a body that does not parse"
+        " (`malformed_body`)",
+        401: "Missing or wrong API key (`unauthorized`)",
+        404: "Unknown track or user (`track_not_found`, `user_not_found`, `no_audio`)",
+        409: "A track with this id exists (`track_exists`)",
+        413: "Upload over the size limit (`upload_too_large`)",
+        415: "Not audio the decoder reads (`audio_undecodable`)",
+        422: "Invalid parameters (`validation_error`), or audio too short or silent",
+        503: "No model version loaded (`model_not_loaded`)",
+    }
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }

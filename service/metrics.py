@@ -1,0 +1,92 @@
+"""Prometheus metrics of one app: requests and latency per route template, stages, model.
+
+Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
+in one process (tests, the benchmark) never clash over metric names. The middleware is a
+plain ASGI one: it labels a request with the route template Starlette matched
+(`/v1/tracks/{track_id}`, never the raw path, which would give a series per id) and
+counts the status that was actually sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Latency buckets from 5 ms (a lookup) to 30 s (a long upload on a busy machine).
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class ServiceMetrics:
+    """The app's collectors, all under the `coldstart_` prefix."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "coldstart_http_requests_total",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "coldstart_http_request_duration_seconds",
+            "Wall-clock time from request to the end of the answer, by route template.",
+            ["method", "route"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.stages = Histogram(
+            "coldstart_stage_duration_seconds",
+            "Time per stage of an upload: decode, features, model, search.",
+            ["stage"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.model = Info(
+            "coldstart_model", "The model version being served.", registry=self.registry
+        )
+        self.model_loaded = Gauge(
+            "coldstart_model_loaded", "1 when a model version is loaded.", registry=self.registry
+        )
+        self.songs = Gauge(
+            "coldstart_index_songs",
+            "Song vectors held per index space.",
+            ["space"],
+            registry=self.registry,
+        )
+
+    def observe_stages(self, **milliseconds: float) -> None:
+        for stage, value in milliseconds.items():
+            self.stages.labels(stage).observe(value / 1e3)
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request by (method, route template, status)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,52 @@
+"""POST /v1/similar: the catalogue songs nearest to an uploaded recording."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import K, RuntimeDep, SpaceQuery
+from service.errors import responses
+from service.schemas import AudioInfo, SimilarResponse, Timings
+from service.uploads import read_upload
+
+router = APIRouter(tags=["similar"])
+
+
+@router.post(
+    "/v1/similar",
+    response_model=SimilarResponse,
+    responses=responses(400, 401, 413, 415, 422, 503),
+    summary="Songs similar to an uploaded recording",
+)
+async def similar_to_upload(
+    runtime: RuntimeDep,
+    file: Annotated[UploadFile, File(description="A recording (mp3, flac, m4a, wav, ogg, opus).")],
+    k: K = 10,
+    space: SpaceQuery = "cf",
+) -> SimilarResponse:
+    """Decode the upload, predict its factors with the CNN, and return the `k` catalogue
+    songs closest by cosine in `space`. The upload is not stored (POST /v1/tracks does)."""
+    started = time.perf_counter()
+    data = await read_upload(file, runtime.settings.max_upload_bytes)
+    result = await runtime.cpu(runtime.similar_to_upload, data, file.filename or "upload", k, space)
+    hits = await run_in_threadpool(runtime.hits, result.neighbours)
+    embedding = result.embedding
+    runtime.metrics.observe_stages(search=result.search_ms)
+    return SimilarResponse(
+        model_version=runtime.require_version().version_id,
+        space=space,
+        k=k,
+        results=hits,
+        audio=AudioInfo(seconds=round(embedding.seconds, 3), truncated=embedding.truncated),
+        timings=Timings(
+            decode_ms=embedding.decode_ms,
+            features_ms=embedding.features_ms,
+            model_ms=embedding.model_ms,
+            search_ms=result.search_ms,
+            total_ms=(time.perf_counter() - started) * 1e3,
+        ),
+    )

@@ -1,0 +1,126 @@
+"""Catalogue tracks: add one by audio, look one up, delete one, its neighbours, its audio."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from catalogue.models import MAX_ID_LENGTH, MAX_TEXT_LENGTH
+from service.deps import K, RuntimeDep, SpaceQuery, WriteAccess
+from service.errors import responses
+from service.schemas import AudioInfo, Timings, Track, TrackCreated, TrackSimilarResponse
+from service.uploads import read_upload
+
+router = APIRouter(tags=["tracks"])
+TrackId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+@router.post(
+    "/v1/tracks",
+    response_model=TrackCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[WriteAccess],
+    responses=responses(400, 401, 409, 413, 415, 422, 503),
+    summary="Add a new track by its audio",
+)
+async def add_track(
+    runtime: RuntimeDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="The track's recording.")],
+    title: Annotated[str, Form(min_length=1, max_length=MAX_TEXT_LENGTH)],
+    artist: Annotated[str, Form(max_length=MAX_TEXT_LENGTH)] = "",
+    track_id: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=MAX_ID_LENGTH,
+            description="Your id for it; one is made up when left out.",
+        ),
+    ] = None,
+) -> TrackCreated:
+    """Store the audio durably (content-addressed), predict the track's factors, and add it
+    to both index spaces and the catalogue: from now on it is found by /v1/similar and
+    recommended to the users whose factors point its way, before anyone has played it."""
+    started = time.perf_counter()
+    data = await read_upload(file, runtime.settings.max_upload_bytes)
+    track, embedding = await runtime.cpu(
+        runtime.add_track, data, file.filename or "upload", title, artist, track_id
+    )
+    response.headers["Location"] = f"/v1/tracks/{track.id}"
+    return TrackCreated(
+        **track.model_dump(),
+        model_version=runtime.require_version().version_id,
+        audio=AudioInfo(seconds=round(embedding.seconds, 3), truncated=embedding.truncated),
+        timings=Timings(
+            decode_ms=embedding.decode_ms,
+            features_ms=embedding.features_ms,
+            model_ms=embedding.model_ms,
+            search_ms=0.0,
+            total_ms=(time.perf_counter() - started) * 1e3,
+        ),
+    )
+
+
+@router.get(
+    "/v1/tracks/{track_id}",
+    response_model=Track,
+    responses=responses(401, 404, 422, 503),
+    summary="A catalogue track",
+)
+def get_track(runtime: RuntimeDep, track_id: TrackId) -> Track:
+    return runtime.track(track_id)
+
+
+@router.delete(
+    "/v1/tracks/{track_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    dependencies=[WriteAccess],
+    responses=responses(401, 404, 422, 503),
+    summary="Remove a track from the catalogue and the index",
+)
+def delete_track(runtime: RuntimeDep, track_id: TrackId) -> Response:
+    """The track, its listens and its vectors go; its audio file stays in the store."""
+    runtime.delete_track(track_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/v1/tracks/{track_id}/similar",
+    response_model=TrackSimilarResponse,
+    responses=responses(401, 404, 422, 503),
+    summary="Songs similar to a catalogue track",
+)
+def similar_to_track(
+    runtime: RuntimeDep, track_id: TrackId, k: K = 10, space: SpaceQuery = "cf"
+) -> TrackSimilarResponse:
+    """The `k` songs closest by cosine to the track's own vector in `space`, itself left out."""
+    neighbours = runtime.similar_to_track(track_id, k, space)
+    return TrackSimilarResponse(
+        model_version=runtime.require_version().version_id,
+        track_id=track_id,
+        space=space,
+        k=k,
+        results=runtime.hits(neighbours),
+    )
+
+
+@router.get(
+    "/v1/tracks/{track_id}/audio",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The recording, as it was uploaded or published.",
+            "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **responses(401, 404, 422),
+    },
+    summary="A track's recording, for playback",
+)
+async def track_audio(runtime: RuntimeDep, track_id: TrackId) -> FileResponse:
+    path, media_type = await run_in_threadpool(runtime.audio_file, track_id)
+    return FileResponse(path, media_type=media_type)

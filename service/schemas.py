@@ -1,0 +1,165 @@
+"""Request and response bodies of the API (pydantic), as the OpenAPI schema shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Space = Literal["cf", "content"]
+MAX_K = 500
+MAX_PLAY_COUNT = 2**31 - 1
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `audio_too_short`.")
+    message: str = Field(description="What went wrong, for a person.")
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field problems of a `validation_error`."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class SongHit(BaseModel):
+    """A catalogue song in a result list, best first."""
+
+    id: str
+    title: str
+    artist: str
+    score: float = Field(description="Cosine similarity, or the inner product for users.")
+    new: bool = Field(description="A cold track: no listening data behind its cf vector.")
+    has_audio: bool = Field(description="GET /v1/tracks/{id}/audio can play it.")
+
+
+class Timings(BaseModel):
+    """Milliseconds spent per stage of the request."""
+
+    decode_ms: float
+    features_ms: float
+    model_ms: float
+    search_ms: float
+    total_ms: float
+
+
+class AudioInfo(BaseModel):
+    seconds: float = Field(description="Seconds of audio the model heard.")
+    truncated: bool = Field(description="The upload was longer; only its start was used.")
+
+
+class SimilarResponse(BaseModel):
+    model_version: str
+    space: Space
+    similarity: Literal["cosine"] = "cosine"
+    k: int
+    results: list[SongHit]
+    audio: AudioInfo
+    timings: Timings
+
+
+class TrackSimilarResponse(BaseModel):
+    model_version: str
+    track_id: str
+    space: Space
+    similarity: Literal["cosine"] = "cosine"
+    k: int
+    results: list[SongHit]
+
+
+class Track(BaseModel):
+    id: str
+    title: str
+    artist: str
+    origin: Literal["warm", "cold"] = Field(
+        description="warm: imported from the dataset; cold: added by audio through the API."
+    )
+    new: bool = Field(description="No listening data behind its cf vector.")
+    has_audio: bool
+    added_at: datetime
+    spaces: list[Space] = Field(description="Index spaces that hold a vector for it.")
+
+
+class TrackCreated(Track):
+    model_version: str = Field(description="The model version that placed it.")
+    audio: AudioInfo
+    timings: Timings
+
+
+class RecommendationsResponse(BaseModel):
+    user_id: str
+    model_version: str
+    scoring: Literal["inner_product"] = Field(
+        default="inner_product",
+        description="user factors . song vector in the cf space (the WMF preference score).",
+    )
+    space: Literal["cf"] = "cf"
+    only_new: bool
+    k: int
+    results: list[SongHit]
+
+
+class ListenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200)
+    song_id: str = Field(min_length=1, max_length=200)
+    count: int = Field(default=1, ge=1, le=MAX_PLAY_COUNT)
+    played_at: AwareDatetime | None = Field(
+        default=None, description="When, with a time zone; the time of the request if left out."
+    )
+
+
+class ListensRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    listens: list[ListenIn] = Field(min_length=1)
+
+
+class ListenResult(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    status: Literal["stored", "rejected"]
+    error: ErrorDetail | None = None
+
+
+class ListensResponse(BaseModel):
+    """One result per item: stored ones are durable when this answer is sent."""
+
+    stored: int
+    rejected: int
+    results: list[ListenResult]
+
+
+class ModelMetrics(BaseModel):
+    map: float = Field(description="mAP@k on the cold test songs.")
+    auc: float
+
+
+class Evaluation(BaseModel):
+    k: int
+    n_users: int
+    n_test_songs: int
+    n_train_songs: int
+    models: dict[str, ModelMetrics]
+    expected_random: ModelMetrics
+
+
+class ModelInfo(BaseModel):
+    version: str
+    created_at: str
+    n_factors: int
+    counts: dict[str, int]
+    evaluation: Evaluation
+    parents: dict[str, str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_version: str
+    songs: dict[Space, int] = Field(description="Vectors per index space.")

@@ -1,0 +1,77 @@
+"""The service's settings: one pydantic-settings class, every variable prefixed COLDSTART_.
+
+    COLDSTART_REGISTRY            the model registry folder (`coldstart publish --registry`)
+    COLDSTART_DATABASE_URL        the catalogue DB (default: a SQLite file in the working folder)
+    COLDSTART_AUDIO_STORE         folder of the content-addressed audio of added tracks
+                                  (default: `<database file>.audio/` beside a SQLite file)
+    COLDSTART_API_KEYS            comma-separated keys accepted as `Authorization: Bearer <key>`
+    COLDSTART_READ_REQUIRES_KEY   true: reads need a key too (default false: only writes do)
+    COLDSTART_ENVIRONMENT         "development" (default) or "production"
+    COLDSTART_MAX_UPLOAD_BYTES    largest accepted upload (413 above it)
+    COLDSTART_MAX_AUDIO_SECONDS   seconds of an upload that are decoded (the rest is ignored)
+    COLDSTART_INFERENCE_SLOTS     uploads decoded and embedded at once (each on its threads)
+    COLDSTART_TORCH_THREADS       intra-op threads torch uses per embedding
+
+Production mode fails fast, at start-up, when no API key is set or a key is short: a
+service that accepts writes from anyone, or keys that can be guessed, must not start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_PRODUCTION_KEY_LENGTH = 16
+DEFAULT_DATABASE_URL = "sqlite:///coldstart-catalogue.db"
+
+
+class Settings(BaseSettings):
+    """What the service needs to know to start; see the module docstring for the variables."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDSTART_", extra="ignore", frozen=True)
+
+    registry: Path = Path("registry")
+    database_url: str = DEFAULT_DATABASE_URL
+    audio_store: Path | None = None
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    read_requires_key: bool = False
+    environment: Literal["development", "production"] = "development"
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(default=600.0, ge=3.0)
+    max_listens_per_request: int = Field(default=1000, ge=1)
+    inference_slots: int = Field(default=2, ge=1)
+    torch_threads: int = Field(default=1, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """COLDSTART_API_KEYS="key1,key2": split on commas, drop blanks."""
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_keys(self) -> Settings:
+        if self.environment == "production":
+            if not self.api_keys:
+                raise ValueError("COLDSTART_API_KEYS must be set in production")
+            if any(
+                len(key.get_secret_value()) < MIN_PRODUCTION_KEY_LENGTH for key in self.api_keys
+            ):
+                raise ValueError(
+                    f"every API key must have at least {MIN_PRODUCTION_KEY_LENGTH} characters"
+                    " in production"
+                )
+        return self
+
+    def audio_store_dir(self) -> Path:
+        """`audio_store`, or `<file>.audio/` beside a SQLite database file."""
+        if self.audio_store is not None:
+            return self.audio_store
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            return Path(self.database_url[len(prefix) :] + ".audio")
+        raise ValueError("set COLDSTART_AUDIO_STORE: the database is not a SQLite file")

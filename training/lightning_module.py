@@ -1,0 +1,149 @@
+"""The Lightning wrapper around the plain `ContentEncoder` (it holds the net, never is it).
+
+Training regresses the WMF song factors from 3-second log-mel crops with the mean squared
+error (van den Oord et al. 2013 found MSE on the factors better than the weighted
+prediction error). Validation predicts each validation song from its whole clip and
+ranks those songs for every user with the same metric code as the evaluation
+(`evaluation.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
+choice of the best weights, which `BestWeights` keeps in memory and puts back at the end.
+Only the plain net is ever saved (see `training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from evaluation.metrics import ranking_metrics
+from training.encoder import ContentEncoder
+
+SCHEDULES = ("none", "cosine", "plateau")
+
+
+class ContentModel(pl.LightningModule):
+    """MSE on the factors, Adam, and ranking metrics on whole validation clips.
+
+    `user_factors` (n_users, F) float32 and `valid_relevance` (n_users, n_valid) CSR, 1
+    where a user listened to a validation song, give `val/map` and `val/auc`; without them
+    only `val/loss` (MSE against `valid_factors`, when given) is logged.
+    `normalise_targets` regresses unit-length factor vectors instead (the direction only).
+    """
+
+    def __init__(
+        self,
+        net: ContentEncoder,
+        *,
+        user_factors: np.ndarray | None = None,
+        valid_relevance: sp.csr_matrix | None = None,
+        valid_factors: np.ndarray | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        schedule: str = "none",
+        normalise_targets: bool = False,
+        k: int = 500,
+    ):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.save_hyperparameters(
+            ignore=["net", "user_factors", "valid_relevance", "valid_factors"]
+        )
+        self.net = net
+        self.user_factors = user_factors
+        self.valid_relevance = valid_relevance
+        self.valid_factors = None if valid_factors is None else torch.from_numpy(valid_factors)
+        self._valid_predictions: list[Tensor] = []
+        self._valid_indices: list[Tensor] = []
+
+    def _targets(self, factors: Tensor) -> Tensor:
+        return F.normalize(factors, dim=1) if self.hparams.normalise_targets else factors
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        mel, factors = batch
+        loss = F.mse_loss(self.net.forward_mel(mel), self._targets(factors))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._valid_predictions.clear()
+        self._valid_indices.clear()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        mel, lengths, indices = batch
+        self._valid_predictions.append(self.net.forward_mel(mel, lengths).float().cpu())
+        self._valid_indices.append(indices.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._valid_predictions:
+            return
+        indices = torch.cat(self._valid_indices)
+        predictions = torch.empty(
+            (int(indices.max()) + 1, self._valid_predictions[0].shape[1]), dtype=torch.float32
+        )
+        predictions[indices] = torch.cat(self._valid_predictions)
+        if self.valid_factors is not None:
+            loss = F.mse_loss(predictions, self._targets(self.valid_factors))
+            self.log("val/loss", loss, prog_bar=True)
+        if self.user_factors is not None and self.valid_relevance is not None:
+            metrics = ranking_metrics(
+                self.user_factors, predictions.numpy(), self.valid_relevance, k=self.hparams.k
+            )
+            self.log("val/map", float(metrics.map), prog_bar=True)
+            self.log("val/auc", float(metrics.auc), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        if self.hparams.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, int(self.trainer.estimated_stepping_batches))
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            }
+        if self.hparams.schedule == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=0.5, patience=2
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/map", "interval": "epoch"},
+            }
+        return optimizer
+
+
+class BestWeights(pl.Callback):
+    """Keep a copy of the net's weights at the best `monitor` value; restore them at the end.
+
+    Stands in for `ModelCheckpoint`, whose checkpoints are pickles: the best weights are
+    saved afterwards by `training.checkpoint.save_encoder`, as a plain state dict.
+    """
+
+    def __init__(self, monitor: str = "val/map", mode: str = "max"):
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if self.best_score is None or self.sign * score > self.sign * self.best_score:
+            self.best_score = score
+            self.best_epoch = trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.net.state_dict())
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.best_state is not None:
+            pl_module.net.load_state_dict(self.best_state)

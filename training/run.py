@@ -1,0 +1,373 @@
+"""The training step of a run: fit the content models on `RUN/factorization/`, write `RUN/models/`.
+
+Both models learn to predict a song's WMF factors from its audio: the targets are the
+training songs' factors, validation is ranking the (folded-in, never-fitted) validation
+songs for every user, and each model ends by predicting the test songs from their whole
+clips into `RUN/models/<name>/test_song_factors.npy`, rows following
+`factorization/test_song_ids.json`, for `coldstart evaluate`. Features come from the mel
+cache that `coldstart featurize` wrote for the dataset the factorization was made from.
+
+A test song without a cached mel (its audio was rejected by featurize) is predicted as
+the zero vector, i.e. ranked as having no content evidence; validation leaves such songs
+out, training too. Each model's manifest lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from artifacts.manifest import MANIFEST_NAME, read_manifest
+from audio.cache import MelCache, default_cache_dir
+from audio.config import FRONT_END, FrontEndConfig
+from corpus.dataset import LISTENS_FILE, dataset_fingerprint, read_listens
+from corpus.split import SPLIT_DIR
+from evaluation.metrics import ranking_metrics
+from factorization.matrices import play_count_matrix
+from factorization.run import Factorization, load_factorization
+from training.baseline import BaselineParams, fit_baseline
+from training.encoder import ContentEncoder, EncoderDims
+
+MODELS_DIR = "models"
+CNN_NAME = "cnn"
+LINEAR_NAME = "linear"
+TEST_FACTORS_FILE = "test_song_factors.npy"
+
+
+class TrainingError(RuntimeError):
+    """A run cannot be trained as asked (no factorization, no mel cache, wrong dataset)."""
+
+
+@dataclass(frozen=True)
+class CNNSettings:
+    """How the CNN is trained. `max_minutes` bounds the wall-clock time of the fit.
+
+    Defaults measured on the demo world (2000 songs, 12-s clips, two CPU cores): validation
+    mAP levels off after about 12 epochs of 8 crops per song with a cosine schedule (20
+    epochs gave the same); lr 3e-3 and unit-length targets (which drop the popularity that
+    a factor vector's length carries) were clearly worse, dropout 0.1 better than 0.3.
+    12 epochs take about a minute on two idle cores, four on busy ones; `max_minutes`
+    stops a slower machine in time.
+    """
+
+    dims: EncoderDims = EncoderDims()
+    epochs: int = 12
+    max_minutes: float | None = 4.0
+    batch_size: int = 64
+    crops_per_song: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    normalise_targets: bool = False
+    patience: int = 6
+    clip_batch_size: int = 32
+    num_workers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CNN_DEFAULTS = CNNSettings()
+BASELINE_DEFAULTS = BaselineParams()
+
+
+@dataclass
+class RunData:
+    """What both models train on: the factorization, the mel cache, validation relevance.
+
+    `valid_relevance` (n_users, n_valid) float32 CSR is 1 where a user (rows follow
+    `factorization.user_ids`) listened to a validation song.
+    """
+
+    run_dir: Path
+    dataset_root: Path
+    factorization: Factorization
+    cache: MelCache
+    valid_relevance: sp.csr_matrix
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.factorization.manifest.get("dataset_fingerprint")
+
+    @property
+    def parents(self) -> dict[str, str]:
+        return {"factorization": self.factorization.digest}
+
+    def cached(self, song_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The ids of `song_ids` that have a cached mel, and their positions in `song_ids`."""
+        positions = np.flatnonzero(np.isin(np.asarray(song_ids), self.cache.song_ids))
+        return [song_ids[i] for i in positions], positions
+
+
+def find_dataset_root(
+    factorization: Factorization, split_manifest: dict[str, Any], given: Path | None
+) -> Path:
+    """The dataset folder the factorization was made from: `given`, or as its (or the
+    split's) manifest records it.
+
+    The folder must have the fingerprint the factorization recorded, so that the models
+    never train on audio and listens other than the ones the factors came from.
+    """
+    manifest = factorization.manifest
+    recorded = next(
+        (
+            place["dataset_root"]
+            for record in (manifest, split_manifest)
+            for place in (record, record.get("parameters", {}))
+            if place.get("dataset_root")
+        ),
+        None,
+    )
+    if given is None and recorded is None:
+        raise TrainingError(
+            "the factorization manifest does not record its dataset folder: pass --dataset DIR"
+        )
+    root = Path(given if given is not None else recorded)
+    if not (root / LISTENS_FILE).is_file():
+        raise TrainingError(f"{root}: not a dataset folder (no {LISTENS_FILE})")
+    expected = manifest.get("dataset_fingerprint")
+    if expected is not None and dataset_fingerprint(root) != expected:
+        raise TrainingError(f"{root}: not the dataset this run was factorized from (fingerprint)")
+    return root
+
+
+def load_run_data(
+    run_dir: Path, dataset_root: Path | None = None, config: FrontEndConfig = FRONT_END
+) -> RunData:
+    """Load the factorization, open the dataset's mel cache, build the validation relevance."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "factorization" / MANIFEST_NAME).is_file():
+        raise TrainingError(
+            f"{run_dir}: no finished factorization (run `coldstart factorize` first)"
+        )
+    factorization = load_factorization(run_dir)
+    split_dir = run_dir / SPLIT_DIR
+    split_manifest = read_manifest(split_dir, verify=False) if split_dir.is_dir() else {}
+    root = find_dataset_root(factorization, split_manifest, dataset_root)
+    cache_dir = default_cache_dir(root, config)
+    try:
+        cache = MelCache.open(cache_dir)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise TrainingError(
+            f"no usable mel cache at {cache_dir} ({error}): run `coldstart featurize {root}` first"
+        ) from error
+    config.require_same(cache.config, what=f"mel cache {cache_dir}")
+    listens = read_listens(root / LISTENS_FILE)
+    relevance = play_count_matrix(listens, factorization.user_ids, factorization.valid_song_ids)
+    relevance.data[:] = 1.0
+    return RunData(run_dir, root, factorization, cache, relevance)
+
+
+def ranking_scorer(
+    data: RunData, valid_rows: np.ndarray, k: int = 500
+) -> Callable[[np.ndarray], float]:
+    """`score(vectors (len(valid_rows), F))` -> mAP@k of ranking those validation songs.
+
+    `valid_rows` picks the validation songs that have audio (positions in
+    `factorization.valid_song_ids`); the metric is evaluation's own code.
+    """
+    relevance = data.valid_relevance[:, valid_rows].tocsr()
+    user_factors = data.factorization.user_factors
+
+    def score(song_vectors: np.ndarray) -> float:
+        return float(ranking_metrics(user_factors, song_vectors, relevance, k=k).map)
+
+    return score
+
+
+def predict_cached(
+    encoder: ContentEncoder, cache: MelCache, song_ids: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
+    """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache."""
+    from training.datamodule import clip_loader
+
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    rows = []
+    with torch.no_grad():
+        for mel, lengths, _ in clip_loader(cache, song_ids, batch_size):
+            rows.append(encoder.forward_mel(mel.to(device), lengths.to(device)).cpu())
+    if not rows:
+        return np.zeros((0, encoder.dims.n_factors), np.float32)
+    return torch.cat(rows).numpy().astype(np.float32)
+
+
+def _scatter(n_rows: int, positions: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    full = np.zeros((n_rows, rows.shape[1]), np.float32)
+    full[positions] = rows
+    return full
+
+
+def _fresh_folder(folder: Path) -> Path:
+    """Empty a model folder (manifest first, so a crash never leaves a 'finished' one)."""
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> dict[str, Any]:
+    """Fit the bag-of-words baseline, predict the test songs, save `RUN/models/linear/`."""
+    started = time.perf_counter()
+    f = data.factorization
+    train_ids, train_rows = data.cached(f.song_ids)
+    valid_ids, valid_rows = data.cached(f.valid_song_ids)
+    test_ids, test_rows = data.cached(f.test_song_ids)
+    model, alpha_scores = fit_baseline(
+        data.cache.load,
+        train_ids,
+        f.song_factors[train_rows],
+        valid_ids,
+        ranking_scorer(data, valid_rows),
+        params,
+        data.cache.config,
+    )
+    folder = _fresh_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
+    test_factors = _scatter(
+        len(f.test_song_ids), test_rows, model.predict([data.cache.load(s) for s in test_ids])
+    )
+    np.save(folder / TEST_FACTORS_FILE, test_factors)
+    return model.save(
+        folder,
+        parents=data.parents,
+        dataset_fingerprint=data.fingerprint,
+        extra_files=[TEST_FACTORS_FILE],
+        extra={
+            "validation": {
+                "map_by_alpha": {str(alpha): value for alpha, value in alpha_scores.items()},
+                "map": alpha_scores[model.alpha],
+            },
+            "songs_without_audio": _missing(f, data),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+
+
+def train_cnn(
+    data: RunData, settings: CNNSettings = CNN_DEFAULTS, seed: int = 0, progress: bool = True
+) -> dict[str, Any]:
+    """Train the CNN with Lightning, predict the test songs, save `RUN/models/cnn/`."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from training.checkpoint import save_encoder
+    from training.datamodule import MelDataModule
+    from training.lightning_module import BestWeights, ContentModel
+
+    started = time.perf_counter()
+    f = data.factorization
+    pl.seed_everything(seed, workers=True, verbose=False)
+    train_ids, train_rows = data.cached(f.song_ids)
+    valid_ids, valid_rows = data.cached(f.valid_song_ids)
+    test_ids, test_rows = data.cached(f.test_song_ids)
+    window = data.cache.config.window_frames
+    long_enough = np.array([data.cache.n_frames(song) >= window for song in train_ids], bool)
+    train_ids = [song for song, keep in zip(train_ids, long_enough, strict=True) if keep]
+    train_rows = train_rows[long_enough]
+    dims = dataclasses.replace(settings.dims, n_factors=f.n_factors)
+    net = ContentEncoder(dims, data.cache.config)
+    module = ContentModel(
+        net,
+        user_factors=f.user_factors,
+        valid_relevance=data.valid_relevance[:, valid_rows].tocsr(),
+        valid_factors=f.valid_song_factors[valid_rows],
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        schedule=settings.schedule,
+        normalise_targets=settings.normalise_targets,
+    )
+    datamodule = MelDataModule(
+        data.cache,
+        train_ids,
+        f.song_factors[train_rows],
+        valid_ids,
+        window_frames=window,
+        crops_per_song=settings.crops_per_song,
+        batch_size=settings.batch_size,
+        clip_batch_size=settings.clip_batch_size,
+        num_workers=settings.num_workers,
+        seed=seed,
+    )
+    folder = _fresh_folder(data.run_dir / MODELS_DIR / CNN_NAME)
+    best = BestWeights(monitor="val/map", mode="max")
+    trainer = pl.Trainer(
+        max_epochs=settings.epochs,
+        max_time=None if settings.max_minutes is None else {"minutes": settings.max_minutes},
+        accelerator="auto",
+        devices=1,
+        logger=[
+            CSVLogger(folder, name="logs", version=""),
+            TensorBoardLogger(folder, name="logs", version="", default_hp_metric=False),
+        ],
+        callbacks=[EarlyStopping("val/map", mode="max", patience=settings.patience), best],
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic="warn",  # some CUDA kernels have no deterministic version
+    )
+    trainer.fit(module, datamodule=datamodule)
+    net = net.cpu().eval()
+    test_factors = _scatter(
+        len(f.test_song_ids),
+        test_rows,
+        predict_cached(net, data.cache, test_ids, settings.clip_batch_size),
+    )
+    np.save(folder / TEST_FACTORS_FILE, test_factors)
+    return save_encoder(
+        net,
+        folder,
+        parameters={"seed": seed, **settings.to_dict(), "dims": dims.to_dict()},
+        parents=data.parents,
+        dataset_fingerprint=data.fingerprint,
+        extra_files=[TEST_FACTORS_FILE],
+        extra={
+            "validation": {"map": best.best_score, "best_epoch": best.best_epoch},
+            "epochs_run": trainer.current_epoch,
+            "train_songs": len(train_ids),
+            "songs_without_audio": _missing(f, data),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+
+
+def _missing(f: Factorization, data: RunData) -> dict[str, list[str]]:
+    present = set(data.cache.song_ids)
+    return {
+        role: [song for song in ids if song not in present]
+        for role, ids in (
+            ("train", f.song_ids),
+            ("valid", f.valid_song_ids),
+            ("test", f.test_song_ids),
+        )
+    }
+
+
+def train_run(
+    run_dir: Path,
+    *,
+    dataset_root: Path | None = None,
+    seed: int = 0,
+    cnn: CNNSettings | None = CNN_DEFAULTS,
+    linear: BaselineParams | None = BASELINE_DEFAULTS,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Train the models asked for (None skips one) on `run_dir`; return their manifests by name."""
+    data = load_run_data(run_dir, dataset_root)
+    manifests: dict[str, dict[str, Any]] = {}
+    if linear is not None:
+        manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
+    if cnn is not None:
+        manifests[CNN_NAME] = train_cnn(data, cnn, seed=seed, progress=progress)
+    return manifests
