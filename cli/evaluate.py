@@ -31,9 +31,16 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from artifacts.manifest import ArtifactError
+    from corpus.dataset import DatasetError
     from evaluation.report import MARKDOWN_FILE, evaluate_run, model_order
 
-    report = evaluate_run(run, k=k, seed=seed, dataset_root=dataset)
+    console = Console()
+    try:
+        report = evaluate_run(run, k=k, seed=seed, dataset_root=dataset)
+    except (ArtifactError, DatasetError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
     table = Table(
         title=f"{report['n_users']:,} users x {report['n_test_songs']:,} cold test songs"
         f" ({report['n_train_songs']:,} training songs)"
@@ -54,7 +61,6 @@ def evaluate(
     table.add_row(
         "[dim]random, expected[/dim]", f"[dim]{expected['map']:.5f}[/dim]", "[dim]0.5000[/dim]", ""
     )
-    console = Console()
     console.print(table)
     for name, why in sorted(report["skipped_models"].items()):
         console.print(f"[yellow]skipped models/{name}: {why}[/yellow]")

@@ -58,6 +58,7 @@ def train(
     _yielding_threads()
     from rich.console import Console
 
+    from artifacts.manifest import ArtifactError
     from training.baseline import BaselineParams
     from training.run import CNNSettings, TrainingError, train_run
 
@@ -82,7 +83,7 @@ def train(
             cnn=settings if cnn else None,
             linear=BaselineParams() if linear else None,
         )
-    except TrainingError as error:
+    except (TrainingError, ArtifactError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
     for name, manifest in manifests.items():

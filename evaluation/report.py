@@ -36,8 +36,7 @@ from artifacts.manifest import (
     write_json_atomic,
     write_manifest,
 )
-from corpus.dataset import dataset_fingerprint, load_dataset
-from corpus.split import SPLIT_DIR
+from corpus.dataset import load_dataset
 from evaluation.metrics import (
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
@@ -46,7 +45,7 @@ from evaluation.metrics import (
     ranking_metrics,
 )
 from factorization.matrices import play_count_matrix
-from factorization.run import Factorization, load_factorization
+from factorization.run import Factorization, dataset_root_of, load_factorization
 
 REPORT_KIND = "report"
 REPORT_FILE = "report.json"
@@ -69,10 +68,6 @@ PREDICTION_KEYS = (
 )
 SONG_MAP_MAX_SONGS = 3000
 SONG_MAP_MAX_LABELS = 10
-
-
-class EvaluationError(ValueError):
-    """A run cannot be evaluated as asked (no dataset to read listens from, wrong dataset)."""
 
 
 def _progress(enabled: bool) -> Progress:
@@ -98,43 +93,6 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _recorded_dataset_root(manifests: list[dict[str, Any]]) -> Path | None:
-    """The dataset folder a factorization or split manifest names, if it names one."""
-    for manifest in manifests:
-        for place in (manifest, manifest.get("parameters", {})):
-            if place.get("dataset_root"):
-                return Path(place["dataset_root"])
-    return None
-
-
-def resolve_dataset(run_dir: Path, factorization: Factorization, dataset_root: Path | None) -> Path:
-    """The dataset the run was factorized from, its fingerprint checked.
-
-    An explicit `dataset_root` wins over one recorded in the factorization (or split)
-    manifest; either way the folder must match the manifest's dataset fingerprint, so that
-    the relevance matrix comes from the very listens the factors were fitted on.
-    """
-    manifests = [factorization.manifest]
-    split_dir = Path(run_dir) / SPLIT_DIR
-    if (split_dir / MANIFEST_NAME).is_file():
-        manifests.append(read_manifest(split_dir, verify=False))
-    root = Path(dataset_root) if dataset_root is not None else _recorded_dataset_root(manifests)
-    if root is None:
-        raise EvaluationError(
-            f"{run_dir}: the factorization manifest names no dataset folder; pass the dataset"
-            " the run was factorized from (`--dataset DIR`)"
-        )
-    expected = factorization.manifest.get("dataset_fingerprint")
-    if expected:
-        found = dataset_fingerprint(root)
-        if found != expected:
-            raise EvaluationError(
-                f"{root}: dataset fingerprint {found[:12]} differs from the factorization's"
-                f" {expected[:12]}: not the dataset this run was factorized from"
-            )
-    return root
 
 
 def _content_models(
@@ -442,7 +400,7 @@ def evaluate_run(
     with _progress(progress) as bar:
         step = bar.add_task("load factorization and listens", total=2)
         factorization = load_factorization(run_dir)
-        root = resolve_dataset(run_dir, factorization, dataset_root)
+        root = dataset_root_of(factorization, dataset_root)
         bar.advance(step)
         dataset = load_dataset(root)
         listens = play_count_matrix(

@@ -37,7 +37,7 @@ from artifacts.manifest import (
     write_json_atomic,
     write_manifest,
 )
-from corpus.dataset import dataset_fingerprint, load_dataset
+from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
 from factorization.regularization import REGULARIZATION_GRID, choose_regularization
@@ -101,6 +101,28 @@ def load_factorization(run_dir: Path) -> Factorization:
     if len(widths) != 1:
         raise ArtifactError(f"{folder}: factor files disagree on the number of factors {widths}")
     return Factorization(manifest=manifest, **loaded)
+
+
+def dataset_root_of(factorization: Factorization, given: Path | None = None) -> Path:
+    """The dataset folder `factorization` was fitted on: `given`, else the one its manifest
+    records; either way it must have the recorded fingerprint, so that models are trained,
+    evaluated and published on the very listens and audio the factors came from.
+    """
+    recorded = factorization.manifest.get("dataset_root")
+    if given is None and not recorded:
+        raise ArtifactError(
+            "the factorization manifest does not record its dataset folder: pass --dataset DIR"
+        )
+    root = Path(given if given is not None else recorded)
+    if not (root / LISTENS_FILE).is_file():
+        raise ArtifactError(f"{root}: not a dataset folder (no {LISTENS_FILE})")
+    expected = factorization.manifest.get("dataset_fingerprint")
+    if expected and dataset_fingerprint(root) != expected:
+        raise ArtifactError(
+            f"{root}: dataset fingerprint differs from the factorization's {expected[:12]}:"
+            " not the dataset this run was factorized from"
+        )
+    return root
 
 
 def _progress(enabled: bool) -> Progress:

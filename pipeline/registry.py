@@ -264,12 +264,11 @@ def _build_version(
     from audio.cache import MelCache, default_cache_dir
     from corpus.dataset import SONGS_FILE as DATASET_SONGS_FILE
     from corpus.dataset import read_songs
-    from corpus.split import SPLIT_DIR
     from evaluation.report import REPORT_KIND
-    from factorization.run import load_factorization
+    from factorization.run import dataset_root_of, load_factorization
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
     from training.checkpoint import load_encoder
-    from training.run import MODELS_DIR, find_dataset_root, predict_cached
+    from training.run import MODELS_DIR, predict_cached
 
     factorization = load_factorization(run_dir)
     model_dir = run_dir / MODELS_DIR / CONTENT_MODEL
@@ -282,14 +281,7 @@ def _build_version(
             f"{run_dir / REPORT_FILE}: does not score the current models/{CONTENT_MODEL}"
             " (run `coldstart evaluate` again)"
         )
-    split_dir = run_dir / SPLIT_DIR
-    recorded = read_manifest(split_dir, verify=False) if split_dir.is_dir() else {}
-    # The evaluation read listens from a dataset too, and records which.
-    report = json.loads((run_dir / REPORT_FILE).read_text())
-    report_root = report.get("settings", {}).get("dataset_root")
-    if report_root and not recorded.get("dataset_root"):
-        recorded = {**recorded, "dataset_root": report_root}
-    root = find_dataset_root(factorization, recorded, dataset_root)
+    root = dataset_root_of(factorization, dataset_root)
 
     encoder = load_encoder(model_dir)
     cache = MelCache.open(default_cache_dir(root, encoder.config))

@@ -26,14 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from artifacts.manifest import MANIFEST_NAME, read_manifest
+from artifacts.manifest import MANIFEST_NAME
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END, FrontEndConfig
-from corpus.dataset import LISTENS_FILE, dataset_fingerprint, read_listens
-from corpus.split import SPLIT_DIR
+from corpus.dataset import LISTENS_FILE, read_listens
 from evaluation.metrics import ranking_metrics
 from factorization.matrices import play_count_matrix
-from factorization.run import Factorization, load_factorization
+from factorization.run import Factorization, dataset_root_of, load_factorization
 from training.baseline import BaselineParams, fit_baseline
 from training.encoder import ContentEncoder, EncoderDims
 
@@ -108,38 +107,6 @@ class RunData:
         return [song_ids[i] for i in positions], positions
 
 
-def find_dataset_root(
-    factorization: Factorization, split_manifest: dict[str, Any], given: Path | None
-) -> Path:
-    """The dataset folder the factorization was made from: `given`, or as its (or the
-    split's) manifest records it.
-
-    The folder must have the fingerprint the factorization recorded, so that the models
-    never train on audio and listens other than the ones the factors came from.
-    """
-    manifest = factorization.manifest
-    recorded = next(
-        (
-            place["dataset_root"]
-            for record in (manifest, split_manifest)
-            for place in (record, record.get("parameters", {}))
-            if place.get("dataset_root")
-        ),
-        None,
-    )
-    if given is None and recorded is None:
-        raise TrainingError(
-            "the factorization manifest does not record its dataset folder: pass --dataset DIR"
-        )
-    root = Path(given if given is not None else recorded)
-    if not (root / LISTENS_FILE).is_file():
-        raise TrainingError(f"{root}: not a dataset folder (no {LISTENS_FILE})")
-    expected = manifest.get("dataset_fingerprint")
-    if expected is not None and dataset_fingerprint(root) != expected:
-        raise TrainingError(f"{root}: not the dataset this run was factorized from (fingerprint)")
-    return root
-
-
 def load_run_data(
     run_dir: Path, dataset_root: Path | None = None, config: FrontEndConfig = FRONT_END
 ) -> RunData:
@@ -150,9 +117,7 @@ def load_run_data(
             f"{run_dir}: no finished factorization (run `coldstart factorize` first)"
         )
     factorization = load_factorization(run_dir)
-    split_dir = run_dir / SPLIT_DIR
-    split_manifest = read_manifest(split_dir, verify=False) if split_dir.is_dir() else {}
-    root = find_dataset_root(factorization, split_manifest, dataset_root)
+    root = dataset_root_of(factorization, dataset_root)
     cache_dir = default_cache_dir(root, config)
     try:
         cache = MelCache.open(cache_dir)

@@ -11,7 +11,7 @@ import pytest
 from artifacts.manifest import ArtifactError, read_manifest, write_json_atomic, write_manifest
 from corpus.dataset import dataset_fingerprint
 from evaluation.metrics import ranking_metrics
-from evaluation.report import EvaluationError, evaluate_run, load_predictions
+from evaluation.report import evaluate_run, load_predictions
 
 N_USERS, N_TRAIN, N_TEST, N_FACTORS = 240, 90, 60, 8
 GENRES = ("rock", "jazz", "folk")
@@ -177,14 +177,14 @@ def test_refuses_an_unknown_or_different_dataset(
     fake_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
     dataset, run = fake_run
-    with pytest.raises(EvaluationError, match="names no dataset"):
+    with pytest.raises(ArtifactError, match="does not record its dataset"):
         evaluate_run(run, progress=False)
     other = tmp_path / "other"
     other.mkdir()
     for name in ("songs.csv", "truth.json"):
         (other / name).write_bytes((dataset / name).read_bytes())
     (other / "listens.tsv").write_text("u000\ts000\t1\n")
-    with pytest.raises(EvaluationError, match="fingerprint"):
+    with pytest.raises(ArtifactError, match="fingerprint"):
         evaluate_run(run, progress=False, dataset_root=other)
 
 
