@@ -17,10 +17,7 @@ their test listens as CSR arrays, and each model's test song vectors), `report.m
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +30,7 @@ from artifacts.manifest import (
     MANIFEST_NAME,
     ArtifactError,
     read_manifest,
+    write_atomic,
     write_json_atomic,
     write_manifest,
 )
@@ -78,21 +76,6 @@ def _progress(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         disable=not enabled,
     )
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file so that readers see the old one or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _content_models(
@@ -169,7 +152,7 @@ def _write_predictions(
                 with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def load_predictions(run_dir: Path) -> dict[str, Any]:
@@ -279,7 +262,7 @@ def _plot_song_map(
     axes.set_yticks([])
     axes.legend(fontsize=7, markerscale=1.5, loc="best", title=label_kind)
     figure.tight_layout()
-    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
     return label_kind
 
@@ -307,7 +290,7 @@ def _plot_metrics(path: Path, report: dict[str, Any], order: list[str]) -> None:
     axes[1].set_ylim(0, 1)
     figure.suptitle(f"{report['n_users']:,} users, {report['n_test_songs']:,} cold test songs")
     figure.tight_layout()
-    _write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
 
 
@@ -480,7 +463,7 @@ def evaluate_run(
         label_kind = _plot_song_map(run_dir / SONG_MAP_PLOT, factorization, root, artists, seed)
         bar.advance(step)
         markdown = _markdown(run_dir, report, factorization, label_kind)
-        _write_atomic(run_dir / MARKDOWN_FILE, lambda handle: handle.write(markdown.encode()))
+        write_atomic(run_dir / MARKDOWN_FILE, lambda handle: handle.write(markdown.encode()))
         write_manifest(
             run_dir,
             kind=REPORT_KIND,

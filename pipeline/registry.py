@@ -53,7 +53,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.manifest import (
+    MANIFEST_NAME,
+    ArtifactError,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
 from index.spaces import CatalogueIndex
 from index.vector_index import DEFAULT_EXACT_THRESHOLD
 
@@ -387,16 +393,7 @@ def _registry_lock(registry_dir: Path) -> Iterator[None]:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: handle.write(text.encode()))
     _fsync_dir(path.parent)
 
 
