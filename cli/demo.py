@@ -23,8 +23,8 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="Folder for the world, the run, the registry and the catalogue.")
     ] = Path("."),
-    songs: Annotated[int, typer.Option(min=10, help="Songs in the demo world.")] = 2000,
-    users: Annotated[int, typer.Option(min=10, help="Listeners in the demo world.")] = 4000,
+    songs: Annotated[int, typer.Option(min=10, help="Songs in the demo world.")] = 3000,
+    users: Annotated[int, typer.Option(min=10, help="Listeners in the demo world.")] = 6000,
     clip_seconds: Annotated[float, typer.Option(min=3.0, help="Seconds of audio per song.")] = 12.0,
     seed: Annotated[int, typer.Option(help="Seed of the world, the split and the models.")] = 0,
     serve_after: Annotated[

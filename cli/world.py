@@ -14,8 +14,8 @@ from cli.app import app
 @app.command()
 def world(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the world to.")],
-    songs: Annotated[int, typer.Option("--songs", min=1, help="Songs in the catalogue.")] = 2000,
-    users: Annotated[int, typer.Option("--users", min=1, help="Listeners.")] = 4000,
+    songs: Annotated[int, typer.Option("--songs", min=1, help="Songs in the catalogue.")] = 3000,
+    users: Annotated[int, typer.Option("--users", min=1, help="Listeners.")] = 6000,
     clip_seconds: Annotated[
         float, typer.Option("--clip-seconds", min=3.0, help="Seconds of audio per song.")
     ] = 12.0,

@@ -142,8 +142,8 @@ def _format_name(audio_format: AudioFormat) -> str:
 
 def generate_world(
     out: Path,
-    n_songs: int = 2000,
-    n_users: int = 4000,
+    n_songs: int = 3000,
+    n_users: int = 6000,
     clip_seconds: float = 12.0,
     seed: int = 0,
     workers: int | None = None,
