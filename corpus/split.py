@@ -99,14 +99,17 @@ def _check_fraction(name: str, value: float) -> None:
         raise SplitError(f"{name} must be in [0, 1), got {value}")
 
 
-def _split_listened(
+def _finish_split(
     listened: np.ndarray,
     popularity: np.ndarray,
     test_mask: np.ndarray,
     valid_fraction: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw validation songs among the listened non-test songs; return (valid, train) ids."""
+    unlistened: list[str],
+    method: str,
+    seed: int,
+) -> SongSplit:
+    """Draw validation songs among the listened non-test songs; the rest train."""
     remaining = np.flatnonzero(~test_mask)
     n_valid = round(valid_fraction * remaining.size)
     if remaining.size and n_valid >= remaining.size:
@@ -116,7 +119,14 @@ def _split_listened(
     picked = remaining[_stratified_sample(popularity[remaining], n_valid, rng)]
     valid_mask = np.zeros(listened.size, dtype=bool)
     valid_mask[picked] = True
-    return listened[valid_mask], listened[~test_mask & ~valid_mask]
+    return SongSplit(
+        train=listened[~test_mask & ~valid_mask].tolist(),
+        valid=listened[valid_mask].tolist(),
+        test=listened[test_mask].tolist(),
+        unlistened=unlistened,
+        method=method,
+        seed=seed,
+    )
 
 
 def _by_listens(
@@ -154,14 +164,8 @@ def cold_split(
         )
     test_mask = np.zeros(listened.size, dtype=bool)
     test_mask[_stratified_sample(popularity, n_test, rng)] = True
-    valid, train = _split_listened(listened, popularity, test_mask, valid_fraction, rng)
-    return SongSplit(
-        train=train.tolist(),
-        valid=valid.tolist(),
-        test=listened[test_mask].tolist(),
-        unlistened=unlistened,
-        method=STRATIFIED_METHOD,
-        seed=seed,
+    return _finish_split(
+        listened, popularity, test_mask, valid_fraction, rng, unlistened, STRATIFIED_METHOD, seed
     )
 
 
@@ -206,14 +210,8 @@ def split_from_file(
     if test_mask.all():
         raise SplitError(f"{path}: every listened song is a test song; nothing left to train on")
     rng = np.random.default_rng(seed)
-    valid, train = _split_listened(listened, popularity, test_mask, valid_fraction, rng)
-    return SongSplit(
-        train=train.tolist(),
-        valid=valid.tolist(),
-        test=listened[test_mask].tolist(),
-        unlistened=unlistened,
-        method=GIVEN_TEST_METHOD,
-        seed=seed,
+    return _finish_split(
+        listened, popularity, test_mask, valid_fraction, rng, unlistened, GIVEN_TEST_METHOD, seed
     )
 
 
