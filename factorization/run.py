@@ -9,6 +9,10 @@ song whose every listener was left out folds in to a zero vector; the manifest c
 
 `test_song_factors.npy` is the upper bound: what WMF says about a test song once its
 listens are seen, the reference the content models' predicted factors are compared with.
+
+With a `WarmStart` (the nightly run passes the served version's factors) the final fit
+starts from the earlier factors, so the space stays where it was; the manifest records
+how many users and songs were known and how far their vectors moved.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
 from factorization.regularization import REGULARIZATION_GRID, choose_regularization
+from factorization.warm_start import WarmStart, factor_drift, initial_factors
 from factorization.wmf import ImplicitALSEngine, WMFParams
 
 FACTORIZATION_DIR = "factorization"
@@ -155,15 +160,23 @@ def factorize_run(
     valid_fraction: float = 0.1,
     num_threads: int = 0,
     progress: bool = True,
+    warm_start: WarmStart | None = None,
 ) -> dict[str, Any]:
     """Split, factorize and fold in; write `run_dir/split/` and `run_dir/factorization/`.
 
     `seed` draws the split (`params.seed` seeds WMF and the regularization search);
     `test_songs_file` (one id per line) replaces the drawn test songs. `num_threads` is
-    implicit's (0: every core); the factors do not depend on it. Returns the factorization
+    implicit's (0: every core); the factors do not depend on it. `warm_start` starts the
+    final fit from earlier factors (the search still starts from random ones); its factor
+    count must be `params.factors` (ValueError otherwise). Returns the factorization
     manifest, whose `digest` children name as parent.
     """
     params = params or WMFParams()
+    if warm_start is not None and warm_start.n_factors != params.factors:
+        raise ValueError(
+            f"warm start {warm_start.label!r} has {warm_start.n_factors} factors,"
+            f" this fit asks for {params.factors}: start cold or keep the factor count"
+        )
     dataset_root, run_dir = Path(dataset_root), Path(run_dir)
     with _progress(progress) as bar:
         step = bar.add_task("load dataset", total=1)
@@ -218,9 +231,17 @@ def factorize_run(
             regularization = float(params.regularization)
 
         engine = make_engine(regularization, params.iterations)
+        initial, warm_counts = None, None
+        if warm_start is not None:
+            user_init, song_init, warm_counts = initial_factors(
+                warm_start, user_ids, split.train, params.seed
+            )
+            initial = (user_init, song_init)
         step = bar.add_task(f"fit WMF (lambda {regularization:g})", total=params.iterations)
         user_factors, song_factors = engine.fit(
-            train, on_iteration=lambda done, _total, task=step: bar.update(task, completed=done)
+            train,
+            on_iteration=lambda done, _total, task=step: bar.update(task, completed=done),
+            initial=initial,
         )
 
         step = bar.add_task("fold in held-out songs", total=2)
@@ -247,6 +268,7 @@ def factorize_run(
                 "regularization_requested": params.regularization,
                 "engine": engine.name,
                 "implicit_version": _implicit_version(),
+                "warm_start": warm_start.label if warm_start else None,
             },
             parents={"split": split_manifest["digest"]},
             dataset_fingerprint=fingerprint,
@@ -255,6 +277,9 @@ def factorize_run(
                 # the fingerprint above guards against a folder that changed since.
                 "dataset_root": str(dataset_root.resolve()),
                 "regularization_search": search.to_json() if search else None,
+                "warm_start": _warm_start_report(
+                    warm_start, warm_counts, user_ids, user_factors, split, song_factors, folded
+                ),
                 "counts": {
                     "users": len(user_ids),
                     "users_left_out": dataset.n_users - len(user_ids),
@@ -271,6 +296,34 @@ def factorize_run(
         )
         bar.update(step, completed=1)
     return manifest
+
+
+def _warm_start_report(
+    warm_start: WarmStart | None,
+    counts: dict[str, int] | None,
+    user_ids: list[str],
+    user_factors: np.ndarray,
+    split: SongSplit,
+    song_factors: np.ndarray,
+    folded: dict[str, np.ndarray],
+) -> dict[str, Any] | None:
+    """Where the fit started and how far every song (fitted or folded in) and user moved."""
+    if warm_start is None or counts is None:
+        return None
+    new_song_ids = [*split.train, *split.valid, *split.test]
+    new_song_factors = np.concatenate([song_factors, folded["valid_"], folded["test_"]])
+    return {
+        "from": warm_start.label,
+        **counts,
+        "drift": {
+            "songs": factor_drift(
+                warm_start.song_ids, warm_start.song_factors, new_song_ids, new_song_factors
+            ),
+            "users": factor_drift(
+                warm_start.user_ids, warm_start.user_factors, user_ids, user_factors
+            ),
+        },
+    }
 
 
 def _split(

@@ -60,12 +60,17 @@ class WMFEngine(Protocol):
     """What the rest of the code needs from a WMF implementation."""
 
     def fit(
-        self, user_song_confidence: sp.csr_matrix, on_iteration: IterationCallback | None = None
+        self,
+        user_song_confidence: sp.csr_matrix,
+        on_iteration: IterationCallback | None = None,
+        initial: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Factorize `(n_users, n_songs)` confidences (module convention).
 
-        Returns `(user_factors (n_users, F) float32, song_factors (n_songs, F) float32)`;
-        a user or song without any stored value gets a zero vector.
+        `initial` = `(user_factors (n_users, F), song_factors (n_songs, F))` to start from
+        (a warm start, see `factorization.warm_start`) instead of the seeded random draw;
+        they are not modified. Returns `(user_factors (n_users, F) float32, song_factors
+        (n_songs, F) float32)`; a user or song without any stored value gets a zero vector.
         """
         ...
 
@@ -121,7 +126,10 @@ class ImplicitALSEngine:
         )
 
     def fit(
-        self, user_song_confidence: sp.csr_matrix, on_iteration: IterationCallback | None = None
+        self,
+        user_song_confidence: sp.csr_matrix,
+        on_iteration: IterationCallback | None = None,
+        initial: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         def callback(iteration: int, _elapsed: float, _loss: float | None) -> None:
             if on_iteration is not None:
@@ -129,8 +137,21 @@ class ImplicitALSEngine:
 
         with threadpool_limits(1, "blas"):
             model = self._model()
+            if initial is not None:
+                # implicit's fit keeps factors already set and skips its random draw; it
+                # checks no shapes and updates them in place, hence the checks and copies.
+                n_users, n_songs = user_song_confidence.shape
+                model.user_factors = self._initial("user", initial[0], n_users)
+                model.item_factors = self._initial("song", initial[1], n_songs)
             model.fit(sp.csr_matrix(user_song_confidence), show_progress=False, callback=callback)
         return model.user_factors, model.item_factors
+
+    def _initial(self, subject: str, factors: np.ndarray, rows: int) -> np.ndarray:
+        if factors.shape != (rows, self.factors):
+            raise ValueError(
+                f"initial {subject} factors are {factors.shape}, expected {(rows, self.factors)}"
+            )
+        return np.array(factors, dtype=np.float32, order="C", copy=True)
 
     def fold_in_songs(
         self, user_factors: np.ndarray, song_user_confidence: sp.csr_matrix

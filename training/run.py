@@ -10,6 +10,9 @@ cache that `coldstart featurize` wrote for the dataset the factorization was mad
 A test song without a cached mel (its audio was rejected by featurize) is predicted as
 the zero vector, i.e. ranked as having no content evidence; validation leaves such songs
 out, training too. Each model's manifest lists them.
+
+The CNN can start from an earlier encoder (the nightly run fine-tunes the served one): it
+then keeps that encoder's sizes, and its manifest names the earlier one as a parent.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from artifacts.manifest import MANIFEST_NAME
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
 from audio.cache import MelCache, default_cache_dir
-from audio.config import FRONT_END, FrontEndConfig
+from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
 from corpus.dataset import LISTENS_FILE, read_listens
 from evaluation.metrics import ranking_metrics
 from factorization.matrices import play_count_matrix
@@ -217,10 +220,42 @@ def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> d
     )
 
 
+def initial_encoder(folder: Path, data: RunData) -> tuple[ContentEncoder, str]:
+    """The encoder saved in `folder` to fine-tune on `data` (in training mode), and its
+    manifest digest.
+
+    Raises `TrainingError` (the caller may then train from scratch) when it cannot be
+    loaded, was trained behind another front end, or predicts another number of factors.
+    """
+    from training.checkpoint import MANIFEST_KIND, load_encoder
+
+    try:
+        digest = str(read_manifest(folder, kind=MANIFEST_KIND)["digest"])
+        encoder = load_encoder(folder, data.cache.config)
+    except (ArtifactError, FrontEndMismatchError) as error:
+        raise TrainingError(f"cannot fine-tune from {folder}: {error}") from error
+    n_factors = data.factorization.n_factors
+    if encoder.dims.n_factors != n_factors:
+        raise TrainingError(
+            f"cannot fine-tune from {folder}: it predicts {encoder.dims.n_factors} factors,"
+            f" the factorization has {n_factors}"
+        )
+    # load_encoder gives eval mode, and Lightning keeps the mode it is handed
+    return encoder.train(), digest
+
+
 def train_cnn(
-    data: RunData, settings: CNNSettings = CNN_DEFAULTS, seed: int = 0, progress: bool = True
+    data: RunData,
+    settings: CNNSettings = CNN_DEFAULTS,
+    seed: int = 0,
+    progress: bool = True,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Train the CNN with Lightning, predict the test songs, save `RUN/models/cnn/`."""
+    """Train the CNN with Lightning, predict the test songs, save `RUN/models/cnn/`.
+
+    `init_from` (a checkpoint folder) starts from that encoder's weights and sizes instead
+    of `settings.dims` and fresh ones; see `initial_encoder` for when it is refused.
+    """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -232,6 +267,13 @@ def train_cnn(
     started = time.perf_counter()
     f = data.factorization
     pl.seed_everything(seed, workers=True, verbose=False)
+    init_digest: str | None = None
+    if init_from is None:
+        net = ContentEncoder(
+            dataclasses.replace(settings.dims, n_factors=f.n_factors), data.cache.config
+        )
+    else:
+        net, init_digest = initial_encoder(Path(init_from), data)
     train_ids, train_rows = data.cached(f.song_ids)
     valid_ids, valid_rows = data.cached(f.valid_song_ids)
     test_ids, test_rows = data.cached(f.test_song_ids)
@@ -239,8 +281,6 @@ def train_cnn(
     long_enough = np.array([data.cache.n_frames(song) >= window for song in train_ids], bool)
     train_ids = [song for song, keep in zip(train_ids, long_enough, strict=True) if keep]
     train_rows = train_rows[long_enough]
-    dims = dataclasses.replace(settings.dims, n_factors=f.n_factors)
-    net = ContentEncoder(dims, data.cache.config)
     module = ContentModel(
         net,
         user_factors=f.user_factors,
@@ -293,8 +333,13 @@ def train_cnn(
     return save_encoder(
         net,
         folder,
-        parameters={"seed": seed, **settings.to_dict(), "dims": dims.to_dict()},
-        parents=data.parents,
+        parameters={
+            "seed": seed,
+            **settings.to_dict(),
+            "dims": net.dims.to_dict(),
+            "init_from": init_digest,
+        },
+        parents={**data.parents, **({"init_encoder": init_digest} if init_digest else {})},
         dataset_fingerprint=data.fingerprint,
         extra_files=[TEST_FACTORS_FILE],
         extra={
@@ -327,12 +372,18 @@ def train_run(
     cnn: CNNSettings | None = CNN_DEFAULTS,
     linear: BaselineParams | None = BASELINE_DEFAULTS,
     progress: bool = True,
+    init_encoder: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Train the models asked for (None skips one) on `run_dir`; return their manifests by name."""
+    """Train the models asked for (None skips one) on `run_dir`; return their manifests by name.
+
+    `init_encoder` (a checkpoint folder) is where the CNN starts from (`train_cnn`'s `init_from`).
+    """
     data = load_run_data(run_dir, dataset_root)
     manifests: dict[str, dict[str, Any]] = {}
     if linear is not None:
         manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
     if cnn is not None:
-        manifests[CNN_NAME] = train_cnn(data, cnn, seed=seed, progress=progress)
+        manifests[CNN_NAME] = train_cnn(
+            data, cnn, seed=seed, progress=progress, init_from=init_encoder
+        )
     return manifests
