@@ -1,0 +1,155 @@
+"""The quality gate: the same users and songs for both models, refusal of a worse candidate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audio.cache import default_cache_dir
+from evaluation.gate import GateError, GateSettings, quality_gate
+from pipeline.registry import LoadedVersion, load_current, publish_run
+
+PREDICTIONS = Path("models/cnn/test_song_factors.npy")
+STRICT = GateSettings(map_tolerance=0.0, auc_tolerance=0.0)
+
+
+@pytest.fixture(scope="module")
+def current(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> LoadedVersion:
+    """`trained_run` published into a fresh registry: the version a candidate is gated against."""
+    registry = tmp_path_factory.mktemp("gate_registry")
+    publish_run(trained_run, registry)
+    return load_current(registry)
+
+
+def _candidate(trained_run: Path, folder: Path, predictions: np.ndarray) -> Path:
+    """A copy of `trained_run` whose CNN predicted `predictions` for the test songs."""
+    shutil.copytree(trained_run, folder)
+    np.save(folder / PREDICTIONS, predictions.astype(np.float32))
+    return folder
+
+
+def _hand_count(trained_run: Path, tiny_world: Path, users: set[str]) -> tuple[int, int]:
+    """(users among `users` with a listen of a cached test song, cached test songs)."""
+    cached = {path.stem for path in default_cache_dir(tiny_world).glob("*.npy")}
+    factorization = trained_run / "factorization"
+    test_songs = set(json.loads((factorization / "test_song_ids.json").read_text())) & cached
+    listens = pd.read_csv(
+        tiny_world / "listens.tsv", sep="\t", names=["user_id", "song_id", "play_count"]
+    )
+    heard = listens[listens["song_id"].isin(test_songs) & listens["user_id"].isin(users)]
+    return heard["user_id"].nunique(), len(test_songs)
+
+
+@pytest.mark.slow
+def test_the_same_model_scores_the_same_and_passes_a_strict_gate(
+    trained_run: Path, current: LoadedVersion
+) -> None:
+    decision = quality_gate(trained_run, current, STRICT)
+    assert decision.passed, decision.reason
+    assert decision.current_version == current.version_id
+    assert decision.candidate == pytest.approx(decision.current, abs=1e-6)
+    assert decision.reason.startswith(f"passed against {current.version_id}")
+    # The same conventions as the report: on the tiny world every test song has audio and
+    # every user is known to both, so the gate's numbers are the report's.
+    report = json.loads((trained_run / "report.json").read_text())
+    assert decision.n_users == report["n_users"]
+    assert decision.candidate == pytest.approx(report["models"]["cnn"], rel=1e-9)
+    assert decision.chance["map"] == pytest.approx(report["expected_random"]["map"])
+    assert json.loads(json.dumps(decision.to_json()))["settings"]["map_tolerance"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_worse_candidate_is_refused_unless_the_tolerance_covers_the_gap(
+    trained_run: Path, current: LoadedVersion, tmp_path: Path
+) -> None:
+    # Reversed predictions rank the songs the CNN found likeliest last.
+    predictions = np.load(trained_run / PREDICTIONS)
+    run = _candidate(trained_run, tmp_path / "run", -predictions)
+
+    refused = quality_gate(run, current, STRICT)
+    assert not refused.passed
+    assert refused.current is not None
+    gaps = {key: refused.current[key] - refused.candidate[key] for key in ("map", "auc")}
+    assert gaps["map"] > 0 and gaps["auc"] > 0
+    assert refused.reason.startswith(f"refused against {current.version_id}")
+    assert "mAP@500" in refused.reason and "AUC" in refused.reason
+
+    lenient = GateSettings(map_tolerance=gaps["map"] + 1e-6, auc_tolerance=gaps["auc"] + 1e-6)
+    assert quality_gate(run, current, lenient).passed
+    # Only the metric whose tolerance is too small is named.
+    map_only = GateSettings(map_tolerance=0.0, auc_tolerance=gaps["auc"] + 1e-6)
+    decision = quality_gate(run, current, map_only)
+    assert not decision.passed and "mAP@500" in decision.reason and "AUC" not in decision.reason
+
+
+@pytest.mark.slow
+def test_without_a_current_version_the_candidate_must_beat_chance(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    real = quality_gate(trained_run, None, STRICT)
+    assert real.passed, real.reason
+    assert real.current is None and real.current_version is None
+    assert real.reason.startswith("no current version; the candidate beats chance")
+    assert real.candidate["map"] > real.chance["map"] and real.chance["auc"] == 0.5
+
+    # All-equal scores: AUC exactly 1/2, mAP the worst its ties allow (below random's).
+    zeros = _candidate(
+        trained_run, tmp_path / "run", np.zeros_like(np.load(trained_run / PREDICTIONS))
+    )
+    flat = quality_gate(zeros, None, GateSettings(map_tolerance=1.0, auc_tolerance=1.0))
+    assert not flat.passed
+    assert flat.candidate["auc"] == 0.5 and flat.candidate["map"] < flat.chance["map"]
+    assert "mAP@500 and AUC do not beat chance" in flat.reason
+
+
+@pytest.mark.slow
+def test_both_models_are_scored_on_the_users_both_know(
+    trained_run: Path, tiny_world: Path, current: LoadedVersion
+) -> None:
+    everyone = set(current.user_ids)
+    for version in (None, current):
+        decision = quality_gate(trained_run, version, STRICT)
+        assert (decision.n_users, decision.n_test_songs) == _hand_count(
+            trained_run, tiny_world, everyone
+        )
+
+    # A current version that knows only every other user: both are scored on those alone.
+    half = dataclasses.replace(
+        current, user_ids=current.user_ids[::2], user_factors=current.user_factors[::2]
+    )
+    decision = quality_gate(trained_run, half, STRICT)
+    assert (decision.n_users, decision.n_test_songs) == _hand_count(
+        trained_run, tiny_world, set(half.user_ids)
+    )
+    assert decision.n_users < quality_gate(trained_run, current, STRICT).n_users
+
+
+@pytest.mark.slow
+def test_nothing_in_common_is_an_error(
+    trained_run: Path, tiny_world: Path, current: LoadedVersion, tmp_path: Path
+) -> None:
+    strangers = dataclasses.replace(
+        current, user_ids=[f"stranger-{user_id}" for user_id in current.user_ids]
+    )
+    with pytest.raises(GateError, match="no user known to both"):
+        quality_gate(trained_run, strangers, STRICT)
+
+    # The same dataset without its mel cache: no test song has audio.
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world, ignore=shutil.ignore_patterns("mel_cache"))
+    with pytest.raises(GateError, match="no test song has audio"):
+        quality_gate(trained_run, current, STRICT, dataset_root=world)
+
+
+@pytest.mark.parametrize(
+    "tolerances", [{"map_tolerance": -0.001}, {"auc_tolerance": -1.0}, {"map_tolerance": np.nan}]
+)
+def test_tolerances_must_be_non_negative(tolerances: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        GateSettings(**tolerances)
