@@ -44,6 +44,16 @@ def database_url(url: str | Path) -> str:
     return url
 
 
+def default_audio_store(url: str | Path) -> Path | None:
+    """Where the audio of a catalogue's tracks lives unless a folder is named: `<file>.audio/`
+    beside a SQLite database file; None for a server database, which needs one named."""
+    url = database_url(url)
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and len(url) > len(prefix) and ":memory:" not in url:
+        return Path(url[len(prefix) :] + ".audio")
+    return None
+
+
 def create_catalogue_engine(url: str | Path) -> Engine:
     """An engine set up for its backend (see the module docstring); no migrations."""
     url = database_url(url)

@@ -13,7 +13,7 @@ with the metadata they have (an empty title or artist is allowed there).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -265,16 +265,29 @@ class Catalogue:
         return updated
 
     def import_songs(
-        self, songs: str | Path | pd.DataFrame, vector_version: str | None = None
+        self,
+        songs: str | Path | pd.DataFrame,
+        vector_version: str | None = None,
+        audio: Mapping[str, Path] | None = None,
     ) -> int:
         """Import a dataset's songs (`songs.csv`, or its DataFrame song_id,title,artist) as
         warm tracks in one transaction; ids already in the catalogue are left as they are,
         so importing again is harmless. Returns how many tracks were added.
 
+        `audio` (song id -> recording) copies those recordings into the audio store first,
+        so that the catalogue alone holds what the nightly job trains on.
         Raises `InvalidTrack` naming the first bad row (nothing is imported then)."""
         _check_version(vector_version)
         frame = songs if isinstance(songs, pd.DataFrame) else read_songs(Path(songs))
         self._check_songs(frame)
+        stored = {}
+        if audio:
+            if self.audio_store is None:
+                raise CatalogueError("no audio store configured: open the catalogue with one")
+            wanted = set(frame["song_id"])
+            for song_id, path in audio.items():
+                if song_id in wanted:
+                    stored[song_id] = self.audio_store.put(Path(path), Path(path).suffix[1:])
         added_at = utc_now()
         rows = [
             {
@@ -282,6 +295,8 @@ class Catalogue:
                 "title": title,
                 "artist": artist,
                 "origin": "warm",
+                "audio_path": stored[song_id].relative_path if song_id in stored else None,
+                "audio_sha256": stored[song_id].sha256 if song_id in stored else None,
                 "added_at": added_at,
                 "vector_version": vector_version,
             }
@@ -299,6 +314,46 @@ class Catalogue:
         return int(after - before)
 
     # ---- listens ------------------------------------------------------------------------
+
+    def import_listens(self, listens: pd.DataFrame, played_at: datetime | None = None) -> int:
+        """Bulk-add a dataset's listening history (columns user_id, song_id, play_count, as
+        `corpus.dataset.read_listens` gives them), all stamped `played_at` (default now), in
+        one transaction. Every song must be in the catalogue already (import the songs
+        first); raises `InvalidTrack` naming the first unknown one, and nothing is added.
+        Returns how many rows were added."""
+        played_at = played_at or utc_now()
+        song_ids = pd.unique(listens["song_id"].astype(str))
+        known = self.get_tracks(song_ids.tolist())
+        unknown = [song_id for song_id in song_ids if song_id not in known]
+        if unknown:
+            raise InvalidTrack(
+                f"{len(unknown)} listened songs are not in the catalogue (e.g. {unknown[0]!r}):"
+                " import the songs first"
+            )
+        bad_users = listens["user_id"].astype(str)
+        bad = (bad_users.str.len() == 0) | (bad_users.str.len() > MAX_ID_LENGTH)
+        counts = listens["play_count"].to_numpy()
+        bad |= (counts < 1) | (counts > MAX_PLAY_COUNT)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InvalidTrack(f"listens row {row}: bad user id or play count")
+        rows = [
+            {"user_id": user_id, "track_id": song_id, "count": int(count), "played_at": played_at}
+            for user_id, song_id, count in zip(
+                listens["user_id"].astype(str),
+                listens["song_id"].astype(str),
+                counts,
+                strict=True,
+            )
+        ]
+        with self._writing.begin() as session:
+            for chunk in _chunks(rows, _IMPORT_CHUNK):
+                session.execute(insert(Listen), chunk)
+        return len(rows)
+
+    def count_listens(self) -> int:
+        with self._reading() as session:
+            return int(session.scalar(select(func.count()).select_from(Listen)) or 0)
 
     def add_listens(self, listens: Sequence[ListenIn]) -> list[ListenResult]:
         """Record a batch of plays; one `ListenResult` per item, in order.

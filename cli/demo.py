@@ -70,6 +70,7 @@ def demo(
     evaluate(run=run_dir, seed=seed)
     step("6/6 publish (indexes, registry, catalogue)")
     registry.mkdir(parents=True, exist_ok=True)
+    _import_listening_history(world_dir, database)
     publish(run=run_dir, registry=registry, database=str(database))
     console.rule(f"ready in {time.perf_counter() - started:,.0f} s")
     if not serve_after:
@@ -88,3 +89,16 @@ def demo(
         f" -F artist=Someone {url}/v1/tracks"
     )
     serve(registry=registry, host=host, port=port, database=str(database))
+
+
+def _import_listening_history(world_dir: Path, database: Path) -> None:
+    """Put the world's songs and listens into the catalogue (once), so that the nightly
+    `coldstart pipeline --database` retrains on everything the catalogue knows."""
+    from catalogue import open_catalogue
+    from corpus.dataset import load_dataset
+
+    with open_catalogue(f"sqlite:///{database.resolve()}") as catalogue:
+        if catalogue.count_listens() == 0:
+            world = load_dataset(world_dir)
+            catalogue.import_songs(world.songs)
+            catalogue.import_listens(world.listens)

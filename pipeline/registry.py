@@ -11,12 +11,17 @@ A version is built from a finished run (factorization + `models/cnn` + `report.j
                               product) and the content space
         user_factors.npy      (n_users, F) float32, rows follow user_ids.json
         user_ids.json
+        song_factors.npy      (n_songs, F) float32: the WMF factors of the songs with listens
+        song_ids.json         (rows follow it); the next night's WMF starts from them
+        test_song_ids.json    the run's cold test songs: the next night evaluates on the same
         songs.csv             song_id,title,artist of every catalogue song (the dataset's
                               songs.csv), for the catalogue DB
         cold_song_ids.json    catalogue songs without listening data: their cf vector is the
                               content model's prediction, as for a track added by audio
         report.json           the run's evaluation (the model table of GET /v1/model)
         manifest.json         kind "model-version", sha256 of every file above, parents
+                              (the artifacts, and the version it replaced), the dataset
+                              fingerprint, `parameters.source` ("dataset" | "database")
       .staging/               versions being written; a crash leaves its debris only here
 
 Why this shape. A version folder is written completely under `.staging/`, its manifest
@@ -25,11 +30,13 @@ is switched afterwards by writing a new file and `os.replace`-ing it over the ol
 reader therefore sees the old version or the new one, never a half-written one, and a
 version folder without a manifest (a copy gone wrong, a hand edit) is refused on load.
 
-Song vectors. In the cf space every song with listens (training songs at their WMF
-factors, validation and test songs folded in) sits at its factors; a song without any
-(unlistened, or folded in to a zero vector because all its listeners were left out of
-WMF) sits where the content model puts it, exactly like a cold track added later through
-the API. The content space holds the CNN's prediction for every song in the mel cache.
+Song vectors. In the cf space every song with enough listeners (`warm_min_listeners`;
+training songs at their WMF factors, validation and test songs folded in) sits at its
+factors; a song with fewer (a track added by audio that has only begun to be played, an
+unlistened song, or one folded in to a zero vector because all its listeners were left out
+of WMF) sits where the content model puts it, exactly like a cold track added later through
+the API. A few listeners' factors say more about those listeners than about the song. The
+content space holds the CNN's prediction for every song in the mel cache.
 
 `load_current` imports torch, faiss and the plain encoder only: the service never loads
 Lightning, implicit or pandas. `publish_run` imports the training side lazily for that
@@ -75,10 +82,16 @@ ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 USER_FACTORS_FILE = "user_factors.npy"
 USER_IDS_FILE = "user_ids.json"
+SONG_FACTORS_FILE = "song_factors.npy"
+SONG_IDS_FILE = "song_ids.json"
+TEST_SONGS_FILE = "test_song_ids.json"
 SONGS_FILE = "songs.csv"
 COLD_SONGS_FILE = "cold_song_ids.json"
 REPORT_FILE = "report.json"
 CONTENT_MODEL = "cnn"
+SOURCES = ("dataset", "database")
+# Listeners a song needs before the cf space places it at its WMF factors, not its audio.
+WARM_MIN_LISTENERS = 3
 
 # `<UTC time>-<manifest digest[:10]>`: sorts by publication time, names its content.
 _VERSION_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{10}(-[0-9]+)?$")
@@ -142,16 +155,27 @@ def current_version_id(registry_dir: Path) -> str:
     return version_id
 
 
+def current_version_or_none(registry_dir: Path) -> str | None:
+    """The id `REG/current` names, or None before the first publish."""
+    try:
+        return current_version_id(registry_dir)
+    except RegistryError:
+        return None
+
+
 def list_versions(registry_dir: Path) -> list[str]:
-    """Ids of the finished versions (those with a manifest), oldest first."""
+    """Ids of the finished versions (those with a manifest), oldest first: by the time in
+    the id, then by when the manifest was written (two versions published within one
+    second share the id's stamp)."""
     folder = Path(registry_dir) / VERSIONS_DIR
     if not folder.is_dir():
         return []
-    return sorted(
-        path.name
+    finished = {
+        path.name: (path.name[:16], (path / MANIFEST_NAME).stat().st_mtime_ns, path.name)
         for path in folder.iterdir()
         if _VERSION_ID.match(path.name) and (path / MANIFEST_NAME).is_file()
-    )
+    }
+    return sorted(finished, key=finished.__getitem__)
 
 
 def load_version(registry_dir: Path, version_id: str) -> LoadedVersion:
@@ -192,6 +216,42 @@ def load_current(registry_dir: Path) -> LoadedVersion:
     return load_version(registry_dir, current_version_id(registry_dir))
 
 
+@dataclass(frozen=True)
+class VersionFactors:
+    """A version's WMF factors, for the next night's warm start (`None` fields: a version
+    published before they were kept)."""
+
+    user_ids: list[str]
+    user_factors: np.ndarray
+    song_ids: list[str] | None
+    song_factors: np.ndarray | None
+    test_song_ids: list[str] | None
+
+
+def load_factors(registry_dir: Path, version_id: str) -> VersionFactors:
+    """The user and song factors and test songs of a finished version, verified against its
+    manifest; without the index or the encoder, which the nightly run does not need."""
+    folder = Path(registry_dir) / VERSIONS_DIR / version_id
+    if not _VERSION_ID.match(version_id) or not folder.is_dir():
+        raise RegistryError(f"{registry_dir}: no version {version_id!r}")
+    listed = read_manifest(folder, kind=VERSION_KIND)["files"]
+
+    def optional(name: str) -> Any:
+        if name not in listed:
+            return None
+        if name.endswith(".npy"):
+            return np.load(folder / name, allow_pickle=False)
+        return json.loads((folder / name).read_text())
+
+    return VersionFactors(
+        user_ids=optional(USER_IDS_FILE),
+        user_factors=optional(USER_FACTORS_FILE),
+        song_ids=optional(SONG_IDS_FILE),
+        song_factors=optional(SONG_FACTORS_FILE),
+        test_song_ids=optional(TEST_SONGS_FILE),
+    )
+
+
 def set_current(registry_dir: Path, version_id: str) -> None:
     """Point `REG/current` at a finished version (publish, or a rollback), atomically.
 
@@ -216,6 +276,10 @@ def publish_run(
     dataset_root: Path | None = None,
     batch_size: int = 32,
     exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+    warm_min_listeners: int = WARM_MIN_LISTENERS,
+    source: str = "dataset",
+    parent_version: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> str:
     """Build a version from the finished run `run_dir`, add it to `registry_dir`, make it
     current, and return its id.
@@ -226,16 +290,36 @@ def publish_run(
     the dataset's mel cache (`dataset_root` is needed only when neither the run's
     manifests nor its report record the dataset folder). With `database_url`, the catalogue
     songs' titles and artists are imported into that catalogue DB (idempotently) before
-    `current` switches. The nightly pipeline
-    puts its quality gate in front of this call.
+    `current` switches. `source` says where the run's listens came from ("database": the
+    catalogue DB itself, which the service then does not import into), `parent_version`
+    the version this one replaces (refused if `current` no longer names it), `provenance`
+    what the nightly run knows (its id, the
+    quality gate's decision, how far the factors moved); all three go into the manifest.
+    The nightly pipeline (`pipeline.nightly`) puts its quality gate in front of this call.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     run_dir, registry_dir = Path(run_dir), Path(registry_dir)
     for sub in (VERSIONS_DIR, STAGING_DIR):
         (registry_dir / sub).mkdir(parents=True, exist_ok=True)
-    with _registry_lock(registry_dir):
+    with registry_lock(registry_dir):
+        if parent_version is not None and current_version_or_none(registry_dir) != parent_version:
+            raise RegistryError(
+                f"{registry_dir}: current is no longer {parent_version} (another publish came"
+                " first); not replacing it"
+            )
         staging = Path(tempfile.mkdtemp(dir=registry_dir / STAGING_DIR, prefix="version-"))
         try:
-            manifest = _build_version(run_dir, staging, dataset_root, batch_size, exact_threshold)
+            manifest = _build_version(
+                run_dir,
+                staging,
+                dataset_root,
+                batch_size,
+                exact_threshold,
+                warm_min_listeners,
+                {"source": source, "parent_version": parent_version},
+                provenance,
+            )
             version_id = _new_version_id(registry_dir, manifest)
             os.rename(staging, registry_dir / VERSIONS_DIR / version_id)
         except BaseException:
@@ -246,6 +330,46 @@ def publish_run(
             import_catalogue_songs(registry_dir, version_id, database_url)
         set_current(registry_dir, version_id)
     return version_id
+
+
+def clean_staging(registry_dir: Path) -> int:
+    """Delete what crashed publishers left under `.staging/` (never a loadable version);
+    returns how many entries went. Holds the publish lock, so a live publish is untouched."""
+    staging = Path(registry_dir) / STAGING_DIR
+    if not staging.is_dir():
+        return 0
+    with registry_lock(registry_dir):
+        leftovers = list(staging.iterdir())
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def prune_versions(registry_dir: Path, keep: int) -> list[str]:
+    """Delete all but the `keep` newest finished versions, never the current one (nor one
+    a rollback just pointed at); returns the ids deleted, oldest first.
+
+    A pruned version is first renamed into `.staging/` (one atomic step, after which no
+    loader sees it) and then deleted, so a crash mid-delete leaves no half version behind.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    registry_dir = Path(registry_dir)
+    with registry_lock(registry_dir):
+        current = current_version_or_none(registry_dir)
+        versions = list_versions(registry_dir)
+        doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+        (registry_dir / STAGING_DIR).mkdir(exist_ok=True)
+        for version_id in doomed:
+            trash = registry_dir / STAGING_DIR / f"pruned-{version_id}"
+            os.rename(registry_dir / VERSIONS_DIR / version_id, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        if doomed:
+            _fsync_dir(registry_dir / VERSIONS_DIR)
+    return doomed
 
 
 def import_catalogue_songs(registry_dir: Path, version_id: str, database_url: str) -> int:
@@ -265,11 +389,15 @@ def _build_version(
     dataset_root: Path | None,
     batch_size: int,
     exact_threshold: int,
+    warm_min_listeners: int,
+    lineage: dict[str, str | None],
+    provenance: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write every file of a version into `folder`, the manifest last; return the manifest."""
     from audio.cache import MelCache, default_cache_dir
+    from corpus.dataset import LISTENS_FILE, read_listens, read_songs
     from corpus.dataset import SONGS_FILE as DATASET_SONGS_FILE
-    from corpus.dataset import read_songs
+    from corpus.split import listener_counts
     from evaluation.report import REPORT_KIND
     from factorization.run import dataset_root_of, load_factorization
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
@@ -305,11 +433,15 @@ def _build_version(
         ]
     )
     has_listens = np.linalg.norm(warm_factors, axis=1) > 0
-    listened = {song_id for song_id, keep in zip(warm_ids, has_listens, strict=True) if keep}
-    cold_rows = [row for row, song_id in enumerate(content_ids) if song_id not in listened]
+    listeners = listener_counts(read_listens(root / LISTENS_FILE), warm_ids)
+    in_cache = np.isin(np.asarray(warm_ids, dtype=object), np.asarray(content_ids, dtype=object))
+    # At its factors: enough listeners, or no audio to place it by (factors beat nothing).
+    at_factors = has_listens & ((listeners >= warm_min_listeners) | ~in_cache)
+    placed = {song_id for song_id, keep in zip(warm_ids, at_factors, strict=True) if keep}
+    cold_rows = [row for row, song_id in enumerate(content_ids) if song_id not in placed]
     cold_ids = [content_ids[row] for row in cold_rows]
-    cf_ids = [song_id for song_id, keep in zip(warm_ids, has_listens, strict=True) if keep]
-    cf_vectors = np.concatenate([warm_factors[has_listens], content_vectors[cold_rows]])
+    cf_ids = [song_id for song_id, keep in zip(warm_ids, at_factors, strict=True) if keep]
+    cf_vectors = np.concatenate([warm_factors[at_factors], content_vectors[cold_rows]])
     index = CatalogueIndex.build(
         cf_ids + cold_ids,
         cf_vectors,
@@ -322,6 +454,10 @@ def _build_version(
     index_manifest = index.save(folder / INDEX_DIR)
     np.save(folder / USER_FACTORS_FILE, factorization.user_factors, allow_pickle=False)
     (folder / USER_IDS_FILE).write_text(json.dumps(factorization.user_ids))
+    np.save(folder / SONG_FACTORS_FILE, warm_factors[has_listens], allow_pickle=False)
+    listened_ids = [song_id for song_id, keep in zip(warm_ids, has_listens, strict=True) if keep]
+    (folder / SONG_IDS_FILE).write_text(json.dumps(listened_ids))
+    (folder / TEST_SONGS_FILE).write_text(json.dumps(factorization.test_song_ids))
     (folder / COLD_SONGS_FILE).write_text(json.dumps(cold_ids))
     songs.to_csv(folder / SONGS_FILE, index=False)
     shutil.copyfile(run_dir / REPORT_FILE, folder / REPORT_FILE)
@@ -341,15 +477,19 @@ def _build_version(
             "dataset_root": str(root),
             "content_model": CONTENT_MODEL,
             "exact_threshold": exact_threshold,
+            "warm_min_listeners": warm_min_listeners,
+            "source": lineage["source"],
         },
         parents={
             "factorization": factorization.digest,
             f"model:{CONTENT_MODEL}": model_manifest["digest"],
             "report": report_manifest["digest"],
             "index": index_manifest["digest"],
+            **({"version": lineage["parent_version"]} if lineage["parent_version"] else {}),
         },
         dataset_fingerprint=factorization.manifest.get("dataset_fingerprint"),
         extra={
+            "pipeline": provenance,
             "counts": {
                 "catalogue_songs": len(catalogue_ids),
                 "cf_songs": len(cf_ids) + len(cold_ids),
@@ -382,8 +522,10 @@ def _new_version_id(registry_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _registry_lock(registry_dir: Path) -> Iterator[None]:
-    """One publisher at a time per registry (the pointer switch is last-writer-wins)."""
+def registry_lock(registry_dir: Path) -> Iterator[None]:
+    """One writer of `versions/`, `.staging/` and `current` at a time per registry (the
+    pointer switch is last-writer-wins). An flock: the kernel drops it when its holder
+    dies, so a killed publisher never leaves it held."""
     with open(registry_dir / LOCK_FILE, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

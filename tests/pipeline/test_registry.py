@@ -158,3 +158,52 @@ def test_a_run_without_a_matching_report_is_refused(trained_run: Path, tmp_path:
     with pytest.raises(RegistryError, match="coldstart evaluate"):
         publish_run(run, tmp_path / "registry")
     assert list_versions(tmp_path / "registry") == []
+
+
+def test_retention_keeps_the_newest_and_current_and_clears_staging(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    from pipeline.registry import clean_staging, prune_versions
+
+    ids = [publish_run(trained_run, tmp_path) for _ in range(4)]
+    set_current(tmp_path, ids[0])  # a rollback to the oldest: it must survive pruning
+    assert prune_versions(tmp_path, keep=2) == [ids[1]]
+    assert list_versions(tmp_path) == [ids[0], ids[2], ids[3]]
+    assert load_current(tmp_path).version_id == ids[0]
+    with pytest.raises(ValueError):
+        prune_versions(tmp_path, keep=0)
+
+    debris = tmp_path / STAGING_DIR / "version-crashed"
+    (debris / "index").mkdir(parents=True)
+    (debris / "user_factors.npy").write_bytes(b"half")
+    assert clean_staging(tmp_path) == 1 and not any((tmp_path / STAGING_DIR).iterdir())
+
+
+def test_publish_refuses_to_replace_a_current_it_did_not_start_from(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    first = publish_run(trained_run, tmp_path)
+    second = publish_run(trained_run, tmp_path, parent_version=first, source="database")
+    manifest = load_current(tmp_path).manifest
+    assert manifest["parents"]["version"] == first
+    assert manifest["parameters"]["source"] == "database"
+    with pytest.raises(RegistryError, match="no longer"):
+        publish_run(trained_run, tmp_path, parent_version=first)  # current is `second` now
+    assert list_versions(tmp_path) == [first, second]
+    assert current_version_id(tmp_path) == second
+
+
+def test_version_keeps_factors_for_the_next_warm_start(published: Published, trained_run: Path):
+    from factorization.run import load_factorization
+    from pipeline.registry import load_factors
+
+    factors = load_factors(published.registry, published.version_id)
+    factorization = load_factorization(trained_run)
+    assert factors.test_song_ids == factorization.test_song_ids
+    assert factors.song_ids is not None and factors.song_factors is not None
+    assert len(factors.song_ids) == len(factors.song_factors)
+    assert set(factors.song_ids) <= set(
+        factorization.song_ids + factorization.valid_song_ids + factorization.test_song_ids
+    )
+    row = factors.song_ids.index(factorization.song_ids[0])
+    np.testing.assert_array_equal(factors.song_factors[row], factorization.song_factors[0])

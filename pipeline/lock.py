@@ -1,0 +1,48 @@
+"""One nightly run at a time per registry, with a lock no crash can leave held.
+
+An `flock` on `REG/.pipeline.lock`: the kernel releases it when the holding process dies,
+however it dies (SIGKILL, OOM, power cut), so there is no stale lock file to clear by
+hand and no pid to second-guess. The file's text says who holds it, for the message a
+second run gives.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+LOCK_FILE = ".pipeline.lock"
+
+
+class PipelineBusy(RuntimeError):
+    """Another run holds the registry's pipeline lock."""
+
+
+@contextmanager
+def pipeline_lock(registry_dir: Path, run_id: str) -> Iterator[None]:
+    """Hold the registry's pipeline lock for the block, or raise `PipelineBusy` at once."""
+    registry_dir = Path(registry_dir)
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    with open(registry_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise PipelineBusy(f"another pipeline run holds {handle.name}: {holder}") from error
+        try:
+            handle.seek(0)
+            handle.truncate()
+            holder = {"run_id": run_id, "pid": os.getpid(), "since": datetime.now(UTC).isoformat()}
+            handle.write(json.dumps(holder))
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

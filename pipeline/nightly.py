@@ -1,0 +1,450 @@
+"""The nightly run: `coldstart pipeline --registry REG (--dataset DIR | --database URL)`.
+
+    lock -> snapshot -> featurize -> factorize (warm-started) -> train (fine-tuned)
+         -> evaluate -> quality gate -> publish -> retention
+
+Each step is the same function the single commands call, on a run folder of its own
+(`WORK/runs/<run id>/`, WORK = `REG/pipeline/`). Nothing touches the registry before the
+publish step, which writes a complete version aside and switches `REG/current` with one
+rename (`pipeline.registry.publish_run`), so a run that dies at any instant leaves the
+current version serving and no version a loader accepts; what it leaves (a run folder,
+staging debris) is cleared by the next run.
+
+Stability across nights. WMF starts from the current version's factors with the current
+factor count, and the CNN is fine-tuned from the current encoder, so the space the
+service's vectors live in moves little (the factorization manifest reports how far).
+The test songs stay those of the current version, so that the quality gate compares the
+candidate with the current version on the same songs, and metrics stay comparable from
+night to night.
+
+The run ends with an `Outcome` (exit code, see `pipeline.outcome`) and a `RunSummary`,
+written to `RUN/summary.json` (and `--summary FILE`): per step its status, seconds and
+what it found, the gate's decision with both versions' numbers, and the factors' drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import secrets
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from artifacts.manifest import write_json_atomic
+from evaluation.gate import GateSettings
+from pipeline.lock import PipelineBusy, pipeline_lock
+from pipeline.outcome import EXIT_CODES, Outcome
+from pipeline.registry import (
+    ENCODER_DIR,
+    VERSIONS_DIR,
+    WARM_MIN_LISTENERS,
+    current_version_or_none,
+)
+from pipeline.snapshot import Snapshot
+from training.run import CNN_DEFAULTS, CNNSettings
+
+log = logging.getLogger("coldstart.pipeline")
+
+WORK_DIR = "pipeline"
+RUNS_DIR = "runs"
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "pipeline.log"
+TEST_SONGS_FILE = "test_songs.txt"
+# When fewer than this share of the current test songs is left, a new split is drawn.
+MIN_KEPT_TEST_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What one nightly run does. Exactly one of `dataset` and `database_url` is given.
+
+    `factors` applies to the first version only: later runs keep the current version's
+    factor count, so the warm start and the fine-tuning apply. `cnn` trains from scratch;
+    fine-tuning runs `fine_tune_epochs` of the same settings from the current encoder.
+    """
+
+    registry: Path
+    dataset: Path | None = None
+    database_url: str | None = None
+    audio_store: Path | None = None
+    work_dir: Path | None = None
+    run_id: str | None = None
+    factors: int = 50
+    wmf_iterations: int = 15
+    regularization: float | str = "auto"
+    cnn: CNNSettings = CNN_DEFAULTS
+    fine_tune_epochs: int = 4
+    from_scratch: bool = False
+    gate: GateSettings = field(default_factory=GateSettings)
+    keep_versions: int = 5
+    keep_runs: int = 5
+    warm_min_listeners: int = WARM_MIN_LISTENERS
+    seed: int = 0
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.database_url is None):
+            raise ValueError("give exactly one source: a dataset folder or a database URL")
+        if self.keep_versions < 1 or self.keep_runs < 1:
+            raise ValueError("keep_versions and keep_runs must be at least 1")
+        if self.fine_tune_epochs < 1:
+            raise ValueError("fine_tune_epochs must be at least 1")
+
+    @property
+    def work(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(self.registry) / WORK_DIR
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str  # "ok" | "failed"
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """How a run went, for the scheduler (JSON) and a person (`render`)."""
+
+    run_id: str
+    run_dir: str
+    started_at: str
+    outcome: Outcome = Outcome.FAILED
+    message: str = ""
+    version_id: str | None = None
+    previous_version: str | None = None
+    current_version: str | None = None
+    finished_at: str | None = None
+    seconds: float = 0.0
+    steps: list[StepRecord] = field(default_factory=list)
+    gate: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def to_json(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["outcome"] = str(self.outcome)
+        values["exit_code"] = self.exit_code
+        return values
+
+
+def new_run_id() -> str:
+    """`<UTC time>-<6 hex>`: sorts by start time, unique across hosts sharing a registry."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def run_pipeline(settings: PipelineSettings) -> RunSummary:
+    """Run every step once; never raises for a failed run (see `RunSummary.outcome`)."""
+    run_id = settings.run_id or new_run_id()
+    run_dir = settings.work / RUNS_DIR / run_id
+    started = time.perf_counter()
+    summary = RunSummary(run_id, str(run_dir), datetime.now(UTC).isoformat())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _log_to(run_dir / LOG_FILE)
+    try:
+        with pipeline_lock(settings.registry, run_id):
+            _Run(settings, run_dir, summary).execute()
+    except PipelineBusy as error:
+        summary.outcome, summary.message = Outcome.BUSY, str(error)
+    except Exception as error:  # a failed run is reported, never raised: current stays
+        summary.outcome = Outcome.FAILED
+        step = summary.steps[-1].name if summary.steps else "start"
+        summary.message = f"{step}: {type(error).__name__}: {error}"
+        log.error("run %s failed in %s\n%s", run_id, step, traceback.format_exc())
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 1)
+        summary.finished_at = datetime.now(UTC).isoformat()
+        summary.current_version = current_version_or_none(settings.registry)
+        write_json_atomic(run_dir / SUMMARY_FILE, summary.to_json())
+        log.info(
+            "run %s: %s in %.1f s: %s", run_id, summary.outcome, summary.seconds, summary.message
+        )
+        logging.getLogger("coldstart").removeHandler(handler)
+        handler.close()
+    return summary
+
+
+class _Run:
+    """One run's steps; each records its seconds and findings in the summary."""
+
+    def __init__(self, settings: PipelineSettings, run_dir: Path, summary: RunSummary) -> None:
+        self.settings = settings
+        self.registry = Path(settings.registry)
+        self.run_dir = run_dir
+        self.summary = summary
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        detail: dict[str, Any] = {}
+        record = StepRecord(name, "running", 0.0, detail)
+        self.summary.steps.append(record)
+        log.info("step %s: started", name)
+        started = time.perf_counter()
+        try:
+            yield detail
+        except BaseException:
+            record.status = "failed"
+            raise
+        finally:
+            record.seconds = round(time.perf_counter() - started, 2)
+        record.status = "ok"
+        log.info(
+            "step %s: done in %.1f s %s", name, record.seconds, json.dumps(detail, default=str)
+        )
+
+    def execute(self) -> None:
+        settings = self.settings
+        from pipeline.registry import clean_staging
+
+        with self.step("prepare") as detail:
+            detail["staging_entries_removed"] = clean_staging(self.registry)
+            current = current_version_or_none(self.registry)
+            self.summary.previous_version = current
+            detail["current_version"] = current
+        snapshot = self._snapshot(current)
+        with self.step("featurize") as detail:
+            from audio.cache import featurize_dataset
+
+            featurized = featurize_dataset(snapshot.root, workers=settings.workers, progress=False)
+            detail.update(
+                computed=featurized.computed,
+                up_to_date=featurized.skipped_up_to_date,
+                failed=len(featurized.failed),
+                cached=featurized.cached,
+            )
+        self._factorize(snapshot.root, current)
+        self._train(snapshot.root, current)
+        with self.step("evaluate") as detail:
+            from evaluation.report import evaluate_run
+
+            report = evaluate_run(
+                self.run_dir, seed=settings.seed, progress=False, dataset_root=snapshot.root
+            )
+            detail.update({name: report["models"][name] for name in report["models"]})
+        with self.step("gate") as detail:
+            from evaluation.gate import quality_gate
+            from pipeline.registry import load_version
+
+            loaded = load_version(self.registry, current) if current else None
+            decision = quality_gate(self.run_dir, loaded, settings.gate, dataset_root=snapshot.root)
+            del loaded
+            self.summary.gate = decision.to_json()
+            write_json_atomic(self.run_dir / "gate.json", self.summary.gate)
+            detail.update(passed=decision.passed, reason=decision.reason)
+        if not decision.passed:
+            self.summary.outcome = Outcome.REFUSED
+            self.summary.message = f"kept {current}: {decision.reason}"
+            self._retention()
+            return
+        with self.step("publish") as detail:
+            from pipeline.registry import publish_run
+
+            version_id = publish_run(
+                self.run_dir,
+                self.registry,
+                dataset_root=snapshot.root,
+                warm_min_listeners=settings.warm_min_listeners,
+                source=snapshot.source,
+                parent_version=current,
+                provenance={
+                    "run_id": self.summary.run_id,
+                    "snapshot": snapshot.to_json(),
+                    "gate": self.summary.gate,
+                    "drift": self.summary.drift,
+                },
+            )
+            detail["version_id"] = version_id
+        self.summary.version_id = version_id
+        self.summary.outcome = Outcome.PUBLISHED
+        self.summary.message = f"published {version_id}" + (
+            f" (replaces {current}): {decision.reason}" if current else f": {decision.reason}"
+        )
+        self._retention()
+
+    def _snapshot(self, current: str | None) -> Snapshot:
+        from pipeline.snapshot import SNAPSHOT_DIR, snapshot_catalogue, use_dataset
+
+        settings = self.settings
+        with self.step("snapshot") as detail:
+            if settings.dataset is not None:
+                snapshot = use_dataset(settings.dataset)
+            else:
+                from catalogue import open_catalogue
+                from catalogue.db import default_audio_store
+
+                fallback = _dataset_audio_of(self.registry, current)
+                store = settings.audio_store or default_audio_store(settings.database_url)
+                if store is None:
+                    log.warning("no audio store named: tracks added by audio have no recording")
+                with open_catalogue(settings.database_url, store) as catalogue:
+                    snapshot = snapshot_catalogue(
+                        catalogue, settings.work / SNAPSHOT_DIR, fallback_audio=fallback
+                    )
+            detail.update(source=snapshot.source, root=str(snapshot.root), **snapshot.counts)
+        return snapshot
+
+    def _factorize(self, root: Path, current: str | None) -> None:
+        from factorization.run import factorize_run
+        from factorization.warm_start import WarmStart
+        from factorization.wmf import WMFParams
+        from pipeline.registry import load_factors
+
+        settings = self.settings
+        with self.step("factorize") as detail:
+            warm = None
+            test_songs_file = None
+            n_factors = settings.factors
+            if current is not None:
+                previous = load_factors(self.registry, current)
+                n_factors = int(previous.user_factors.shape[1])
+                if previous.song_ids is not None and not settings.from_scratch:
+                    warm = WarmStart(
+                        current,
+                        previous.user_ids,
+                        previous.user_factors,
+                        previous.song_ids,
+                        previous.song_factors,
+                    )
+                test_songs_file = self._kept_test_songs(root, previous.test_song_ids)
+            params = WMFParams(
+                factors=n_factors,
+                regularization=settings.regularization,
+                iterations=settings.wmf_iterations,
+                seed=settings.seed,
+            )
+            manifest = factorize_run(
+                root,
+                self.run_dir,
+                params,
+                test_songs_file=test_songs_file,
+                seed=settings.seed,
+                progress=False,
+                warm_start=warm,
+            )
+            warm_info = manifest.get("warm_start")
+            self.summary.drift = warm_info.get("drift") if warm_info else None
+            detail.update(
+                factors=n_factors,
+                regularization=manifest["parameters"]["regularization"],
+                warm_start_from=current if warm else None,
+                test_split="kept" if test_songs_file else "drawn",
+                **manifest["counts"],
+            )
+            if self.summary.drift:
+                songs = self.summary.drift.get("songs", {})
+                detail["song_drift_mean_cosine"] = songs.get("mean_cosine")
+
+    def _kept_test_songs(self, root: Path, test_song_ids: list[str] | None) -> Path | None:
+        """The current version's test songs still in the catalogue, as a file for the split."""
+        from corpus.dataset import SONGS_FILE, read_songs
+
+        if not test_song_ids:
+            return None
+        present = set(read_songs(root / SONGS_FILE)["song_id"])
+        kept = [song_id for song_id in test_song_ids if song_id in present]
+        if not kept or len(kept) < MIN_KEPT_TEST_SHARE * len(test_song_ids):
+            log.warning(
+                "only %d of the %d current test songs remain: drawing a new split",
+                len(kept),
+                len(test_song_ids),
+            )
+            return None
+        path = self.run_dir / TEST_SONGS_FILE
+        path.write_text("".join(f"{song_id}\n" for song_id in kept))
+        return path
+
+    def _train(self, root: Path, current: str | None) -> None:
+        from training.run import TrainingError, train_run
+
+        settings = self.settings
+        with self.step("train") as detail:
+            init = None
+            if current is not None and not settings.from_scratch:
+                init = self.registry / VERSIONS_DIR / current / ENCODER_DIR
+            cnn = settings.cnn
+            if init is not None:
+                cnn = dataclasses.replace(cnn, epochs=settings.fine_tune_epochs)
+            try:
+                manifests = train_run(
+                    self.run_dir,
+                    dataset_root=root,
+                    seed=settings.seed,
+                    cnn=cnn,
+                    linear=None,
+                    progress=False,
+                    init_encoder=init,
+                )
+            except TrainingError as error:
+                if init is None:
+                    raise
+                log.warning("cannot fine-tune from %s (%s): training from scratch", init, error)
+                detail["fine_tune_refused"] = str(error)
+                init = None
+                manifests = train_run(
+                    self.run_dir,
+                    dataset_root=root,
+                    seed=settings.seed,
+                    cnn=settings.cnn,
+                    linear=None,
+                    progress=False,
+                )
+            cnn_manifest = manifests["cnn"]
+            detail.update(
+                fine_tuned_from=current if init else None,
+                epochs_run=cnn_manifest.get("epochs_run"),
+                validation_map=cnn_manifest.get("validation", {}).get("map"),
+                train_songs=cnn_manifest.get("train_songs"),
+            )
+
+    def _retention(self) -> None:
+        from pipeline.registry import prune_versions
+
+        with self.step("retention") as detail:
+            detail["versions_pruned"] = prune_versions(self.registry, self.settings.keep_versions)
+            detail["runs_pruned"] = _prune_runs(
+                self.settings.work / RUNS_DIR, self.settings.keep_runs, keep=self.run_dir.name
+            )
+
+
+def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:
+    """Delete all but the newest `keep_count` run folders (never `keep`, the live one)."""
+    runs = sorted(path for path in runs_dir.iterdir() if path.is_dir())
+    doomed = [path for path in runs[: max(0, len(runs) - keep_count)] if path.name != keep]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return [path.name for path in doomed]
+
+
+def _dataset_audio_of(registry: Path, version_id: str | None) -> dict[str, Path]:
+    """Recordings in the dataset folder a version was built from (for catalogue songs that
+    were imported without their audio), or none."""
+    if version_id is None:
+        return {}
+    from corpus.dataset import find_audio
+
+    manifest_path = registry / VERSIONS_DIR / version_id / "manifest.json"
+    root = json.loads(manifest_path.read_text())["parameters"].get("dataset_root")
+    return find_audio(Path(root)) if root and Path(root).is_dir() else {}
+
+
+def _log_to(path: Path) -> logging.Handler:
+    """Also log the `coldstart` loggers to the run's own log file."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("coldstart")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler

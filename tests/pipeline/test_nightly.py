@@ -1,0 +1,256 @@
+"""The nightly pipeline on the tiny world: publish, refuse, busy, killed mid-run, and the
+catalogue as its source while the service keeps writing to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catalogue import Catalogue
+from evaluation.gate import GateSettings
+from pipeline.lock import pipeline_lock
+from pipeline.nightly import PipelineSettings, RunSummary, run_pipeline
+from pipeline.outcome import Outcome
+from pipeline.registry import (
+    STAGING_DIR,
+    VERSIONS_DIR,
+    current_version_id,
+    list_versions,
+    load_current,
+    publish_run,
+)
+from training.encoder import EncoderDims
+from training.run import CNNSettings
+
+pytestmark = pytest.mark.slow
+
+# Small enough for seconds per run on two cores; the fine-tuned encoder keeps the current's dims.
+TINY_CNN = CNNSettings(
+    dims=EncoderDims(channels=(16, 16, 32), hidden=(64,)),
+    epochs=1,
+    max_minutes=1.0,
+    crops_per_song=2,
+    batch_size=32,
+    patience=1,
+)
+LENIENT = GateSettings(map_tolerance=1.0, auc_tolerance=1.0)
+STRICT = GateSettings(map_tolerance=0.0, auc_tolerance=0.0)
+
+
+@pytest.fixture(scope="module")
+def template_registry(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry whose current version is the tiny trained run (published once)."""
+    folder = tmp_path_factory.mktemp("template_registry")
+    publish_run(trained_run, folder)
+    return folder
+
+
+@pytest.fixture()
+def registry(template_registry: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "registry"
+    shutil.copytree(template_registry, folder)
+    return folder
+
+
+def settings_for(registry: Path, **overrides: object) -> PipelineSettings:
+    values: dict[str, object] = {
+        "registry": registry,
+        "cnn": TINY_CNN,
+        "fine_tune_epochs": 1,
+        "wmf_iterations": 5,
+        "regularization": 100.0,
+        "gate": LENIENT,
+        "workers": 1,
+        **overrides,
+    }
+    return PipelineSettings(**values)  # type: ignore[arg-type]
+
+
+def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_world: Path) -> None:
+    before = current_version_id(registry)
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world))
+
+    assert summary.outcome == Outcome.PUBLISHED and summary.exit_code == 0, summary.message
+    assert summary.previous_version == before
+    assert summary.version_id == summary.current_version == current_version_id(registry)
+    assert [step.name for step in summary.steps] == [
+        "prepare",
+        "snapshot",
+        "featurize",
+        "factorize",
+        "train",
+        "evaluate",
+        "gate",
+        "publish",
+        "retention",
+    ]
+    assert all(step.status == "ok" and step.seconds >= 0 for step in summary.steps)
+    steps = {step.name: step.detail for step in summary.steps}
+    assert steps["factorize"]["warm_start_from"] == before
+    assert steps["factorize"]["test_split"] == "kept"
+    assert steps["train"]["fine_tuned_from"] == before
+    assert summary.drift is not None and summary.drift["songs"]["n_shared"] > 0
+    assert summary.gate is not None and summary.gate["current_version"] == before
+
+    version = load_current(registry)
+    assert version.manifest["parents"]["version"] == before
+    assert version.manifest["parameters"]["source"] == "dataset"
+    assert version.manifest["pipeline"]["run_id"] == summary.run_id
+    previous = registry / VERSIONS_DIR / before / "test_song_ids.json"
+    previous_tests = json.loads(previous.read_text())
+    new_tests = json.loads((version.folder / "test_song_ids.json").read_text())
+    assert new_tests == previous_tests  # the gate and the report compare on the same songs
+    written = json.loads((Path(summary.run_dir) / "summary.json").read_text())
+    assert written["outcome"] == "published" and written["exit_code"] == 0
+
+
+def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_world: Path) -> None:
+    before, versions = current_version_id(registry), list_versions(registry)
+    one_step = dataclasses.replace(TINY_CNN, lr=1e-9)  # a fresh encoder that learns nothing
+    summary = run_pipeline(
+        settings_for(registry, dataset=tiny_world, from_scratch=True, cnn=one_step, gate=STRICT)
+    )
+
+    assert summary.outcome == Outcome.REFUSED and summary.exit_code == 3, summary.message
+    assert summary.version_id is None
+    assert current_version_id(registry) == before and list_versions(registry) == versions
+    assert summary.gate is not None and not summary.gate["passed"]
+    candidate, current = summary.gate["candidate"], summary.gate["current"]
+    assert candidate["map"] < current["map"] or candidate["auc"] < current["auc"]
+    assert before in summary.message and "publish" not in [s.name for s in summary.steps]
+
+
+def test_a_second_run_is_turned_away_while_one_holds_the_lock(
+    registry: Path, tiny_world: Path
+) -> None:
+    before = current_version_id(registry)
+    with pipeline_lock(registry, "a-run-in-progress"):
+        summary = run_pipeline(settings_for(registry, dataset=tiny_world))
+    assert summary.outcome == Outcome.BUSY and summary.exit_code == 75
+    assert "a-run-in-progress" in summary.message
+    assert current_version_id(registry) == before
+
+
+def _pipeline_command(registry: Path, tiny_world: Path, run_id: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from cli.main import app; app()",
+        "pipeline",
+        "--registry",
+        str(registry),
+        "--dataset",
+        str(tiny_world),
+        "--run-id",
+        run_id,
+        "--fine-tune-epochs",
+        "1",
+        "--max-minutes",
+        "1",
+        "--workers",
+        "1",
+        "--map-tolerance",
+        "1",
+        "--auc-tolerance",
+        "1",
+    ]
+
+
+@pytest.mark.parametrize("kill_at", ["train", "publish"])
+def test_sigkill_mid_run_leaves_current_serving_and_the_next_run_succeeds(
+    registry: Path, tiny_world: Path, kill_at: str
+) -> None:
+    before, versions = current_version_id(registry), list_versions(registry)
+    log = registry / "pipeline" / "runs" / "killed" / "pipeline.log"
+    process = subprocess.Popen(
+        _pipeline_command(registry, tiny_world, "killed"),
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while f"step {kill_at}: started" not in (log.read_text() if log.is_file() else ""):
+            assert process.poll() is None, "the pipeline ended before the kill point"
+            assert time.monotonic() < deadline, "the pipeline never reached the kill point"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    assert current_version_id(registry) == before
+    assert list_versions(registry) == versions  # no half version is visible
+    assert load_current(registry).version_id == before  # and current still loads, verified
+
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world))
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+    assert list_versions(registry) == [*versions, summary.version_id]
+    assert not any((registry / STAGING_DIR).iterdir())  # the killed run's debris is gone
+
+
+def add_recording(catalogue: Catalogue, track_id: str, path: Path) -> None:
+    catalogue.add_track(track_id, track_id.title(), "Band", audio=path, audio_ext=path.suffix[1:])
+
+
+def test_catalogue_as_source_keeps_writes_made_during_the_run(
+    registry: Path, tiny_world: Path, shared_audio_dir: Path, tmp_path: Path
+) -> None:
+    from catalogue import open_catalogue
+    from catalogue.repository import ListenIn
+    from corpus.dataset import load_dataset
+
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    store = tmp_path / "audio-store"
+    world = load_dataset(tiny_world)
+    recordings = [shared_audio_dir / name for name in ("vibe_ace.mp3", "trumpet_loop.ogg")]
+    recordings.append(shared_audio_dir / "sugar_plum_fairy.wav")
+    listeners = [str(user) for user in world.listens["user_id"].cat.categories[:5]]
+    with open_catalogue(url, store) as catalogue:
+        catalogue.import_songs(world.songs)  # without audio: it comes from the current dataset
+        catalogue.import_listens(world.listens)
+        add_recording(catalogue, "played", recordings[0])
+        add_recording(catalogue, "unplayed", recordings[1])
+        catalogue.add_listens([ListenIn(user, "played", 4) for user in listeners])
+        listens_before = catalogue.count_listens()
+
+    outcome: list[RunSummary] = []
+    run = threading.Thread(
+        target=lambda: outcome.append(
+            run_pipeline(settings_for(registry, database_url=url, audio_store=store, run_id="db"))
+        )
+    )
+    run.start()
+    log = registry / "pipeline" / "runs" / "db" / "pipeline.log"
+    deadline = time.monotonic() + 240
+    while "step featurize: started" not in (log.read_text() if log.is_file() else ""):
+        assert run.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    with open_catalogue(url, store) as catalogue:  # the service writing meanwhile
+        add_recording(catalogue, "during", recordings[2])
+        catalogue.add_listens([ListenIn(listeners[0], "played", 1)])
+    run.join(timeout=300)
+    summary = outcome[0]
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+
+    with open_catalogue(url, store) as catalogue:
+        assert catalogue.count_listens() == listens_before + 1
+        assert {"played", "unplayed", "during"} <= {t.id for t in catalogue.list_tracks()}
+    version = load_current(registry)
+    assert version.manifest["parameters"]["source"] == "database"
+    cf = version.index.space("cf")
+    assert "played" in cf and "played" not in version.cold_song_ids  # enough listeners: warm
+    assert "unplayed" in version.cold_song_ids  # placed by its audio
+    assert "during" not in cf  # after the snapshot: the service adds it when it swaps
+    assert np.isfinite(version.user_factors).all()
