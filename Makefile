@@ -6,7 +6,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint browser
+.PHONY: demo test install lint browser compose
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,7 +27,14 @@ browser:
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver)
 
-test: $(STAMP) browser
+# Debian's docker-compose, for `docker-compose config` on docker-compose.yml
+# (tests/test_deployment.py; no Docker engine is needed), installed once when missing.
+compose:
+	@command -v docker-compose >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose)
+
+test: $(STAMP) browser compose
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
