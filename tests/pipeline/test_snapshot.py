@@ -52,9 +52,7 @@ def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
     dataset = load_dataset(snapshot.root)
     assert set(dataset.songs["song_id"]) == {"w1", "w2", "w/3", "cold-1"}
     assert dataset.songs.set_index("song_id").loc["w1", "title"] == 'A "quoted", title'
-    plays = {
-        (row.user_id, row.song_id): row.play_count for row in dataset.listens.itertuples()
-    }
+    plays = {(row.user_id, row.song_id): row.play_count for row in dataset.listens.itertuples()}
     assert plays == {('user "1"', "w1"): 3, ("user-2", "w1"): 1, ("user-2", "cold-1"): 7}
     # cold-1 from the audio store, w1 from the fallback; w2 has none; "w/3" cannot be a name
     assert set(dataset.audio_paths) == {"w1", "cold-1"}
@@ -101,3 +99,23 @@ def test_import_listens_needs_known_songs_and_adds_nothing_otherwise(catalogue) 
     assert catalogue.count_listens() == 0
     assert catalogue.import_listens(listens.iloc[:1]) == 1
     assert catalogue.export_listens()["play_count"].tolist() == [1]
+
+
+def test_import_command_fills_the_catalogue_once(tiny_world: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    database = tmp_path / "catalogue.db"
+    runner = CliRunner()
+    command = ["import", "--dataset", str(tiny_world), "--database", str(database)]
+    first = runner.invoke(app, command)
+    assert first.exit_code == 0, first.output
+    world = load_dataset(tiny_world)
+    with open_catalogue(f"sqlite:///{database}", tmp_path / "catalogue.db.audio") as catalogue:
+        assert catalogue.count_tracks("warm") == len(world.songs)
+        assert catalogue.count_listens() == len(world.listens)
+        records = catalogue.list_tracks()
+        assert all(record.audio_path for record in records)  # recordings copied into the store
+    again = runner.invoke(app, command)
+    assert again.exit_code == 1 and "already holds" in again.output
