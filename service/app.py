@@ -2,8 +2,10 @@
 
 Start-up work (opening the catalogue, verifying and loading the model version, putting
 cold tracks back into the index) runs in the lifespan, in a worker thread, before the
-first request is served; `uvicorn --factory service.app:create_app` reads the settings
-from the environment (COLDSTART_*).
+first request is served; then a thread watches the registry for a newly published version
+until shutdown. Every request is pinned to one model version (`PinServing`), so a swap
+never changes the version under a request. `uvicorn --factory service.app:create_app`
+reads the settings from the environment (COLDSTART_*).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
@@ -42,10 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(runtime.start)
+        runtime.start_watching()
         try:
             yield
         finally:
-            runtime.close()
+            await anyio.to_thread.run_sync(runtime.close)
 
     app = FastAPI(
         title="coldstart",
@@ -61,9 +65,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in OPEN_ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(PinServing, runtime=runtime)
     # Added last = runs first: metrics see the 413s the body limit sends.
     app.add_middleware(
         BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+class PinServing:
+    """Open `Runtime.pinned` around each HTTP request: whatever it reads of the model
+    version, from the route or the worker threads it calls, is one version."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.runtime.pinned():
+            await self.app(scope, receive, send)

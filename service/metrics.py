@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app: requests and latency per route template, stages, model.
+"""Prometheus metrics of one app: requests and latency per route template, stages, model
+version and its swaps.
 
 Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
 in one process (tests, the benchmark) never clash over metric names. The middleware is a
@@ -49,6 +50,16 @@ class ServiceMetrics:
         )
         self.model_loaded = Gauge(
             "coldstart_model_loaded", "1 when a model version is loaded.", registry=self.registry
+        )
+        self.model_swaps = Counter(
+            "coldstart_model_swaps",
+            "Model versions switched to (the one loaded at start included).",
+            registry=self.registry,
+        )
+        self.model_swap_failures = Counter(
+            "coldstart_model_swap_failures",
+            "Model versions that failed to load or prepare (the served one stayed).",
+            registry=self.registry,
         )
         self.songs = Gauge(
             "coldstart_index_songs",

@@ -1,17 +1,33 @@
-"""What a running service holds: the loaded model version, the catalogue, and the cold
-tracks added through it; and what each request does with them.
+"""What a running service holds: the model version it serves, the catalogue, and the cold
+tracks added on top of that version; what each request does with them; and how a newly
+published version takes over without a restart.
 
-Start-up (`Runtime.start`, run once before the first request):
+Loading a version (at start, and whenever `REG/current` names another one) happens off to
+the side while the old version keeps answering:
 
-1. open the catalogue (migrating it) and load `REG/current` (verified file by file); a
-   registry without a usable version leaves the service up but not ready (503s);
-2. a fresh catalogue gets the version's songs (titles, artists) imported; a catalogue
-   that already has songs is left as it is, so a song deleted through the API stays
-   deleted;
-3. songs deleted through the API are taken out of the freshly loaded index;
-4. every cold track of the catalogue goes back into both spaces: with its stored vector
-   for this model version, or (a new version since it was added) re-embedded from its
-   stored audio, the new vector then stored.
+1. `load_version` verifies the version file by file and loads it;
+2. a version built from a dataset (`parameters.source` "dataset", or none: older versions)
+   has its songs (titles, artists) imported: all of them into a fresh catalogue, or the
+   ones it adds over the version served before; a catalogue that already has songs keeps
+   them as they are, so a song deleted through the API stays deleted. A version built from
+   the catalogue DB ("database") needs nothing imported;
+3. songs the version holds that the catalogue no longer has (deleted) leave its index;
+4. cold tracks of the catalogue that the version's index lacks (added through the API,
+   also while the nightly run was going) go into both spaces: at their stored vector for
+   this version (a restart), or re-embedded from their stored audio with this version's
+   encoder (the vector then stored). A track the version already holds keeps the
+   version's vector: the pipeline embedded it, or listens made it warm.
+
+The switch itself takes the write lock that `add_track` and `delete_track` hold: tracks
+added or deleted while the version was being prepared are caught up, then one `Serving`
+replaces the old one in a single assignment. A version that fails to load or prepare is
+logged and counted and the old one keeps serving; it is tried again when `current` names
+another version, or after `RETRY_FAILED_VERSION_S`.
+
+Each request reads the serving state once, at its first use, and keeps it to its end (the
+app's middleware opens `Runtime.pinned` around every request): a request that began on the
+old version finishes on it and names it, and the old version is freed once the last such
+request is done.
 
 All methods here are blocking (database, model, index): routes call them in worker
 threads, the CPU-heavy ones through `Runtime.cpu` so that only `inference_slots` run at
@@ -20,11 +36,14 @@ once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -48,9 +67,9 @@ from catalogue import (
 )
 from catalogue import ListenIn as CatalogueListen
 from catalogue.vectors import put_track_vector, track_vectors
-from corpus.dataset import AUDIO_EXTENSIONS, find_audio
+from corpus.dataset import AUDIO_EXTENSIONS, find_audio, read_songs
 from index.vector_index import UnknownIdError
-from pipeline.registry import LoadedVersion, RegistryError, load_current
+from pipeline.registry import LoadedVersion, RegistryError, current_version_id, load_version
 from service import schemas
 from service.errors import BadRequest, Conflict, NotFound, NotReady, from_audio_error
 from service.inference import Embedding, embed_audio
@@ -68,6 +87,11 @@ MEDIA_TYPES = {
     "opus": "audio/ogg",
     "m4a": "audio/mp4",
 }
+# A version that failed to load is tried again after this long even if `current` still
+# names it (an I/O error may pass), but not at every poll.
+RETRY_FAILED_VERSION_S = 300.0
+# Failures expected of a bad version; anything else is logged with its traceback.
+_VERSION_ERRORS = (RegistryError, ArtifactError, FrontEndMismatchError, OSError)
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,37 @@ class UploadResult:
     embedding: Embedding
     neighbours: list[tuple[str, float]]
     search_ms: float
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A model version with what the service put on top of it, replaced whole by a swap
+    and by every write (so a request's pinned state never changes under it).
+
+    `new_ids`: the version's cold songs plus the cold tracks added on top of it (what the
+    `new` flag and `only_new` mean); `published_songs`: the ids of the version's songs.csv,
+    so that the next dataset version imports only the songs it adds."""
+
+    version: LoadedVersion
+    new_ids: frozenset[str]
+    published_songs: frozenset[str]
+
+
+class _Pin:
+    """The serving state one request uses: taken at its first use, then kept."""
+
+    __slots__ = ("serving", "taken")
+
+    def __init__(self) -> None:
+        self.serving: Serving | None = None
+        self.taken = False
+
+
+_PIN: ContextVar[_Pin | None] = ContextVar("coldstart_pin", default=None)
+
+
+class _SwapStopped(Exception):
+    """The service is shutting down while a version was being prepared."""
 
 
 class Runtime:
@@ -89,70 +144,226 @@ class Runtime:
             max_seconds=settings.max_audio_seconds, max_bytes=settings.max_upload_bytes
         )
         self.catalogue: Catalogue | None = None
-        self.version: LoadedVersion | None = None
         self.load_error: str | None = None
-        self._cold_tracks: set[str] = set()
-        self._cold_lock = threading.Lock()
-        self._dataset_audio: dict[str, Path] | None = None
+        self._serving: Serving | None = None
+        # Held by track writes and the last step of a swap; `_touched` collects the ids
+        # written while a swap prepares, for it to catch up.
+        self._write_lock = threading.Lock()
+        self._touched: set[str] | None = None
+        self._failed: tuple[str, float] | None = None
+        self._registry_problem: str | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._dataset_audio: tuple[str, dict[str, Path]] | None = None
         self._limiter: anyio.CapacityLimiter | None = None
 
     # ---- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the catalogue, load the current version, restore cold tracks (blocking)."""
+        """Open the catalogue and load the current version (blocking); a registry without
+        a usable version leaves the service up but not ready (503s)."""
         torch.set_num_threads(self.settings.torch_threads)
         self.catalogue = open_catalogue(self.settings.database_url, self.settings.audio_store_dir())
+        self.metrics.model_loaded.set(0)
         try:
-            version = load_current(self.settings.registry)
-        except (RegistryError, ArtifactError, FrontEndMismatchError, OSError) as error:
-            self.load_error = str(error)
+            version_id = current_version_id(self.settings.registry)
+        except RegistryError as error:
+            self.load_error = self._registry_problem = str(error)
             log.error("no model version loaded: %s", error)
-            self.metrics.model_loaded.set(0)
             return
-        self._restore(version)
-        self.version = version
-        self.metrics.model.info({"version": version.version_id, "created_at": version.created_at})
-        self.metrics.model_loaded.set(1)
-        self._count_songs()
+        self._switch_to(version_id)
+
+    def start_watching(self) -> None:
+        """Poll `REG/current` every `model_poll_seconds` in a thread (0: never)."""
+        interval = self.settings.model_poll_seconds
+        if interval <= 0 or self._watcher is not None:
+            return
+        self._watcher = threading.Thread(
+            target=self._watch, args=(interval,), name="coldstart-model-watcher", daemon=True
+        )
+        self._watcher.start()
 
     def close(self) -> None:
+        """Stop the watcher (a preparation in progress is abandoned) and the catalogue."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         if self.catalogue is not None:
             self.catalogue.close()
 
-    def _restore(self, version: LoadedVersion) -> None:
-        catalogue = self._catalogue()
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.poll_registry()
+
+    def poll_registry(self) -> bool:
+        """Switch to the version `REG/current` names if it is another one; True if it did."""
+        try:
+            version_id = current_version_id(self.settings.registry)
+        except (RegistryError, OSError) as error:
+            if str(error) != self._registry_problem:  # once per problem, not every poll
+                self._registry_problem = str(error)
+                log.warning("model registry: %s", error)
+            return False
+        self._registry_problem = None
+        serving = self._serving
+        if serving is not None and serving.version.version_id == version_id:
+            return False
+        failed = self._failed
+        if (
+            failed is not None
+            and failed[0] == version_id
+            and time.monotonic() - failed[1] < RETRY_FAILED_VERSION_S
+        ):
+            return False
+        return self._switch_to(version_id)
+
+    def _switch_to(self, version_id: str) -> bool:
+        """Load and prepare `version_id` off to the side, then serve it; on any failure the
+        version served so far (if any) stays. True if the switch happened."""
         started = time.perf_counter()
-        if catalogue.count_tracks("warm") == 0:
-            added = catalogue.import_songs(version.songs_file, vector_version=version.version_id)
-            log.info("imported %d songs of version %s", added, version.version_id)
-        records = catalogue.list_tracks()
-        known = {record.id for record in records}
-        published = set(version.index.space("cf").ids()) | set(version.index.space("content").ids())
-        for deleted in published - known:
-            version.index.remove_track(deleted)
-        cold = [record for record in records if record.origin == "cold"]
-        stored = track_vectors(catalogue, version.version_id, [record.id for record in cold])
-        re_embedded = []
-        for record in cold:
+        previous = self._serving
+        was = previous.version.version_id if previous else "none"
+        try:
+            serving, re_embedded = self._prepare(version_id, previous)
+        except _SwapStopped:
+            log.info("stopped while preparing model version %s", version_id)
+            return False
+        except Exception as error:  # whatever fails off to the side must not stop serving
+            self._failed = (version_id, time.monotonic())
+            self.metrics.model_swap_failures.inc()
+            if previous is None:
+                self.load_error = f"model version {version_id}: {error}"
+            log.error(
+                "model version %s not loaded, still serving %s: %s",
+                version_id,
+                was,
+                error,
+                exc_info=not isinstance(error, _VERSION_ERRORS),
+            )
+            return False
+        self._failed = None
+        self.load_error = None
+        version = serving.version
+        self.metrics.model_swaps.inc()
+        self.metrics.model.info({"version": version.version_id, "created_at": version.created_at})
+        self.metrics.model_loaded.set(1)
+        self._count_songs()
+        log.info(
+            "now serving model version %s (was %s): ready in %.1f s, %d cold tracks re-embedded",
+            version.version_id,
+            was,
+            time.perf_counter() - started,
+            re_embedded,
+        )
+        return True
+
+    def _prepare(self, version_id: str, previous: Serving | None) -> tuple[Serving, int]:
+        """Load `version_id`, bring its index in line with the catalogue, and make it the
+        served one; returns it and how many cold tracks were re-embedded for it."""
+        with self._write_lock:
+            self._touched = set()
+        try:
+            version = load_version(self.settings.registry, version_id)
+            self._check_stop()
+            catalogue = self._catalogue()
+            songs = read_songs(version.songs_file)
+            published_songs = frozenset(songs["song_id"])
+            if version.manifest["parameters"].get("source", "dataset") == "dataset":
+                fresh = self._songs_to_import(published_songs, previous)
+                if fresh:
+                    imported = catalogue.import_songs(
+                        songs[songs["song_id"].isin(fresh)], vector_version=version_id
+                    )
+                    log.info("imported %d songs of model version %s", imported, version_id)
+            records = catalogue.list_tracks()
+            known = {record.id for record in records}
+            published = set(version.index.space("cf").ids())
+            published |= set(version.index.space("content").ids())
+            deleted = published - known
+            for song_id in deleted:
+                version.index.remove_track(song_id)
+            added, re_embedded = self._place_cold_tracks(
+                version, [record for record in records if record.origin == "cold"]
+            )
+            with self._write_lock:
+                touched, self._touched = self._touched or set(), None
+                caught_up, gone, caught_re_embedded = self._catch_up(version, touched)
+                serving = Serving(
+                    version=version,
+                    new_ids=frozenset((version.cold_song_ids | added | caught_up) - gone - deleted),
+                    published_songs=published_songs,
+                )
+                self._serving = serving
+            log.info(
+                "model version %s: %d deleted songs left out, %d cold tracks added on top"
+                " (%d written during the preparation)",
+                version_id,
+                len(deleted),
+                len(added | caught_up),
+                len(touched),
+            )
+            return serving, re_embedded + caught_re_embedded
+        finally:
+            with self._write_lock:
+                self._touched = None
+
+    def _songs_to_import(self, published: frozenset[str], previous: Serving | None) -> set[str]:
+        """The songs of a dataset version the catalogue should gain: all of them for a fresh
+        catalogue, else those it adds over the previous version (never songs deleted
+        through the API since); none on a restart over a catalogue that has its songs."""
+        if previous is not None:
+            return set(published - previous.published_songs)
+        if self._catalogue().count_tracks("warm") == 0:
+            return set(published)
+        return set()
+
+    def _place_cold_tracks(
+        self, version: LoadedVersion, records: list[TrackRecord]
+    ) -> tuple[set[str], int]:
+        """Put the cold tracks among `records` that `version`'s index lacks into both its
+        spaces (stored vector, or re-embedded); returns the ids placed and how many were
+        re-embedded."""
+        catalogue = self._catalogue()
+        missing = [record for record in records if record.id not in version.index]
+        stored = track_vectors(catalogue, version.version_id, [record.id for record in missing])
+        placed: set[str] = set()
+        re_embedded: list[str] = []
+        for record in missing:
             vector = stored.get(record.id)
             if vector is None:
+                self._check_stop()
                 vector = self._re_embed(version, record)
                 if vector is None:
                     continue
                 put_track_vector(catalogue, record.id, version.version_id, vector)
                 re_embedded.append(record.id)
             version.index.add_track(record.id, vector, vector)
+            placed.add(record.id)
         if re_embedded:
             catalogue.set_vector_version(re_embedded, version.version_id)
-        with self._cold_lock:
-            self._cold_tracks = {record.id for record in cold}
-        log.info(
-            "restored %d cold tracks (%d re-embedded), removed %d deleted songs in %.1f s",
-            len(cold),
-            len(re_embedded),
-            len(published - known),
-            time.perf_counter() - started,
+        return placed, len(re_embedded)
+
+    def _catch_up(
+        self, version: LoadedVersion, touched: set[str]
+    ) -> tuple[set[str], set[str], int]:
+        """Apply to `version` the tracks added or deleted while it was prepared (write lock
+        held): returns the ids placed, the ids gone, and how many were re-embedded."""
+        records = self._catalogue().get_tracks(touched)
+        gone = touched - records.keys()
+        for track_id in touched:
+            try:  # gone, or placed from an incarnation that a delete + add replaced
+                version.index.remove_track(track_id)
+            except UnknownIdError:
+                pass
+        placed, re_embedded = self._place_cold_tracks(
+            version, [record for record in records.values() if record.origin == "cold"]
         )
+        return placed, gone, re_embedded
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _SwapStopped
 
     def _re_embed(self, version: LoadedVersion, record: TrackRecord) -> np.ndarray | None:
         store = self._catalogue().audio_store
@@ -169,14 +380,44 @@ class Runtime:
 
     # ---- plumbing -----------------------------------------------------------------------
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block (one request, and the worker threads it calls, which copy
+        its context), the serving state is read once, at its first use, and kept."""
+        token = _PIN.set(_Pin())
+        try:
+            yield
+        finally:
+            _PIN.reset(token)
+
+    def _current(self) -> Serving | None:
+        """The request's pinned serving state, or outside a request the latest one."""
+        pin = _PIN.get()
+        if pin is None:
+            return self._serving
+        if not pin.taken:
+            pin.serving, pin.taken = self._serving, True
+        return pin.serving
+
+    def _require(self) -> Serving:
+        serving = self._current()
+        if serving is None:
+            raise NotReady(f"no model version loaded ({self.load_error or 'starting'})")
+        return serving
+
     @property
     def ready(self) -> bool:
-        return self.version is not None
+        return self._serving is not None
+
+    @property
+    def version(self) -> LoadedVersion | None:
+        """The version being served now (a request uses `require_version`)."""
+        serving = self._serving
+        return serving.version if serving else None
 
     def require_version(self) -> LoadedVersion:
-        if self.version is None:
-            raise NotReady(f"no model version loaded ({self.load_error or 'starting'})")
-        return self.version
+        """The version this request answers with; `NotReady` if none is loaded."""
+        return self._require().version
 
     def _catalogue(self) -> Catalogue:
         if self.catalogue is None:
@@ -190,15 +431,16 @@ class Runtime:
         return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
 
     def _count_songs(self) -> None:
-        if self.version is not None:
+        serving = self._serving
+        if serving is not None:
             for space in ("cf", "content"):
-                self.metrics.songs.labels(space).set(len(self.version.index.space(space)))
+                self.metrics.songs.labels(space).set(len(serving.version.index.space(space)))
 
     def is_new(self, song_id: str) -> bool:
-        version = self.version
-        with self._cold_lock:
-            cold = song_id in self._cold_tracks
-        return cold or (version is not None and song_id in version.cold_song_ids)
+        """A cold song of the version, or a cold track added on top of it (one that the
+        version holds with WMF factors is not new any more)."""
+        serving = self._current()
+        return serving is not None and song_id in serving.new_ids
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -223,20 +465,23 @@ class Runtime:
         ]
 
     def track(self, track_id: str) -> schemas.Track:
-        version = self.require_version()
+        serving = self._require()
         record = self.records([track_id]).get(track_id)
         if record is None:
             raise NotFound(f"no track {track_id!r}", code="track_not_found")
+        return self._track_view(serving, record)
+
+    def _track_view(self, serving: Serving, record: TrackRecord) -> schemas.Track:
         spaces: list[schemas.Space] = ["cf", "content"]
         return schemas.Track(
             id=record.id,
             title=record.title,
             artist=record.artist,
             origin=record.origin,
-            new=self.is_new(record.id),
+            new=record.id in serving.new_ids,
             has_audio=self._has_audio(record),
             added_at=record.added_at,
-            spaces=[space for space in spaces if record.id in version.index.space(space)],
+            spaces=[space for space in spaces if record.id in serving.version.index.space(space)],
         )
 
     def similar_to_upload(
@@ -260,7 +505,8 @@ class Runtime:
             ) from error
 
     def recommend(self, user_id: str, k: int, only_new: bool) -> list[tuple[str, float]]:
-        version = self.require_version()
+        serving = self._require()
+        version = serving.version
         user_vector = version.user_vector(user_id)
         if user_vector is None:
             raise NotFound(
@@ -268,11 +514,9 @@ class Runtime:
                 " (users get them at the next factorization)",
                 code="user_not_found",
             )
-        only = None
-        if only_new:
-            with self._cold_lock:
-                only = self._cold_tracks | version.cold_song_ids
-        return version.index.recommend(user_vector, k, only_ids=only)
+        return version.index.recommend(
+            user_vector, k, only_ids=serving.new_ids if only_new else None
+        )
 
     def audio_file(self, track_id: str) -> tuple[Path, str]:
         """The file to play for a track: its stored upload, or a warm song's dataset file."""
@@ -293,57 +537,84 @@ class Runtime:
         return record.audio_path is not None or record.id in self._dataset_audio_files()
 
     def _dataset_audio_files(self) -> dict[str, Path]:
-        """Warm songs' recordings in the dataset the version was published from, if that
-        folder is still there (listed once)."""
-        if self._dataset_audio is None:
-            version = self.version
-            root = version.manifest["parameters"].get("dataset_root") if version else None
-            self._dataset_audio = find_audio(Path(root)) if root else {}
-        return self._dataset_audio
+        """Warm songs' recordings in the dataset the served version was published from, if
+        that folder is still there (listed once per dataset folder)."""
+        serving = self._current()
+        root = serving.version.manifest["parameters"].get("dataset_root") if serving else None
+        if not root:
+            return {}
+        listed = self._dataset_audio
+        if listed is None or listed[0] != root:
+            listed = (root, find_audio(Path(root)))
+            self._dataset_audio = listed
+        return listed[1]
 
     # ---- writing ------------------------------------------------------------------------
 
     def add_track(
         self, data: bytes, filename: str, title: str, artist: str, track_id: str | None
     ) -> tuple[schemas.Track, Embedding]:
-        """Embed the upload, store track + audio + vector durably, then index it."""
-        version = self.require_version()
-        embedding = self._embed(version, data, filename)
+        """Embed the upload, store track + audio + vector durably, then index it.
+
+        The embedding runs outside the write lock; the rest inside, into the version served
+        by then: if a swap came in between, the upload is embedded again with the new
+        version's encoder, so that the new version has the track (this request still
+        answers with the version it began on)."""
+        pinned = self._require()
+        embedding = self._embed(pinned.version, data, filename)
         extension = audio_extension(filename, data)
         track_id = track_id or f"new-{secrets.token_hex(8)}"
-        try:
-            self._catalogue().add_track(
-                track_id,
-                title,
-                artist,
-                audio=data,
-                audio_ext=extension,
-                origin="cold",
-                vector_version=version.version_id,
+        catalogue = self._catalogue()
+        with self._write_lock:
+            serving = self._serving or pinned
+            version = serving.version
+            vector = (
+                embedding.vector
+                if version is pinned.version
+                else self._embed(version, data, filename).vector
             )
-        except DuplicateTrack as error:
-            raise Conflict(str(error), code="track_exists") from error
-        except (InvalidTrack, InvalidAudio) as error:
-            raise BadRequest(str(error), code="invalid_track") from error
-        put_track_vector(self._catalogue(), track_id, version.version_id, embedding.vector)
-        version.index.add_track(track_id, embedding.vector, embedding.vector)
-        with self._cold_lock:
-            self._cold_tracks.add(track_id)
+            try:
+                record = catalogue.add_track(
+                    track_id,
+                    title,
+                    artist,
+                    audio=data,
+                    audio_ext=extension,
+                    origin="cold",
+                    vector_version=version.version_id,
+                )
+            except DuplicateTrack as error:
+                raise Conflict(str(error), code="track_exists") from error
+            except (InvalidTrack, InvalidAudio) as error:
+                raise BadRequest(str(error), code="invalid_track") from error
+            put_track_vector(catalogue, track_id, version.version_id, vector)
+            version.index.add_track(track_id, vector, vector)
+            serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
+            self._serving = serving
+            if self._touched is not None:
+                self._touched.add(track_id)
         self._count_songs()
-        return self.track(track_id), embedding
+        return self._track_view(serving, record), embedding
 
     def delete_track(self, track_id: str) -> None:
-        version = self.require_version()
-        try:
-            self._catalogue().delete_track(track_id)
-        except TrackNotFound as error:
-            raise NotFound(str(error), code="track_not_found") from error
-        try:
-            version.index.remove_track(track_id)
-        except UnknownIdError:
-            pass  # a song without vectors (no audio, no listens) is only in the catalogue
-        with self._cold_lock:
-            self._cold_tracks.discard(track_id)
+        self._require()
+        with self._write_lock:
+            try:
+                self._catalogue().delete_track(track_id)
+            except TrackNotFound as error:
+                raise NotFound(str(error), code="track_not_found") from error
+            serving = self._serving
+            if serving is not None:
+                try:
+                    serving.version.index.remove_track(track_id)
+                except UnknownIdError:
+                    pass  # a song without vectors (no audio, no listens) is only in the catalogue
+                if track_id in serving.new_ids:
+                    self._serving = dataclasses.replace(
+                        serving, new_ids=serving.new_ids - {track_id}
+                    )
+            if self._touched is not None:
+                self._touched.add(track_id)
         self._count_songs()
 
     def add_listens(self, listens: list[schemas.ListenIn]) -> list[schemas.ListenResult]:

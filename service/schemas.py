@@ -163,3 +163,45 @@ class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
     model_version: str
     songs: dict[Space, int] = Field(description="Vectors per index space.")
+
+
+class PipelineRun(BaseModel):
+    """A retrain: queued, running, or how it ended (`coldstart pipeline`'s outcome)."""
+
+    id: str
+    trigger: Literal["cron", "api", "cli"] = Field(
+        description="The nightly schedule, POST /v1/admin/retrain, or `coldstart retrain`."
+    )
+    requested_by: str | None = Field(
+        description="The key that asked (`key:` + the first 8 hex of its sha256), if any."
+    )
+    status: Literal["queued", "running", "published", "refused", "failed", "busy"] = Field(
+        description="published: a new version is current; refused: the quality gate kept the"
+        " current one; busy: another run held the registry; failed: see `message`."
+    )
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None = Field(description="The pipeline's exit code (0, 3, 75, 1 or -signal).")
+    version_id: str | None = Field(description="The version it published.")
+    message: str | None
+
+
+class PipelineRunDetail(PipelineRun):
+    heartbeat_at: datetime | None = Field(
+        description="Last sign of life from the scheduler executing it."
+    )
+    summary: dict[str, Any] | None = Field(
+        description="The pipeline's run summary: steps with durations, gate, drift."
+    )
+
+
+class RetrainResponse(BaseModel):
+    run: PipelineRun
+    already_queued: bool = Field(
+        description="A run was already waiting: this request joined it instead of queueing another."
+    )
+
+
+class PipelineRunsResponse(BaseModel):
+    runs: list[PipelineRun] = Field(description="Newest first.")

@@ -11,6 +11,9 @@
     COLDSTART_MAX_AUDIO_SECONDS   seconds of an upload that are decoded (the rest is ignored)
     COLDSTART_INFERENCE_SLOTS     uploads decoded and embedded at once (each on its threads)
     COLDSTART_TORCH_THREADS       intra-op threads torch uses per embedding
+    COLDSTART_MODEL_POLL_SECONDS  how often `REG/current` is read for a newly published
+                                  version, which then replaces the served one without a
+                                  restart (default 5; 0: never, serve the one loaded at start)
 
 Production mode fails fast, at start-up, when no API key is set or a key is short: a
 service that accepts writes from anyone, or keys that can be guessed, must not start.
@@ -44,6 +47,7 @@ class Settings(BaseSettings):
     max_listens_per_request: int = Field(default=1000, ge=1)
     inference_slots: int = Field(default=2, ge=1)
     torch_threads: int = Field(default=1, ge=1)
+    model_poll_seconds: float = Field(default=5.0, ge=0.0)
 
     @field_validator("api_keys", mode="before")
     @classmethod

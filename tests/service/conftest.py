@@ -2,12 +2,14 @@
 
 The trained tiny run (`trained_run`) is published once per session into a registry; each
 server gets its own SQLite catalogue, so tests that write (and the schemathesis run) do
-not disturb one another.
+not disturb one another. A test that publishes into the registry (hot swap) takes its own
+copy (`own_registry`) and passes it as `registry_folder`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +39,14 @@ def registry(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Reg
 
     folder = tmp_path_factory.mktemp("registry")
     return Registry(folder, publish_run(trained_run, folder))
+
+
+@pytest.fixture
+def own_registry(registry: Registry, tmp_path: Path) -> Registry:
+    """A copy of the session's registry that one test may publish into (or break)."""
+    folder = tmp_path / "registry"
+    shutil.copytree(registry.folder, folder)
+    return Registry(folder, registry.version_id)
 
 
 def free_port() -> int:
@@ -125,10 +135,15 @@ def start_server(
     started: list[LiveServer] = []
 
     class SessionServer(LiveServer):
-        def __init__(self, database: Path | None = None, **env: str) -> None:
+        def __init__(
+            self, database: Path | None = None, registry_folder: Path | None = None, **env: str
+        ) -> None:
             folder = tmp_path_factory.mktemp("server")
             super().__init__(
-                registry.folder, database or folder / "catalogue.db", folder / "server.log", **env
+                registry_folder or registry.folder,
+                database or folder / "catalogue.db",
+                folder / "server.log",
+                **env,
             )
             started.append(self)
 

@@ -1,0 +1,367 @@
+"""A newly published version replaces the served one without a restart, a failed request,
+or a lost write (uvicorn on loopback, polling `REG/current` every 0.2 s)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+POLL = {"COLDSTART_MODEL_POLL_SECONDS": "0.2"}
+SWAP_TIMEOUT_S = 90.0
+
+
+def ready_version(server: Any) -> str | None:
+    response = httpx.get(f"{server.url}/readyz", timeout=30.0)
+    return response.json()["model_version"] if response.status_code == 200 else None
+
+
+def wait_for_version(server: Any, version_id: str) -> None:
+    deadline = time.monotonic() + SWAP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if ready_version(server) == version_id:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the server did not swap to {version_id}:\n{server.log_tail()}")
+
+
+def metric(server: Any, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30.0).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == name]
+    assert len(values) == 1, f"{name} not exported once"
+    return values[0]
+
+
+def warm_song_ids(registry: Any) -> list[str]:
+    folder = registry.folder / "versions" / registry.version_id
+    cold = set(json.loads((folder / "cold_song_ids.json").read_text()))
+    ids = json.loads((folder / "index" / "cf_cosine" / "ids.json").read_text())
+    return [song_id for song_id in ids if song_id is not None and song_id not in cold]
+
+
+def first_user(registry: Any) -> str:
+    folder = registry.folder / "versions" / registry.version_id
+    return str(json.loads((folder / "user_ids.json").read_text())[0])
+
+
+@dataclass
+class Answer:
+    started: float
+    finished: float
+    status: int
+    version: str | None
+
+
+class RequestLoop:
+    """Threads that each repeat one request until stopped, recording every answer."""
+
+    def __init__(
+        self, server: Any, requests: dict[str, Callable[[httpx.Client], httpx.Response]]
+    ) -> None:
+        self.server = server
+        self.requests = requests
+        self.answers: dict[str, list[Answer]] = {name: [] for name in requests}
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(name,), daemon=True) for name in requests
+        ]
+
+    def _run(self, name: str) -> None:
+        with httpx.Client(timeout=60.0) as client:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                response = self.requests[name](client)
+                body = response.json() if response.status_code == 200 else {}
+                version = body.get("model_version") or body.get("version")  # /v1/model
+                self.answers[name].append(
+                    Answer(started, time.monotonic(), response.status_code, version)
+                )
+
+    def __enter__(self) -> RequestLoop:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def wait_until(self, done: Callable[[list[Answer]], bool], what: str) -> None:
+        """Until `done(answers)` holds for every thread's answers (bounded)."""
+        deadline = time.monotonic() + SWAP_TIMEOUT_S
+        while not all(done(list(answers)) for answers in self.answers.values()):
+            if time.monotonic() > deadline:
+                seen = {name: len(answers) for name, answers in self.answers.items()}
+                pytest.fail(f"timed out waiting for {what} ({seen}):\n{self.server.log_tail()}")
+            time.sleep(0.05)
+
+
+def post_file(url: str, audio: Path, **params: Any) -> Callable[[httpx.Client], httpx.Response]:
+    data = audio.read_bytes()
+    return lambda client: client.post(url, params=params, files={"file": (audio.name, data)})
+
+
+def add_track(server: Any, audio: Path, auth: dict[str, str], title: str) -> str:
+    response = httpx.post(
+        f"{server.url}/v1/tracks",
+        files={"file": (audio.name, audio.read_bytes())},
+        data={"title": title, "artist": "test"},
+        headers=auth,
+        timeout=60.0,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def similar_ids(server: Any, audio: Path, space: str) -> list[str]:
+    response = httpx.post(
+        f"{server.url}/v1/similar",
+        params={"k": 5, "space": space},
+        files={"file": (audio.name, audio.read_bytes())},
+        timeout=60.0,
+    )
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+def test_swaps_to_a_newly_published_version(
+    start_server: Any, own_registry: Any, trained_run: Path
+) -> None:
+    from pipeline.registry import publish_run
+
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    old = own_registry.version_id
+    assert ready_version(server) == old
+    song = warm_song_ids(own_registry)[0]
+
+    new = publish_run(trained_run, own_registry.folder)
+    assert new != old
+    wait_for_version(server, new)
+
+    assert httpx.get(f"{server.url}/v1/model", timeout=30.0).json()["version"] == new
+    similar = httpx.get(f"{server.url}/v1/tracks/{song}/similar", timeout=30.0).json()
+    assert similar["model_version"] == new and similar["results"]
+    assert metric(server, "coldstart_model_swaps_total") == 2  # the start's load, this swap
+    assert metric(server, "coldstart_model_swap_failures_total") == 0
+    assert f'version="{new}"' in httpx.get(f"{server.url}/metrics", timeout=30.0).text
+
+
+def test_no_request_fails_and_versions_switch_once_under_load(
+    start_server: Any, own_registry: Any, trained_run: Path, shared_audio_dir: Path
+) -> None:
+    from pipeline.registry import publish_run
+
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    old = own_registry.version_id
+    song, user = warm_song_ids(own_registry)[0], first_user(own_registry)
+    requests = {
+        "similar-track": lambda client: client.get(
+            f"{server.url}/v1/tracks/{song}/similar", params={"k": 10}
+        ),
+        "recommend": lambda client: client.get(
+            f"{server.url}/v1/users/{user}/recommendations", params={"k": 10}
+        ),
+        "similar-upload": post_file(
+            f"{server.url}/v1/similar", shared_audio_dir / "trumpet_loop.ogg", k=10
+        ),
+    }
+    with RequestLoop(server, requests) as loop:
+        loop.wait_until(lambda answers: len(answers) >= 3, "answers from the old version")
+        new = publish_run(trained_run, own_registry.folder)
+        loop.wait_until(
+            lambda answers: sum(a.version == new for a in answers) >= 3, "the new version"
+        )
+    everything = sorted(
+        (answer for answers in loop.answers.values() for answer in answers),
+        key=lambda answer: answer.finished,
+    )
+    assert [a.status for a in everything] == [200] * len(everything)
+    for name, answers in loop.answers.items():  # each thread: old ... old, new ... new
+        versions = [answer.version for answer in answers]
+        switch = versions.index(new)
+        assert switch >= 3 and set(versions[:switch]) == {old}, name
+        assert set(versions[switch:]) == {new}, name
+    # Over all threads: once any answer named the new version, no request begun after it
+    # got the old one. (An old answer may still finish later: a request pins its version
+    # when it begins, and one already running at the switch finishes on the old version.)
+    first_new_done = min(a.finished for a in everything if a.version == new)
+    assert all(a.started < first_new_done for a in everything if a.version == old)
+
+
+def test_tracks_written_before_the_publish_are_in_the_new_version(
+    start_server: Any,
+    own_registry: Any,
+    trained_run: Path,
+    shared_audio_dir: Path,
+    auth: dict[str, str],
+) -> None:
+    from pipeline.registry import publish_run
+
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    recordings = [shared_audio_dir / "vibe_ace.mp3", shared_audio_dir / "speech_librispeech.ogg"]
+    added = [add_track(server, audio, auth, audio.stem) for audio in recordings]
+    dropped = add_track(server, shared_audio_dir / "trumpet_loop.ogg", auth, "dropped")
+    warm = warm_song_ids(own_registry)
+    for track_id in (dropped, warm[1]):
+        deleted = httpx.delete(f"{server.url}/v1/tracks/{track_id}", headers=auth, timeout=30.0)
+        assert deleted.status_code == 204
+
+    new = publish_run(trained_run, own_registry.folder)
+    wait_for_version(server, new)
+
+    for track_id, audio in zip(added, recordings, strict=True):
+        track = httpx.get(f"{server.url}/v1/tracks/{track_id}", timeout=30.0).json()
+        assert track["spaces"] == ["cf", "content"] and track["new"] is True
+        assert similar_ids(server, audio, "cf")[0] == track_id
+        assert similar_ids(server, audio, "content")[0] == track_id
+    with sqlite3.connect(server.database) as db:
+        stored = {
+            row[0]
+            for row in db.execute(
+                "SELECT track_id FROM track_vectors WHERE model_version = ?", (new,)
+            )
+        }
+        marked = dict(db.execute("SELECT id, vector_version FROM tracks WHERE origin = 'cold'"))
+    assert stored == set(added)
+    assert marked == {track_id: new for track_id in added}
+    for gone in (dropped, warm[1]):
+        assert httpx.get(f"{server.url}/v1/tracks/{gone}", timeout=30.0).status_code == 404
+    neighbours = httpx.get(
+        f"{server.url}/v1/tracks/{warm[0]}/similar", params={"k": 200}, timeout=30.0
+    ).json()
+    assert neighbours["model_version"] == new
+    assert warm[1] not in {hit["id"] for hit in neighbours["results"]}
+    assert set(added) <= {hit["id"] for hit in neighbours["results"]}
+
+
+def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
+    start_server: Any, own_registry: Any
+) -> None:
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    old = own_registry.version_id
+    versions = own_registry.folder / "versions"
+    tampered = f"{old}-9"
+    shutil.copytree(versions / old, versions / tampered)
+    factors = versions / tampered / "user_factors.npy"
+    data = bytearray(factors.read_bytes())
+    data[-1] ^= 0x01
+    factors.write_bytes(bytes(data))
+    song = warm_song_ids(own_registry)[0]
+    requests = {
+        "similar-track": lambda client: client.get(f"{server.url}/v1/tracks/{song}/similar"),
+        "model": lambda client: client.get(f"{server.url}/v1/model"),
+    }
+    with RequestLoop(server, requests) as loop:
+        loop.wait_until(lambda answers: len(answers) >= 3, "answers before the switch")
+        (own_registry.folder / "current").write_text(tampered + "\n")
+        deadline = time.monotonic() + SWAP_TIMEOUT_S
+        while metric(server, "coldstart_model_swap_failures_total") < 1:
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.1)
+        time.sleep(1.0)  # five more polls: the broken version is not tried again
+    answers = [answer for answers in loop.answers.values() for answer in answers]
+    assert {(answer.status, answer.version) for answer in answers} == {(200, old)}
+    assert metric(server, "coldstart_model_swap_failures_total") == 1
+    assert metric(server, "coldstart_model_swaps_total") == 1
+    assert ready_version(server) == old
+    assert f"model version {tampered} not loaded, still serving {old}" in server.log.read_text()
+
+
+def test_a_server_started_on_an_empty_registry_becomes_ready_when_one_is_published(
+    start_server: Any, trained_run: Path, tmp_path: Path
+) -> None:
+    from pipeline.registry import publish_run
+
+    registry = tmp_path / "empty-registry"
+    server = start_server(registry_folder=registry, **POLL).start()
+    waiting = httpx.get(f"{server.url}/readyz", timeout=30.0)
+    assert waiting.status_code == 503
+    assert waiting.json()["error"]["code"] == "model_not_loaded"
+
+    version_id = publish_run(trained_run, registry)
+    wait_for_version(server, version_id)
+    model = httpx.get(f"{server.url}/v1/model", timeout=30.0).json()
+    assert model["version"] == version_id
+    song = json.loads(
+        (registry / "versions" / version_id / "index" / "cf_cosine" / "ids.json").read_text()
+    )[0]
+    track = httpx.get(f"{server.url}/v1/tracks/{song}", timeout=30.0)
+    assert track.status_code == 200, track.text  # the first version's songs were imported
+    assert metric(server, "coldstart_model_swap_failures_total") == 0
+
+
+# ---- in process: the runtime itself -------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(own_registry: Any, tmp_path: Path) -> Iterator[Any]:
+    """A started `Runtime` on its own registry and catalogue, not watching (polled by hand)."""
+    from service.metrics import ServiceMetrics
+    from service.runtime import Runtime
+    from service.settings import Settings
+
+    settings = Settings(
+        registry=own_registry.folder,
+        database_url=f"sqlite:///{tmp_path / 'catalogue.db'}",
+        model_poll_seconds=0,
+    )
+    runtime = Runtime(settings, ServiceMetrics())
+    yield runtime
+    runtime.close()
+
+
+def test_a_request_keeps_its_version_and_its_write_reaches_the_new_one(
+    runtime: Any, own_registry: Any, trained_run: Path, shared_audio_dir: Path
+) -> None:
+    from catalogue.vectors import track_vectors
+    from pipeline.registry import publish_run
+
+    runtime.start()
+    audio = shared_audio_dir / "vibe_ace.mp3"
+    with runtime.pinned():  # one request, begun before the publish
+        old = runtime.require_version()
+        new_id = publish_run(trained_run, own_registry.folder)
+        assert runtime.poll_registry()
+        assert runtime.require_version() is old
+        track, _ = runtime.add_track(audio.read_bytes(), audio.name, "Vibe Ace", "", "mid-swap")
+    new = runtime.require_version()
+    assert new.version_id == new_id and new is not old
+    assert track.new and track.spaces == ["cf", "content"]
+    assert "mid-swap" in new.index.space("cf") and "mid-swap" in new.index.space("content")
+    assert set(track_vectors(runtime.catalogue, new_id, ["mid-swap"])) == {"mid-swap"}
+    assert runtime.catalogue.get_track("mid-swap").vector_version == new_id
+    assert not runtime.poll_registry()  # `current` unchanged: nothing to do
+
+
+def test_a_track_the_version_holds_keeps_the_versions_vector(
+    runtime: Any, own_registry: Any, shared_audio_dir: Path
+) -> None:
+    import numpy as np
+
+    from catalogue import open_catalogue
+    from catalogue.vectors import put_track_vector
+    from pipeline.registry import load_version
+
+    published = load_version(own_registry.folder, own_registry.version_id)
+    song = warm_song_ids(own_registry)[0]  # held at its WMF factors
+    expected = published.index.space("cf").vector(song)
+    audio = shared_audio_dir / "trumpet_loop.ogg"
+    settings = runtime.settings
+    with open_catalogue(settings.database_url, settings.audio_store_dir()) as catalogue:
+        catalogue.add_track(song, "t", audio=audio.read_bytes(), audio_ext="ogg", origin="cold")
+        put_track_vector(catalogue, song, own_registry.version_id, -np.ones_like(expected))
+    runtime.start()
+    assert np.allclose(runtime.require_version().index.space("cf").vector(song), expected)
+    assert not runtime.is_new(song)
