@@ -14,6 +14,11 @@ the mel before its stamp, so an interrupted run leaves no torn file and the next
 recomputes exactly the songs whose stamp is missing or differs from their audio file.
 Songs that fail (`AudioError`: too short, silent, undecodable) are recorded, not fatal,
 and are not retried until their file changes.
+
+The songs are computed by a `JobRunner`: this module's process pool by default, or
+`audio.spark_featurize` on a Spark cluster. Either way each song goes through
+`featurize_song`, so the files are the same byte for byte, and the driver alone writes
+`failures.json` and `index.json`.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
@@ -97,19 +104,27 @@ class FeaturizeSummary:
 
 
 @dataclass(frozen=True)
-class _SongResult:
+class SongResult:
+    """A featurized song's frame count, or the `AudioError` code and reason it failed with."""
+
     n_frames: int | None = None
     code: str | None = None
     reason: str | None = None
 
 
 @dataclass(frozen=True)
-class _Job:
+class SongJob:
+    """One song to featurize: its audio file, the stamp it is stored under, and where."""
+
     song_id: str
     path: Path
     stamp: SourceStamp
     cache_dir: Path
     config: FrontEndConfig
+
+
+# Computes `featurize_song` for every job, yielding (job, result) as songs finish.
+JobRunner = Callable[[list[SongJob]], Iterable[tuple[SongJob, SongResult]]]
 
 
 def featurize_dataset(
@@ -118,12 +133,14 @@ def featurize_dataset(
     config: FrontEndConfig = FRONT_END,
     workers: int | None = None,
     progress: bool = True,
+    runner: JobRunner | None = None,
 ) -> FeaturizeSummary:
     """Compute and store the log-mel of every song in `dataset_root/audio`.
 
     Songs already cached from an unchanged file are skipped, so a re-run after an
     interruption or after adding songs does only the missing work. `workers` processes
-    (default: every core; 1 runs in this process) share the songs. Raises
+    (default: every core; 1 runs in this process) share the songs, unless `runner`
+    computes them elsewhere (e.g. `audio.spark_featurize.spark_runner`). Raises
     `FrontEndMismatchError` if `cache_dir` was made with another front end, and
     `FileNotFoundError` if the dataset has no audio folder.
     """
@@ -139,14 +156,16 @@ def featurize_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(cache_dir):
         _claim(cache_dir, config)
-        return _featurize(find_audio(dataset_root), cache_dir, config, workers, progress)
+        if runner is None:
+            runner = partial(_run, workers=workers)
+        return _featurize(find_audio(dataset_root), cache_dir, config, runner, progress)
 
 
 def _featurize(
     sources: dict[str, Path],
     cache_dir: Path,
     config: FrontEndConfig,
-    workers: int | None,
+    runner: JobRunner,
     progress: bool,
 ) -> FeaturizeSummary:
     (cache_dir / INDEX_FILE).unlink(missing_ok=True)  # unfinished from here on
@@ -156,7 +175,7 @@ def _featurize(
     old_failures = _read_json(cache_dir / FAILURES_FILE, default={})
     failures: dict[str, dict[str, Any]] = {}
     n_frames: dict[str, int] = {}
-    jobs: list[_Job] = []
+    jobs: list[SongJob] = []
     for song_id, path in sources.items():
         stamp = SourceStamp.of(path)
         cached = _cached_n_frames(cache_dir, song_id, stamp)
@@ -165,11 +184,11 @@ def _featurize(
         elif song_id in old_failures and SourceStamp.from_dict(old_failures[song_id]) == stamp:
             failures[song_id] = old_failures[song_id]
         else:
-            jobs.append(_Job(song_id, path, stamp, cache_dir, config))
+            jobs.append(SongJob(song_id, path, stamp, cache_dir, config))
     summary.skipped_up_to_date = len(n_frames)
     try:
         with _progress_bar(len(jobs), enabled=progress and bool(jobs)) as advance:
-            for job, result in _run(jobs, workers):
+            for job, result in runner(jobs):
                 if result.n_frames is not None:
                     n_frames[job.song_id] = result.n_frames
                     summary.computed += 1
@@ -189,12 +208,12 @@ def _featurize(
     return summary
 
 
-def _featurize_song(job: _Job) -> _SongResult:
+def featurize_song(job: SongJob) -> SongResult:
     """Worker: one song's mel to `<song_id>.npy` float16, then its stamp; or why not."""
     try:
         mel = log_mel(job.path, job.config, name=job.path.name)
     except AudioError as error:
-        return _SongResult(code=error.code, reason=str(error))
+        return SongResult(code=error.code, reason=str(error))
     n_frames = int(mel.shape[1])
     _write_atomic(
         job.cache_dir / f"{job.song_id}.npy",
@@ -204,25 +223,25 @@ def _featurize_song(job: _Job) -> _SongResult:
         job.cache_dir / f"{job.song_id}{STAMP_SUFFIX}",
         {**job.stamp.to_dict(), "n_frames": n_frames},
     )
-    return _SongResult(n_frames=n_frames)
+    return SongResult(n_frames=n_frames)
 
 
-def _run(jobs: list[_Job], workers: int | None) -> Iterator[tuple[_Job, _SongResult]]:
+def _run(jobs: list[SongJob], workers: int | None) -> Iterator[tuple[SongJob, SongResult]]:
     """(job, result) as songs finish, from `workers` spawned processes (1: in this one)."""
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     if workers <= 1:
-        yield from ((job, _featurize_song(job)) for job in jobs)
+        yield from ((job, featurize_song(job)) for job in jobs)
         return
     # spawn, not fork: a forked copy of a process that has started torch's thread pools
     # can hang. Few songs in flight at once keep memory flat on a large catalogue.
     pool = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_init_worker)
     try:
         queue = iter(jobs)
-        running: dict[Future[_SongResult], _Job] = {}
+        running: dict[Future[SongResult], SongJob] = {}
 
-        def submit(batch: Iterable[_Job]) -> None:
+        def submit(batch: Iterable[SongJob]) -> None:
             for job in batch:
-                running[pool.submit(_featurize_song, job)] = job
+                running[pool.submit(featurize_song, job)] = job
 
         submit(islice(queue, 4 * workers))
         while running:
@@ -303,8 +322,10 @@ def _failure_text(entry: dict[str, Any]) -> str:
 
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `path` through a temporary file in the same folder, then `os.replace` it."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    """Write `path` through a temporary file in the same folder, then `os.replace` it.
+
+    The temporary name holds the host and process, unique among a cluster's workers."""
+    temporary = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}{_TMP_SUFFIX}")
     try:
         with open(temporary, "wb") as handle:
             write(handle)

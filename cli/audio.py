@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,13 @@ import typer
 from cli.app import app
 
 _FAILURES_SHOWN = 20
+
+
+class Engine(StrEnum):
+    """Where the songs are computed: this machine's processes, or a Spark cluster."""
+
+    local = "local"
+    spark = "spark"
 
 
 @app.command()
@@ -22,20 +30,41 @@ def featurize(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Processes (default: every core).")
+        int | None,
+        typer.Option("--workers", min=1, help="Processes, --engine local (default: every core)."),
+    ] = None,
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="local: this machine; spark: a Spark cluster.")
+    ] = Engine.local,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL, --engine spark (default: $COLDSTART_SPARK_MASTER or local[2]).",
+        ),
     ] = None,
 ) -> None:
     """Store every song's log-mel (float16) for training; skip songs already cached.
 
-    Songs too short, silent or undecodable are listed and left out."""
+    Songs too short, silent or undecodable are listed and left out. With --engine spark the
+    dataset and the cache folder must be on a file system every executor sees."""
     from rich.console import Console
 
     from audio.cache import featurize_dataset
     from audio.config import FrontEndMismatchError
 
+    if engine is Engine.spark and workers is not None:
+        raise typer.BadParameter("applies to --engine local only", param_hint="--workers")
+    if engine is Engine.local and spark_master is not None:
+        raise typer.BadParameter("applies to --engine spark only", param_hint="--spark-master")
     console = Console()
     try:
-        summary = featurize_dataset(dataset, cache, workers=workers)
+        if engine is Engine.spark:
+            from audio.spark_featurize import featurize_on_spark
+
+            summary = featurize_on_spark(dataset, cache, spark_master=spark_master)
+        else:
+            summary = featurize_dataset(dataset, cache, workers=workers)
     except (FileNotFoundError, FrontEndMismatchError, RuntimeError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error

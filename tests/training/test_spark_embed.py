@@ -1,0 +1,44 @@
+"""Content vectors computed on Spark (`local[2]`) are `predict_cached`'s, row for row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio.cache import MelCache, default_cache_dir
+from cluster.spark import spark_session
+from training.checkpoint import load_encoder
+from training.run import predict_cached
+from training.spark_embed import embed_on_spark
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[None]:
+    session = spark_session("local[2]", "coldstart-test-embed")
+    yield
+    session.stop()
+
+
+def test_spark_vectors_are_predict_cached(spark: None, trained_run: Path, tiny_world: Path) -> None:
+    encoder = load_encoder(trained_run / "models" / "cnn")
+    cache = MelCache.open(default_cache_dir(tiny_world))
+    # Not in cache order, and a last batch shorter than the others.
+    song_ids = list(np.random.default_rng(0).permutation(cache.song_ids)[:45])
+    expected = predict_cached(encoder, cache, song_ids, batch_size=8)
+
+    vectors = embed_on_spark(encoder, cache, song_ids, "local[2]", batch_size=8)
+    assert vectors.dtype == np.float32 and vectors.shape == expected.shape == (45, 16)
+    np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
+    assert embed_on_spark(encoder, cache, [], "local[2]").shape == (0, 16)
+
+
+def test_a_song_without_a_mel_is_refused_before_the_job(
+    spark: None, trained_run: Path, tiny_world: Path
+) -> None:
+    encoder = load_encoder(trained_run / "models" / "cnn")
+    cache = MelCache.open(default_cache_dir(tiny_world))
+    with pytest.raises(KeyError, match="nowhere"):
+        embed_on_spark(encoder, cache, [cache.song_ids[0], "nowhere"], "local[2]")
