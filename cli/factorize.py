@@ -46,6 +46,19 @@ def factorize(
     eps: Annotated[float, typer.Option(help="Confidence scale eps.")] = 1e-6,
     seed: Annotated[int, typer.Option(help="Seed of the split and of WMF.")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="implicit threads (0: every core).")] = 0,
+    engine: Annotated[
+        Literal["implicit", "spark"],
+        typer.Option(help="WMF on this machine (implicit) or on Spark MLlib's ALS."),
+    ] = "implicit",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL for --engine spark (default $COLDSTART_SPARK_MASTER,"
+            " else local[2]); on a cluster also set $COLDSTART_SPARK_STAGING to a folder or"
+            " URL every executor reads.",
+        ),
+    ] = None,
 ) -> None:
     """Split the songs (cold-start, popularity-stratified), fit WMF on the training songs'
     listens and fold in the validation and test songs."""
@@ -67,7 +80,14 @@ def factorize(
     console = Console()
     try:
         manifest = factorize_run(
-            dataset, run, params, test_songs_file=test_songs, seed=seed, num_threads=threads
+            dataset,
+            run,
+            params,
+            test_songs_file=test_songs,
+            seed=seed,
+            num_threads=threads,
+            engine=engine,
+            spark_master=spark_master,
         )
     except (DatasetError, SplitError) as error:
         console.print(f"[red]error:[/red] {error}")
@@ -75,6 +95,7 @@ def factorize(
     counts = manifest["counts"]
     console.print(
         f"[bold]factorization[/bold] {run / 'factorization'}  digest {manifest['digest'][:12]}"
+        f"  engine {manifest['parameters']['engine']}"
     )
     console.print(
         f"  users {counts['users']:,} ({counts['users_left_out']:,} left out: no training listen)"

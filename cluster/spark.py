@@ -34,6 +34,7 @@ def spark_session(
         SparkSession.builder.master(master or os.environ.get(MASTER_ENV, DEFAULT_MASTER))
         .appName(app_name)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # our own progress bars are shown
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
     for key, value in (config or {}).items():

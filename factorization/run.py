@@ -45,6 +45,7 @@ from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
 from factorization.regularization import REGULARIZATION_GRID, choose_regularization
+from factorization.spark_als import SparkALSEngine
 from factorization.warm_start import WarmStart, factor_drift, initial_factors
 from factorization.wmf import ImplicitALSEngine, WMFParams
 
@@ -52,6 +53,7 @@ FACTORIZATION_DIR = "factorization"
 FACTORIZATION_KIND = "factorization"
 SEARCH_ITERATIONS = 5
 ROLES = ("", "valid_", "test_")  # file prefixes: training songs, validation, test
+ENGINES = ("implicit", "spark")
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ def factorize_run(
     num_threads: int = 0,
     progress: bool = True,
     warm_start: WarmStart | None = None,
+    engine: str = "implicit",
+    spark_master: str | None = None,
 ) -> dict[str, Any]:
     """Split, factorize and fold in; write `run_dir/split/` and `run_dir/factorization/`.
 
@@ -168,10 +172,20 @@ def factorize_run(
     `test_songs_file` (one id per line) replaces the drawn test songs. `num_threads` is
     implicit's (0: every core); the factors do not depend on it. `warm_start` starts the
     final fit from earlier factors (the search still starts from random ones); its factor
-    count must be `params.factors` (ValueError otherwise). Returns the factorization
-    manifest, whose `digest` children name as parent.
+    count must be `params.factors` (ValueError otherwise). `engine` is `"implicit"` (this
+    machine) or `"spark"` (`factorization.spark_als`, on the cluster at `spark_master`,
+    default `cluster.spark`'s; no warm start there: ValueError); the files are the same,
+    the manifest's `parameters.engine` says which. Returns the factorization manifest,
+    whose `digest` children name as parent.
     """
     params = params or WMFParams()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "spark" and warm_start is not None:
+        raise ValueError(
+            "the spark engine cannot warm start (Spark's ALS takes no initial factors):"
+            " use the implicit engine, or start cold"
+        )
     if warm_start is not None and warm_start.n_factors != params.factors:
         raise ValueError(
             f"warm start {warm_start.label!r} has {warm_start.n_factors} factors,"
@@ -211,7 +225,13 @@ def factorize_run(
         }
         bar.update(step, completed=1)
 
-        def make_engine(regularization: float, iterations: int) -> ImplicitALSEngine:
+        def make_engine(
+            regularization: float, iterations: int
+        ) -> ImplicitALSEngine | SparkALSEngine:
+            if engine == "spark":
+                return SparkALSEngine(
+                    params.factors, regularization, iterations, params.seed, spark_master
+                )
             return ImplicitALSEngine(
                 params.factors, regularization, iterations, params.seed, num_threads
             )
@@ -230,7 +250,7 @@ def factorize_run(
         else:
             regularization = float(params.regularization)
 
-        engine = make_engine(regularization, params.iterations)
+        wmf = make_engine(regularization, params.iterations)
         initial, warm_counts = None, None
         if warm_start is not None:
             user_init, song_init, warm_counts = initial_factors(
@@ -238,7 +258,7 @@ def factorize_run(
             )
             initial = (user_init, song_init)
         step = bar.add_task(f"fit WMF (lambda {regularization:g})", total=params.iterations)
-        user_factors, song_factors = engine.fit(
+        user_factors, song_factors = wmf.fit(
             train,
             on_iteration=lambda done, _total, task=step: bar.update(task, completed=done),
             initial=initial,
@@ -247,7 +267,7 @@ def factorize_run(
         step = bar.add_task("fold in held-out songs", total=2)
         folded = {}
         for prefix, matrix in held_out.items():
-            folded[prefix] = engine.fold_in_songs(user_factors, matrix)
+            folded[prefix] = wmf.fold_in_songs(user_factors, matrix)
             bar.advance(step)
 
         step = bar.add_task("write factors", total=1)
@@ -266,8 +286,9 @@ def factorize_run(
                 **params.to_json(),
                 "regularization": regularization,
                 "regularization_requested": params.regularization,
-                "engine": engine.name,
-                "implicit_version": _implicit_version(),
+                "engine": wmf.name,
+                "implicit_version": _implicit_version() if engine == "implicit" else None,
+                **_spark_parameters(wmf),
                 "warm_start": warm_start.label if warm_start else None,
             },
             parents={"split": split_manifest["digest"]},
@@ -349,6 +370,22 @@ def _song_user_confidence(
 
 def _empty_rows(matrix: sp.csr_matrix) -> int:
     return int(np.count_nonzero(np.diff(matrix.indptr) == 0))
+
+
+def _spark_parameters(wmf: ImplicitALSEngine | SparkALSEngine) -> dict[str, Any]:
+    """What a Spark fit adds to the manifest's parameters: the `regParam` our λ became
+    (`factorization.spark_als`), the master and pyspark's version; nothing for implicit."""
+    if not isinstance(wmf, SparkALSEngine):
+        return {}
+    from importlib.metadata import version
+
+    return {
+        "spark": {
+            "reg_param": wmf.reg_param,
+            "master": wmf.fitted_on,
+            "pyspark_version": version("pyspark"),
+        }
+    }
 
 
 def _implicit_version() -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,15 @@ def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     train_run(run, dataset_root=tiny_world, seed=0, cnn=cnn, linear=None, progress=False)
     evaluate_run(run, seed=0, progress=False, dataset_root=tiny_world)
     return run
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One Spark session on `local[2]` for every Spark test: the JVM and the Python workers
+    (which import torch) start once, not once per module."""
+    from cluster.spark import spark_session
+
+    session = spark_session("local[2]", "coldstart-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,20 +13,12 @@ from typer.testing import CliRunner
 
 from audio.cache import FeaturizeSummary, MelCache, featurize_dataset
 from audio.spark_featurize import spark_runner
-from cluster.spark import spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 N_SONGS = 20
 BROKEN = {"truncated": "too_short", "hush": "silent", "lyrics": "undecodable"}
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = spark_session("local[2]", "coldstart-test-featurize")
-    yield session
-    session.stop()
 
 
 @pytest.fixture

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audio.cache import MelCache, default_cache_dir
-from cluster.spark import spark_session
 from training.checkpoint import load_encoder
 from training.run import predict_cached
 from training.spark_embed import embed_on_spark
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[None]:
-    session = spark_session("local[2]", "coldstart-test-embed")
-    yield
-    session.stop()
 
 
 def test_spark_vectors_are_predict_cached(spark: None, trained_run: Path, tiny_world: Path) -> None:
