@@ -75,6 +75,14 @@ def pipeline(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Featurize processes (default: every core).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="local, or spark: featurize, factorize and embed as Spark jobs."),
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL (default $COLDSTART_SPARK_MASTER, else local[2])."),
+    ] = None,
 ) -> None:
     """The nightly run: snapshot -> featurize -> factorize (warm) -> train (fine-tune) ->
     evaluate -> quality gate -> publish -> retention. Exit code: 0 published, 3 refused by
@@ -107,6 +115,8 @@ def pipeline(
             warm_min_listeners=warm_min_listeners,
             seed=seed,
             workers=workers,
+            engine=engine,
+            spark_master=spark_master,
         )
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")

@@ -3,7 +3,8 @@
     lock -> snapshot -> featurize -> factorize (warm-started) -> train (fine-tuned)
          -> evaluate -> quality gate -> publish -> retention
 
-Each step is the same function the single commands call, on a run folder of its own
+Each step is the same function the single commands call (with `engine="spark"` the
+featurization, the factorization and the embedding run as Spark jobs), on a run folder of its own
 (`WORK/runs/<run id>/`, WORK = `REG/pipeline/`). Nothing touches the registry before the
 publish step, which writes a complete version aside and switches `REG/current` with one
 rename (`pipeline.registry.publish_run`), so a run that dies at any instant leaves the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -60,6 +62,7 @@ LOG_FILE = "pipeline.log"
 TEST_SONGS_FILE = "test_songs.txt"
 # When fewer than this share of the current test songs is left, a new split is drawn.
 MIN_KEPT_TEST_SHARE = 0.5
+ENGINES = ("local", "spark")
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,12 @@ class PipelineSettings:
     warm_min_listeners: int = WARM_MIN_LISTENERS
     seed: int = 0
     workers: int | None = None
+    engine: str = "local"  # "spark": featurize, factorize and embed as Spark jobs
+    spark_master: str | None = None
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if (self.dataset is None) == (self.database_url is None):
             raise ValueError("give exactly one source: a dataset folder or a database URL")
         if self.keep_versions < 1 or self.keep_runs < 1:
@@ -215,9 +222,18 @@ class _Run:
             detail["current_version"] = current
         snapshot = self._snapshot(current)
         with self.step("featurize") as detail:
-            from audio.cache import featurize_dataset
+            if settings.engine == "spark":
+                from audio.spark_featurize import featurize_on_spark
 
-            featurized = featurize_dataset(snapshot.root, workers=settings.workers, progress=False)
+                featurized = featurize_on_spark(
+                    snapshot.root, spark_master=settings.spark_master, progress=False
+                )
+            else:
+                from audio.cache import featurize_dataset
+
+                featurized = featurize_dataset(
+                    snapshot.root, workers=settings.workers, progress=False
+                )
             detail.update(
                 computed=featurized.computed,
                 up_to_date=featurized.skipped_up_to_date,
@@ -258,6 +274,7 @@ class _Run:
                 warm_min_listeners=settings.warm_min_listeners,
                 source=snapshot.source,
                 parent_version=current,
+                spark_master=self._spark_master(),
                 provenance={
                     "run_id": self.summary.run_id,
                     "snapshot": snapshot.to_json(),
@@ -272,6 +289,14 @@ class _Run:
             f" (replaces {current}): {decision.reason}" if current else f": {decision.reason}"
         )
         self._retention()
+
+    def _spark_master(self) -> str | None:
+        """The master Spark jobs run on, or None for the single-machine path."""
+        if self.settings.engine != "spark":
+            return None
+        from cluster.spark import DEFAULT_MASTER, MASTER_ENV
+
+        return self.settings.spark_master or os.environ.get(MASTER_ENV, DEFAULT_MASTER)
 
     def _snapshot(self, current: str | None) -> Snapshot:
         from pipeline.snapshot import SNAPSHOT_DIR, snapshot_catalogue, use_dataset
@@ -309,7 +334,9 @@ class _Run:
             if current is not None:
                 previous = load_factors(self.registry, current)
                 n_factors = int(previous.user_factors.shape[1])
-                if previous.song_ids is not None and not settings.from_scratch:
+                # Spark's ALS takes no initial factors: on Spark every night starts cold.
+                can_warm = settings.engine == "local" and not settings.from_scratch
+                if previous.song_ids is not None and can_warm:
                     warm = WarmStart(
                         current,
                         previous.user_ids,
@@ -332,6 +359,8 @@ class _Run:
                 seed=settings.seed,
                 progress=False,
                 warm_start=warm,
+                engine="spark" if settings.engine == "spark" else "implicit",
+                spark_master=settings.spark_master,
             )
             warm_info = manifest.get("warm_start")
             self.summary.drift = warm_info.get("drift") if warm_info else None

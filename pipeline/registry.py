@@ -280,6 +280,7 @@ def publish_run(
     source: str = "dataset",
     parent_version: str | None = None,
     provenance: dict[str, Any] | None = None,
+    spark_master: str | None = None,
 ) -> str:
     """Build a version from the finished run `run_dir`, add it to `registry_dir`, make it
     current, and return its id.
@@ -295,6 +296,7 @@ def publish_run(
     the version this one replaces (refused if `current` no longer names it), `provenance`
     what the nightly run knows (its id, the
     quality gate's decision, how far the factors moved); all three go into the manifest.
+    With `spark_master`, the CNN embeds the catalogue as a Spark job on that cluster.
     The nightly pipeline (`pipeline.nightly`) puts its quality gate in front of this call.
     """
     if source not in SOURCES:
@@ -319,6 +321,7 @@ def publish_run(
                 warm_min_listeners,
                 {"source": source, "parent_version": parent_version},
                 provenance,
+                spark_master,
             )
             version_id = _new_version_id(registry_dir, manifest)
             os.rename(staging, registry_dir / VERSIONS_DIR / version_id)
@@ -392,6 +395,7 @@ def _build_version(
     warm_min_listeners: int,
     lineage: dict[str, str | None],
     provenance: dict[str, Any] | None,
+    spark_master: str | None,
 ) -> dict[str, Any]:
     """Write every file of a version into `folder`, the manifest last; return the manifest."""
     from audio.cache import MelCache, default_cache_dir
@@ -422,7 +426,12 @@ def _build_version(
     songs = read_songs(root / DATASET_SONGS_FILE)
     catalogue_ids = songs["song_id"].tolist()
     content_ids = [song_id for song_id in catalogue_ids if song_id in cache]
-    content_vectors = predict_cached(encoder, cache, content_ids, batch_size)
+    if spark_master is None:
+        content_vectors = predict_cached(encoder, cache, content_ids, batch_size)
+    else:
+        from training.spark_embed import embed_on_spark
+
+        content_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
 
     warm_ids = factorization.song_ids + factorization.valid_song_ids + factorization.test_song_ids
     warm_factors = np.concatenate(
@@ -479,6 +488,7 @@ def _build_version(
             "exact_threshold": exact_threshold,
             "warm_min_listeners": warm_min_listeners,
             "source": lineage["source"],
+            "embedded_on": spark_master or "local",
         },
         parents={
             "factorization": factorization.digest,

@@ -254,3 +254,20 @@ def test_catalogue_as_source_keeps_writes_made_during_the_run(
     assert "unplayed" in version.cold_song_ids  # placed by its audio
     assert "during" not in cf  # after the snapshot: the service adds it when it swaps
     assert np.isfinite(version.user_factors).all()
+
+
+def test_the_heavy_steps_run_on_spark_when_the_settings_say_so(
+    registry: Path, tiny_world: Path, spark: object
+) -> None:
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world, engine="spark"))
+
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+    steps = {step.name: step.detail for step in summary.steps}
+    assert steps["factorize"]["warm_start_from"] is None  # Spark's ALS takes no initial factors
+    factorization = json.loads(
+        (Path(summary.run_dir) / "factorization" / "manifest.json").read_text()
+    )
+    assert factorization["parameters"]["engine"] == "spark.ml.ALS"
+    version = load_current(registry)
+    assert version.manifest["parameters"]["embedded_on"] == "local[2]"
+    assert steps["train"]["fine_tuned_from"] == summary.previous_version
