@@ -2,6 +2,8 @@
 
 Open it with `catalogue.db.open_catalogue`. Methods return plain frozen records (never
 ORM objects bound to a session) and raise the domain errors of `catalogue.errors`.
+Every change to `tracks` logs its event (`catalogue.events`) in its own transaction, which
+service replicas follow.
 
 Rules on values, checked here so both backends agree (SQLite would store anything): ids
 (track and user) are 1-200 characters without control characters or surrounding spaces;
@@ -28,6 +30,7 @@ from sqlalchemy.orm import sessionmaker
 
 from catalogue.audio_store import AudioStore
 from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
+from catalogue.events import record_event
 from catalogue.models import (
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
@@ -203,6 +206,8 @@ class Catalogue:
                 if session.get(Track, track_id) is not None:
                     raise DuplicateTrack(f"track {track_id!r} already exists")
                 session.add(row)
+                session.flush()  # the row first: a concurrent duplicate fails before its event
+                record_event(session, "added", track_id)
         except IntegrityError as error:  # a concurrent add won the race (PostgreSQL)
             if self._exists(track_id):
                 raise DuplicateTrack(f"track {track_id!r} already exists") from error
@@ -233,6 +238,8 @@ class Catalogue:
         may share the bytes, and the store is append-only by design."""
         with self._writing.begin() as session:
             deleted = session.execute(delete(Track).where(Track.id == track_id)).rowcount
+            if deleted:
+                record_event(session, "deleted", track_id)
         if not deleted:
             raise TrackNotFound(f"no track {track_id!r}")
 
@@ -272,7 +279,8 @@ class Catalogue:
     ) -> int:
         """Import a dataset's songs (`songs.csv`, or its DataFrame song_id,title,artist) as
         warm tracks in one transaction; ids already in the catalogue are left as they are,
-        so importing again is harmless. Returns how many tracks were added.
+        so importing again is harmless. Returns how many tracks were added. One "imported"
+        event is logged when any was (not one per song: see `catalogue.events`).
 
         `audio` (song id -> recording) copies those recordings into the audio store first,
         so that the catalogue alone holds what the nightly job trains on.
@@ -311,6 +319,8 @@ class Catalogue:
             for chunk in _chunks(rows, _IMPORT_CHUNK):
                 session.execute(statement, chunk)
             after = session.scalar(select(func.count()).select_from(Track)) or 0
+            if after > before:
+                record_event(session, "imported", None)
         return int(after - before)
 
     # ---- listens ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Prometheus metrics of one app: requests and latency per route template, stages, model
-version and its swaps.
+version and its swaps, and the catalogue changes followed from other replicas.
 
 Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
 in one process (tests, the benchmark) never clash over metric names. The middleware is a
@@ -59,6 +59,25 @@ class ServiceMetrics:
         self.model_swap_failures = Counter(
             "coldstart_model_swap_failures",
             "Model versions that failed to load or prepare (the served one stayed).",
+            registry=self.registry,
+        )
+        self.followed_changes = Counter(
+            "coldstart_catalogue_followed_changes",
+            "Tracks placed in or removed from the index because another replica (or process)"
+            " added or deleted them; this replica's own writes count nothing.",
+            ["change"],
+            registry=self.registry,
+        )
+        for change in ("placed", "removed"):
+            self.followed_changes.labels(change)  # exported at 0 from the start
+        self.follow_failures = Counter(
+            "coldstart_catalogue_follow_failures",
+            "Reads of the catalogue's change log that failed (retried at the next poll).",
+            registry=self.registry,
+        )
+        self.event_floor = Gauge(
+            "coldstart_catalogue_event_floor",
+            "The change log's seq up to which every event has been applied (compare replicas).",
             registry=self.registry,
         )
         self.songs = Gauge(

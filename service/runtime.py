@@ -24,6 +24,16 @@ replaces the old one in a single assignment. A version that fails to load or pre
 logged and counted and the old one keeps serving; it is tried again when `current` names
 another version, or after `RETRY_FAILED_VERSION_S`.
 
+Several replicas (processes, machines) may serve one catalogue, each with its own index in
+memory. Every track written through any of them logs an event in the catalogue
+(`catalogue.events`), and a second thread follows that log every `catalogue_poll_seconds`:
+a track another replica added enters this index at the vector that replica stored for
+the served version (waited for across polls; after `VECTOR_GRACE_S` re-embedded here from
+the stored audio, and stored), a track it deleted leaves it. A track is brought in line
+with the catalogue as it is now, not replayed, so this replica's own writes come back as
+no-ops. A track seen while a swap prepares also joins the swap's catch-up, so the new
+version has it too; one seen earlier was already in the catalogue the swap read.
+
 Each request reads the serving state once, at its first use, and keeps it to its end (the
 app's middleware opens `Runtime.pinned` around every request): a request that began on the
 old version finishes on it and names it, and the old version is freed once the last such
@@ -51,6 +61,7 @@ from typing import TypeVar
 import anyio
 import numpy as np
 import torch
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from artifacts.manifest import ArtifactError
 from audio.config import FrontEndMismatchError
@@ -66,6 +77,7 @@ from catalogue import (
     open_catalogue,
 )
 from catalogue import ListenIn as CatalogueListen
+from catalogue.events import EventCursor, TrackEvent
 from catalogue.vectors import put_track_vector, track_vectors
 from corpus.dataset import AUDIO_EXTENSIONS, find_audio, read_songs
 from index.vector_index import UnknownIdError
@@ -90,6 +102,9 @@ MEDIA_TYPES = {
 # A version that failed to load is tried again after this long even if `current` still
 # names it (an I/O error may pass), but not at every poll.
 RETRY_FAILED_VERSION_S = 300.0
+# How long a track another replica added waits for that replica to store its vector for
+# the served version (it does so right after the row) before this one embeds it itself.
+VECTOR_GRACE_S = 10.0
 # Failures expected of a bad version; anything else is logged with its traceback.
 _VERSION_ERRORS = (RegistryError, ArtifactError, FrontEndMismatchError, OSError)
 
@@ -154,6 +169,12 @@ class Runtime:
         self._registry_problem: str | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._follower: threading.Thread | None = None
+        # The change log as read so far, and the tracks it named that the served version
+        # has not been brought in line with yet: id -> (version id, first seen).
+        self._events: EventCursor | None = None
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._follow_problem: str | None = None
         self._dataset_audio: tuple[str, dict[str, Path]] | None = None
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -164,6 +185,9 @@ class Runtime:
         a usable version leaves the service up but not ready (503s)."""
         torch.set_num_threads(self.settings.torch_threads)
         self.catalogue = open_catalogue(self.settings.database_url, self.settings.audio_store_dir())
+        # Before the version reads the catalogue: what it misses comes after this point.
+        self._events = EventCursor(self.catalogue)
+        self.metrics.event_floor.set(self._events.floor)
         self.metrics.model_loaded.set(0)
         try:
             version_id = current_version_id(self.settings.registry)
@@ -174,27 +198,41 @@ class Runtime:
         self._switch_to(version_id)
 
     def start_watching(self) -> None:
-        """Poll `REG/current` every `model_poll_seconds` in a thread (0: never)."""
-        interval = self.settings.model_poll_seconds
-        if interval <= 0 or self._watcher is not None:
-            return
-        self._watcher = threading.Thread(
-            target=self._watch, args=(interval,), name="coldstart-model-watcher", daemon=True
-        )
-        self._watcher.start()
+        """Poll `REG/current` every `model_poll_seconds` and the catalogue's change log
+        every `catalogue_poll_seconds`, each in its own thread (0: never), so that a long
+        swap preparation does not hold up the other replicas' writes."""
+        model_interval = self.settings.model_poll_seconds
+        if model_interval > 0 and self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._repeat,
+                args=(self.poll_registry, model_interval),
+                name="coldstart-model-watcher",
+                daemon=True,
+            )
+            self._watcher.start()
+        catalogue_interval = self.settings.catalogue_poll_seconds
+        if catalogue_interval > 0 and self._follower is None:
+            self._follower = threading.Thread(
+                target=self._repeat,
+                args=(self.follow_catalogue, catalogue_interval),
+                name="coldstart-catalogue-follower",
+                daemon=True,
+            )
+            self._follower.start()
 
     def close(self) -> None:
-        """Stop the watcher (a preparation in progress is abandoned) and the catalogue."""
+        """Stop the threads (a preparation in progress is abandoned) and the catalogue."""
         self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join()
-            self._watcher = None
+        for thread in (self._watcher, self._follower):
+            if thread is not None:
+                thread.join()
+        self._watcher = self._follower = None
         if self.catalogue is not None:
             self.catalogue.close()
 
-    def _watch(self, interval: float) -> None:
+    def _repeat(self, poll: Callable[[], object], interval: float) -> None:
         while not self._stop.wait(interval):
-            self.poll_registry()
+            poll()
 
     def poll_registry(self) -> bool:
         """Switch to the version `REG/current` names if it is another one; True if it did."""
@@ -336,7 +374,7 @@ class Runtime:
                 vector = self._re_embed(version, record)
                 if vector is None:
                     continue
-                put_track_vector(catalogue, record.id, version.version_id, vector)
+                self._store_vector(record.id, version.version_id, vector)
                 re_embedded.append(record.id)
             version.index.add_track(record.id, vector, vector)
             placed.add(record.id)
@@ -364,6 +402,146 @@ class Runtime:
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise _SwapStopped
+
+    def _store_vector(self, track_id: str, version_id: str, vector: np.ndarray) -> None:
+        """Store a track's vector for a version. Another replica storing the same key at
+        the same instant (same encoder, same audio: the same vector) or deleting the track
+        (its event then takes it out) makes this a no-op rather than a failure."""
+        try:
+            put_track_vector(self._catalogue(), track_id, version_id, vector)
+        except IntegrityError as error:
+            log.info("vector of %s for %s not stored: %s", track_id, version_id, error.orig)
+
+    # ---- following the other replicas' writes -------------------------------------------
+
+    def follow_catalogue(self) -> int:
+        """Bring the served index in line with the tracks added or deleted since the last
+        call by any process sharing the catalogue; returns how many tracks that placed or
+        removed (this replica's own writes come back as no-ops). A failure is logged and
+        counted; the tracks it concerned are tried again at the next call."""
+        cursor = self._events
+        if cursor is None:
+            return 0
+        try:
+            self._note_changes(cursor.read(self._catalogue()))
+            changed, overdue = self._sync_pending()
+            for version, record in overdue:
+                if self._stop.is_set():
+                    break
+                self._embed_overdue(version, record)
+        except SQLAlchemyError as error:
+            self.metrics.follow_failures.inc()
+            if str(error) != self._follow_problem:  # once per problem, not every poll
+                self._follow_problem = str(error)
+                log.warning("following the catalogue's changes: %s", error)
+            return 0
+        self._follow_problem = None
+        self.metrics.event_floor.set(cursor.floor)
+        if changed:
+            self._count_songs()
+        return changed
+
+    def _note_changes(self, events: list[TrackEvent]) -> None:
+        """Mark the tracks `events` name: for the swap being prepared to catch up, and for
+        the served version to be brought in line with (imports name none: warm songs get
+        vectors from the next version)."""
+        track_ids = {event.track_id for event in events if event.track_id is not None}
+        now = time.monotonic()
+        with self._write_lock:
+            if self._touched is not None:
+                self._touched |= track_ids
+            serving = self._serving
+            if serving is None:  # the first version reads the catalogue as it is
+                self._pending.clear()
+                return
+            version_id = serving.version.version_id
+            self._forget_pending_of_other_versions(version_id)
+            for track_id in track_ids:
+                self._pending.setdefault(track_id, (version_id, now))
+
+    def _sync_pending(self) -> tuple[int, list[tuple[LoadedVersion, TrackRecord]]]:
+        """Place or remove the noted tracks in the served index as the catalogue has them
+        now (write lock held: no write of this replica interleaves). Returns how many
+        changed, and the cold tracks whose stored vector is overdue."""
+        catalogue = self._catalogue()
+        with self._write_lock:
+            serving = self._serving
+            if serving is None:
+                return 0, []
+            version = serving.version
+            self._forget_pending_of_other_versions(version.version_id)
+            track_ids = list(self._pending)
+            if not track_ids:
+                return 0, []
+            records = catalogue.get_tracks(track_ids)
+            cold = [track_id for track_id in track_ids if self._is_cold(records.get(track_id))]
+            stored = track_vectors(catalogue, version.version_id, cold)
+            new_ids = set(serving.new_ids)
+            placed = removed = 0
+            for track_id in track_ids:
+                if track_id not in records:
+                    if track_id in version.index:
+                        version.index.remove_track(track_id)
+                        removed += 1
+                    new_ids.discard(track_id)
+                elif track_id in stored:
+                    vector = stored[track_id]
+                    if not self._holds(version, track_id, vector):
+                        version.index.add_track(track_id, vector, vector)
+                        placed += 1
+                    new_ids.add(track_id)
+                elif track_id in cold:
+                    continue  # its vector is not stored yet: noted still
+                del self._pending[track_id]
+            if new_ids != serving.new_ids:
+                self._serving = dataclasses.replace(serving, new_ids=frozenset(new_ids))
+        self.metrics.followed_changes.labels("placed").inc(placed)
+        self.metrics.followed_changes.labels("removed").inc(removed)
+        now = time.monotonic()
+        overdue = [
+            (version, records[track_id])
+            for track_id, (_, since) in self._pending.items()
+            if now - since >= VECTOR_GRACE_S
+        ]
+        return placed + removed, overdue
+
+    def _forget_pending_of_other_versions(self, version_id: str) -> None:
+        """Drop tracks noted under another version (write lock held): the swap to the
+        served one read them from the catalogue, or caught them up."""
+        self._pending = {
+            track_id: noted for track_id, noted in self._pending.items() if noted[0] == version_id
+        }
+
+    @staticmethod
+    def _is_cold(record: TrackRecord | None) -> bool:
+        return record is not None and record.origin == "cold"
+
+    @staticmethod
+    def _holds(version: LoadedVersion, track_id: str, vector: np.ndarray) -> bool:
+        """Whether both spaces hold `track_id` at `vector` already."""
+        index = version.index
+        if track_id not in index.space("cf") or track_id not in index.space("content"):
+            return False
+        content = index.space("content")
+        expected = content.check_vectors(vector[np.newaxis])[0]
+        return bool(np.allclose(content.vector(track_id), expected, atol=1e-5))
+
+    def _embed_overdue(self, version: LoadedVersion, record: TrackRecord) -> None:
+        """Embed a cold track whose vector for `version` never came (its replica went down,
+        or serves another version) from its stored audio, and store it for the next sync
+        and every other replica; unless the track changed meanwhile."""
+        vector = self._re_embed(version, record)
+        with self._write_lock:
+            if vector is None:  # no usable audio (logged): nothing will ever place it
+                self._pending.pop(record.id, None)
+                return
+            current = self._catalogue().get_tracks([record.id]).get(record.id)
+            same = current is not None and (current.audio_sha256, current.added_at) == (
+                record.audio_sha256,
+                record.added_at,
+            )
+            if same and not track_vectors(self._catalogue(), version.version_id, [record.id]):
+                self._store_vector(record.id, version.version_id, vector)
 
     def _re_embed(self, version: LoadedVersion, record: TrackRecord) -> np.ndarray | None:
         store = self._catalogue().audio_store
@@ -587,7 +765,7 @@ class Runtime:
                 raise Conflict(str(error), code="track_exists") from error
             except (InvalidTrack, InvalidAudio) as error:
                 raise BadRequest(str(error), code="invalid_track") from error
-            put_track_vector(catalogue, track_id, version.version_id, vector)
+            self._store_vector(track_id, version.version_id, vector)
             version.index.add_track(track_id, vector, vector)
             serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
             self._serving = serving

@@ -14,6 +14,9 @@
     COLDSTART_MODEL_POLL_SECONDS  how often `REG/current` is read for a newly published
                                   version, which then replaces the served one without a
                                   restart (default 5; 0: never, serve the one loaded at start)
+    COLDSTART_CATALOGUE_POLL_SECONDS  how often the catalogue's change log is read for
+                                  tracks that other replicas added or deleted, which then
+                                  enter or leave this replica's index (default 2; 0: never)
 
 Production mode fails fast, at start-up, when no API key is set or a key is short: a
 service that accepts writes from anyone, or keys that can be guessed, must not start.
@@ -48,6 +51,7 @@ class Settings(BaseSettings):
     inference_slots: int = Field(default=2, ge=1)
     torch_threads: int = Field(default=1, ge=1)
     model_poll_seconds: float = Field(default=5.0, ge=0.0)
+    catalogue_poll_seconds: float = Field(default=2.0, ge=0.0)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""The deployment files: docker-compose.yml as Compose reads it, and the Dockerfile's pins.
+"""The deployment files: docker-compose.yml as Compose reads it, the load balancer's
+configuration, and the Dockerfile's pins.
 
 There is no Docker engine here: `docker-compose config` (Debian's docker-compose, which
 `make test` installs) parses, interpolates and validates the file without one.
@@ -6,6 +7,7 @@ There is no Docker engine here: `docker-compose config` (Debian's docker-compose
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+NGINX = REPO_ROOT / "deploy" / "nginx"
 SECRETS = {"COLDSTART_API_KEYS": "a-key-of-sixteen-chars-or-more", "POSTGRES_PASSWORD": "s3cret"}
 
 
@@ -64,9 +67,9 @@ def mount_of(service: dict[str, Any], volume: str) -> str:
     raise AssertionError(f"{volume} is not mounted: {service.get('volumes')}")
 
 
-def test_compose_has_the_three_services_on_one_shared_volume(config):
+def test_compose_has_the_four_services_on_one_shared_volume(config):
     services = config["services"]
-    assert set(services) == {"api", "scheduler", "postgres"}
+    assert set(services) == {"api", "lb", "scheduler", "postgres"}
     assert {"coldstart-data", "postgres-data"} <= set(config["volumes"])
 
     postgres = services["postgres"]
@@ -100,6 +103,73 @@ def test_compose_has_the_three_services_on_one_shared_volume(config):
     assert api["environment"]["COLDSTART_ENVIRONMENT"] == "production"
     assert scheduler["command"] == ["scheduler"]
     assert scheduler["environment"]["COLDSTART_RETRAIN_CRON"] == "0 3 * * *"
+
+
+def test_api_replicas_share_one_registry_and_database_behind_the_balancer(tmp_path, config):
+    services = config["services"]
+    api, lb = services["api"], services["lb"]
+    assert "ports" not in api  # reached only through the balancer
+    assert api["deploy"]["replicas"] == 2
+    assert "--forwarded-allow-ips" in api["command"]
+    # One service definition: every replica gets this registry, audio store and database.
+    env = api["environment"]
+    assert env["COLDSTART_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["COLDSTART_REGISTRY"].startswith(mount_of(api, "coldstart-data") + "/")
+    assert env["COLDSTART_AUDIO_STORE"].startswith(mount_of(api, "coldstart-data") + "/")
+
+    assert lb["image"].startswith("nginx:")
+    assert lb["ports"] == [{"published": 8000, "target": 8080}]
+    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
+    assert "/healthz" in " ".join(lb["healthcheck"]["test"])
+    mounts = dict(entry.split(":")[:2] for entry in lb["volumes"])
+    assert mounts[str(NGINX / "templates")] == "/etc/nginx/templates"
+    assert mounts[str(NGINX / "body-limit.envsh")].startswith("/docker-entrypoint.d/")
+    assert mounts[str(NGINX / "body-limit.envsh")].endswith(".envsh")  # sourced: exports
+
+    template = (NGINX / "templates" / "default.conf.template").read_text()
+    port = api["command"][api["command"].index("--port") + 1]
+    assert re.search(rf"^\s*server api:{port} resolve;", template, re.MULTILINE)
+    assert re.search(r"^\s*listen 8080;", template, re.MULTILINE)
+    assert re.search(r"^\s*proxy_pass http://coldstart_api;", template, re.MULTILINE)
+
+    result = compose_config(tmp_path, **SECRETS, COLDSTART_API_REPLICAS="3", COLDSTART_PORT="9000")
+    assert result.returncode == 0, result.stderr
+    scaled = yaml.safe_load(result.stdout)["services"]
+    assert scaled["api"]["deploy"]["replicas"] == 3
+    assert scaled["lb"]["ports"] == [{"published": 9000, "target": 8080}]
+
+
+def body_limit_of_balancer(upload_bytes: str) -> int:
+    """What the balancer's start-up script makes of the API's upload limit."""
+    script = f". {NGINX / 'body-limit.envsh'} && echo $COLDSTART_LB_MAX_BODY_BYTES"
+    result = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLDSTART_MAX_UPLOAD_BYTES": upload_bytes},
+        check=True,
+    )
+    return int(result.stdout)
+
+
+@pytest.mark.parametrize("upload_bytes", [None, "1048576"])
+def test_the_balancer_takes_exactly_the_bodies_the_api_takes(tmp_path, upload_bytes):
+    from service.settings import Settings
+    from service.uploads import FORM_OVERHEAD_BYTES
+
+    env = {} if upload_bytes is None else {"COLDSTART_MAX_UPLOAD_BYTES": upload_bytes}
+    result = compose_config(tmp_path, **SECRETS, **env)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    limit = services["api"]["environment"]["COLDSTART_MAX_UPLOAD_BYTES"]
+    assert services["lb"]["environment"]["COLDSTART_MAX_UPLOAD_BYTES"] == limit
+    expected = upload_bytes or str(Settings.model_fields["max_upload_bytes"].default)
+    assert limit == expected
+    # The API's cap on a body (service.app): the upload limit plus the form's envelope.
+    assert body_limit_of_balancer(limit) == int(limit) + FORM_OVERHEAD_BYTES
+    template = (NGINX / "templates" / "default.conf.template").read_text()
+    assert "client_max_body_size ${COLDSTART_LB_MAX_BODY_BYTES};" in template
+    assert os.access(NGINX / "body-limit.envsh", os.X_OK)  # the image sources only those
 
 
 def test_compose_takes_the_schedule_from_the_environment_and_needs_the_secrets(tmp_path):

@@ -14,6 +14,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+import catalogue.events  # noqa: F401  (registers track_events on Base.metadata)
 import catalogue.runs  # noqa: F401  (registers pipeline_runs on Base.metadata)
 import catalogue.vectors  # noqa: F401  (registers track_vectors on Base.metadata)
 from catalogue.models import Base

@@ -56,9 +56,10 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`coldstart serve` as a child process; `start()` waits until /healthz answers."""
+    """`coldstart serve` as a child process; `start()` waits until /healthz answers.
+    `database`: a SQLite file, or a URL (replicas sharing PostgreSQL)."""
 
-    def __init__(self, registry: Path, database: Path, log: Path, **env: str) -> None:
+    def __init__(self, registry: Path, database: Path | str, log: Path, **env: str) -> None:
         self.registry = registry
         self.database = database
         self.log = log
@@ -86,7 +87,7 @@ class LiveServer:
             "--registry",
             str(self.registry),
             "--database",
-            f"sqlite:///{self.database}",
+            self.database if isinstance(self.database, str) else f"sqlite:///{self.database}",
             "--port",
             str(self.port),
         ]
@@ -136,7 +137,10 @@ def start_server(
 
     class SessionServer(LiveServer):
         def __init__(
-            self, database: Path | None = None, registry_folder: Path | None = None, **env: str
+            self,
+            database: Path | str | None = None,
+            registry_folder: Path | None = None,
+            **env: str,
         ) -> None:
             folder = tmp_path_factory.mktemp("server")
             super().__init__(
