@@ -32,7 +32,8 @@ def train(
         int | None, typer.Option(min=1, help="Most CNN epochs (early stopping may end sooner).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(min=2, help="3-second crops per CNN training batch.")
+        int | None,
+        typer.Option(min=2, help="3-second crops per CNN step (in all, split across processes)."),
     ] = None,
     max_minutes: Annotated[
         float | None, typer.Option(min=0.0, help="Wall-clock budget of the CNN fit (0: none).")
@@ -44,6 +45,18 @@ def train(
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
+    accelerator: Annotated[
+        str, typer.Option(help="Lightning accelerator of the CNN fit: auto, cpu, gpu, ...")
+    ] = "auto",
+    devices: Annotated[
+        str,
+        typer.Option(help="Devices per node: a count, 'auto', -1 for all, or GPU ids '0,2'."),
+    ] = "1",
+    num_nodes: Annotated[int, typer.Option(min=1, help="Machines taking part in the fit.")] = 1,
+    strategy: Annotated[
+        str,
+        typer.Option(help="auto (DDP when more than one process takes part) or ddp."),
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of crops, weights, codebook.")] = 0,
     cnn: Annotated[bool, typer.Option("--cnn/--no-cnn", help="Train the CNN.")] = True,
     linear: Annotated[
@@ -52,7 +65,11 @@ def train(
 ) -> None:
     """Train the content models on a factorized run: the CNN (RUN/models/cnn/) and the paper's
     MFCC bag-of-words linear baseline (RUN/models/linear/); each predicts the test songs.
-    CNN options left out take the defaults of `training.run.CNNSettings`."""
+    CNN options left out take the defaults of `training.run.CNNSettings`.
+
+    Several devices or nodes train the CNN with DDP: on one machine this command starts the
+    other processes itself; across machines run it on each with MASTER_ADDR, MASTER_PORT and
+    NODE_RANK set (or under torchrun or SLURM), as docs/ARCHITECTURE.md describes."""
     import dataclasses
 
     _yielding_threads()
@@ -60,7 +77,7 @@ def train(
 
     from artifacts.manifest import ArtifactError
     from training.baseline import BaselineParams
-    from training.run import CNNSettings, TrainingError, train_run
+    from training.run import CNNSettings, TrainingError, is_global_zero, train_run
 
     if not (cnn or linear):
         raise typer.BadParameter("nothing to train: --no-cnn and --no-linear together")
@@ -71,7 +88,16 @@ def train(
         "lr": lr,
         "num_workers": workers,
     }
-    settings = CNNSettings(**{name: value for name, value in given.items() if value is not None})
+    try:
+        settings = CNNSettings(
+            **{name: value for name, value in given.items() if value is not None},
+            accelerator=accelerator,
+            devices=int(devices) if devices.lstrip("-").isdigit() else devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
     if max_minutes is not None:
         settings = dataclasses.replace(settings, max_minutes=max_minutes or None)
     console = Console()
@@ -86,6 +112,8 @@ def train(
     except (TrainingError, ArtifactError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
+    if not is_global_zero():
+        return  # the other processes of a DDP fit: rank 0 reports
     for name, manifest in manifests.items():
         validation = manifest["validation"]
         console.print(

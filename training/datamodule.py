@@ -6,6 +6,11 @@ an epoch are drawn by `CropSampler` in the main process from (seed, epoch), so t
 sequence is the same with or without worker processes. Validation and prediction take
 whole clips, zero-padded into batches with their lengths (the encoder masks the padding).
 
+Under DDP each process (rank) reads its own share of the songs, split as
+`DistributedSampler` splits indices (`rank_share`): the training songs are reshuffled into
+new shares every epoch, each rank cropping only its own; the validation songs are split
+in order, and the LightningModule gathers the predictions back.
+
 Reading a crop copies only the crop's frames out of the song's float16 memmap, so memory
 stays flat however large the catalogue; see bench/training.py for the cost of loading
 against a training step.
@@ -22,7 +27,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 MAX_OPEN_MELS = 4096
 
@@ -37,29 +42,70 @@ class MelSource(Protocol):
         ...
 
 
-class CropSampler(Sampler[tuple[int, int]]):
-    """Yields (song index, first frame) for `crops_per_song` random crops of every song.
+def rank_share(items: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """`rank`'s share of `items` among `world_size` processes, as `DistributedSampler` splits:
+    `items` padded to a multiple of `world_size` by repeating its first ones, then every
+    `world_size`-th item from position `rank`. Every share has the same length, so every
+    rank runs the same number of batches (a rank that ran out would hang the others)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of {world_size} processes")
+    total = -(-items.size // world_size) * world_size
+    return np.resize(items, total)[rank::world_size]
 
-    Each pass draws a new shuffled set from `np.random.default_rng([seed, epoch])` and
-    advances the epoch, so a seeded run sees the same crops in the same order.
+
+class CropSampler(Sampler[tuple[int, int]]):
+    """Yields (song index, first frame) for `crops_per_song` random crops of this rank's songs.
+
+    Each pass deals the songs into `world_size` shares from a permutation drawn from
+    (seed, epoch), the same on every rank, keeps share `rank` (see `rank_share`), draws
+    this rank's shuffled crops of those songs from (seed, epoch, rank), and advances the
+    epoch; Lightning also sets the epoch before each one (`set_epoch`). So a seeded run
+    sees the same crops in the same order, and the shares of an epoch are disjoint but
+    for the few songs repeated to even them out. One process keeps every song and draws
+    from (seed, epoch): numpy's `SeedSequence` ignores trailing zeros, so rank 0's stream
+    is the one a single process always drew from.
     """
 
-    def __init__(self, n_frames: np.ndarray, window_frames: int, crops_per_song: int, seed: int):
+    def __init__(
+        self,
+        n_frames: np.ndarray,
+        window_frames: int,
+        crops_per_song: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if n_frames.size and int(n_frames.min()) < window_frames:
             raise ValueError(f"every song needs at least {window_frames} frames to be cropped")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of {world_size} processes")
         self.n_frames = np.asarray(n_frames, dtype=np.int64)
         self.window_frames = window_frames
         self.crops_per_song = crops_per_song
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def __len__(self) -> int:
-        return self.n_frames.size * self.crops_per_song
+        return -(-self.n_frames.size // self.world_size) * self.crops_per_song
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard(self) -> np.ndarray:
+        """This rank's song indices for the current epoch, sorted (repeats where padded)."""
+        # A stream no rank crops from: ranks are below world_size.
+        order = np.random.default_rng([self.seed, self.epoch, self.world_size])
+        share = rank_share(order.permutation(self.n_frames.size), self.rank, self.world_size)
+        return np.sort(share)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        shard = self.shard()
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
         self.epoch += 1
-        songs = rng.permutation(np.repeat(np.arange(self.n_frames.size), self.crops_per_song))
+        songs = rng.permutation(np.repeat(shard, self.crops_per_song))
         room = self.n_frames[songs] - self.window_frames + 1
         starts = (rng.random(songs.size) * room).astype(np.int64)
         return iter(zip(songs.tolist(), starts.tolist(), strict=True))
@@ -168,6 +214,9 @@ class MelDataModule(pl.LightningDataModule):
     `train_factors` (n_train, F) float32 are the targets, rows following
     `train_song_ids`; `valid_song_ids` are predicted whole (their metrics live in the
     LightningModule, which holds the user factors and the validation listens).
+    `batch_size` is per process: each rank reads its own share of both song lists (the
+    attached trainer's rank and world size; one process without a trainer), so Lightning
+    must leave the samplers alone (`Trainer(use_distributed_sampler=False)`).
     """
 
     def __init__(
@@ -194,20 +243,44 @@ class MelDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.clip_batch_size = clip_batch_size
         self.num_workers = num_workers
-        n_frames = np.array([cache.n_frames(song) for song in self.train_song_ids], np.int64)
-        self.sampler = CropSampler(n_frames, window_frames, crops_per_song, seed)
+        self.seed = seed
+        self.n_frames = np.array([cache.n_frames(song) for song in self.train_song_ids], np.int64)
+
+    def _rank(self) -> tuple[int, int]:
+        """(rank, world size) of this process."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
 
     def train_dataloader(self) -> DataLoader:
+        rank, world_size = self._rank()
+        sampler = CropSampler(
+            self.n_frames,
+            self.window_frames,
+            self.crops_per_song,
+            self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
         return DataLoader(
             CropDataset(self.cache, self.train_song_ids, self.train_factors, self.window_frames),
             batch_size=self.batch_size,
-            sampler=self.sampler,
+            sampler=sampler,
             collate_fn=stacked,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             # A last batch of a few crops would give batch norm noisy statistics.
-            drop_last=len(self.sampler) > self.batch_size,
+            drop_last=len(sampler) > self.batch_size,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return clip_loader(self.cache, self.valid_song_ids, self.clip_batch_size, self.num_workers)
+        """This rank's share of the validation clips, in order, each with its position in
+        `valid_song_ids` (`ContentModel` gathers the shares and drops the padding repeats)."""
+        share = rank_share(np.arange(len(self.valid_song_ids)), *self._rank())
+        return DataLoader(
+            Subset(ClipDataset(self.cache, self.valid_song_ids), share.tolist()),
+            batch_size=self.clip_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=pad_clips,
+        )

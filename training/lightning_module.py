@@ -7,6 +7,10 @@ ranks those songs for every user with the same metric code as the evaluation
 (`evaluation.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
 choice of the best weights, which `BestWeights` keeps in memory and puts back at the end.
 Only the plain net is ever saved (see `training.checkpoint`).
+
+Under DDP each rank predicts its share of the validation songs; the shares are gathered
+so that every rank ranks the full set and logs the same `val/map`: early stopping and
+`BestWeights` then decide alike on every rank.
 """
 
 from __future__ import annotations
@@ -77,26 +81,35 @@ class ContentModel(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         mel, lengths, indices = batch
-        self._valid_predictions.append(self.net.forward_mel(mel, lengths).float().cpu())
-        self._valid_indices.append(indices.cpu())
+        self._valid_predictions.append(self.net.forward_mel(mel, lengths).float())
+        self._valid_indices.append(indices)
+
+    def _gathered_predictions(self) -> Tensor:
+        """Every rank's validation predictions, (n_valid, F) float32 on the CPU, rows
+        following the validation songs; a song predicted twice (the padding of the shares)
+        counts once, from the first rank that has it, alike on every rank."""
+        n_factors = self._valid_predictions[0].shape[1]
+        predictions = self.all_gather(torch.cat(self._valid_predictions))
+        indices = self.all_gather(torch.cat(self._valid_indices))
+        _, first = np.unique(indices.reshape(-1).cpu().numpy(), return_index=True)
+        return predictions.reshape(-1, n_factors).cpu()[torch.from_numpy(first)]
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._valid_predictions:
             return
-        indices = torch.cat(self._valid_indices)
-        predictions = torch.empty(
-            (int(indices.max()) + 1, self._valid_predictions[0].shape[1]), dtype=torch.float32
-        )
-        predictions[indices] = torch.cat(self._valid_predictions)
+        predictions = self._gathered_predictions()
+        # The same values on every rank; syncing them with max keeps that exact (and
+        # Lightning quiet about epoch-level values logged without sync).
+        synced: dict[str, Any] = {"prog_bar": True, "sync_dist": True, "reduce_fx": "max"}
         if self.valid_factors is not None:
             loss = F.mse_loss(predictions, self._targets(self.valid_factors))
-            self.log("val/loss", loss, prog_bar=True)
+            self.log("val/loss", loss, **synced)
         if self.user_factors is not None and self.valid_relevance is not None:
             metrics = ranking_metrics(
                 self.user_factors, predictions.numpy(), self.valid_relevance, k=self.hparams.k
             )
-            self.log("val/map", float(metrics.map), prog_bar=True)
-            self.log("val/auc", float(metrics.auc), prog_bar=True)
+            self.log("val/map", float(metrics.map), **synced)
+            self.log("val/auc", float(metrics.auc), **synced)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.Adam(

@@ -13,6 +13,10 @@ out, training too. Each model's manifest lists them.
 
 The CNN can start from an earlier encoder (the nightly run fine-tunes the served one): it
 then keeps that encoder's sizes, and its manifest names the earlier one as a parent.
+
+The CNN fit can span several GPUs or nodes (Lightning's DDP, see `CNNSettings`): then every
+process runs the training step, each on its share of the songs, and global rank 0 alone
+writes the model folder and fits the baseline.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ MODELS_DIR = "models"
 CNN_NAME = "cnn"
 LINEAR_NAME = "linear"
 TEST_FACTORS_FILE = "test_song_factors.npy"
+STRATEGIES = ("auto", "ddp")
 
 
 class TrainingError(RuntimeError):
@@ -59,6 +64,13 @@ class CNNSettings:
     a factor vector's length carries) were clearly worse, dropout 0.1 better than 0.3.
     12 epochs take about a minute on two idle cores, four on busy ones; `max_minutes`
     stops a slower machine in time.
+
+    `accelerator`, `devices` and `num_nodes` are Lightning's. More than one process in all
+    is a DDP fit ("auto" picks "ddp"; Lightning's spawn and fork launchers are refused: their
+    fit runs in child processes whose best weights never come back). `batch_size` stays
+    the crops of one optimiser step, split evenly across the processes, so the settings
+    above mean the same steps on any number of devices; batch norm, though, normalises each
+    process's share (torch syncs it on GPUs only), so keep the share at 16 crops or more.
     """
 
     dims: EncoderDims = EncoderDims()
@@ -73,6 +85,23 @@ class CNNSettings:
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.num_nodes < 1:
+            raise ValueError(f"num_nodes must be at least 1, got {self.num_nodes}")
+
+    @property
+    def lightning_strategy(self) -> str:
+        """The Trainer's strategy: "ddp" whenever more than one process may take part."""
+        if self.strategy == "auto" and (self.devices not in (1, "1") or self.num_nodes > 1):
+            return "ddp"
+        return self.strategy
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -244,6 +273,30 @@ def initial_encoder(folder: Path, data: RunData) -> tuple[ContentEncoder, str]:
     return encoder.train(), digest
 
 
+def is_global_zero() -> bool:
+    """Whether this process is the one that writes: the only one, or global rank 0 of a DDP
+    fit. Exact once a Trainer was built in the process (Lightning sets the rank then);
+    before, read from the launcher's environment (RANK, LOCAL_RANK, SLURM_PROCID)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
+def trainer_placement(settings: CNNSettings) -> dict[str, Any]:
+    """The `pl.Trainer` arguments that place a CNN fit on devices, processes and nodes.
+
+    The DataModule shards the songs itself (`training.datamodule.CropSampler`), so Lightning
+    must not put its own sampler in: `use_distributed_sampler=False`.
+    """
+    return {
+        "accelerator": settings.accelerator,
+        "devices": settings.devices,
+        "num_nodes": settings.num_nodes,
+        "strategy": settings.lightning_strategy,
+        "use_distributed_sampler": False,
+    }
+
+
 def train_cnn(
     data: RunData,
     settings: CNNSettings = CNN_DEFAULTS,
@@ -255,8 +308,11 @@ def train_cnn(
 
     `init_from` (a checkpoint folder) starts from that encoder's weights and sizes instead
     of `settings.dims` and fresh ones; see `initial_encoder` for when it is refused.
+    Under DDP every process calls this; global rank 0 writes the folder, and every
+    process returns its manifest.
     """
     import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
     from pytorch_lightning.callbacks import EarlyStopping
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
@@ -291,6 +347,33 @@ def train_cnn(
         schedule=settings.schedule,
         normalise_targets=settings.normalise_targets,
     )
+    folder = data.run_dir / MODELS_DIR / CNN_NAME
+    best = BestWeights(monitor="val/map", mode="max")
+    try:
+        trainer = pl.Trainer(
+            **trainer_placement(settings),
+            max_epochs=settings.epochs,
+            max_time=None if settings.max_minutes is None else {"minutes": settings.max_minutes},
+            logger=[
+                CSVLogger(folder, name="logs", version=""),
+                TensorBoardLogger(folder, name="logs", version="", default_hp_metric=False),
+            ],
+            callbacks=[EarlyStopping("val/map", mode="max", patience=settings.patience), best],
+            enable_checkpointing=False,
+            enable_progress_bar=progress,
+            enable_model_summary=progress,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            deterministic="warn",  # some CUDA kernels have no deterministic version
+        )
+    except MisconfigurationException as error:
+        raise TrainingError(f"cannot train on {trainer_placement(settings)}: {error}") from error
+    processes = trainer.world_size
+    if settings.batch_size % processes or settings.batch_size // processes < 2:
+        raise TrainingError(
+            f"batch_size {settings.batch_size} does not split into {processes} processes"
+            " of at least 2 crops each"
+        )
     datamodule = MelDataModule(
         data.cache,
         train_ids,
@@ -298,58 +381,46 @@ def train_cnn(
         valid_ids,
         window_frames=window,
         crops_per_song=settings.crops_per_song,
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size // processes,
         clip_batch_size=settings.clip_batch_size,
         num_workers=settings.num_workers,
         seed=seed,
     )
-    folder = _fresh_folder(data.run_dir / MODELS_DIR / CNN_NAME)
-    best = BestWeights(monitor="val/map", mode="max")
-    trainer = pl.Trainer(
-        max_epochs=settings.epochs,
-        max_time=None if settings.max_minutes is None else {"minutes": settings.max_minutes},
-        accelerator="auto",
-        devices=1,
-        logger=[
-            CSVLogger(folder, name="logs", version=""),
-            TensorBoardLogger(folder, name="logs", version="", default_hp_metric=False),
-        ],
-        callbacks=[EarlyStopping("val/map", mode="max", patience=settings.patience), best],
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-        deterministic="warn",  # some CUDA kernels have no deterministic version
-    )
+    if trainer.is_global_zero:
+        _fresh_folder(folder)
     trainer.fit(module, datamodule=datamodule)
-    net = net.cpu().eval()
-    test_factors = _scatter(
-        len(f.test_song_ids),
-        test_rows,
-        predict_cached(net, data.cache, test_ids, settings.clip_batch_size),
-    )
-    np.save(folder / TEST_FACTORS_FILE, test_factors)
-    return save_encoder(
-        net,
-        folder,
-        parameters={
-            "seed": seed,
-            **settings.to_dict(),
-            "dims": net.dims.to_dict(),
-            "init_from": init_digest,
-        },
-        parents={**data.parents, **({"init_encoder": init_digest} if init_digest else {})},
-        dataset_fingerprint=data.fingerprint,
-        extra_files=[TEST_FACTORS_FILE],
-        extra={
-            "validation": {"map": best.best_score, "best_epoch": best.best_epoch},
-            "epochs_run": trainer.current_epoch,
-            "train_songs": len(train_ids),
-            "songs_without_audio": _missing(f, data),
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-    )
+    manifest = None
+    if trainer.is_global_zero:
+        net = net.cpu().eval()
+        test_factors = _scatter(
+            len(f.test_song_ids),
+            test_rows,
+            predict_cached(net, data.cache, test_ids, settings.clip_batch_size),
+        )
+        np.save(folder / TEST_FACTORS_FILE, test_factors)
+        manifest = save_encoder(
+            net,
+            folder,
+            parameters={
+                "seed": seed,
+                **settings.to_dict(),
+                "dims": net.dims.to_dict(),
+                "init_from": init_digest,
+            },
+            parents={**data.parents, **({"init_encoder": init_digest} if init_digest else {})},
+            dataset_fingerprint=data.fingerprint,
+            extra_files=[TEST_FACTORS_FILE],
+            extra={
+                "validation": {"map": best.best_score, "best_epoch": best.best_epoch},
+                "epochs_run": trainer.current_epoch,
+                "train_songs": len(train_ids),
+                "processes": processes,
+                "songs_without_audio": _missing(f, data),
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+        )
+    # The other processes wait here for rank 0's manifest (no file system shared needed).
+    return trainer.strategy.broadcast(manifest, src=0)
 
 
 def _missing(f: Factorization, data: RunData) -> dict[str, list[str]]:
@@ -377,13 +448,17 @@ def train_run(
     """Train the models asked for (None skips one) on `run_dir`; return their manifests by name.
 
     `init_encoder` (a checkpoint folder) is where the CNN starts from (`train_cnn`'s `init_from`).
+    Under DDP every process calls this and gets the CNN's manifest; the baseline is fitted
+    by global rank 0 alone, after the CNN, and only there is it in the result.
     """
     data = load_run_data(run_dir, dataset_root)
     manifests: dict[str, dict[str, Any]] = {}
-    if linear is not None:
-        manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
     if cnn is not None:
+        # First: under DDP every process runs this function, and only once its Trainer is
+        # built does a process know for sure whether it is the one that writes.
         manifests[CNN_NAME] = train_cnn(
             data, cnn, seed=seed, progress=progress, init_from=init_encoder
         )
+    if linear is not None and is_global_zero():
+        manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
     return manifests
