@@ -19,13 +19,14 @@ Cosine needs normalised vectors stored and the inner product needs the raw ones;
 FAISS index answers both exactly, so the cf space keeps two `VectorIndex`es over the same
 ids ("cf" cosine and "cf-ip"). That doubles the cf memory (n_songs x n_factors x 4 bytes
 each, plus the graph above the exact threshold) and keeps both searches exact below the
-threshold and one HNSW lookup above it.
+threshold and one HNSW (or IVF-PQ, by `IndexSettings`) lookup above it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -33,7 +34,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
-from index.vector_index import DEFAULT_EXACT_THRESHOLD, UnknownIdError, VectorIndex
+from index.settings import IndexSettings
+from index.vector_index import UnknownIdError, VectorIndex
 
 Space = Literal["cf", "content"]
 
@@ -77,17 +79,21 @@ class CatalogueIndex:
         content_ids: Sequence[str],
         content_vectors: ArrayLike,
         *,
-        exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
-        seed: int = 0,
+        settings: IndexSettings = IndexSettings(),  # noqa: B008 (frozen, so shared safely)
+        exact_threshold: int | None = None,
     ) -> CatalogueIndex:
         """Index `cf_vectors` `(n_cf_songs, n_factors)` and `content_vectors`
         `(n_content_songs, n_dims)`, rows following their id lists (which may differ:
-        a song without audio has no content vector)."""
-        options: dict[str, Any] = {"exact_threshold": exact_threshold, "seed": seed}
+        a song without audio has no content vector), each space as `settings` says.
+
+        `exact_threshold`, when given, replaces `settings.exact_threshold` (the keyword
+        `pipeline.registry` passes)."""
+        if exact_threshold is not None:
+            settings = replace(settings, exact_threshold=exact_threshold)
         return cls(
-            VectorIndex.build(cf_ids, cf_vectors, "cosine", **options),
-            VectorIndex.build(cf_ids, cf_vectors, "ip", **options),
-            VectorIndex.build(content_ids, content_vectors, "cosine", **options),
+            VectorIndex.build(cf_ids, cf_vectors, "cosine", settings=settings),
+            VectorIndex.build(cf_ids, cf_vectors, "ip", settings=settings),
+            VectorIndex.build(content_ids, content_vectors, "cosine", settings=settings),
         )
 
     def space(self, space: Space) -> VectorIndex:
@@ -183,8 +189,11 @@ class CatalogueIndex:
         )
 
     @classmethod
-    def load(cls, folder: Path) -> CatalogueIndex:
-        """Load a folder written by `save`; each index must be the one its manifest names."""
+    def load(cls, folder: Path, *, nprobe: int | None = None) -> CatalogueIndex:
+        """Load a folder written by `save`; each index must be the one its manifest names.
+
+        `nprobe` overrides the lists scanned per search of IVF-PQ spaces (the service's
+        setting; the saved one otherwise)."""
         folder = Path(folder)
         manifest = read_manifest(folder, kind=ARTIFACT_KIND)
         indexes = {}
@@ -194,5 +203,5 @@ class CatalogueIndex:
                 raise ArtifactError(
                     f"{folder / subfolder}: not the index this folder was saved with"
                 )
-            indexes[name] = VectorIndex.load(folder / subfolder)
+            indexes[name] = VectorIndex.load(folder / subfolder, nprobe=nprobe)
         return cls(indexes["cf"], indexes["cf-ip"], indexes["content"])

@@ -1,4 +1,5 @@
-"""One searchable vector space: string song ids -> FAISS, exact when small, HNSW when large.
+"""One searchable vector space: string song ids -> FAISS, exact when small, HNSW when large,
+IVF-PQ (sharded under a memory budget) when a catalogue outgrows memory.
 
 Why two kinds. Below `exact_threshold` vectors (default 100 000) brute force is both exact
 and fast enough (100k x 50 floats is a ~2 ms scan), so the index is an `IndexIDMap2` over an
@@ -6,15 +7,17 @@ and fast enough (100k x 50 floats is a ~2 ms scan), so the index is an `IndexIDM
 vectors it keeps recall@10 >= 0.97 under 1 ms single-threaded, while IVF-Flat (4096 lists)
 never reached 0.95 in the sweep: 0.92 at 0.83 ms for cosine, 0.59 for inner product
 (`bench/index.py`, BENCHMARKS.md). IVF builds ~8x faster with half the memory; the nightly
-job can afford the HNSW build. The choice is made once, at `build`; `add` never switches
-kinds (the nightly rebuild re-chooses).
+job can afford the HNSW build. The choice is made once, at `build` (`IndexSettings.kind`:
+"auto" is the rule above; "ivfpq" is chosen by settings for 10M+ catalogues, see
+`index/ivfpq.py`); `add` never switches kinds (the nightly rebuild re-chooses).
 
 Ids. FAISS labels are int64; this class hands out labels from a counter (`_labels[label]`
 is the song id, `None` once removed) and keeps `_label_of` for the other direction. A
 label is never reused, so a stale label can never name a different song.
 
 Removal without a rebuild. The exact kind removes vectors physically (`remove_ids` on the
-id map, O(n) per call, fine below the threshold). HNSW graphs cannot drop nodes, so the
+id map, O(n) per call, fine below the threshold), the IVF-PQ kind too (through its
+direct-map hashtable, O(1) per id). HNSW graphs cannot drop nodes, so the
 HNSW kind keeps removed labels as tombstones and filters them *inside* the graph search
 with a FAISS `IDSelector` (they still serve as stepping stones, so recall does not drop,
 and no over-fetching is needed). Re-adding an existing id removes its old vector first,
@@ -32,6 +35,7 @@ running searches and holds new ones back, so no search ever sees a half-applied 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,15 +47,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from index import ivfpq
+from index.settings import DEFAULT_EXACT_THRESHOLD, IndexSettings
 
 Metric = Literal["cosine", "ip"]
-IndexKind = Literal["exact", "hnsw"]
+IndexKind = Literal["exact", "hnsw", "ivfpq"]
 
 ARTIFACT_KIND = "vector-index"
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 
-DEFAULT_EXACT_THRESHOLD = 100_000
+__all__ = ["DEFAULT_EXACT_THRESHOLD", "IndexKind", "Metric", "UnknownIdError", "VectorIndex"]
 # Graph degree and build beam of the HNSW kind, and its search beam per metric, measured
 # in BENCHMARKS.md ("Vector index"): at 5M clustered 50-d vectors, cosine efSearch 128 gives
 # recall@10 0.987 at 0.35 ms, inner product (its graph navigates worse) needs 256 for 0.972
@@ -132,6 +138,37 @@ def _check_metric(metric: str) -> Metric:
     return metric  # type: ignore[return-value]
 
 
+def _stored_form(vectors: ArrayLike, dim: int, metric: Metric, what: str) -> np.ndarray:
+    """`VectorIndex.check_vectors` for a given dimension and metric."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (n, {dim}), got {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise ValueError(f"{what} row {bad} holds NaN or infinite values")
+    if metric == "cosine":
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        if (norms == 0).any():
+            bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
+            raise ValueError(f"{what} row {bad} is all zeros: it has no direction (cosine)")
+        return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+    return np.array(matrix, dtype=np.float32, order="C")
+
+
+def _build_ivfpq(stored: np.ndarray, settings: IndexSettings) -> ivfpq.IVFPQShards:
+    """Train on a seeded sample of `stored`, then cut it into as few equal shards as the
+    memory budget allows, labels 0..n-1 in row order."""
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(rng.choice(len(stored), min(len(stored), settings.train_sample), False))
+    trained = ivfpq.train(stored[sample], settings)
+    capacity = ivfpq.shard_capacity(trained, settings.memory_budget_bytes)
+    shards = ivfpq.IVFPQShards.empty(trained, capacity, settings.nprobe)
+    n_shards = max(1, math.ceil(len(stored) / capacity))
+    labels = np.arange(len(stored), dtype=np.int64)
+    shards.add_with_ids(stored, labels, shard_size=math.ceil(len(stored) / n_shards))
+    return shards
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -143,7 +180,7 @@ class VectorIndex:
 
     def __init__(
         self,
-        faiss_index: faiss.Index,
+        faiss_index: faiss.Index | ivfpq.IVFPQShards,
         metric: Metric,
         kind: IndexKind,
         labels: list[str | None],
@@ -173,17 +210,18 @@ class VectorIndex:
         vectors: ArrayLike,
         metric: Metric = "cosine",
         *,
-        exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+        settings: IndexSettings = IndexSettings(),  # noqa: B008 (frozen, so shared safely)
         ef_search: int | None = None,
         hnsw_m: int = HNSW_M,
         ef_construction: int = HNSW_EF_CONSTRUCTION,
-        seed: int = 0,
     ) -> VectorIndex:
         """Index `vectors` `(n_songs, n_dims)` (rows follow `ids`) for `metric`.
 
-        Exact when `n_songs < exact_threshold`, HNSW otherwise. `ef_search` defaults per
-        metric (`DEFAULT_EF_SEARCH`); `seed` fixes the HNSW level draw. An empty build
-        (`vectors` of shape `(0, n_dims)`) is allowed: the catalogue may start empty.
+        The kind is `settings.kind_for(n_songs)`: by default exact when
+        `n_songs < settings.exact_threshold`, HNSW otherwise. `ef_search` (HNSW) defaults
+        per metric (`DEFAULT_EF_SEARCH`); `settings.seed` fixes the HNSW level draw and the
+        IVF-PQ training sample. An empty build (`vectors` of shape `(0, n_dims)`) is allowed
+        for the exact and HNSW kinds: the catalogue may start empty (IVF-PQ must train).
         """
         metric = _check_metric(metric)
         ids = _check_ids(ids)
@@ -192,25 +230,28 @@ class VectorIndex:
             raise ValueError(f"vectors must be 2-D (n_songs, n_dims), got shape {matrix.shape}")
         if matrix.shape[0] != len(ids):
             raise ValueError(f"{len(ids)} ids for {matrix.shape[0]} vectors")
-        if exact_threshold < 1:
-            raise ValueError(f"exact_threshold must be >= 1, got {exact_threshold}")
         dim = matrix.shape[1]
-        kind: IndexKind = "hnsw" if len(ids) >= exact_threshold else "exact"
-        if kind == "hnsw":
+        stored = _stored_form(matrix, dim, metric, "vectors")
+        kind: IndexKind = settings.kind_for(len(ids))
+        faiss_index: faiss.Index | ivfpq.IVFPQShards
+        if kind == "ivfpq":
+            faiss_index = _build_ivfpq(stored, settings)
+        elif kind == "hnsw":
             faiss_index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             faiss_index.hnsw.efConstruction = ef_construction
-            faiss_index.hnsw.rng = faiss.RandomGenerator(seed)
+            faiss_index.hnsw.rng = faiss.RandomGenerator(settings.seed)
         else:
             faiss_index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         index = cls(
             faiss_index,
             metric,
             kind,
-            labels=[],
+            labels=list(ids) if kind == "ivfpq" else [],
             ef_search=ef_search or DEFAULT_EF_SEARCH[metric],
-            exact_threshold=exact_threshold,
+            exact_threshold=settings.exact_threshold,
         )
-        index._append(ids, index.check_vectors(matrix, "vectors"))
+        if kind != "ivfpq":  # IVF-PQ shards were filled as they were cut
+            index._append(ids, stored)
         return index
 
     # ---- reading ------------------------------------------------------------------------
@@ -224,8 +265,13 @@ class VectorIndex:
 
     @property
     def n_tombstones(self) -> int:
-        """Removed or replaced HNSW vectors still held in the graph (0 for the exact kind)."""
+        """Removed or replaced HNSW vectors still held in the graph (0 for other kinds)."""
         return len(self._tombstones)
+
+    @property
+    def shards(self) -> ivfpq.IVFPQShards | None:
+        """The IVF-PQ shards (sizes, memory, `nprobe`, settable); None for other kinds."""
+        return self._index if isinstance(self._index, ivfpq.IVFPQShards) else None
 
     def ids(self) -> list[str]:
         """The live ids, oldest first (a replaced id counts from its latest add)."""
@@ -233,7 +279,8 @@ class VectorIndex:
             return [song_id for song_id in self._labels if song_id is not None]
 
     def vector(self, song_id: str) -> np.ndarray:
-        """The stored `(n_dims,)` float32 vector of `song_id` (L2-normalised for cosine)."""
+        """The stored `(n_dims,)` float32 vector of `song_id` (L2-normalised for cosine;
+        for IVF-PQ its decoded PQ code, an approximation)."""
         with self._lock.reading():
             label = self._label_of.get(song_id)
             if label is None:
@@ -247,19 +294,7 @@ class VectorIndex:
         row, which has no direction. Returns a new float32 C-ordered array, L2-normalised
         for cosine; callers that update several indexes check everything first with it.
         """
-        matrix = np.asarray(vectors, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
-            raise ValueError(f"{what} must have shape (n, {self.dim}), got {matrix.shape}")
-        if not np.isfinite(matrix).all():
-            bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
-            raise ValueError(f"{what} row {bad} holds NaN or infinite values")
-        if self.metric == "cosine":
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            if (norms == 0).any():
-                bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
-                raise ValueError(f"{what} row {bad} is all zeros: it has no direction (cosine)")
-            return np.ascontiguousarray(matrix / norms, dtype=np.float32)
-        return np.array(matrix, dtype=np.float32, order="C")
+        return _stored_form(vectors, self.dim, self.metric, what)
 
     def search(
         self,
@@ -276,7 +311,9 @@ class VectorIndex:
         not hold are ignored. Returns `ids` (one list per query) and `scores`
         `(n_queries, min(k, n_candidates))` float32, where `scores[i, :len(ids[i])]` are
         the scores of `ids[i]`. A row holds fewer than `k` ids only when fewer candidates
-        exist (or, rarely, when a filtered HNSW search runs dry); padding scores are -inf.
+        exist (or, rarely, when a filtered HNSW search runs dry or the lists an IVF-PQ
+        search probes hold fewer); padding scores are -inf. IVF-PQ scores are computed on
+        the codes (approximate).
         """
         k = _check_k(k)
         matrix = self.check_vectors(queries, "queries")
@@ -289,7 +326,7 @@ class VectorIndex:
                 if deny is not None:
                     candidates = np.setdiff1d(candidates, self._live_labels(deny))
                 k = min(k, len(candidates))
-                if k and self.kind == "hnsw" and len(candidates) <= self.exact_threshold:
+                if k and self.kind != "exact" and len(candidates) <= self.exact_threshold:
                     return self._search_among(matrix, candidates, k)
                 selector = faiss.IDSelectorBatch(candidates)
             else:
@@ -300,6 +337,8 @@ class VectorIndex:
                 return [[] for _ in range(len(matrix))], np.empty((len(matrix), 0), np.float32)
             if self.kind == "hnsw":
                 params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
+            elif self.kind == "ivfpq":
+                params = self._index.search_parameters(selector)
             else:
                 params = faiss.SearchParameters(sel=selector) if selector is not None else None
             scores, labels = self._index.search(matrix, k, params=params)
@@ -344,14 +383,24 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
         with self._lock.reading():
-            faiss.write_index(self._index, str(folder / INDEX_FILE))
+            shards: dict[str, Any] = {}
+            if isinstance(self._index, ivfpq.IVFPQShards):
+                index_files = self._index.write(folder)
+                shards = {
+                    "shard_starts": self._index.starts,
+                    "shard_capacity": self._index.capacity,
+                    "nprobe": self._index.nprobe,
+                }
+            else:
+                faiss.write_index(self._index, str(folder / INDEX_FILE))
+                index_files = [INDEX_FILE]
             with open(folder / IDS_FILE, "w") as handle:
                 json.dump(self._labels, handle)
             size = len(self)
         return write_manifest(
             folder,
             ARTIFACT_KIND,
-            files=[INDEX_FILE, IDS_FILE],
+            files=[*index_files, IDS_FILE],
             parameters={
                 "metric": self.metric,
                 "kind": self.kind,
@@ -359,20 +408,32 @@ class VectorIndex:
                 "ef_search": self.ef_search,
                 "exact_threshold": self.exact_threshold,
                 "size": size,
+                **shards,
             },
             parents=parents,
         )
 
     @classmethod
-    def load(cls, folder: Path) -> VectorIndex:
-        """Load a folder written by `save`; its files must match the manifest's sha256."""
+    def load(cls, folder: Path, *, nprobe: int | None = None) -> VectorIndex:
+        """Load a folder written by `save`; its files must match the manifest's sha256.
+
+        `nprobe` (IVF-PQ) overrides the saved number of lists each search scans."""
         folder = Path(folder)
         parameters = read_manifest(folder, kind=ARTIFACT_KIND)["parameters"]
-        faiss_index = faiss.read_index(str(folder / INDEX_FILE))
-        with open(folder / IDS_FILE) as handle:
-            labels = json.load(handle)
         if parameters.get("kind") not in get_args(IndexKind):
             raise ArtifactError(f"{folder}: unknown index kind {parameters.get('kind')!r}")
+        faiss_index: faiss.Index | ivfpq.IVFPQShards
+        if parameters["kind"] == "ivfpq":
+            faiss_index = ivfpq.IVFPQShards.read(
+                folder,
+                starts=[int(start) for start in parameters["shard_starts"]],
+                capacity=int(parameters["shard_capacity"]),
+                nprobe=nprobe or int(parameters["nprobe"]),
+            )
+        else:
+            faiss_index = faiss.read_index(str(folder / INDEX_FILE))
+        with open(folder / IDS_FILE) as handle:
+            labels = json.load(handle)
         index = cls(
             faiss_index,
             _check_metric(parameters["metric"]),
@@ -436,7 +497,8 @@ class VectorIndex:
     def _search_among(
         self, matrix: np.ndarray, candidates: np.ndarray, k: int
     ) -> tuple[list[list[str]], np.ndarray]:
-        """Exact top-k over a small candidate set (a filtered graph search would miss some)."""
+        """Top-k over a small candidate set by its stored vectors (a filtered graph or IVF
+        search would miss candidates outside its beam or probed lists)."""
         candidate_vectors = self._index.reconstruct_batch(candidates)
         scores = matrix @ candidate_vectors.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]

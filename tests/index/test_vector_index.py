@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from artifacts.manifest import ArtifactError
+from index.settings import IndexSettings
 from index.vector_index import UnknownIdError, VectorIndex
 
 
@@ -66,7 +67,9 @@ def test_hnsw_recall_against_exact(metric):
     vectors = clustered(50_000, 50, seed=3, n_clusters=200)
     ids = [f"s{i}" for i in range(len(vectors))]
     queries = clustered(200, 50, seed=4, n_clusters=200)
-    approximate = VectorIndex.build(ids, vectors, metric, exact_threshold=10_000)
+    approximate = VectorIndex.build(
+        ids, vectors, metric, settings=IndexSettings(exact_threshold=10_000)
+    )
     exact = VectorIndex.build(ids, vectors, metric)
     assert (approximate.kind, exact.kind) == ("hnsw", "exact")
     found, _ = approximate.search(queries, 10)
@@ -86,7 +89,9 @@ def test_k_larger_than_the_index_returns_what_there_is():
 @pytest.mark.parametrize("exact_threshold", [100_000, 100], ids=["exact", "hnsw"])
 def test_add_remove_replace_without_rebuild(songs, exact_threshold):
     ids, vectors = songs
-    index = VectorIndex.build(ids, vectors, "cosine", exact_threshold=exact_threshold)
+    index = VectorIndex.build(
+        ids, vectors, "cosine", settings=IndexSettings(exact_threshold=exact_threshold)
+    )
     new_vector = clustered(1, 16, seed=6)
     index.add(["new"], new_vector)
     assert index.search(new_vector, 1)[0] == [["new"]]
@@ -112,7 +117,7 @@ def test_add_remove_replace_without_rebuild(songs, exact_threshold):
 def test_removed_ids_are_never_returned_by_hnsw():
     vectors = clustered(3000, 16, seed=7)
     ids = [f"s{i}" for i in range(len(vectors))]
-    index = VectorIndex.build(ids, vectors, "ip", exact_threshold=100)
+    index = VectorIndex.build(ids, vectors, "ip", settings=IndexSettings(exact_threshold=100))
     removed = set(ids[::2])
     index.remove(removed)
     queries = vectors[::2][:100]  # the removed songs' own vectors: the worst case
@@ -127,7 +132,9 @@ def test_removed_ids_are_never_returned_by_hnsw():
 @pytest.mark.parametrize("exact_threshold", [100_000, 100], ids=["exact", "hnsw"])
 def test_allow_and_deny_filter_like_brute_force(songs, exact_threshold):
     ids, vectors = songs
-    index = VectorIndex.build(ids, vectors, "ip", exact_threshold=exact_threshold)
+    index = VectorIndex.build(
+        ids, vectors, "ip", settings=IndexSettings(exact_threshold=exact_threshold)
+    )
     query = clustered(1, 16, seed=8)
     allowed = list(range(0, 2000, 7))
     denied = allowed[:10]
@@ -148,7 +155,9 @@ def test_allow_and_deny_filter_like_brute_force(songs, exact_threshold):
 @pytest.mark.parametrize("exact_threshold", [100_000, 100], ids=["exact", "hnsw"])
 def test_save_load_round_trip_gives_identical_results(tmp_path, songs, exact_threshold):
     ids, vectors = songs
-    index = VectorIndex.build(ids, vectors, "cosine", exact_threshold=exact_threshold)
+    index = VectorIndex.build(
+        ids, vectors, "cosine", settings=IndexSettings(exact_threshold=exact_threshold)
+    )
     index.remove(ids[:30])
     index.add(["late-1", "song-40"], clustered(2, 16, seed=9))
     queries = clustered(20, 16, seed=10)
@@ -257,7 +266,9 @@ def test_unknown_ids_are_refused_whole(songs):
 @pytest.mark.parametrize("exact_threshold", [100_000, 100], ids=["exact", "hnsw"])
 def test_concurrent_searches_with_mutations(songs, exact_threshold):
     ids, vectors = songs
-    index = VectorIndex.build(ids, vectors, "cosine", exact_threshold=exact_threshold)
+    index = VectorIndex.build(
+        ids, vectors, "cosine", settings=IndexSettings(exact_threshold=exact_threshold)
+    )
     extra = clustered(200, 16, seed=11)
     errors: list[BaseException] = []
     done = threading.Event()
