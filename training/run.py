@@ -420,7 +420,13 @@ def train_cnn(
             },
         )
     # The other processes wait here for rank 0's manifest (no file system shared needed).
-    return trainer.strategy.broadcast(manifest, src=0)
+    manifest = trainer.strategy.broadcast(manifest, src=0)
+    if processes > 1 and torch.distributed.is_initialized():
+        # All ranks leave the process group together: a rank that exits while gloo's threads
+        # still run aborts (SIGABRT), and the launcher then kills rank 0 mid-write.
+        trainer.strategy.barrier("leave")
+        torch.distributed.destroy_process_group()
+    return manifest
 
 
 def _missing(f: Factorization, data: RunData) -> dict[str, list[str]]:
