@@ -10,11 +10,14 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.app import app
+
+if TYPE_CHECKING:
+    from index.settings import IndexSettings
 
 
 def _database_url(value: str) -> str:
@@ -83,6 +86,20 @@ def pipeline(
         str | None,
         typer.Option(help="Spark master URL (default $COLDSTART_SPARK_MASTER, else local[2])."),
     ] = None,
+    index_kind: Annotated[
+        str,
+        typer.Option(help="auto (exact below 100k songs, HNSW above), exact, hnsw or ivfpq."),
+    ] = "auto",
+    index_factory: Annotated[
+        str | None, typer.Option(help="FAISS factory string of the ivfpq kind.")
+    ] = None,
+    index_nprobe: Annotated[
+        int | None, typer.Option(min=1, help="Lists an ivfpq index searches per query.")
+    ] = None,
+    index_memory_gb: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Memory budget of one ivfpq index; above it, shards."),
+    ] = None,
 ) -> None:
     """The nightly run: snapshot -> featurize -> factorize (warm) -> train (fine-tune) ->
     evaluate -> quality gate -> publish -> retention. Exit code: 0 published, 3 refused by
@@ -117,6 +134,7 @@ def pipeline(
             workers=workers,
             engine=engine,
             spark_master=spark_master,
+            index=_index_settings(index_kind, index_factory, index_nprobe, index_memory_gb),
         )
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
@@ -133,6 +151,23 @@ def pipeline(
     console.print(f"summary: {Path(result.run_dir) / 'summary.json'}")
     typer.echo(json.dumps({"outcome": str(result.outcome), "version_id": result.version_id}))
     raise typer.Exit(result.exit_code)
+
+
+def _index_settings(
+    kind: str, factory: str | None, nprobe: int | None, memory_gb: float | None
+) -> IndexSettings:
+    """`IndexSettings` with the options given (the defaults for the others); ValueError on a
+    bad kind or factory string."""
+    from index.settings import IndexSettings
+
+    given: dict[str, Any] = {"kind": kind}
+    if factory is not None:
+        given["ivfpq_factory"] = factory
+    if nprobe is not None:
+        given["nprobe"] = nprobe
+    if memory_gb is not None:
+        given["memory_budget_bytes"] = int(memory_gb * 2**30)
+    return IndexSettings(**given)
 
 
 @app.command("import")

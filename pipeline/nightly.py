@@ -42,6 +42,7 @@ from typing import Any
 
 from artifacts.manifest import write_json_atomic
 from evaluation.gate import GateSettings
+from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
 from pipeline.outcome import EXIT_CODES, Outcome
 from pipeline.registry import (
@@ -94,6 +95,7 @@ class PipelineSettings:
     workers: int | None = None
     engine: str = "local"  # "spark": featurize, factorize and embed as Spark jobs
     spark_master: str | None = None
+    index: IndexSettings = field(default_factory=IndexSettings)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -275,6 +277,7 @@ class _Run:
                 source=snapshot.source,
                 parent_version=current,
                 spark_master=self._spark_master(),
+                index_settings=settings.index,
                 provenance={
                     "run_id": self.summary.run_id,
                     "snapshot": snapshot.to_json(),

@@ -53,7 +53,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,8 +67,8 @@ from artifacts.manifest import (
     write_atomic,
     write_manifest,
 )
+from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
-from index.vector_index import DEFAULT_EXACT_THRESHOLD
 
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder
@@ -178,12 +178,15 @@ def list_versions(registry_dir: Path) -> list[str]:
     return sorted(finished, key=finished.__getitem__)
 
 
-def load_version(registry_dir: Path, version_id: str) -> LoadedVersion:
+def load_version(
+    registry_dir: Path, version_id: str, *, nprobe: int | None = None
+) -> LoadedVersion:
     """Verify `versions/<version_id>` against its manifest and load it.
 
     Raises `RegistryError` for an unknown version and `ArtifactError` for one without a
     manifest or whose files differ from it; `FrontEndMismatchError` if its encoder was
-    trained behind another audio front end.
+    trained behind another audio front end. `nprobe` overrides an IVF-PQ index's
+    (the lists searched per query: recall against latency).
     """
     from training.checkpoint import load_encoder
 
@@ -203,7 +206,7 @@ def load_version(registry_dir: Path, version_id: str) -> LoadedVersion:
         folder=folder,
         manifest=manifest,
         encoder=load_encoder(folder / ENCODER_DIR),
-        index=CatalogueIndex.load(folder / INDEX_DIR),
+        index=CatalogueIndex.load(folder / INDEX_DIR, nprobe=nprobe),
         user_ids=user_ids,
         user_factors=user_factors,
         cold_song_ids=frozenset(json.loads((folder / COLD_SONGS_FILE).read_text())),
@@ -275,7 +278,7 @@ def publish_run(
     *,
     dataset_root: Path | None = None,
     batch_size: int = 32,
-    exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+    index_settings: IndexSettings | None = None,
     warm_min_listeners: int = WARM_MIN_LISTENERS,
     source: str = "dataset",
     parent_version: str | None = None,
@@ -317,7 +320,7 @@ def publish_run(
                 staging,
                 dataset_root,
                 batch_size,
-                exact_threshold,
+                index_settings or IndexSettings(),
                 warm_min_listeners,
                 {"source": source, "parent_version": parent_version},
                 provenance,
@@ -391,7 +394,7 @@ def _build_version(
     folder: Path,
     dataset_root: Path | None,
     batch_size: int,
-    exact_threshold: int,
+    index_settings: IndexSettings,
     warm_min_listeners: int,
     lineage: dict[str, str | None],
     provenance: dict[str, Any] | None,
@@ -456,7 +459,7 @@ def _build_version(
         cf_vectors,
         content_ids,
         content_vectors,
-        exact_threshold=exact_threshold,
+        settings=index_settings,
     )
 
     _copy_artifact(model_dir, folder / ENCODER_DIR)
@@ -485,7 +488,7 @@ def _build_version(
             "run_dir": str(run_dir.resolve()),
             "dataset_root": str(root),
             "content_model": CONTENT_MODEL,
-            "exact_threshold": exact_threshold,
+            "index": asdict(index_settings),
             "warm_min_listeners": warm_min_listeners,
             "source": lineage["source"],
             "embedded_on": spark_master or "local",

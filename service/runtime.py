@@ -302,7 +302,9 @@ class Runtime:
         with self._write_lock:
             self._touched = set()
         try:
-            version = load_version(self.settings.registry, version_id)
+            version = load_version(
+                self.settings.registry, version_id, nprobe=self.settings.index_nprobe
+            )
             self._check_stop()
             catalogue = self._catalogue()
             songs = read_songs(version.songs_file)

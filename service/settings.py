@@ -17,6 +17,8 @@
     COLDSTART_CATALOGUE_POLL_SECONDS  how often the catalogue's change log is read for
                                   tracks that other replicas added or deleted, which then
                                   enter or leave this replica's index (default 2; 0: never)
+    COLDSTART_INDEX_NPROBE        lists an IVF-PQ index searches per query (default: the
+                                  version's own); more is better recall, slower searches
 
 Production mode fails fast, at start-up, when no API key is set or a key is short: a
 service that accepts writes from anyone, or keys that can be guessed, must not start.
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1)
     model_poll_seconds: float = Field(default=5.0, ge=0.0)
     catalogue_poll_seconds: float = Field(default=2.0, ge=0.0)
+    index_nprobe: int | None = Field(default=None, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

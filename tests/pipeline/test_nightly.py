@@ -271,3 +271,17 @@ def test_the_heavy_steps_run_on_spark_when_the_settings_say_so(
     version = load_current(registry)
     assert version.manifest["parameters"]["embedded_on"] == "local[2]"
     assert steps["train"]["fine_tuned_from"] == summary.previous_version
+
+
+def test_the_index_kind_comes_from_the_settings(registry: Path, tiny_world: Path) -> None:
+    from index.settings import IndexSettings
+
+    ivfpq = IndexSettings(kind="ivfpq", ivfpq_factory="IVF4,PQ4x4", nprobe=4, train_sample=500)
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world, index=ivfpq))
+
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+    version = load_current(registry)
+    assert version.manifest["parameters"]["index"]["kind"] == "ivfpq"
+    assert version.index.space("cf").kind == "ivfpq"
+    some_song = version.index.space("content").ids()[0]
+    assert len(version.index.similar_to(some_song, 5, "content")) == 5
