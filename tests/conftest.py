@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,20 +41,13 @@ def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from evaluation.report import evaluate_run
     from factorization.run import factorize_run
     from factorization.wmf import WMFParams
-    from training.encoder import EncoderDims
-    from training.run import CNNSettings, train_run
+    from tests.tiny import TINY_CNN
+    from training.run import train_run
 
     run = tmp_path_factory.mktemp("trained_run")
     featurize_dataset(tiny_world, workers=2, progress=False)
     factorize_run(tiny_world, run, WMFParams(factors=16), seed=0, progress=False)
-    cnn = CNNSettings(
-        dims=EncoderDims(channels=(16, 16, 32), hidden=(64,)),
-        epochs=2,
-        max_minutes=1.0,
-        crops_per_song=2,
-        batch_size=32,
-        patience=2,
-    )
+    cnn = dataclasses.replace(TINY_CNN, epochs=2, patience=2)
     train_run(run, dataset_root=tiny_world, seed=0, cnn=cnn, linear=None, progress=False)
     evaluate_run(run, seed=0, progress=False, dataset_root=tiny_world)
     return run

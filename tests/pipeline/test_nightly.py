@@ -30,20 +30,10 @@ from pipeline.registry import (
     load_current,
     publish_run,
 )
-from training.encoder import EncoderDims
-from training.run import CNNSettings
+from tests.tiny import TINY_CNN
 
 pytestmark = pytest.mark.slow
 
-# Small enough for seconds per run on two cores; the fine-tuned encoder keeps the current's dims.
-TINY_CNN = CNNSettings(
-    dims=EncoderDims(channels=(16, 16, 32), hidden=(64,)),
-    epochs=1,
-    max_minutes=1.0,
-    crops_per_song=2,
-    batch_size=32,
-    patience=1,
-)
 LENIENT = GateSettings(map_tolerance=1.0, auc_tolerance=1.0)
 STRICT = GateSettings(map_tolerance=0.0, auc_tolerance=0.0)
 

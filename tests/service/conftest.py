@@ -176,3 +176,15 @@ def auth() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def upload_limit() -> int:
     return MAX_UPLOAD_BYTES
+
+
+def similar_ids(server: LiveServer, audio: Path, space: str = "cf") -> list[str]:
+    """Ids of the 5 songs POST /v1/similar finds for `audio` in `space`."""
+    response = httpx.post(
+        f"{server.url}/v1/similar",
+        params={"k": 5, "space": space},
+        files={"file": (audio.name, audio.read_bytes())},
+        timeout=60.0,
+    )
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.service.conftest import similar_ids
+
 pytestmark = pytest.mark.slow
 
 POLL = {"COLDSTART_MODEL_POLL_SECONDS": "0.2"}
@@ -123,17 +125,6 @@ def add_track(server: Any, audio: Path, auth: dict[str, str], title: str) -> str
     )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def similar_ids(server: Any, audio: Path, space: str) -> list[str]:
-    response = httpx.post(
-        f"{server.url}/v1/similar",
-        params={"k": 5, "space": space},
-        files={"file": (audio.name, audio.read_bytes())},
-        timeout=60.0,
-    )
-    assert response.status_code == 200, response.text
-    return [hit["id"] for hit in response.json()["results"]]
 
 
 def test_swaps_to_a_newly_published_version(

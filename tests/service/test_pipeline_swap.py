@@ -14,18 +14,9 @@ import pytest
 from evaluation.gate import GateSettings
 from pipeline.nightly import PipelineSettings, RunSummary, run_pipeline
 from pipeline.outcome import Outcome
-from training.encoder import EncoderDims
-from training.run import CNNSettings
+from tests.tiny import TINY_CNN
 
 pytestmark = pytest.mark.slow
-
-TINY_CNN = CNNSettings(
-    dims=EncoderDims(channels=(16, 16, 32), hidden=(64,)),
-    epochs=1,
-    max_minutes=1.0,
-    crops_per_song=2,
-    batch_size=32,
-)
 
 
 def test_pipeline_publishes_and_the_service_swaps_without_losing_a_track(

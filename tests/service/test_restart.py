@@ -9,18 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.service.conftest import similar_ids
+
 pytestmark = pytest.mark.slow
-
-
-def similar_ids(server: Any, audio: Path, space: str = "cf") -> list[str]:
-    response = httpx.post(
-        f"{server.url}/v1/similar",
-        params={"k": 5, "space": space},
-        files={"file": (audio.name, audio.read_bytes())},
-        timeout=60.0,
-    )
-    assert response.status_code == 200, response.text
-    return [hit["id"] for hit in response.json()["results"]]
 
 
 def test_tracks_listens_and_deletions_survive_a_restart(
