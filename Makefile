@@ -6,7 +6,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint browser compose
+.PHONY: demo test install lint browser compose java
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,7 +34,13 @@ compose:
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose)
 
-test: $(STAMP) browser compose
+# A Java runtime for the Spark tests (pyspark's local[2]), installed once when missing.
+java:
+	@command -v java >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless)
+
+test: $(STAMP) browser compose java
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
