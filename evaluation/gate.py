@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,21 @@ from factorization.run import dataset_root_of, load_factorization
 from training.run import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE, predict_cached
 
 if TYPE_CHECKING:
-    from pipeline.registry import LoadedVersion
+    from training.encoder import ContentEncoder
+
+
+class ScoredVersion(Protocol):
+    """What the gate reads of the current version (a `pipeline.registry.LoadedVersion` or
+    `RetrainingBase`): its id, its encoder and its user factors, rows following user_ids."""
+
+    @property
+    def version_id(self) -> str: ...
+    @property
+    def encoder(self) -> ContentEncoder: ...
+    @property
+    def user_ids(self) -> list[str]: ...
+    @property
+    def user_factors(self) -> np.ndarray: ...
 
 
 class GateError(ValueError):
@@ -152,7 +166,7 @@ def _chance_verdict(
 
 def quality_gate(
     run_dir: Path,
-    current: LoadedVersion | None,
+    current: ScoredVersion | None,
     settings: GateSettings = GateSettings(),
     *,
     dataset_root: Path | None = None,

@@ -38,8 +38,8 @@ def pipeline_lock(registry_dir: Path, run_id: str) -> Iterator[None]:
         try:
             handle.seek(0)
             handle.truncate()
-            holder = {"run_id": run_id, "pid": os.getpid(), "since": datetime.now(UTC).isoformat()}
-            handle.write(json.dumps(holder))
+            me = {"run_id": run_id, "pid": os.getpid(), "since": datetime.now(UTC).isoformat()}
+            handle.write(json.dumps(me))
             handle.flush()
             yield
         finally:

@@ -38,19 +38,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from artifacts.manifest import write_json_atomic
 from evaluation.gate import GateSettings
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
 from pipeline.outcome import EXIT_CODES, Outcome
-from pipeline.registry import (
-    ENCODER_DIR,
-    VERSIONS_DIR,
-    WARM_MIN_LISTENERS,
-    current_version_or_none,
-)
+from pipeline.registry import WARM_MIN_LISTENERS, RetrainingBase, current_version_or_none
 from pipeline.snapshot import Snapshot
 from training.run import CNN_DEFAULTS, CNNSettings
 
@@ -83,7 +78,7 @@ class PipelineSettings:
     run_id: str | None = None
     factors: int = 50
     wmf_iterations: int = 15
-    regularization: float | str = "auto"
+    regularization: float | Literal["auto"] = "auto"
     cnn: CNNSettings = CNN_DEFAULTS
     fine_tune_epochs: int = 4
     from_scratch: bool = False
@@ -215,14 +210,16 @@ class _Run:
 
     def execute(self) -> None:
         settings = self.settings
-        from pipeline.registry import clean_staging
+        from pipeline.registry import clean_staging, load_for_retraining
 
         with self.step("prepare") as detail:
             detail["staging_entries_removed"] = clean_staging(self.registry)
             current = current_version_or_none(self.registry)
             self.summary.previous_version = current
             detail["current_version"] = current
-        snapshot = self._snapshot(current)
+            # Verified once here; factorize, train and the gate all start from it.
+            base = load_for_retraining(self.registry, current) if current else None
+        snapshot = self._snapshot(base)
         with self.step("featurize") as detail:
             if settings.engine == "spark":
                 from audio.spark_featurize import featurize_on_spark
@@ -242,8 +239,8 @@ class _Run:
                 failed=len(featurized.failed),
                 cached=featurized.cached,
             )
-        self._factorize(snapshot.root, current)
-        self._train(snapshot.root, current)
+        self._factorize(snapshot.root, base)
+        self._train(snapshot.root, base)
         with self.step("evaluate") as detail:
             from evaluation.report import evaluate_run
 
@@ -253,11 +250,8 @@ class _Run:
             detail.update({name: report["models"][name] for name in report["models"]})
         with self.step("gate") as detail:
             from evaluation.gate import quality_gate
-            from pipeline.registry import load_version
 
-            loaded = load_version(self.registry, current) if current else None
-            decision = quality_gate(self.run_dir, loaded, settings.gate, dataset_root=snapshot.root)
-            del loaded
+            decision = quality_gate(self.run_dir, base, settings.gate, dataset_root=snapshot.root)
             self.summary.gate = decision.to_json()
             write_json_atomic(self.run_dir / "gate.json", self.summary.gate)
             detail.update(passed=decision.passed, reason=decision.reason)
@@ -301,18 +295,19 @@ class _Run:
 
         return self.settings.spark_master or os.environ.get(MASTER_ENV, DEFAULT_MASTER)
 
-    def _snapshot(self, current: str | None) -> Snapshot:
+    def _snapshot(self, base: RetrainingBase | None) -> Snapshot:
         from pipeline.snapshot import SNAPSHOT_DIR, snapshot_catalogue, use_dataset
 
         settings = self.settings
         with self.step("snapshot") as detail:
-            if settings.dataset is not None:
+            if settings.database_url is None:
+                assert settings.dataset is not None  # one of the two, checked by the settings
                 snapshot = use_dataset(settings.dataset)
             else:
                 from catalogue import open_catalogue
                 from catalogue.db import default_audio_store
 
-                fallback = _dataset_audio_of(self.registry, current)
+                fallback = _dataset_audio_of(base)
                 store = settings.audio_store or default_audio_store(settings.database_url)
                 if store is None:
                     log.warning("no audio store named: tracks added by audio have no recording")
@@ -323,31 +318,29 @@ class _Run:
             detail.update(source=snapshot.source, root=str(snapshot.root), **snapshot.counts)
         return snapshot
 
-    def _factorize(self, root: Path, current: str | None) -> None:
+    def _factorize(self, root: Path, base: RetrainingBase | None) -> None:
         from factorization.run import factorize_run
         from factorization.warm_start import WarmStart
         from factorization.wmf import WMFParams
-        from pipeline.registry import load_factors
 
         settings = self.settings
         with self.step("factorize") as detail:
             warm = None
             test_songs_file = None
             n_factors = settings.factors
-            if current is not None:
-                previous = load_factors(self.registry, current)
-                n_factors = int(previous.user_factors.shape[1])
+            if base is not None:
+                n_factors = int(base.user_factors.shape[1])
                 # Spark's ALS takes no initial factors: on Spark every night starts cold.
                 can_warm = settings.engine == "local" and not settings.from_scratch
-                if previous.song_ids is not None and can_warm:
+                if base.song_ids is not None and base.song_factors is not None and can_warm:
                     warm = WarmStart(
-                        current,
-                        previous.user_ids,
-                        previous.user_factors,
-                        previous.song_ids,
-                        previous.song_factors,
+                        base.version_id,
+                        base.user_ids,
+                        base.user_factors,
+                        base.song_ids,
+                        base.song_factors,
                     )
-                test_songs_file = self._kept_test_songs(root, previous.test_song_ids)
+                test_songs_file = self._kept_test_songs(root, base.test_song_ids)
             params = WMFParams(
                 factors=n_factors,
                 regularization=settings.regularization,
@@ -370,7 +363,7 @@ class _Run:
             detail.update(
                 factors=n_factors,
                 regularization=manifest["parameters"]["regularization"],
-                warm_start_from=current if warm else None,
+                warm_start_from=base.version_id if warm and base else None,
                 test_split="kept" if test_songs_file else "drawn",
                 **manifest["counts"],
             )
@@ -397,14 +390,14 @@ class _Run:
         path.write_text("".join(f"{song_id}\n" for song_id in kept))
         return path
 
-    def _train(self, root: Path, current: str | None) -> None:
+    def _train(self, root: Path, base: RetrainingBase | None) -> None:
         from training.run import TrainingError, train_run
 
         settings = self.settings
         with self.step("train") as detail:
             init = None
-            if current is not None and not settings.from_scratch:
-                init = self.registry / VERSIONS_DIR / current / ENCODER_DIR
+            if base is not None and not settings.from_scratch:
+                init = base.encoder_dir
             cnn = settings.cnn
             if init is not None:
                 cnn = dataclasses.replace(cnn, epochs=settings.fine_tune_epochs)
@@ -434,7 +427,7 @@ class _Run:
                 )
             cnn_manifest = manifests["cnn"]
             detail.update(
-                fine_tuned_from=current if init else None,
+                fine_tuned_from=base.version_id if init and base else None,
                 epochs_run=cnn_manifest.get("epochs_run"),
                 validation_map=cnn_manifest.get("validation", {}).get("map"),
                 train_songs=cnn_manifest.get("train_songs"),
@@ -459,15 +452,14 @@ def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:
     return [path.name for path in doomed]
 
 
-def _dataset_audio_of(registry: Path, version_id: str | None) -> dict[str, Path]:
+def _dataset_audio_of(base: RetrainingBase | None) -> dict[str, Path]:
     """Recordings in the dataset folder a version was built from (for catalogue songs that
     were imported without their audio), or none."""
-    if version_id is None:
+    if base is None:
         return {}
     from corpus.dataset import find_audio
 
-    manifest_path = registry / VERSIONS_DIR / version_id / "manifest.json"
-    root = json.loads(manifest_path.read_text())["parameters"].get("dataset_root")
+    root = base.manifest["parameters"].get("dataset_root")
     return find_audio(Path(root)) if root and Path(root).is_dir() else {}
 
 

@@ -220,10 +220,16 @@ def load_current(registry_dir: Path) -> LoadedVersion:
 
 
 @dataclass(frozen=True)
-class VersionFactors:
-    """A version's WMF factors, for the next night's warm start (`None` fields: a version
-    published before they were kept)."""
+class RetrainingBase:
+    """What the nightly run takes from the current version: its factors (the warm start),
+    its test songs, its encoder (fine-tuned, and scored by the quality gate) and manifest.
+    `None` fields: a version published before they were kept. No index: the run never
+    searches, and at 10M songs the index is most of a version's bytes."""
 
+    version_id: str
+    manifest: dict[str, Any]
+    encoder_dir: Path
+    encoder: ContentEncoder
     user_ids: list[str]
     user_factors: np.ndarray
     song_ids: list[str] | None
@@ -231,13 +237,15 @@ class VersionFactors:
     test_song_ids: list[str] | None
 
 
-def load_factors(registry_dir: Path, version_id: str) -> VersionFactors:
-    """The user and song factors and test songs of a finished version, verified against its
-    manifest; without the index or the encoder, which the nightly run does not need."""
+def load_for_retraining(registry_dir: Path, version_id: str) -> RetrainingBase:
+    """A finished version's `RetrainingBase`, verified against its manifest once."""
+    from training.checkpoint import load_encoder
+
     folder = Path(registry_dir) / VERSIONS_DIR / version_id
     if not _VERSION_ID.match(version_id) or not folder.is_dir():
         raise RegistryError(f"{registry_dir}: no version {version_id!r}")
-    listed = read_manifest(folder, kind=VERSION_KIND)["files"]
+    manifest = read_manifest(folder, kind=VERSION_KIND)
+    listed = manifest["files"]
 
     def optional(name: str) -> Any:
         if name not in listed:
@@ -246,7 +254,11 @@ def load_factors(registry_dir: Path, version_id: str) -> VersionFactors:
             return np.load(folder / name, allow_pickle=False)
         return json.loads((folder / name).read_text())
 
-    return VersionFactors(
+    return RetrainingBase(
+        version_id=version_id,
+        manifest=manifest,
+        encoder_dir=folder / ENCODER_DIR,
+        encoder=load_encoder(folder / ENCODER_DIR),
         user_ids=optional(USER_IDS_FILE),
         user_factors=optional(USER_FACTORS_FILE),
         song_ids=optional(SONG_IDS_FILE),

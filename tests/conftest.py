@@ -63,3 +63,23 @@ def spark() -> Iterator[Any]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The test PostgreSQL server's URL; the tests that need it skip, saying why, when none
+    answers."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from tests.postgres import POSTGRES_URL
+
+    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {str(error.orig).strip()[:200]}")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL

@@ -6,33 +6,13 @@ When no server answers, the PostgreSQL variants are skipped with the reason.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from catalogue import Catalogue, open_catalogue
-
-POSTGRES_URL = os.environ.get(
-    "COLDSTART_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as error:
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {str(error.orig).strip()[:200]}")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+from tests.postgres import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,17 +21,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalogue.db'}"
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    schema = f"coldstart_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{admin_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
 
 
 @pytest.fixture()

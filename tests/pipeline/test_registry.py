@@ -195,9 +195,9 @@ def test_publish_refuses_to_replace_a_current_it_did_not_start_from(
 
 def test_version_keeps_factors_for_the_next_warm_start(published: Published, trained_run: Path):
     from factorization.run import load_factorization
-    from pipeline.registry import load_factors
+    from pipeline.registry import load_for_retraining
 
-    factors = load_factors(published.registry, published.version_id)
+    factors = load_for_retraining(published.registry, published.version_id)
     factorization = load_factorization(trained_run)
     assert factors.test_song_ids == factorization.test_song_ids
     assert factors.song_ids is not None and factors.song_factors is not None

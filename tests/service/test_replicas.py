@@ -4,9 +4,7 @@ load on both fails no request and loses no track."""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
+from tests.postgres import postgres_schema
 from tests.service.test_hot_swap import (
     RequestLoop,
     add_track,
@@ -29,30 +26,15 @@ from tests.service.test_hot_swap import (
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_URL = os.environ.get(
-    "COLDSTART_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 POLLS = {"COLDSTART_MODEL_POLL_SECONDS": "0.2", "COLDSTART_CATALOGUE_POLL_SECONDS": "0.2"}
 SYNC_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
-def shared_database() -> Iterator[str]:
+def shared_database(postgres_admin_url: str) -> Iterator[str]:
     """A URL to a fresh PostgreSQL schema that both replicas use."""
-    admin = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    schema = f"coldstart_replicas_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"replicas need PostgreSQL, none at {POSTGRES_URL}: {str(error.orig)[:200]}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(postgres_admin_url, "coldstart_replicas") as url:
+        yield url
 
 
 @pytest.fixture
