@@ -22,7 +22,7 @@ FAILED = {"hush": "silent", "lyrics": "undecodable", "robin": "too_short"}
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, shared_audio_dir: Path, wav) -> Path:
+def dataset(tmp_path: Path, audio_assets: Path, wav) -> Path:
     """A dataset's audio/ folder: three songs that cache and three that cannot."""
     audio_dir = tmp_path / "world" / "audio"
     audio_dir.mkdir(parents=True)
@@ -32,7 +32,7 @@ def dataset(tmp_path: Path, shared_audio_dir: Path, wav) -> Path:
         ("trumpet.ogg", "trumpet_loop.ogg"),
         ("robin.ogg", "robin_chirp.ogg"),
     ]:
-        shutil.copy(shared_audio_dir / name, audio_dir / song_id)
+        shutil.copy(audio_assets / name, audio_dir / song_id)
     shutil.move(wav("hush.wav", np.zeros(4 * 22050), 22050), audio_dir / "hush.wav")
     (audio_dir / "lyrics.mp3").write_text("not a song\n" * 100)
     return audio_dir.parent

@@ -52,8 +52,8 @@ def test_silence_sits_at_the_log_offset_floor() -> None:
 
 
 @pytest.mark.parametrize("file_name", MUSIC)
-def test_real_recordings_give_mels(shared_audio_dir: Path, file_name: str) -> None:
-    path = shared_audio_dir / file_name
+def test_real_recordings_give_mels(audio_assets: Path, file_name: str) -> None:
+    path = audio_assets / file_name
     n_samples = decode_audio(path).samples.size
     mel = log_mel(path)
     assert mel.shape == (128, 1 + n_samples // 512) and mel.dtype == np.float32
@@ -61,18 +61,18 @@ def test_real_recordings_give_mels(shared_audio_dir: Path, file_name: str) -> No
     assert mel_windows(mel).shape == (mel.shape[1] // 130, 128, 130)
 
 
-def test_log_mel_is_the_modules_output(shared_audio_dir: Path) -> None:
+def test_log_mel_is_the_modules_output(audio_assets: Path) -> None:
     """The cached path (log_mel) and the encoder's path (LogMel on samples) agree."""
-    path = shared_audio_dir / "vibe_ace.mp3"
+    path = audio_assets / "vibe_ace.mp3"
     samples = torch.from_numpy(decode_audio(path).samples)
     with torch.no_grad():
         expected = LogMel()(samples)[0].numpy()
     np.testing.assert_allclose(log_mel(path.read_bytes()), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_robin_chirp_is_too_short(shared_audio_dir: Path) -> None:
+def test_robin_chirp_is_too_short(audio_assets: Path) -> None:
     with pytest.raises(AudioError) as caught:
-        log_mel(shared_audio_dir / "robin_chirp.ogg")
+        log_mel(audio_assets / "robin_chirp.ogg")
     assert caught.value.code == "too_short"
     assert "robin_chirp.ogg" in str(caught.value)
 

@@ -31,7 +31,7 @@ LISTENS = [
     ("u4", "S2", 1),
 ]
 SINE_SECONDS = 4.0
-BRAHMS_SECONDS = 30.0
+BRAHMS_SECONDS = 8.081
 ROBIN_SECONDS = 2.699
 
 
@@ -51,7 +51,7 @@ def listens_text(rows: list[tuple[str, str, int]]) -> str:
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, shared_audio_dir: Path) -> Path:
+def dataset(tmp_path: Path, audio_assets: Path) -> Path:
     """A good dataset: three sine waves, two real recordings (linked, not copied)."""
     root = tmp_path / "dataset"
     (root / "audio").mkdir(parents=True)
@@ -59,8 +59,8 @@ def dataset(tmp_path: Path, shared_audio_dir: Path) -> Path:
     (root / "listens.tsv").write_text(listens_text(LISTENS))
     for song_id, rate in (("S1", 8000), ("S2", 16000), ("S3", 22050)):
         write_sine(root / "audio" / f"{song_id}.wav", rate=rate)
-    (root / "audio" / "S4.flac").symlink_to(shared_audio_dir / "brahms_hungarian_dance_5.flac")
-    (root / "audio" / "S5.ogg").symlink_to(shared_audio_dir / "robin_chirp.ogg")
+    (root / "audio" / "S4.flac").symlink_to(audio_assets / "brahms_hungarian_dance_5.flac")
+    (root / "audio" / "S5.ogg").symlink_to(audio_assets / "robin_chirp.ogg")
     return root
 
 
@@ -339,13 +339,13 @@ def test_an_empty_listens_file_and_a_missing_folder(tmp_path: Path, dataset: Pat
     assert not report.ok and "not a folder" in only_problem(report).message
 
 
-def test_probe_reads_every_shared_recording(shared_audio_dir: Path) -> None:
-    recordings = sorted(p for p in shared_audio_dir.iterdir() if p.suffix != ".md")
+def test_probe_reads_every_real_recording(audio_assets: Path) -> None:
+    recordings = sorted(p for p in audio_assets.iterdir() if p.suffix != ".md")
     assert len(recordings) >= 5
     for path in recordings:
         probe = probe_audio(path)
         assert probe.error is None, path
-        assert probe.seconds is not None and 2.0 < probe.seconds <= 30.1, path
+        assert probe.seconds is not None and 2.0 < probe.seconds <= 8.1, path
 
 
 def test_probe_names_the_failure(tmp_path: Path) -> None:

@@ -195,7 +195,7 @@ def add_recording(catalogue: Catalogue, track_id: str, path: Path) -> None:
 
 
 def test_catalogue_as_source_keeps_writes_made_during_the_run(
-    registry: Path, tiny_world: Path, shared_audio_dir: Path, tmp_path: Path
+    registry: Path, tiny_world: Path, audio_assets: Path, tmp_path: Path
 ) -> None:
     from catalogue import open_catalogue
     from catalogue.repository import ListenIn
@@ -204,8 +204,8 @@ def test_catalogue_as_source_keeps_writes_made_during_the_run(
     url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     store = tmp_path / "audio-store"
     world = load_dataset(tiny_world)
-    recordings = [shared_audio_dir / name for name in ("vibe_ace.mp3", "trumpet_loop.ogg")]
-    recordings.append(shared_audio_dir / "sugar_plum_fairy.wav")
+    recordings = [audio_assets / name for name in ("vibe_ace.mp3", "trumpet_loop.ogg")]
+    recordings.append(audio_assets / "sugar_plum_fairy.wav")
     listeners = [str(user) for user in world.listens["user_id"].cat.categories[:5]]
     with open_catalogue(url, store) as catalogue:
         catalogue.import_songs(world.songs)  # without audio: it comes from the current dataset

@@ -21,13 +21,13 @@ def catalogue(tmp_path: Path):
         yield opened
 
 
-def _seed(catalogue, shared_audio_dir: Path, tiny_world: Path) -> None:
+def _seed(catalogue, audio_assets: Path, tiny_world: Path) -> None:
     world_audio = find_audio(tiny_world)
     songs = pd.DataFrame(
         {"song_id": ["w1", "w2", "w/3"], "title": ['A "quoted", title', "B", "C"], "artist": "x"}
     )
     catalogue.import_songs(songs)
-    mp3 = next(shared_audio_dir.glob("*.mp3"))
+    mp3 = next(audio_assets.glob("*.mp3"))
     catalogue.add_track("cold-1", "New", "Someone", audio=mp3, audio_ext="mp3")
     catalogue.add_listens(
         [
@@ -41,9 +41,9 @@ def _seed(catalogue, shared_audio_dir: Path, tiny_world: Path) -> None:
 
 
 def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
-    catalogue, shared_audio_dir: Path, tiny_world: Path, tmp_path: Path
+    catalogue, audio_assets: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    world_audio = _seed(catalogue, shared_audio_dir, tiny_world)
+    world_audio = _seed(catalogue, audio_assets, tiny_world)
     fallback = {"w1": next(iter(world_audio.values())), "w/3": next(iter(world_audio.values()))}
     snapshot = snapshot_catalogue(catalogue, tmp_path / "snap", fallback_audio=fallback)
 
@@ -63,15 +63,15 @@ def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
 
 
 def test_snapshot_rewrites_in_place_and_keeps_unchanged_links(
-    catalogue, shared_audio_dir: Path, tiny_world: Path, tmp_path: Path
+    catalogue, audio_assets: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    _seed(catalogue, shared_audio_dir, tiny_world)
+    _seed(catalogue, audio_assets, tiny_world)
     folder = tmp_path / "snap"
     snapshot_catalogue(catalogue, folder)
     kept = folder / "audio" / "cold-1.mp3"
     before = os.lstat(kept).st_ino
 
-    flac = next(shared_audio_dir.glob("*.flac"))
+    flac = next(audio_assets.glob("*.flac"))
     catalogue.add_track("cold-2", "Newer", "", audio=flac, audio_ext="flac")
     catalogue.delete_track("w1")
     second = snapshot_catalogue(catalogue, folder)

@@ -50,7 +50,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_upload_a_recording_and_see_and_hear_similar_songs(
-    browser: Any, server: Any, shared_audio_dir: Path, registry: Any
+    browser: Any, server: Any, audio_assets: Path, registry: Any
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -60,7 +60,7 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     browser.get(f"{server.url}/")
     wait.until(ready.text_to_be_present_in_element((By.ID, "model"), registry.version_id))
 
-    browser.find_element(By.ID, "file").send_keys(str(shared_audio_dir / "vibe_ace.mp3"))
+    browser.find_element(By.ID, "file").send_keys(str(audio_assets / "vibe_ace.mp3"))
     k = browser.find_element(By.ID, "k")
     k.clear()
     k.send_keys("6")
@@ -88,7 +88,7 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     assert played and all(duration > 3.0 for duration in played)
 
     # A bad file shows the API's message, and the page keeps working.
-    browser.find_element(By.ID, "file").send_keys(str(shared_audio_dir / "robin_chirp.ogg"))
+    browser.find_element(By.ID, "file").send_keys(str(audio_assets / "robin_chirp.ogg"))
     browser.find_element(By.ID, "similar-button").click()
     wait.until(ready.text_to_be_present_in_element((By.ID, "similar-status"), "audio_too_short"))
     assert "error" in browser.find_element(By.ID, "similar-status").get_attribute("class")

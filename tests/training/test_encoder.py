@@ -74,14 +74,14 @@ def test_dims_survive_json() -> None:
 
 
 def test_training_and_serving_paths_agree(
-    encoder: ContentEncoder, shared_audio_dir: Path, tmp_path: Path
+    encoder: ContentEncoder, audio_assets: Path, tmp_path: Path
 ) -> None:
     """Training reads the float16 mel cache, serving decodes and runs the encoder's own LogMel."""
     from audio.cache import MelCache, default_cache_dir, featurize_dataset
     from audio.decode import decode_audio
     from audio.frontend import log_mel
 
-    source = shared_audio_dir / "vibe_ace.mp3"
+    source = audio_assets / "vibe_ace.mp3"
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "vibe.mp3").symlink_to(source)
     featurize_dataset(tmp_path, workers=1, progress=False)
