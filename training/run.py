@@ -22,8 +22,10 @@ writes the model folder and fits the baseline.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +284,25 @@ def is_global_zero() -> bool:
     return rank_zero_only.rank == 0
 
 
+# Messages of Lightning and torch that tell a user nothing about their run: the advertising
+# tip, torch's deprecation of a class Lightning still uses, and the note that an epoch has
+# fewer batches than the logging interval (tiny demo worlds).
+LIBRARY_CHATTER = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r".*smaller than the logging interval",
+)
+
+
+def quiet_lightning() -> None:
+    """Keep library chatter off the console where a Trainer is built: Lightning's info lines
+    (placement, the litlogger tip, "fit stopped") and the warnings of `LIBRARY_CHATTER`. Our
+    progress bar, model summary and summaries, and every other warning, still show."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in LIBRARY_CHATTER:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def trainer_placement(settings: CNNSettings) -> dict[str, Any]:
     """The `pl.Trainer` arguments that place a CNN fit on devices, processes and nodes.
 
@@ -349,6 +370,7 @@ def train_cnn(
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
+    quiet_lightning()
     try:
         trainer = pl.Trainer(
             **trainer_placement(settings),
