@@ -47,10 +47,13 @@ from rich.progress import (
 from corpus.dataset import (
     AUDIO_DIR,
     AUDIO_EXTENSIONS,
+    COUNT_OK,
     LISTEN_COLUMNS,
     LISTENS_FILE,
     SONG_COLUMNS,
     SONGS_FILE,
+    classify_counts,
+    count_message,
 )
 
 Severity = Literal["error", "warning"]
@@ -76,7 +79,6 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "audio-duration": ("warning", "audio files without a duration"),
 }
 
-INT32_MAX = int(np.iinfo(np.int32).max)
 PROBES_PER_TASK = 64  # audio files per thread-pool task: few futures even for 400k songs
 _QUOTE_LIMIT = 60
 
@@ -583,42 +585,6 @@ def _check_songs(root: Path, collector: _Collector) -> _Catalogue | None:
     return _Catalogue(pd.Index(ids.text[usable], dtype=object), first_line_of[usable])
 
 
-# play-count classes, per distinct count value
-_COUNT_OK, _COUNT_EMPTY, _COUNT_NOT_INTEGER, _COUNT_BELOW_ONE, _COUNT_TOO_LARGE = range(5)
-
-
-def _classify_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(status, value) per distinct play-count string; decimal digits only, like the contract.
-
-    Stricter than pyarrow's int64 parser, which also takes ' 4' and '0x4'.
-    """
-    n = len(text)
-    digits = pc.match_substring_regex(text, r"^[0-9]{1,18}$").to_numpy(False)
-    numbers = np.zeros(n, dtype=np.int64)
-    numbers[digits] = pc.cast(text.filter(pa.array(digits)), pa.int64()).to_numpy()
-    status = np.full(n, _COUNT_NOT_INTEGER, dtype=np.uint8)
-    status[pc.equal(pc.utf8_length(text), 0).to_numpy(False)] = _COUNT_EMPTY
-    status[pc.match_substring_regex(text, r"^-[0-9]+$").to_numpy(False)] = _COUNT_BELOW_ONE
-    status[pc.match_substring_regex(text, r"^[0-9]{19,}$").to_numpy(False)] = _COUNT_TOO_LARGE
-    status[digits] = np.select(
-        [numbers[digits] < 1, numbers[digits] > INT32_MAX],
-        [_COUNT_BELOW_ONE, _COUNT_TOO_LARGE],
-        _COUNT_OK,
-    )
-    return status, np.where(status == _COUNT_OK, numbers, 0)
-
-
-def _count_message(status: int, text: str) -> str:
-    if status == _COUNT_EMPTY:
-        return "empty play count"
-    if status == _COUNT_BELOW_ONE:
-        return f"play count {_quote(text)} is below 1"
-    if status == _COUNT_TOO_LARGE:
-        return f"play count {_quote(text)} does not fit in int32"
-    hint = " (listens.tsv has no header line)" if text == LISTEN_COLUMNS[2] else ""
-    return f"play count {_quote(text)} is not an integer{hint}"
-
-
 def _check_listens(
     root: Path, collector: _Collector, catalogue: _Catalogue | None, summary: Summary
 ) -> None:
@@ -677,14 +643,14 @@ def _check_listens(
                 f"{name} id {_quote(text[c[row]])} has surrounding whitespace"
             ),
         )
-    status, numbers = _classify_counts(pa.array(counts.text, pa.string()))
+    status, numbers = classify_counts(pa.array(counts.text, pa.string()))
     _report_rows(
         collector,
         "listens-count",
         LISTENS_FILE,
-        _flagged_rows(status != _COUNT_OK, count_codes, empty_line),
+        _flagged_rows(status != COUNT_OK, count_codes, empty_line),
         rows.row_lines,
-        lambda row: _count_message(int(status[count_codes[row]]), counts.text[count_codes[row]]),
+        lambda row: count_message(int(status[count_codes[row]]), counts.text[count_codes[row]]),
     )
 
     with_ids = None
