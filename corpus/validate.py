@@ -9,14 +9,17 @@ listens) that is one read, a few passes over the codes and one sort for the dupl
 no Python line runs per listen. Only the first `max_per_kind` problems of a kind are kept as
 `Problem`s (each with its line), the rest are counted.
 
-Audio is probed, not decoded: PyAV opens each file and decodes its first frame (is there an
-audio stream, does it decode, how long is it), in a thread pool that runs beside the text
-checks.
+Audio is probed: PyAV opens each file and decodes its first frame (is there an audio stream,
+does it decode, how long is it), in a thread pool that runs beside the text checks. Given a
+`ClipCheck` (`coldstart validate` passes the front end's: a full decode and
+`audio.frontend.check_usable`), each file is also decoded and judged as featurize will judge
+it (too short for one window, silent), which costs a full decode per file.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from array import array
 from collections import Counter, defaultdict
@@ -77,7 +80,12 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "audio-unknown-song": ("warning", "audio files of songs not in songs.csv (ignored)"),
     "audio-ignored": ("warning", "files in audio/ that are not <song_id>.<ext> (ignored)"),
     "audio-duration": ("warning", "audio files without a duration"),
+    "audio-unusable": ("warning", "audio files the front end refuses (featurize skips them)"),
 }
+
+# Why the front end would refuse the clip at this path, or None: corpus lies upstream of
+# audio, so the check (decode + `audio.frontend.check_usable`) is handed in by the caller.
+ClipCheck = Callable[[Path], str | None]
 
 PROBES_PER_TASK = 64  # audio files per thread-pool task: few futures even for 400k songs
 _QUOTE_LIMIT = 60
@@ -151,18 +159,28 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class AudioProbe:
-    """What the cheap probe learnt of one file: its length, or why it is not usable audio."""
+    """What the probe learnt of one file: its length, or why it is not usable audio; and
+    why the front end refuses it (`refused`, only when a `ClipCheck` ran)."""
 
     seconds: float | None
     error: str | None = None
+    refused: str | None = None
 
 
-def probe_audio(path: Path) -> AudioProbe:
-    """Open `path` with PyAV and decode its first audio frame (not the whole file).
+def probe_audio(path: Path, clip_check: ClipCheck | None = None) -> AudioProbe:
+    """Open `path` with PyAV and decode its first audio frame (not the whole file); then,
+    when it opened, run `clip_check` on it.
 
     The duration comes from the container's header, so a truncated file with an intact header
     passes; the front end's full decode is what catches that.
     """
+    probe = _probe_header(path)
+    if clip_check is None or probe.error is not None:
+        return probe
+    return dataclasses.replace(probe, refused=clip_check(path))
+
+
+def _probe_header(path: Path) -> AudioProbe:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -179,8 +197,8 @@ def probe_audio(path: Path) -> AudioProbe:
         return AudioProbe(None, f"cannot be read as audio: {error.strerror or error}")
 
 
-def _probe_all(paths: list[Path]) -> list[AudioProbe]:
-    return [probe_audio(path) for path in paths]
+def _probe_all(paths: list[Path], clip_check: ClipCheck | None) -> list[AudioProbe]:
+    return [probe_audio(path, clip_check) for path in paths]
 
 
 def _advance(progress: Progress, task: TaskID, n: int, _: Future[list[AudioProbe]]) -> None:
@@ -710,7 +728,12 @@ class _AudioCheck:
     """The audio folder: listed at once, its files probed in the background, judged at the end."""
 
     def __init__(
-        self, root: Path, collector: _Collector, executor: ThreadPoolExecutor, progress: Progress
+        self,
+        root: Path,
+        collector: _Collector,
+        executor: ThreadPoolExecutor,
+        progress: Progress,
+        clip_check: ClipCheck | None,
     ) -> None:
         self.collector = collector
         self.files: dict[str, list[str]] = defaultdict(list)  # song id -> names, sorted
@@ -739,7 +762,7 @@ class _AudioCheck:
         for start in range(0, len(used), PROBES_PER_TASK):
             song_ids = used[start : start + PROBES_PER_TASK]
             paths = [folder / self.files[song_id][0] for song_id in song_ids]
-            future = executor.submit(_probe_all, paths)
+            future = executor.submit(_probe_all, paths, clip_check)
             future.add_done_callback(partial(_advance, progress, task, len(paths)))
             self.probes.append((song_ids, future))
 
@@ -784,7 +807,12 @@ class _AudioCheck:
                 file = f"{AUDIO_DIR}/{self.files[song_id][0]}"
                 if probe.error is not None:
                     collector.add("audio-undecodable", file, None, probe.error)
-                elif probe.seconds is None:
+                    continue
+                if probe.refused is not None:
+                    collector.add(
+                        "audio-unusable", file, None, f"featurize skips it: {probe.refused}"
+                    )
+                if probe.seconds is None:
                     collector.add("audio-duration", file, None, "no duration in the header")
                 else:
                     seconds.append(probe.seconds)
@@ -802,13 +830,15 @@ def validate_dataset(
     workers: int | None = None,
     progress: bool = False,
     max_per_kind: int | None = 20,
+    clip_check: ClipCheck | None = None,
 ) -> ValidationReport:
     """Check a dataset folder against the contract of `corpus.dataset`, reporting every problem.
 
     `check_audio=False` leaves the audio folder alone (no listing, no probes); `workers` is
     the size of the probe thread pool (default: twice the cores, as a probe mostly waits on
     the disk and FFmpeg, outside the GIL); `progress` draws bars on stderr; `max_per_kind`
-    caps the problems kept per kind (None keeps all; all are counted either way).
+    caps the problems kept per kind (None keeps all; all are counted either way);
+    `clip_check` judges every file as the front end will (see `ClipCheck`).
     """
     root = Path(root)
     collector = _Collector(max_per_kind)
@@ -830,7 +860,9 @@ def validate_dataset(
     executor = ThreadPoolExecutor(workers or 2 * (os.cpu_count() or 1))
     try:
         with bars:
-            audio = _AudioCheck(root, collector, executor, bars) if check_audio else None
+            audio = (
+                _AudioCheck(root, collector, executor, bars, clip_check) if check_audio else None
+            )
             text = bars.add_task(f"check {SONGS_FILE}, {LISTENS_FILE}", total=2)
             catalogue = _check_songs(root, collector)
             bars.advance(text)

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from cli.validate import front_end_refusal
 from corpus.dataset import DatasetError, load_dataset
 from corpus.validate import KINDS, Problem, ValidationReport, probe_audio, validate_dataset
 
@@ -362,7 +363,7 @@ def test_every_kind_has_a_severity_and_a_description() -> None:
 
 def test_cli_exit_codes_and_output(dataset: Path) -> None:
     runner = CliRunner()
-    good = runner.invoke(app, ["validate", str(dataset), "--workers", "2"])
+    good = runner.invoke(app, ["validate", str(dataset), "--workers", "2", "--headers-only"])
     assert good.exit_code == 0, good.output
     assert "users" in good.output and "0 errors, 0 warnings" in good.output
 
@@ -374,3 +375,24 @@ def test_cli_exit_codes_and_output(dataset: Path) -> None:
     assert "listens.tsv:10:" not in bad.output
     assert "... and 2 more play counts" in bad.output
     assert "3 errors" in bad.output
+
+
+def test_cli_warns_of_clips_featurize_refuses(dataset: Path) -> None:
+    """The robin (2.7 s) is shorter than one window; S3 is made digitally silent."""
+    with wave.open(str(dataset / "audio" / "S3.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(22050)
+        out.writeframes(bytes(2 * 4 * 22050))
+    result = CliRunner().invoke(app, ["validate", str(dataset), "--workers", "2"])
+    assert result.exit_code == 0, result.output  # warnings: the dataset still loads
+    assert "audio/S3.wav: featurize skips it: silent (RMS" in result.output
+    assert "audio/S5.ogg: featurize skips it: 2.70 s is shorter than one 3.00 s window" in (
+        result.output
+    )
+    assert "0 errors, 2 warnings" in result.output
+    report = validate_dataset(dataset, clip_check=front_end_refusal)
+    assert located(report) == [
+        ("audio-unusable", "audio/S3.wav", None),
+        ("audio-unusable", "audio/S5.ogg", None),
+    ]
