@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from artifacts.files import fsync_dir
 from catalogue.errors import InvalidAudio
 from corpus.dataset import AUDIO_EXTENSIONS
 
@@ -37,14 +38,6 @@ class StoredAudio:
     sha256: str
     relative_path: str
     size: int
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def normalise_extension(ext: str) -> str:
@@ -104,8 +97,8 @@ class AudioStore:
                 return StoredAudio(sha256, relative_path, size)  # stored before: nothing to do
             final.parent.mkdir(exist_ok=True)
             os.replace(temporary, final)
-            _fsync_folder(final.parent)
-            _fsync_folder(self.root)
+            fsync_dir(final.parent)
+            fsync_dir(self.root)
             return StoredAudio(sha256, relative_path, size)
         finally:
             Path(temporary).unlink(missing_ok=True)

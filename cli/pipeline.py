@@ -141,7 +141,7 @@ def pipeline(
         raise typer.Exit(2) from error
     result = run_pipeline(settings)
     if summary is not None:
-        from artifacts.manifest import write_json_atomic
+        from artifacts.files import write_json_atomic
 
         write_json_atomic(summary, result.to_json())
     for step in result.steps:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artifacts.manifest import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, read_manifest, write_manifest
 
 SPLIT_DIR = "split"
 SPLIT_FILE = "split.json"

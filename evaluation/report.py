@@ -26,14 +26,8 @@ import pandas as pd
 import scipy.sparse as sp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from artifacts.manifest import (
-    MANIFEST_NAME,
-    ArtifactError,
-    read_manifest,
-    write_atomic,
-    write_json_atomic,
-    write_manifest,
-)
+from artifacts.files import write_atomic, write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from corpus.dataset import load_dataset
 from evaluation.metrics import (
     DEFAULT_K,

@@ -34,13 +34,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from artifacts.manifest import (
-    MANIFEST_NAME,
-    ArtifactError,
-    read_manifest,
-    write_json_atomic,
-    write_manifest,
-)
+from artifacts.files import write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from artifacts.manifest import write_json_atomic
+from artifacts.files import write_json_atomic
 from evaluation.gate import GateSettings
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock

@@ -45,7 +45,6 @@ reason.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -60,13 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artifacts.manifest import (
-    MANIFEST_NAME,
-    ArtifactError,
-    read_manifest,
-    write_atomic,
-    write_manifest,
-)
+from artifacts.files import file_lock, fsync_dir, fsync_file, write_text_atomic
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
 
@@ -277,7 +271,7 @@ def set_current(registry_dir: Path, version_id: str) -> None:
     if not _VERSION_ID.match(version_id) or not folder.is_dir():
         raise RegistryError(f"{registry_dir}: no version {version_id!r}")
     read_manifest(folder, kind=VERSION_KIND)
-    _write_text_atomic(registry_dir / CURRENT_FILE, version_id + "\n")
+    write_text_atomic(registry_dir / CURRENT_FILE, version_id + "\n")
 
 
 # ---- publishing --------------------------------------------------------------------------
@@ -343,7 +337,7 @@ def publish_run(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(registry_dir / VERSIONS_DIR)
+        fsync_dir(registry_dir / VERSIONS_DIR)
         if database_url is not None:
             import_catalogue_songs(registry_dir, version_id, database_url)
         set_current(registry_dir, version_id)
@@ -386,7 +380,7 @@ def prune_versions(registry_dir: Path, keep: int) -> list[str]:
             os.rename(registry_dir / VERSIONS_DIR / version_id, trash)
             shutil.rmtree(trash, ignore_errors=True)
         if doomed:
-            _fsync_dir(registry_dir / VERSIONS_DIR)
+            fsync_dir(registry_dir / VERSIONS_DIR)
     return doomed
 
 
@@ -491,7 +485,7 @@ def _build_version(
         if path.is_file() and path != folder / MANIFEST_NAME
     )
     for name in files:
-        _fsync_file(folder / name)
+        fsync_file(folder / name)
     return write_manifest(
         folder,
         kind=VERSION_KIND,
@@ -551,28 +545,5 @@ def registry_lock(registry_dir: Path) -> Iterator[None]:
     """One writer of `versions/`, `.staging/` and `current` at a time per registry (the
     pointer switch is last-writer-wins). An flock: the kernel drops it when its holder
     dies, so a killed publisher never leaves it held."""
-    with open(registry_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda handle: handle.write(text.encode()))
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with file_lock(registry_dir / LOCK_FILE):
+        yield

@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from artifacts.manifest import write_atomic
+from artifacts.files import write_atomic
 from catalogue.repository import Catalogue
 from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE, find_audio
 

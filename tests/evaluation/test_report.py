@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artifacts.manifest import ArtifactError, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from corpus.dataset import dataset_fingerprint
 from evaluation.metrics import ranking_metrics
 from evaluation.report import evaluate_run, load_predictions
