@@ -97,7 +97,7 @@ def _import_listening_history(world_dir: Path, database: Path) -> None:
     from catalogue import open_catalogue
     from corpus.dataset import load_dataset
 
-    with open_catalogue(f"sqlite:///{database.resolve()}") as catalogue:
+    with open_catalogue(database.resolve()) as catalogue:
         if catalogue.count_listens() == 0:
             world = load_dataset(world_dir)
             catalogue.import_songs(world.songs)

@@ -76,6 +76,7 @@ def train(
     from rich.console import Console
 
     from artifacts.manifest import ArtifactError
+    from artifacts.run_layout import MODELS_DIR
     from training.baseline import BaselineParams
     from training.run import CNNSettings, TrainingError, is_global_zero, train_run
 
@@ -117,7 +118,7 @@ def train(
     for name, manifest in manifests.items():
         validation = manifest["validation"]
         console.print(
-            f"[bold]{name}[/bold] {run / 'models' / name}  validation mAP@500 "
+            f"[bold]{name}[/bold] {run / MODELS_DIR / name}  validation mAP@500 "
             f"{validation['map']:.4f}  ({manifest['seconds']:.0f} s)"
             f"  digest {manifest['digest'][:12]}"
         )
@@ -142,6 +143,7 @@ def predict(
     import numpy as np
 
     from artifacts.manifest import ArtifactError
+    from artifacts.run_layout import MODELS_DIR
     from audio.config import FrontEndMismatchError
     from audio.errors import AudioError
     from training.predict import MODELS, load_predictor
@@ -149,7 +151,7 @@ def predict(
     if model not in MODELS:
         raise typer.BadParameter(f"--model must be one of {', '.join(MODELS)}")
     try:
-        predictor = load_predictor(run / "models" / model, model)
+        predictor = load_predictor(run / MODELS_DIR / model, model)
     except (ArtifactError, FrontEndMismatchError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

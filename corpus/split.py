@@ -29,8 +29,8 @@ import pandas as pd
 
 from artifacts.files import write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from artifacts.run_layout import SPLIT_DIR
 
-SPLIT_DIR = "split"
 SPLIT_FILE = "split.json"
 SPLIT_KIND = "split"
 STRATIFIED_METHOD = "popularity-stratified"

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from artifacts.run_layout import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END
 from corpus.dataset import LISTENS_FILE, read_listens
@@ -39,7 +40,7 @@ from evaluation.metrics import (
 )
 from factorization.matrices import play_count_matrix
 from factorization.run import dataset_root_of, load_factorization
-from training.run import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE, predict_cached
+from training.run import predict_cached
 
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from artifacts.files import write_atomic, write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.run_layout import MODELS_DIR, REPORT_FILE, TEST_FACTORS_FILE
 from corpus.dataset import load_dataset
 from evaluation.metrics import (
     DEFAULT_K,
@@ -40,14 +41,11 @@ from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
 
 REPORT_KIND = "report"
-REPORT_FILE = "report.json"
 PREDICTIONS_FILE = "predictions.npz"
 MARKDOWN_FILE = "report.md"
 PLOTS_DIR = "plots"
 METRICS_PLOT = f"{PLOTS_DIR}/metrics.png"
 SONG_MAP_PLOT = f"{PLOTS_DIR}/song_map.png"
-MODELS_DIR = "models"
-MODEL_FACTORS_FILE = "test_song_factors.npy"
 TRUTH_FILE = "truth.json"
 RANDOM = "random"
 UPPER_BOUND = "upper_bound"
@@ -93,8 +91,8 @@ def _content_models(
             skipped[name] = "no manifest.json (unfinished)"
             continue
         manifest = read_manifest(folder)
-        if MODEL_FACTORS_FILE not in manifest.get("files", {}):
-            skipped[name] = f"its manifest lists no {MODEL_FACTORS_FILE}"
+        if TEST_FACTORS_FILE not in manifest.get("files", {}):
+            skipped[name] = f"its manifest lists no {TEST_FACTORS_FILE}"
             continue
         if name in (RANDOM, UPPER_BOUND, *PREDICTION_KEYS):
             raise ArtifactError(f"{folder}: {name!r} is a reserved name, not a model's")
@@ -104,14 +102,14 @@ def _content_models(
                 f"{folder}: trained on factorization {str(parent)[:12]}, but the run's is"
                 f" {factorization.digest[:12]}: retrain it or remove the folder"
             )
-        factors = np.load(folder / MODEL_FACTORS_FILE, allow_pickle=False)
+        factors = np.load(folder / TEST_FACTORS_FILE, allow_pickle=False)
         if factors.dtype != np.float32 or factors.shape != expected_shape:
             raise ArtifactError(
-                f"{folder}: {MODEL_FACTORS_FILE} is {factors.dtype} {factors.shape}, expected"
+                f"{folder}: {TEST_FACTORS_FILE} is {factors.dtype} {factors.shape}, expected"
                 f" float32 {expected_shape} (rows following factorization/test_song_ids.json)"
             )
         if not np.isfinite(factors).all():
-            raise ArtifactError(f"{folder}: {MODEL_FACTORS_FILE} holds NaN or infinite values")
+            raise ArtifactError(f"{folder}: {TEST_FACTORS_FILE} holds NaN or infinite values")
         vectors[name] = factors
         digests[name] = str(manifest["digest"])
     return vectors, digests, skipped

@@ -36,6 +36,7 @@ from rich.progress import (
 
 from artifacts.files import write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.run_layout import FACTORIZATION_DIR
 from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
@@ -44,7 +45,6 @@ from factorization.spark_als import SparkALSEngine
 from factorization.warm_start import WarmStart, factor_drift, initial_factors
 from factorization.wmf import ImplicitALSEngine, WMFParams
 
-FACTORIZATION_DIR = "factorization"
 FACTORIZATION_KIND = "factorization"
 SEARCH_ITERATIONS = 5
 ROLES = ("", "valid_", "test_")  # file prefixes: training songs, validation, test

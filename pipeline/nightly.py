@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from artifacts.files import write_json_atomic
+from artifacts.run_layout import CNN_NAME
 from evaluation.gate import GateSettings
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
@@ -425,7 +426,7 @@ class _Run:
                     linear=None,
                     progress=False,
                 )
-            cnn_manifest = manifests["cnn"]
+            cnn_manifest = manifests[CNN_NAME]
             detail.update(
                 fine_tuned_from=base.version_id if init and base else None,
                 epochs_run=cnn_manifest.get("epochs_run"),

@@ -61,6 +61,7 @@ import numpy as np
 
 from artifacts.files import file_lock, fsync_dir, fsync_file, write_text_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.run_layout import CNN_NAME, MODELS_DIR, REPORT_FILE
 from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
 
@@ -81,8 +82,7 @@ SONG_IDS_FILE = "song_ids.json"
 TEST_SONGS_FILE = "test_song_ids.json"
 SONGS_FILE = "songs.csv"
 COLD_SONGS_FILE = "cold_song_ids.json"
-REPORT_FILE = "report.json"
-CONTENT_MODEL = "cnn"
+CONTENT_MODEL = CNN_NAME
 SOURCES = ("dataset", "database")
 # Listeners a song needs before the cf space places it at its WMF factors, not its audio.
 WARM_MIN_LISTENERS = 3
@@ -415,7 +415,7 @@ def _build_version(
     from factorization.run import dataset_root_of, load_factorization
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
     from training.checkpoint import load_encoder
-    from training.run import MODELS_DIR, predict_cached
+    from training.run import predict_cached
 
     factorization = load_factorization(run_dir)
     model_dir = run_dir / MODELS_DIR / CONTENT_MODEL

@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from catalogue import Catalogue
+from catalogue.db import DEFAULT_DATABASE_URL
 from catalogue.runs import (
     RunRecord,
     Status,
@@ -60,8 +61,6 @@ from pipeline.outcome import OUTCOME_OF_EXIT_CODE, Outcome
 
 log = logging.getLogger("coldstart.scheduler")
 
-# The service's default (service/settings.py): both must find the same catalogue.
-DEFAULT_DATABASE_URL = "sqlite:///coldstart-catalogue.db"
 PIPELINE_COMMAND: tuple[str, ...] = (sys.executable, "-c", "from cli.main import app; app()")
 RUNS_FOLDER = Path("pipeline") / "runs"
 SUMMARY_NAME = "summary.json"

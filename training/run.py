@@ -36,6 +36,13 @@ import scipy.sparse as sp
 import torch
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
+from artifacts.run_layout import (
+    CNN_NAME,
+    FACTORIZATION_DIR,
+    LINEAR_NAME,
+    MODELS_DIR,
+    TEST_FACTORS_FILE,
+)
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
 from corpus.dataset import LISTENS_FILE, read_listens
@@ -45,10 +52,6 @@ from factorization.run import Factorization, dataset_root_of, load_factorization
 from training.baseline import BaselineParams, fit_baseline
 from training.encoder import ContentEncoder, EncoderDims
 
-MODELS_DIR = "models"
-CNN_NAME = "cnn"
-LINEAR_NAME = "linear"
-TEST_FACTORS_FILE = "test_song_factors.npy"
 STRATEGIES = ("auto", "ddp")
 
 
@@ -146,7 +149,7 @@ def load_run_data(
 ) -> RunData:
     """Load the factorization, open the dataset's mel cache, build the validation relevance."""
     run_dir = Path(run_dir)
-    if not (run_dir / "factorization" / MANIFEST_NAME).is_file():
+    if not (run_dir / FACTORIZATION_DIR / MANIFEST_NAME).is_file():
         raise TrainingError(
             f"{run_dir}: no finished factorization (run `coldstart factorize` first)"
         )
