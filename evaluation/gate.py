@@ -1,7 +1,7 @@
 """The quality gate: publish a candidate run only if it ranks no worse than what is served.
 
 The nightly pipeline calls `quality_gate(RUN, current)` after `evaluate_run` and before
-`publish_run`. Both models are scored by `evaluation.metrics.ranking_metrics` (mAP@k with
+`publish_run`. Both models are scored by `ranking.metrics.ranking_metrics` (mAP@k with
 pessimistic ties, AUC with ties as 1/2, as in `report.json`) on one common ground:
 
 - songs: the run's test songs that have a cached mel (a song without audio has no
@@ -31,15 +31,15 @@ from artifacts.run_layout import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END
 from corpus.dataset import LISTENS_FILE, read_listens
-from evaluation.metrics import (
+from factorization.matrices import play_count_matrix
+from factorization.run import dataset_root_of, load_factorization
+from ranking.metrics import (
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
     RankingMetrics,
     expected_random_map,
     ranking_metrics,
 )
-from factorization.matrices import play_count_matrix
-from factorization.run import dataset_root_of, load_factorization
 from training.run import predict_cached
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 `evaluate_run(RUN)` reads `RUN/factorization/` (user factors, test song ids, and the folded-in
 test song factors, the upper bound), builds from the dataset which user listened to which
-test song, and scores with `evaluation.metrics.ranking_metrics`:
+test song, and scores with `ranking.metrics.ranking_metrics`:
 
 - `random`: seeded Gaussian song vectors, the floor, beside its analytic expectation;
 - `upper_bound`: the folded-in WMF factors, what a perfect content model could reach;
@@ -30,15 +30,15 @@ from artifacts.files import write_atomic, write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from artifacts.run_layout import MODELS_DIR, REPORT_FILE, TEST_FACTORS_FILE
 from corpus.dataset import load_dataset
-from evaluation.metrics import (
+from factorization.matrices import play_count_matrix
+from factorization.run import Factorization, dataset_root_of, load_factorization
+from ranking.metrics import (
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
     RankingMetrics,
     expected_random_map,
     ranking_metrics,
 )
-from factorization.matrices import play_count_matrix
-from factorization.run import Factorization, dataset_root_of, load_factorization
 
 REPORT_KIND = "report"
 PREDICTIONS_FILE = "predictions.npz"

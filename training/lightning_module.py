@@ -4,7 +4,7 @@ Training regresses the WMF song factors from 3-second log-mel crops with the mea
 error (van den Oord et al. 2013 found MSE on the factors better than the weighted
 prediction error). Validation predicts each validation song from its whole clip and
 ranks those songs for every user with the same metric code as the evaluation
-(`evaluation.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
+(`ranking.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
 choice of the best weights, which `BestWeights` keeps in memory and puts back at the end.
 Only the plain net is ever saved (see `training.checkpoint`).
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evaluation.metrics import ranking_metrics
+from ranking.metrics import ranking_metrics
 from training.encoder import ContentEncoder
 
 SCHEDULES = ("none", "cosine", "plateau")

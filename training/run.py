@@ -46,9 +46,9 @@ from artifacts.run_layout import (
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
 from corpus.dataset import LISTENS_FILE, read_listens
-from evaluation.metrics import ranking_metrics
 from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
+from ranking.metrics import ranking_metrics
 from training.baseline import BaselineParams, fit_baseline
 from training.encoder import ContentEncoder, EncoderDims
 

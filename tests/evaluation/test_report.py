@@ -11,8 +11,8 @@ import pytest
 from artifacts.files import write_json_atomic
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from corpus.dataset import dataset_fingerprint
-from evaluation.metrics import ranking_metrics
 from evaluation.report import evaluate_run, load_predictions
+from ranking.metrics import ranking_metrics
 
 N_USERS, N_TRAIN, N_TEST, N_FACTORS = 240, 90, 60, 8
 GENRES = ("rock", "jazz", "folk")
