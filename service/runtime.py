@@ -16,7 +16,11 @@ the side while the old version keeps answering:
    also while the nightly run was going) go into both spaces: at their stored vector for
    this version (a restart), or re-embedded from their stored audio with this version's
    encoder (the vector then stored). A track the version already holds keeps the
-   version's vector: the pipeline embedded it, or listens made it warm.
+   version's vector: the pipeline embedded it, or listens made it warm. A stored vector
+   that is unusable (NaN, the wrong shape: written behind the service's back) is
+   re-embedded instead; a track whose audio is missing or does not decode is left out.
+   Each such track is logged and counted (`coldstart_catalogue_track_problems_total`):
+   one bad track never keeps a version from being served.
 
 The switch itself takes the write lock that `add_track` and `delete_track` hold: tracks
 added or deleted while the version was being prepared are caught up, then one `Serving`
@@ -78,14 +82,14 @@ from catalogue import (
 )
 from catalogue import ListenIn as CatalogueListen
 from catalogue.events import EventCursor, TrackEvent
-from catalogue.vectors import put_track_vector, track_vectors
+from catalogue.vectors import put_track_vector, track_vectors, vector_problem
 from corpus.dataset import AUDIO_EXTENSIONS, find_audio, read_songs
 from index.vector_index import UnknownIdError
 from pipeline.registry import LoadedVersion, RegistryError, current_version_id, load_version
 from service import schemas
 from service.errors import BadRequest, Conflict, NotFound, NotReady, from_audio_error
 from service.inference import Embedding, embed_audio
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, TrackProblem
 from service.settings import Settings
 
 log = logging.getLogger("coldstart.service")
@@ -370,7 +374,7 @@ class Runtime:
         placed: set[str] = set()
         re_embedded: list[str] = []
         for record in missing:
-            vector = stored.get(record.id)
+            vector = self._usable_stored(version, record.id, stored.get(record.id))
             if vector is None:
                 self._check_stop()
                 vector = self._re_embed(version, record)
@@ -487,7 +491,10 @@ class Runtime:
                         removed += 1
                     new_ids.discard(track_id)
                 elif track_id in stored:
-                    vector = stored[track_id]
+                    vector = self._usable_stored(version, track_id, stored[track_id])
+                    if vector is None:  # re-embedded from its audio, now, by the caller
+                        self._pending[track_id] = (version.version_id, -VECTOR_GRACE_S)
+                        continue
                     if not self._holds(version, track_id, vector):
                         version.index.add_track(track_id, vector, vector)
                         placed += 1
@@ -542,21 +549,55 @@ class Runtime:
                 record.audio_sha256,
                 record.added_at,
             )
-            if same and not track_vectors(self._catalogue(), version.version_id, [record.id]):
+            stored = track_vectors(self._catalogue(), version.version_id, [record.id])
+            usable = record.id in stored and vector_problem(stored[record.id], vector.size) is None
+            if same and not usable:
                 self._store_vector(record.id, version.version_id, vector)
 
     def _re_embed(self, version: LoadedVersion, record: TrackRecord) -> np.ndarray | None:
+        """The track's vector for `version` from its stored audio; None (logged, counted)
+        when the audio is missing or unusable: the track is then left out of the index."""
         store = self._catalogue().audio_store
         if record.audio_path is None or store is None:
-            log.warning("cold track %s has no stored audio; left out of the index", record.id)
+            self._track_problem("missing_audio", record.id, "no stored audio")
             return None
         try:
-            return embed_audio(
+            vector = embed_audio(
                 version.encoder, store.path(record.audio_path), self.limits, record.id
             ).vector
-        except (AudioError, InvalidAudio, OSError) as error:
-            log.warning("cold track %s: cannot re-embed its audio (%s)", record.id, error)
+        except FileNotFoundError as error:
+            self._track_problem("missing_audio", record.id, f"its audio file is gone ({error})")
             return None
+        except (AudioError, InvalidAudio, OSError) as error:
+            problem: TrackProblem = (
+                "unembeddable"
+                if isinstance(error, AudioError) and error.code == "unembeddable"
+                else "undecodable_audio"
+            )
+            self._track_problem(problem, record.id, f"cannot re-embed its audio ({error})")
+            return None
+        problem_text = vector_problem(vector, version.index.space("content").dim)
+        if problem_text is not None:
+            self._track_problem("unembeddable", record.id, f"its predicted vector {problem_text}")
+            return None
+        return vector
+
+    def _usable_stored(
+        self, version: LoadedVersion, track_id: str, vector: np.ndarray | None
+    ) -> np.ndarray | None:
+        """`vector` as stored for `version`, or None when there is none or it is unusable
+        (then logged and counted: the caller re-embeds the track)."""
+        if vector is None:
+            return None
+        problem = vector_problem(vector, version.index.space("content").dim)
+        if problem is None:
+            return vector
+        self._track_problem("unusable_vector", track_id, f"its stored vector {problem}")
+        return None
+
+    def _track_problem(self, problem: TrackProblem, track_id: str, detail: str) -> None:
+        self.metrics.track_problems.labels(problem).inc()
+        log.warning("catalogue track %s (%s): %s", track_id, problem, detail)
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -736,6 +777,10 @@ class Runtime:
     ) -> tuple[schemas.Track, Embedding]:
         """Embed the upload, store track + audio + vector durably, then index it.
 
+        All or nothing: the catalogue writes the row, the vector and the event in one
+        transaction once the upload has decoded to a vector the index takes, and removes
+        the audio it stored when that transaction fails; a refused upload leaves no trace.
+
         The embedding runs outside the write lock; the rest inside, into the version served
         by then: if a swap came in between, the upload is embedded again with the new
         version's encoder, so that the new version has the track (this request still
@@ -753,6 +798,10 @@ class Runtime:
                 if version is pinned.version
                 else self._embed(version, data, filename).vector
             )
+            problem = vector_problem(vector, version.index.space("content").dim)
+            if problem is not None:
+                unusable = AudioError("unembeddable", filename, f"the predicted vector {problem}")
+                raise from_audio_error(unusable)
             try:
                 record = catalogue.add_track(
                     track_id,
@@ -762,12 +811,12 @@ class Runtime:
                     audio_ext=extension,
                     origin="cold",
                     vector_version=version.version_id,
+                    vector=vector,
                 )
             except DuplicateTrack as error:
                 raise Conflict(str(error), code="track_exists") from error
             except (InvalidTrack, InvalidAudio) as error:
                 raise BadRequest(str(error), code="invalid_track") from error
-            self._store_vector(track_id, version.version_id, vector)
             version.index.add_track(track_id, vector, vector)
             serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
             self._serving = serving
