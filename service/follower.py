@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from catalogue import Catalogue, TrackRecord
 from catalogue.events import EventCursor, TrackEvent
-from catalogue.vectors import track_vectors
+from catalogue.vectors import track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
 from service.cold_tracks import ColdTracks
 from service.metrics import ServiceMetrics
@@ -134,7 +134,10 @@ class CatalogueFollower:
                         removed += 1
                     new_ids.discard(track_id)
                 elif track_id in stored:
-                    vector = stored[track_id]
+                    vector = self.cold_tracks.usable_stored(version, track_id, stored[track_id])
+                    if vector is None:  # re-embedded from its audio, now, by the caller
+                        self._pending[track_id] = (version.version_id, -VECTOR_GRACE_S)
+                        continue
                     if not self.cold_tracks.holds(version, track_id, vector):
                         version.index.add_track(track_id, vector, vector)
                         placed += 1
@@ -175,7 +178,9 @@ class CatalogueFollower:
                 record.audio_sha256,
                 record.added_at,
             )
-            if same and not track_vectors(self.catalogue(), version.version_id, [record.id]):
+            stored = track_vectors(self.catalogue(), version.version_id, [record.id])
+            usable = record.id in stored and vector_problem(stored[record.id], vector.size) is None
+            if same and not usable:
                 self.cold_tracks.store_vector(record.id, version.version_id, vector)
 
 

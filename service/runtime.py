@@ -58,7 +58,7 @@ class Runtime:
         self.catalogue: Catalogue | None = None
         self.state = ServedState()
         self._stop = threading.Event()
-        self.cold_tracks = ColdTracks(self._catalogue, self.limits)
+        self.cold_tracks = ColdTracks(self._catalogue, self.limits, metrics)
         self.swapper = VersionSwapper(
             settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
         )
@@ -68,9 +68,7 @@ class Runtime:
         embedder = UploadEmbedder(self.limits, metrics)
         self.views = Views(self._catalogue, self.state)
         self.queries = Queries(self.state, embedder)
-        self.tracks = TrackWriter(
-            self._catalogue, self.state, embedder, self.cold_tracks, self.views, metrics
-        )
+        self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
         self._threads: list[threading.Thread] = []
         self._limiter: anyio.CapacityLimiter | None = None
 

@@ -14,7 +14,11 @@ the side while the old version keeps answering:
    also while the nightly run was going) go into both spaces (`ColdTracks.place`): at
    their stored vector for this version (a restart), or re-embedded from their stored
    audio with this version's encoder (the vector then stored). A track the version already
-   holds keeps the version's vector: the pipeline embedded it, or listens made it warm.
+   holds keeps the version's vector: the pipeline embedded it, or listens made it warm. A
+   stored vector that is unusable (NaN, the wrong shape: written behind the service's
+   back) is re-embedded instead; a track whose audio is missing or does not decode is left
+   out. Each such track is logged and counted (`coldstart_catalogue_track_problems_total`):
+   one bad track never keeps a version from being served.
 
 The switch itself takes the served state's lock, which track writes hold: tracks added or
 deleted while the version was being prepared are caught up, then one `Serving` replaces

@@ -12,13 +12,14 @@ import dataclasses
 import secrets
 from collections.abc import Callable
 
+from audio.errors import AudioError
 from catalogue import Catalogue, CatalogueError
 from catalogue import ListenIn as CatalogueListen
+from catalogue.vectors import vector_problem
 from index.vector_index import UnknownIdError
 from service import schemas
-from service.cold_tracks import ColdTracks
 from service.embedder import UploadEmbedder
-from service.errors import from_catalogue_error, listen_error_code
+from service.errors import from_audio_error, from_catalogue_error, listen_error_code
 from service.metrics import ServiceMetrics
 from service.serving import ServedState
 from service.views import Views
@@ -33,14 +34,12 @@ class TrackWriter:
         catalogue: Callable[[], Catalogue],
         state: ServedState,
         embedder: UploadEmbedder,
-        cold_tracks: ColdTracks,
         views: Views,
         metrics: ServiceMetrics,
     ) -> None:
         self.catalogue = catalogue
         self.state = state
         self.embedder = embedder
-        self.cold_tracks = cold_tracks
         self.views = views
         self.metrics = metrics
 
@@ -48,6 +47,10 @@ class TrackWriter:
         self, data: bytes, filename: str, title: str, artist: str, track_id: str | None
     ) -> tuple[schemas.Track, Embedding]:
         """Embed the upload, store track + audio + vector durably, then index it.
+
+        All or nothing: the catalogue writes the row, the vector and the event in one
+        transaction once the upload has decoded to a vector the index takes, and removes
+        the audio it stored when that transaction fails; a refused upload leaves no trace.
 
         The audio is filed under the extension of the container the decoder opened. The
         embedding runs outside the lock; the rest inside, into the version served by
@@ -67,6 +70,10 @@ class TrackWriter:
                 if version is pinned.version
                 else self.embedder.embed(version, data, filename).vector
             )
+            problem = vector_problem(vector, version.index.space("content").dim)
+            if problem is not None:
+                unusable = AudioError("unembeddable", filename, f"the predicted vector {problem}")
+                raise from_audio_error(unusable)
             try:
                 record = catalogue.add_track(
                     track_id,
@@ -76,10 +83,10 @@ class TrackWriter:
                     audio_ext=embedding.extension,
                     origin="cold",
                     vector_version=version.version_id,
+                    vector=vector,
                 )
             except CatalogueError as error:
                 raise from_catalogue_error(error) from error
-            self.cold_tracks.store_vector(track_id, version.version_id, vector)
             version.index.add_track(track_id, vector, vector)
             serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
             state.serving = serving

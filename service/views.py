@@ -1,5 +1,5 @@
 """Response objects built from catalogue rows and the served state: song hits and tracks,
-and the recording a track plays."""
+the recording a track plays, and what an upload's answer says about its audio."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from corpus.dataset import find_audio
 from service import schemas
 from service.errors import NotFound
 from service.serving import ServedState, Serving
+from training.inference import Embedding
 
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
@@ -20,6 +21,31 @@ MEDIA_TYPES = {
     "opus": "audio/ogg",
     "m4a": "audio/mp4",
 }
+
+
+def audio_info(embedding: Embedding) -> schemas.AudioInfo:
+    """What the answer to an upload says about its audio, warnings included."""
+    warnings = []
+    if embedding.truncated:
+        warnings.append(
+            schemas.AudioWarning(
+                code="truncated", message=f"only the first {embedding.seconds:.0f} s used"
+            )
+        )
+    if embedding.normalised:
+        warnings.append(
+            schemas.AudioWarning(
+                code="peak_normalised",
+                message=f"samples peaked at {embedding.peak_dbfs:+.1f} dBFS, above full scale;"
+                " the recording was scaled down to peak at 0 dBFS",
+            )
+        )
+    return schemas.AudioInfo(
+        seconds=round(embedding.seconds, 3),
+        truncated=embedding.truncated,
+        peak_normalised=embedding.normalised,
+        warnings=warnings,
+    )
 
 
 class Views:
