@@ -80,3 +80,21 @@ def test_a_non_finite_prediction_is_refused(encoder: ContentEncoder) -> None:
     with pytest.raises(AudioError) as caught:
         embed_audio(broken, wav_bytes(tone(4.0, rate), rate), name="clip.wav")
     assert caught.value.code == "unembeddable"
+
+
+def test_coldstart_predict_loads_the_checkpoint_into_the_same_path(
+    encoder: ContentEncoder, tmp_path: Path
+) -> None:
+    """`load_predictor` (what `coldstart predict` runs) gives `embed_audio`'s vector."""
+    from tests.hostile_audio import tone, wav_bytes
+    from training.checkpoint import save_encoder
+    from training.inference import load_predictor
+
+    save_encoder(encoder, tmp_path / "cnn")
+    rate = encoder.config.sample_rate
+    song = tmp_path / "song.wav"
+    song.write_bytes(wav_bytes(tone(4.0, rate), rate))
+    predicted = load_predictor(tmp_path / "cnn", "cnn")(song)
+    np.testing.assert_allclose(predicted, embed_audio(encoder, song).vector, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="model must be one of"):
+        load_predictor(tmp_path / "cnn", "rnn")
