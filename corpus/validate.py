@@ -10,7 +10,9 @@ no Python line runs per listen. Only the first `max_per_kind` problems of a kind
 `Problem`s (each with its line), the rest are counted.
 
 Audio is probed: PyAV opens each file and decodes its first frame (is there an audio stream,
-does it decode, how long is it), in a thread pool that runs beside the text checks. Given a
+does it decode, how long is it, are its samples usable by the front end's one rule,
+`audio.decode.sample_peak`: NaN or inf is an error, a peak above full scale a warning, as the
+front end peak-normalises it), in a thread pool that runs beside the text checks. Given a
 `ClipCheck` (`coldstart validate` passes the front end's: a full decode and
 `audio.frontend.check_usable`), each file is also decoded and judged as featurize will judge
 it (too short for one window, silent), which costs a full decode per file.
@@ -47,6 +49,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from audio.decode import FULL_SCALE, frames_to_mono, sample_peak
+from audio.errors import AudioError
 from corpus.dataset import (
     AUDIO_DIR,
     AUDIO_EXTENSIONS,
@@ -76,11 +80,13 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "audio-missing": ("error", "songs without an audio file"),
     "audio-duplicate": ("error", "extra audio files for one song"),
     "audio-undecodable": ("error", "audio files that do not open or decode"),
+    "audio-invalid-samples": ("error", "audio files with NaN or infinite samples"),
     "whitespace": ("warning", "ids with leading or trailing whitespace"),
     "audio-unknown-song": ("warning", "audio files of songs not in songs.csv (ignored)"),
     "audio-ignored": ("warning", "files in audio/ that are not <song_id>.<ext> (ignored)"),
     "audio-duration": ("warning", "audio files without a duration"),
     "audio-unusable": ("warning", "audio files the front end refuses (featurize skips them)"),
+    "audio-over-full-scale": ("warning", "audio files peaking above full scale (normalised)"),
 }
 
 # Why the front end would refuse the clip at this path, or None: corpus lies upstream of
@@ -159,11 +165,14 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class AudioProbe:
-    """What the probe learnt of one file: its length, or why it is not usable audio; and
-    why the front end refuses it (`refused`, only when a `ClipCheck` ran)."""
+    """What the probe learnt of one file: its length and the peak of its first frame (None
+    if unknown), or why it is not usable audio (`invalid_samples`: NaN or inf); and why the
+    front end refuses it (`refused`, only when a `ClipCheck` ran)."""
 
     seconds: float | None
     error: str | None = None
+    peak: float | None = None
+    invalid_samples: bool = False
     refused: str | None = None
 
 
@@ -186,13 +195,19 @@ def _probe_header(path: Path) -> AudioProbe:
             if not container.streams.audio:
                 return AudioProbe(None, "no audio stream")
             stream = container.streams.audio[0]
-            if next(container.decode(stream), None) is None:
+            frame = next(container.decode(stream), None)
+            if frame is None:
                 return AudioProbe(None, "no decodable audio frame")
+            try:
+                peak = sample_peak(frames_to_mono([frame]), path.name)
+            except AudioError as error:
+                return AudioProbe(None, error.reason, invalid_samples=True)
+            seconds = None
             if stream.duration and stream.time_base:
-                return AudioProbe(float(stream.duration * stream.time_base))
-            if container.duration:
-                return AudioProbe(container.duration / av.time_base)
-            return AudioProbe(None)
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / av.time_base
+            return AudioProbe(seconds, peak=peak)
     except (av.FFmpegError, OSError) as error:
         return AudioProbe(None, f"cannot be read as audio: {error.strerror or error}")
 
@@ -805,12 +820,23 @@ class _AudioCheck:
                 if in_catalogue is not None and song_id not in in_catalogue:
                     continue  # the loader ignores it, and it was reported as such
                 file = f"{AUDIO_DIR}/{self.files[song_id][0]}"
+                if probe.invalid_samples:
+                    collector.add("audio-invalid-samples", file, None, probe.error or "")
+                    continue
                 if probe.error is not None:
                     collector.add("audio-undecodable", file, None, probe.error)
                     continue
                 if probe.refused is not None:
                     collector.add(
                         "audio-unusable", file, None, f"featurize skips it: {probe.refused}"
+                    )
+                if probe.peak is not None and probe.peak > FULL_SCALE:
+                    collector.add(
+                        "audio-over-full-scale",
+                        file,
+                        None,
+                        f"peaks at {20 * np.log10(probe.peak):+.1f} dBFS: the front end"
+                        " scales it down to full scale",
                     )
                 if probe.seconds is None:
                     collector.add("audio-duration", file, None, "no duration in the header")

@@ -40,14 +40,14 @@ from ranking.metrics import (
     expected_random_map,
     ranking_metrics,
 )
-from training.run import predict_cached
+from training.inference import predict_cached
 
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder
 
 
 class ScoredVersion(Protocol):
-    """What the gate reads of the current version (a `pipeline.registry.LoadedVersion` or
+    """What the gate reads of the current version (a `pipeline.registry.read.LoadedVersion` or
     `RetrainingBase`): its id, its encoder and its user factors, rows following user_ids."""
 
     @property
