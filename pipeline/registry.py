@@ -36,7 +36,8 @@ factors; a song with fewer (a track added by audio that has only begun to be pla
 unlistened song, or one folded in to a zero vector because all its listeners were left out
 of WMF) sits where the content model puts it, exactly like a cold track added later through
 the API. A few listeners' factors say more about those listeners than about the song. The
-content space holds the CNN's prediction for every song in the mel cache.
+content space holds the CNN's prediction for every song in the mel cache whose prediction is
+usable (finite, not all zeros; the others are named in the manifest's `left_out`).
 
 `load_current` imports torch, faiss and the plain encoder only: the service never loads
 Lightning, implicit or pandas. `publish_run` imports the training side lazily for that
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -73,6 +75,7 @@ from index.spaces import CatalogueIndex
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder
 
+log = logging.getLogger("coldstart.pipeline")
 VERSION_KIND = "model-version"
 CURRENT_FILE = "current"
 VERSIONS_DIR = "versions"
@@ -447,6 +450,7 @@ def _build_version(
         from training.spark_embed import embed_on_spark
 
         content_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
+    content_ids, content_vectors, unembeddable = _usable_predictions(content_ids, content_vectors)
 
     warm_ids = factorization.song_ids + factorization.valid_song_ids + factorization.test_song_ids
     warm_factors = np.concatenate(
@@ -515,6 +519,7 @@ def _build_version(
         dataset_fingerprint=factorization.manifest.get("dataset_fingerprint"),
         extra={
             "pipeline": provenance,
+            "left_out": dict.fromkeys(unembeddable, "unembeddable: its prediction is unusable"),
             "counts": {
                 "catalogue_songs": len(catalogue_ids),
                 "cf_songs": len(cf_ids) + len(cold_ids),
@@ -526,6 +531,28 @@ def _build_version(
             "n_factors": factorization.n_factors,
         },
     )
+
+
+def _usable_predictions(
+    song_ids: list[str], vectors: np.ndarray
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Drop the songs whose predicted vector (a row of `vectors` (n, F)) is NaN, inf or all
+    zeros: one bad recording is left out of the content space (logged, and named in the
+    manifest's `left_out`), not the cause of a failed publish. Returns the kept ids, their
+    vectors and the ids left out."""
+    from catalogue.vectors import usable_rows
+
+    usable = usable_rows(vectors)
+    if usable.all():
+        return song_ids, vectors, []
+    left_out = [song_id for song_id, ok in zip(song_ids, usable, strict=True) if not ok]
+    log.warning(
+        "%d songs left out: their predicted vectors are unusable (e.g. %s)",
+        len(left_out),
+        ", ".join(left_out[:5]),
+    )
+    kept = [song_id for song_id, ok in zip(song_ids, usable, strict=True) if ok]
+    return kept, vectors[usable], left_out
 
 
 def _copy_artifact(source: Path, target: Path) -> None:
