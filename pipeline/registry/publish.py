@@ -10,6 +10,7 @@ side (mel cache, factorization, checkpoint) is imported lazily, inside the funct
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -46,8 +47,10 @@ from pipeline.registry.layout import (
     registry_lock,
     version_folder,
 )
-from pipeline.registry.placement import has_factors, place_songs
+from pipeline.registry.placement import has_factors, place_songs, usable_predictions
 from pipeline.registry.read import current_version_or_none
+
+log = logging.getLogger("coldstart.pipeline")
 
 # Listeners a song needs before the cf space places it at its WMF factors, not its audio.
 WARM_MIN_LISTENERS = 3
@@ -186,6 +189,13 @@ def _build_version(
         from training.spark_embed import embed_on_spark
 
         content_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
+    content_ids, content_vectors, unembeddable = usable_predictions(content_ids, content_vectors)
+    if unembeddable:
+        log.warning(
+            "%d songs left out: their predicted vectors are unusable (e.g. %s)",
+            len(unembeddable),
+            ", ".join(unembeddable[:5]),
+        )
 
     warm_ids = factorization.song_ids + factorization.valid_song_ids + factorization.test_song_ids
     warm_factors = np.concatenate(
@@ -249,6 +259,7 @@ def _build_version(
         dataset_fingerprint=factorization.manifest.get("dataset_fingerprint"),
         extra={
             "pipeline": provenance,
+            "left_out": dict.fromkeys(unembeddable, "unembeddable: its prediction is unusable"),
             "counts": {
                 "catalogue_songs": len(catalogue_ids),
                 "cf_songs": len(cf.ids),
