@@ -39,8 +39,8 @@ the API. A few listeners' factors say more about those listeners than about the 
 content space holds the CNN's prediction for every song in the mel cache.
 
 `load_current` imports torch, faiss and the plain encoder only: the service never loads
-Lightning, implicit or pandas. `publish_run` imports the training side lazily for that
-reason.
+Lightning or implicit (an import contract of `make lint`; pandas it does load, through the
+catalogue). `publish_run` imports the training side lazily for that reason.
 """
 
 from __future__ import annotations
