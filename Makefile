@@ -43,5 +43,10 @@ java:
 test: $(STAMP) browser compose java
 	$(VENV)/bin/python -m pytest
 
+# Ruff (lint and format), mypy ([tool.mypy]) and the import contracts ([tool.importlinter]:
+# the layered walk of docs/ARCHITECTURE.md; the service imports neither Lightning nor implicit).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=. $(VENV)/bin/lint-imports

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, Result, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -262,7 +262,7 @@ class Catalogue:
         """Delete a track and its listens. Its audio file stays in the store: other tracks
         may share the bytes, and the store is append-only by design."""
         with self._writing.begin() as session:
-            deleted = session.execute(delete(Track).where(Track.id == track_id)).rowcount
+            deleted = _rowcount(session.execute(delete(Track).where(Track.id == track_id)))
             if deleted:
                 record_event(session, "deleted", track_id)
         if not deleted:
@@ -293,7 +293,7 @@ class Catalogue:
         with self._writing.begin() as session:
             for chunk in _chunks(list(track_ids), _IN_CHUNK):
                 statement = update(Track).where(Track.id.in_(chunk)).values(vector_version=version)
-                updated += session.execute(statement).rowcount
+                updated += _rowcount(session.execute(statement))
         return updated
 
     def import_songs(
@@ -518,3 +518,9 @@ class Catalogue:
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise InvalidTrack(f"songs row {row} ({ids.iloc[row]!r}): {problem}")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DELETE or UPDATE touched: `execute` gives a `CursorResult` for them, typed as
+    a plain `Result`."""
+    return cast("CursorResult[Any]", result).rowcount

@@ -141,6 +141,7 @@ def pipeline(
     the gate, 75 another run is going, 1 failed; the current version serves throughout."""
     from rich.console import Console
 
+    from artifacts.run_layout import SUMMARY_FILE
     from catalogue.db import url_or_path
     from evaluation.gate import GateSettings
     from pipeline.nightly import PipelineSettings, run_pipeline
@@ -186,7 +187,7 @@ def pipeline(
         console.print(f"  {step.name:<10} {step.status:<7} {step.seconds:>8.1f} s")
     colour = {"published": "green", "refused": "yellow"}.get(str(result.outcome), "red")
     console.print(f"[{colour}]{result.outcome}[/{colour}]: {result.message}")
-    console.print(f"summary: {Path(result.run_dir) / 'summary.json'}")
+    console.print(f"summary: {Path(result.run_dir) / SUMMARY_FILE}")
     typer.echo(json.dumps({"outcome": str(result.outcome), "version_id": result.version_id}))
     raise typer.Exit(result.exit_code)
 

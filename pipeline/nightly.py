@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from artifacts.files import write_json_atomic
-from artifacts.run_layout import CNN_NAME
+from artifacts.run_layout import CNN_NAME, LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
 from evaluation.gate import GateSettings
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
@@ -59,10 +59,6 @@ from training.run import CNN_DEFAULTS, CNNSettings
 
 log = logging.getLogger("coldstart.pipeline")
 
-WORK_DIR = "pipeline"
-RUNS_DIR = "runs"
-SUMMARY_FILE = "summary.json"
-LOG_FILE = "pipeline.log"
 TEST_SONGS_FILE = "test_songs.txt"
 # When fewer than this share of the current test songs is left, a new split is drawn.
 MIN_KEPT_TEST_SHARE = 0.5
