@@ -18,11 +18,14 @@ every problem with its line.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 LISTENS_FILE = "listens.tsv"
@@ -59,6 +62,34 @@ def _id_type() -> pa.DataType:
     return pa.dictionary(pa.int32(), pa.string())
 
 
+def _listens_csv_options() -> dict:
+    """The parser of `listens.tsv`, one for the whole-file and the streaming read."""
+    return {
+        # an empty line is kept as a row of empty fields, and refused below
+        "parse_options": pacsv.ParseOptions(
+            delimiter="\t", quote_char=False, ignore_empty_lines=False
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            column_types={
+                "user_id": _id_type(),
+                "song_id": _id_type(),
+                "play_count": pa.int32(),  # a count beyond int32 fails the read
+            }
+        ),
+    }
+
+
+def _check_listens_frame(listens: pd.DataFrame, where: str) -> None:
+    """The loader's checks on one frame of listens (categorical ids, int32 counts)."""
+    if listens["play_count"].isna().any():
+        raise DatasetError(f"{where}: empty play counts (or empty lines)")
+    for column in ("user_id", "song_id"):
+        if (listens[column].cat.categories == "").any():
+            raise DatasetError(f"{where}: empty {column}")
+    if len(listens) and listens["play_count"].min() < 1:
+        raise DatasetError(f"{where}: play counts must be integers >= 1")
+
+
 def read_listens(path: Path) -> pd.DataFrame:
     """Read `listens.tsv` into columns user_id, song_id (categorical) and play_count (int32).
 
@@ -71,17 +102,7 @@ def read_listens(path: Path) -> pd.DataFrame:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=list(LISTEN_COLUMNS)),
-            # an empty line is kept as a row of empty fields, and refused below
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t", quote_char=False, ignore_empty_lines=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={
-                    "user_id": _id_type(),
-                    "song_id": _id_type(),
-                    "play_count": pa.int32(),  # a count beyond int32 fails the read
-                }
-            ),
+            **_listens_csv_options(),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise DatasetError(
@@ -89,18 +110,61 @@ def read_listens(path: Path) -> pd.DataFrame:
         ) from error
     if table.num_rows == 0:
         raise DatasetError(f"{path}: no listens")
-    if table.column("play_count").null_count:
-        raise DatasetError(f"{path}: empty play counts (or empty lines)")
     # Every category is used: a CSV dictionary holds only the values its rows hold. The
     # table's buffers are released as the frame is built (peak memory, not a second copy).
     listens = table.to_pandas(self_destruct=True)
     del table
-    for column in ("user_id", "song_id"):
-        if (listens[column].cat.categories == "").any():
-            raise DatasetError(f"{path}: empty {column}")
-    if listens["play_count"].min() < 1:
-        raise DatasetError(f"{path}: play counts must be integers >= 1")
+    _check_listens_frame(listens, str(path))
     return listens
+
+
+def iter_listens(path: Path, block_bytes: int = 64 << 20) -> Iterator[pd.DataFrame]:
+    """`listens.tsv` as consecutive frames of about `block_bytes` of text each, with the
+    columns and checks of `read_listens` (each frame's categories are its own): what a
+    bulk import streams, holding one block at a time however long the file is.
+
+    Raises `DatasetError` (naming the file) when the block it is reading is bad, so a
+    consumer inside a transaction rolls back everything read before it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    rows = 0
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=list(LISTEN_COLUMNS), block_size=block_bytes, use_threads=True
+            ),
+            **_listens_csv_options(),
+        )
+        for batch in reader:
+            frame = batch.to_pandas()
+            _check_listens_frame(frame, f"{path} (lines {rows + 1}-{rows + len(frame)})")
+            rows += len(frame)
+            yield frame
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise DatasetError(
+            f"{path}: {error} (run `coldstart validate` for every problem)"
+        ) from error
+    if rows == 0:
+        raise DatasetError(f"{path}: no listens")
+
+
+def listens_tsv_block(listens: pd.DataFrame) -> pa.Buffer:
+    """`user<TAB>song<TAB>count` lines of a frame of listens (columns as `read_listens`
+    gives them), unquoted as the loader reads them, built by Arrow kernels without a
+    Python string per row. Ids must hold no tab or newline (the catalogue's never do)."""
+    users = pa.array(listens["user_id"]).cast(pa.string())
+    songs = pa.array(listens["song_id"]).cast(pa.string())
+    counts = pa.array(listens["play_count"].to_numpy()).cast(pa.string())
+    lines = pc.binary_join_element_wise(
+        users, songs, pc.binary_join_element_wise(counts, "", "\n"), "\t"
+    )
+    if len(lines) == 0:
+        return pa.py_buffer(b"")
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
+    first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return lines.buffers()[2][first:last]
 
 
 def read_songs(path: Path) -> pd.DataFrame:
