@@ -64,6 +64,8 @@ def test_a_catalogue_mostly_without_audio_is_published(tiny_world: Path, tmp_pat
     assert not any(song_id in content for song_id in silent)
     # every song without audio that has listens sits in the cf space at its WMF factors
     factorization = load_factorization(Path(summary.run_dir))
+    # only songs with audio are held out (the CNN is scored on them); the others all train
+    assert set(factorization.test_song_ids) | set(factorization.valid_song_ids) <= set(with_audio)
     fitted = dict(zip(factorization.song_ids, factorization.song_factors, strict=True))
     heard = [song_id for song_id in silent if song_id in fitted]
     assert len(heard) > n_songs // 2
