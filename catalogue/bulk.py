@@ -1,8 +1,9 @@
 """Listens in bulk, at Taste Profile scale (48M rows): in and out of the database in chunks.
 
-PostgreSQL gets and gives them by COPY (psycopg 3's `cursor.copy` on the raw connection of
-the SQLAlchemy transaction), as CSV that pyarrow writes and parses; SQLite by `executemany`
-of one chunk's tuples and a cursor read `fetchmany` at a time. Either way memory is bounded
+PostgreSQL gets them by COPY (psycopg 3's `cursor.copy` on the raw connection of the
+SQLAlchemy transaction), as text rows that Arrow kernels build, and gives them through a
+server-side cursor; SQLite by `executemany` of one chunk's tuples and a cursor read
+`fetchmany` at a time. Either way memory is bounded
 by a chunk, and no ORM object or dict is built per listen. The table and column names come
 from the models (`catalogue.models.Listen`), which stay the source of the schema.
 
@@ -12,7 +13,6 @@ given and read what the database holds.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import repeat
@@ -20,15 +20,15 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.compute as pc
 from sqlalchemy import Connection, func, select
 
 from catalogue.models import Listen
+from corpus.dataset import tsv_block
 
-# Summed listens read per chunk (SQLite rows, or PostgreSQL CSV bytes of about as many rows).
+# Summed listens read per chunk.
 EXPORT_CHUNK_ROWS = 500_000
 WRITE_CHUNK_ROWS = 200_000  # listens per COPY block or executemany call
-_EXPORT_CHUNK_BYTES = 32 << 20
 # Memory PostgreSQL may use to sort and group the listens of one export (a session setting,
 # reset when the transaction ends); below it the server spills the sort to disk.
 _EXPORT_WORK_MEM = "256MB"
@@ -52,7 +52,7 @@ class ListenWriter:
         columns = ", ".join(quote(column.name) for column in _INSERTED)
         name = connection.dialect.identifier_preparer.format_table(table)
         if self.postgres:
-            self.statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)"
+            self.statement = f"COPY {name} ({columns}) FROM STDIN"
             self.stamp = played_at.astimezone(UTC).isoformat()
         else:
             marks = ", ".join("?" for _ in _INSERTED)
@@ -74,9 +74,8 @@ class ListenWriter:
         """Write `frame`, `WRITE_CHUNK_ROWS` rows at a time."""
         if self.postgres:
             for start in range(0, len(frame), WRITE_CHUNK_ROWS):
-                self._copy.write(
-                    _csv_block(frame.iloc[start : start + WRITE_CHUNK_ROWS], self.stamp)
-                )
+                rows = frame.iloc[start : start + WRITE_CHUNK_ROWS]
+                self._copy.write(_copy_text_block(rows, self.stamp))
             return
         users, user_codes = _values_and_codes(frame["user_id"])
         songs, song_codes = _values_and_codes(frame["song_id"])
@@ -111,23 +110,14 @@ def _values_and_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return column.cat.categories.to_numpy(dtype=object), column.cat.codes.to_numpy()
 
 
-def _csv_block(frame: pd.DataFrame, stamp: str) -> bytes:
-    """One chunk as CSV rows user_id,track_id,count,played_at (pyarrow quotes every string,
-    so commas and quotes in ids survive), for `COPY ... (FORMAT csv)`."""
-    n = len(frame)
-    table = pa.table(
-        {
-            "user_id": pa.array(frame["user_id"]),
-            "track_id": pa.array(frame["song_id"]),
-            "count": pa.array(frame["play_count"].to_numpy(dtype=np.int64)),
-            "played_at": pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, dtype=np.int32)), pa.array([stamp])
-            ),
-        }
-    )
-    buffer = io.BytesIO()
-    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
-    return buffer.getvalue()
+def _copy_text_block(frame: pd.DataFrame, stamp: str) -> pa.Buffer:
+    """One chunk as COPY text rows `user<TAB>track<TAB>count<TAB>played_at`: ids hold no
+    control characters (the catalogue's rule, checked before), so a backslash, doubled, is
+    the only escape text format needs; built by Arrow kernels, no Python string per row."""
+    users = pc.replace_substring(pa.array(frame["user_id"]).cast(pa.string()), "\\", "\\\\")
+    songs = pc.replace_substring(pa.array(frame["song_id"]).cast(pa.string()), "\\", "\\\\")
+    counts = pa.array(frame["play_count"].to_numpy(dtype=np.int64)).cast(pa.string())
+    return tsv_block(users, songs, counts, pa.scalar(stamp))
 
 
 def _summed_query(connection: Connection) -> str:
@@ -145,12 +135,19 @@ def summed_listens(
     connection: Connection, chunk_rows: int = EXPORT_CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
     """Plays summed per (user, song), sorted by user then song, as consecutive frames of
-    about `chunk_rows` rows: user_id, song_id (categorical, each frame its own categories)
-    and play_count (int64, unclipped). Runs inside `connection`'s transaction."""
+    `chunk_rows` rows (the last one shorter): user_id, song_id (categorical, each frame its
+    own categories) and play_count (int64, unclipped). Runs inside `connection`'s
+    transaction: on PostgreSQL through a server-side cursor (measured 3x faster than
+    reading COPY TO, whose rows psycopg hands over one message at a time), on SQLite
+    through a plain cursor; either way one chunk of rows is in memory at a time."""
+    raw = connection.connection.dbapi_connection
     if connection.dialect.name == "postgresql":
-        yield from _postgres_summed(connection, chunk_rows)
-        return
-    cursor = connection.connection.dbapi_connection.execute(_summed_query(connection))
+        connection.exec_driver_sql(f"SET LOCAL work_mem = '{_EXPORT_WORK_MEM}'")
+        cursor = raw.cursor(name="coldstart_summed_listens")
+        cursor.itersize = chunk_rows
+        cursor.execute(_summed_query(connection))
+    else:
+        cursor = raw.execute(_summed_query(connection))
     try:
         while rows := cursor.fetchmany(chunk_rows):
             users, songs, counts = zip(*rows, strict=True)
@@ -164,37 +161,3 @@ def summed_listens(
             )
     finally:
         cursor.close()
-
-
-def _postgres_summed(connection: Connection, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """COPY (the summed query) TO STDOUT as CSV, parsed by pyarrow a block at a time (each
-    COPY message is one row, so a block of whole messages is whole rows)."""
-    connection.exec_driver_sql(f"SET LOCAL work_mem = '{_EXPORT_WORK_MEM}'")
-    statement = f"COPY ({_summed_query(connection)}) TO STDOUT (FORMAT csv)"
-    limit = max(1, min(_EXPORT_CHUNK_BYTES, chunk_rows * 64))
-    with connection.connection.dbapi_connection.cursor() as cursor:
-        with cursor.copy(statement) as copy:
-            parts: list[bytes] = []
-            size = 0
-            for message in copy:
-                parts.append(message)
-                size += len(message)
-                if size >= limit:
-                    yield _parse_summed(b"".join(parts))
-                    parts, size = [], 0
-            if parts:
-                yield _parse_summed(b"".join(parts))
-
-
-def _parse_summed(block: bytes) -> pd.DataFrame:
-    ids = pa.dictionary(pa.int32(), pa.string())
-    table = pacsv.read_csv(
-        pa.py_buffer(block),
-        read_options=pacsv.ReadOptions(column_names=["user_id", "song_id", "play_count"]),
-        convert_options=pacsv.ConvertOptions(
-            column_types={"user_id": ids, "song_id": ids, "play_count": pa.int64()},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    return table.to_pandas(self_destruct=True)

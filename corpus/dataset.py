@@ -150,21 +150,28 @@ def iter_listens(path: Path, block_bytes: int = 64 << 20) -> Iterator[pd.DataFra
         raise DatasetError(f"{path}: no listens")
 
 
-def listens_tsv_block(listens: pd.DataFrame) -> pa.Buffer:
-    """`user<TAB>song<TAB>count` lines of a frame of listens (columns as `read_listens`
-    gives them), unquoted as the loader reads them, built by Arrow kernels without a
-    Python string per row. Ids must hold no tab or newline (the catalogue's never do)."""
-    users = pa.array(listens["user_id"]).cast(pa.string())
-    songs = pa.array(listens["song_id"]).cast(pa.string())
-    counts = pa.array(listens["play_count"].to_numpy()).cast(pa.string())
-    lines = pc.binary_join_element_wise(
-        users, songs, pc.binary_join_element_wise(counts, "", "\n"), "\t"
-    )
+def tsv_block(*columns: pa.Array | pa.Scalar) -> pa.Buffer:
+    """Tab-separated lines of string `columns` (scalars repeat), each ending in a newline,
+    as one buffer, by Arrow kernels without a Python string per row. The values must hold
+    no tab or newline."""
+    *head, last = columns
+    lines = pc.binary_join_element_wise(*head, pc.binary_join_element_wise(last, "", "\n"), "\t")
     if len(lines) == 0:
         return pa.py_buffer(b"")
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
-    first, last = offsets[lines.offset], offsets[lines.offset + len(lines)]
-    return lines.buffers()[2][first:last]
+    first, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return lines.buffers()[2][first:end]
+
+
+def listens_tsv_block(listens: pd.DataFrame) -> pa.Buffer:
+    """`user<TAB>song<TAB>count` lines of a frame of listens (columns as `read_listens`
+    gives them), unquoted as the loader reads them. Ids must hold no tab or newline (the
+    catalogue's never do)."""
+    return tsv_block(
+        pa.array(listens["user_id"]).cast(pa.string()),
+        pa.array(listens["song_id"]).cast(pa.string()),
+        pa.array(listens["play_count"].to_numpy()).cast(pa.string()),
+    )
 
 
 def read_songs(path: Path) -> pd.DataFrame:
