@@ -15,7 +15,7 @@ with the metadata they have (an empty title or artist is allowed there).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +23,14 @@ from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 from sqlalchemy import CursorResult, Engine, Result, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from catalogue.audio_store import AudioStore, StoredAudio
+from catalogue.bulk import EXPORT_CHUNK_ROWS, ListenWriter, summed_listens
 from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
 from catalogue.events import record_event
 from catalogue.models import (
@@ -350,41 +352,29 @@ class Catalogue:
 
     # ---- listens ------------------------------------------------------------------------
 
-    def import_listens(self, listens: pd.DataFrame, played_at: datetime | None = None) -> int:
-        """Bulk-add a dataset's listening history (columns user_id, song_id, play_count, as
-        `corpus.dataset.read_listens` gives them), all stamped `played_at` (default now), in
-        one transaction. Every song must be in the catalogue already (import the songs
-        first); raises `InvalidTrack` naming the first unknown one, and nothing is added.
-        Returns how many rows were added."""
+    def import_listens(
+        self, listens: pd.DataFrame | Iterable[pd.DataFrame], played_at: datetime | None = None
+    ) -> int:
+        """Bulk-add a dataset's listening history, all stamped `played_at` (default now), in
+        one transaction: a frame with columns user_id, song_id, play_count (as
+        `corpus.dataset.read_listens` gives them), or consecutive such frames (as
+        `corpus.dataset.iter_listens` streams `listens.tsv`), written by COPY / executemany
+        (`catalogue.bulk`) a chunk at a time. Every song must be in the catalogue already
+        (import the songs first). Raises `InvalidTrack` naming the first bad row (counted
+        from 0 over all frames: an unknown song, a bad user id or play count), and nothing
+        is added. Returns how many rows were added."""
         played_at = played_at or utc_now()
-        song_ids = pd.unique(listens["song_id"].astype(str))
-        known = self.get_tracks(song_ids.tolist())
-        unknown = [song_id for song_id in song_ids if song_id not in known]
-        if unknown:
-            raise InvalidTrack(
-                f"{len(unknown)} listened songs are not in the catalogue (e.g. {unknown[0]!r}):"
-                " import the songs first"
-            )
-        bad_users = listens["user_id"].astype(str)
-        bad = (bad_users.str.len() == 0) | (bad_users.str.len() > MAX_ID_LENGTH)
-        counts = listens["play_count"].to_numpy()
-        bad |= (counts < 1) | (counts > MAX_PLAY_COUNT)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InvalidTrack(f"listens row {row}: bad user id or play count")
-        rows = [
-            {"user_id": user_id, "track_id": song_id, "count": int(count), "played_at": played_at}
-            for user_id, song_id, count in zip(
-                listens["user_id"].astype(str),
-                listens["song_id"].astype(str),
-                counts,
-                strict=True,
-            )
-        ]
+        frames = [listens] if isinstance(listens, pd.DataFrame) else listens
+        added = 0
         with self._writing.begin() as session:
-            for chunk in _chunks(rows, _IMPORT_CHUNK):
-                session.execute(insert(Listen), chunk)
-        return len(rows)
+            connection = session.connection()
+            known = pd.Index(connection.execute(select(Track.id)).scalars().all(), dtype=object)
+            with ListenWriter(connection, played_at) as writer:
+                for frame in frames:
+                    _check_listens(frame, known, first_row=added)
+                    writer.write(frame)
+                    added += len(frame)
+        return added
 
     def count_listens(self) -> int:
         with self._reading() as session:
@@ -429,28 +419,39 @@ class Catalogue:
                     session.execute(insert(Listen), rows)
         return results  # type: ignore[return-value]
 
-    def export_listens(self) -> pd.DataFrame:
-        """Plays summed per (user, song), for the nightly WMF fit.
-
-        Columns as `corpus.dataset.read_listens` gives them: user_id and song_id
-        (categorical), play_count (int32, sums clipped at 2**31 - 1); sorted by user, song.
-        """
-        query = (
-            select(Listen.user_id, Listen.track_id, func.sum(Listen.count))
-            .group_by(Listen.user_id, Listen.track_id)
-            .order_by(Listen.user_id, Listen.track_id)
-        )
+    def iter_listens(self, chunk_rows: int = EXPORT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """Plays summed per (user, song), sorted by user then song, streamed from one read
+        transaction as consecutive frames of about `chunk_rows` rows (COPY TO on
+        PostgreSQL, a cursor on SQLite; `catalogue.bulk`): user_id and song_id
+        (categorical, each frame its own categories), play_count (int32, sums clipped at
+        2**31 - 1). What the nightly snapshot writes to `listens.tsv` as it reads."""
         with self._reading() as session:
-            rows = session.execute(query).all()
-        user_ids, song_ids, counts = zip(*rows, strict=True) if rows else ((), (), ())
+            for frame in summed_listens(session.connection(), chunk_rows):
+                frame["play_count"] = np.minimum(frame["play_count"], MAX_PLAY_COUNT).astype(
+                    np.int32
+                )
+                yield frame
+
+    def export_listens(self) -> pd.DataFrame:
+        """Every summed play in one frame (`iter_listens` joined): columns as
+        `corpus.dataset.read_listens` gives them, sorted by user, song."""
+        frames = list(self.iter_listens())
+        if not frames:
+            return pd.DataFrame(
+                {
+                    "user_id": pd.Categorical([]),
+                    "song_id": pd.Categorical([]),
+                    "play_count": np.zeros(0, dtype=np.int32),
+                }
+            )
         return pd.DataFrame(
             {
-                "user_id": pd.Categorical(user_ids),
-                "song_id": pd.Categorical(song_ids),
-                "play_count": np.minimum(np.asarray(counts, dtype=np.int64), MAX_PLAY_COUNT).astype(
-                    np.int32
-                ),
+                column: union_categoricals(
+                    [frame[column] for frame in frames], sort_categories=True
+                )
+                for column in ("user_id", "song_id")
             }
+            | {"play_count": np.concatenate([frame["play_count"].to_numpy() for frame in frames])}
         )
 
     # ---- internals ----------------------------------------------------------------------
@@ -502,10 +503,7 @@ class Catalogue:
         ids = frame["song_id"].astype(str)
         checks = {
             "song_id is empty, too long or has control characters or surrounding spaces": (
-                (ids.str.len() == 0)
-                | (ids.str.len() > MAX_ID_LENGTH)
-                | ids.str.contains(_CONTROL.pattern, regex=True)
-                | (ids != ids.str.strip())
+                _bad_ids(ids)
             ),
             "song_id appears more than once": ids.duplicated(),
         }
@@ -516,7 +514,7 @@ class Catalogue:
             ) | text.str.contains(_CONTROL.pattern, regex=True)
         for problem, bad in checks.items():
             if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
+                row = int(np.flatnonzero(np.asarray(bad))[0])
                 raise InvalidTrack(f"songs row {row} ({ids.iloc[row]!r}): {problem}")
 
 
@@ -524,3 +522,49 @@ def _rowcount(result: Result[Any]) -> int:
     """Rows a DELETE or UPDATE touched: `execute` gives a `CursorResult` for them, typed as
     a plain `Result`."""
     return cast("CursorResult[Any]", result).rowcount
+
+
+def _bad_ids(ids: pd.Series | pd.Index) -> np.ndarray:
+    """Which of `ids` (strings) break the id rule of `_id_problem`, vectorised: bool array."""
+    ids = pd.Series(ids, dtype=object).astype(str)
+    return (
+        (ids.str.len() == 0)
+        | (ids.str.len() > MAX_ID_LENGTH)
+        | ids.str.contains(_CONTROL.pattern, regex=True)
+        | (ids != ids.str.strip())
+    ).to_numpy()
+
+
+def _check_listens(listens: pd.DataFrame, known_songs: pd.Index, first_row: int) -> None:
+    """Vectorised checks of one frame of imported listens; `InvalidTrack` naming the first
+    bad row (its number offset by `first_row`, the rows of earlier frames). The id checks
+    run over each column's distinct values, then reach the rows through their codes."""
+    missing = {"user_id", "song_id", "play_count"} - set(listens.columns)
+    if missing:
+        raise InvalidTrack(f"listens table lacks columns {sorted(missing)}")
+    users = listens["user_id"].astype("category")
+    songs = listens["song_id"].astype("category")
+    user_codes, song_codes = users.cat.codes.to_numpy(), songs.cat.codes.to_numpy()
+    counts = listens["play_count"].to_numpy()
+    if counts.dtype.kind not in "iuf":
+        counts = pd.to_numeric(listens["play_count"], errors="coerce").to_numpy(dtype=float)
+    whole = np.isfinite(counts) & (counts == np.floor(counts)) if counts.dtype.kind == "f" else 1
+    problems = {
+        "user_id is empty, too long or has control characters or surrounding spaces": (
+            user_codes < 0
+        )
+        | _bad_ids(users.cat.categories)[user_codes],
+        "song is not in the catalogue (import the songs first)": (song_codes < 0)
+        | ~songs.cat.categories.isin(known_songs)[song_codes],
+        f"play count must be an integer from 1 to {MAX_PLAY_COUNT}": ~(
+            (whole & (counts >= 1) & (counts <= MAX_PLAY_COUNT)).astype(bool)
+        ),
+    }
+    firsts = {problem: np.flatnonzero(bad) for problem, bad in problems.items() if bad.any()}
+    if firsts:
+        problem, rows = min(firsts.items(), key=lambda item: item[1][0])
+        row = int(rows[0])
+        raise InvalidTrack(
+            f"listens row {first_row + row} (user {users.iloc[row]!r}, song "
+            f"{songs.iloc[row]!r}, count {counts[row]!r}): {problem}"
+        )

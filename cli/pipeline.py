@@ -227,18 +227,29 @@ def import_dataset(
 ) -> None:
     """Import a dataset's songs, listens and recordings into the catalogue DB, so that
     `coldstart pipeline --database` trains on it. Songs already there are kept; listens
-    are refused when the catalogue already holds some (importing twice would double them)."""
+    are refused when the catalogue already holds some (importing twice would double them).
+    listens.tsv is streamed a block at a time into one transaction (COPY on PostgreSQL):
+    a bad row anywhere rejects every listen, and is named."""
     from rich.console import Console
 
     from catalogue import open_catalogue
     from catalogue.db import default_audio_store, url_or_path
     from catalogue.errors import CatalogueError
-    from corpus.dataset import DatasetError, find_audio, load_dataset
+    from corpus.dataset import (
+        LISTENS_FILE,
+        SONGS_FILE,
+        DatasetError,
+        find_audio,
+        iter_listens,
+        read_songs,
+    )
 
     console = Console()
     url = url_or_path(database)
     try:
-        data = load_dataset(dataset)
+        songs_table = read_songs(dataset / SONGS_FILE)
+        if not (dataset / LISTENS_FILE).is_file():
+            raise DatasetError(f"{dataset / LISTENS_FILE}: missing")
         store = audio_store or default_audio_store(url)
         with open_catalogue(url, store) as catalogue:
             if catalogue.count_listens():
@@ -247,9 +258,9 @@ def import_dataset(
                     " not importing a second copy"
                 )
             songs = catalogue.import_songs(
-                data.songs, audio=find_audio(dataset) if copy_audio else None
+                songs_table, audio=find_audio(dataset) if copy_audio else None
             )
-            listens = catalogue.import_listens(data.listens)
+            listens = catalogue.import_listens(iter_listens(dataset / LISTENS_FILE))
     except (DatasetError, CatalogueError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error

@@ -18,8 +18,10 @@ every problem with its line.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,6 +103,35 @@ def _id_type() -> pa.DataType:
     return pa.dictionary(pa.int32(), pa.string())
 
 
+def _listens_csv_options() -> dict[str, Any]:
+    """The parser of `listens.tsv`, one for the whole-file and the streaming read: every
+    column as dictionary-encoded text, so the count rule runs once per distinct count."""
+    return {
+        # an empty line is kept as a row of empty fields, and refused below
+        "parse_options": pacsv.ParseOptions(
+            delimiter="\t", quote_char=False, ignore_empty_lines=False
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=dict.fromkeys(LISTEN_COLUMNS, _id_type())
+        ),
+    }
+
+
+def _listens_frame(table: pa.Table, where: str) -> pd.DataFrame:
+    """A parsed table of listens -> the frame `read_listens` gives (categorical ids, int32
+    counts), or `DatasetError` naming `where` for a count that breaks `classify_counts` or
+    an empty id. The table's buffers are released as the frame is built (peak memory, not a
+    second copy): the caller must not use `table` afterwards."""
+    counts = table.column("play_count").unify_dictionaries()
+    table = table.set_column(2, "play_count", _count_values(where, counts))
+    # Every category is used: a CSV dictionary holds only the values its rows hold.
+    listens = table.to_pandas(self_destruct=True)
+    for column in ("user_id", "song_id"):
+        if (listens[column].cat.categories == "").any():
+            raise DatasetError(f"{where}: empty {column}")
+    return listens
+
+
 def read_listens(path: Path) -> pd.DataFrame:
     """Read `listens.tsv` into columns user_id, song_id (categorical) and play_count (int32).
 
@@ -115,13 +146,7 @@ def read_listens(path: Path) -> pd.DataFrame:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=list(LISTEN_COLUMNS)),
-            # an empty line is kept as a row of empty fields, and refused below
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t", quote_char=False, ignore_empty_lines=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(LISTEN_COLUMNS, _id_type())
-            ),
+            **_listens_csv_options(),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise DatasetError(
@@ -129,29 +154,75 @@ def read_listens(path: Path) -> pd.DataFrame:
         ) from error
     if table.num_rows == 0:
         raise DatasetError(f"{path}: no listens")
-    counts = table.column("play_count").unify_dictionaries()
-    table = table.set_column(2, "play_count", _count_values(path, counts))
-    # Every category is used: a CSV dictionary holds only the values its rows hold. The
-    # table's buffers are released as the frame is built (peak memory, not a second copy).
-    listens = table.to_pandas(self_destruct=True)
-    del table
-    for column in ("user_id", "song_id"):
-        if (listens[column].cat.categories == "").any():
-            raise DatasetError(f"{path}: empty {column}")
-    return listens
+    return _listens_frame(table, str(path))
 
 
-def _count_values(path: Path, counts: pa.ChunkedArray) -> pa.ChunkedArray:
+def iter_listens(path: Path, block_bytes: int = 64 << 20) -> Iterator[pd.DataFrame]:
+    """`listens.tsv` as consecutive frames of about `block_bytes` of text each, with the
+    columns and checks of `read_listens` (each frame's categories are its own): what a
+    bulk import streams, holding one block at a time however long the file is.
+
+    Raises `DatasetError` (naming the file) when the block it is reading is bad, so a
+    consumer inside a transaction rolls back everything read before it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    rows = 0
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=list(LISTEN_COLUMNS), block_size=block_bytes, use_threads=True
+            ),
+            **_listens_csv_options(),
+        )
+        for batch in reader:
+            where = f"{path} (lines {rows + 1}-{rows + batch.num_rows})"
+            rows += batch.num_rows
+            yield _listens_frame(pa.Table.from_batches([batch]), where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise DatasetError(
+            f"{path}: {error} (run `coldstart validate` for every problem)"
+        ) from error
+    if rows == 0:
+        raise DatasetError(f"{path}: no listens")
+
+
+def tsv_block(*columns: pa.Array | pa.Scalar) -> pa.Buffer:
+    """Tab-separated lines of string `columns` (scalars repeat), each ending in a newline,
+    as one buffer, by Arrow kernels without a Python string per row. The values must hold
+    no tab or newline."""
+    *head, last = columns
+    lines = pc.binary_join_element_wise(*head, pc.binary_join_element_wise(last, "", "\n"), "\t")
+    if len(lines) == 0:
+        return pa.py_buffer(b"")
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
+    first, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return lines.buffers()[2][first:end]
+
+
+def listens_tsv_block(listens: pd.DataFrame) -> pa.Buffer:
+    """`user<TAB>song<TAB>count` lines of a frame of listens (columns as `read_listens`
+    gives them), unquoted as the loader reads them. Ids must hold no tab or newline (the
+    catalogue's never do)."""
+    return tsv_block(
+        pa.array(listens["user_id"]).cast(pa.string()),
+        pa.array(listens["song_id"]).cast(pa.string()),
+        pa.array(listens["play_count"].to_numpy()).cast(pa.string()),
+    )
+
+
+def _count_values(where: str, counts: pa.ChunkedArray) -> pa.ChunkedArray:
     """The int32 play counts of a dictionary-encoded count column (chunks sharing one
     dictionary), or `DatasetError` naming the first distinct count that breaks the rule."""
     text = counts.chunk(0).dictionary if counts.num_chunks else pa.array([], pa.string())
     status, numbers = classify_counts(text)
     bad = np.flatnonzero(status != COUNT_OK)
     if (status == COUNT_EMPTY).any():
-        raise DatasetError(f"{path}: empty play counts (or empty lines)")
+        raise DatasetError(f"{where}: empty play counts (or empty lines)")
     if bad.size:
         first = int(bad[0])
-        raise DatasetError(f"{path}: {count_message(int(status[first]), text[first].as_py())}")
+        raise DatasetError(f"{where}: {count_message(int(status[first]), text[first].as_py())}")
     values = pa.array(numbers.astype(np.int32))
     return pa.chunked_array(
         [values.take(chunk.indices) for chunk in counts.chunks], type=pa.int32()

@@ -19,7 +19,7 @@ Saved as `RUN/split/split.json` (`{"method", "seed", "train", "valid", "test",
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,13 @@ def _stratified_sample(popularity: np.ndarray, n_pick: int, rng: np.random.Gener
     return ranked[order[first]]
 
 
+def _holdable_mask(listened: np.ndarray, holdable: Collection[str] | None) -> np.ndarray:
+    """Which `listened` songs may be held out, `(n,)` bool: all, or those in `holdable`."""
+    if holdable is None:
+        return np.ones(listened.size, dtype=bool)
+    return pd.Index(listened).isin(pd.Index(list(holdable), dtype=object))
+
+
 def _check_fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise SplitError(f"{name} must be in [0, 1), got {value}")
@@ -104,16 +111,18 @@ def _finish_split(
     listened: np.ndarray,
     popularity: np.ndarray,
     test_mask: np.ndarray,
+    holdable: np.ndarray,
     valid_fraction: float,
     rng: np.random.Generator,
     unlistened: list[str],
     method: str,
     seed: int,
 ) -> SongSplit:
-    """Draw validation songs among the listened non-test songs; the rest train."""
-    remaining = np.flatnonzero(~test_mask)
+    """Draw validation songs among the listened non-test songs that may be held out
+    (`holdable`); the rest train."""
+    remaining = np.flatnonzero(~test_mask & holdable)
     n_valid = round(valid_fraction * remaining.size)
-    if remaining.size and n_valid >= remaining.size:
+    if remaining.size and n_valid >= np.count_nonzero(~test_mask):
         raise SplitError(
             f"valid_fraction {valid_fraction} leaves no training song ({remaining.size} left)"
         )
@@ -147,26 +156,40 @@ def cold_split(
     test_fraction: float = 0.1,
     valid_fraction: float = 0.1,
     seed: int = 0,
+    holdable: Collection[str] | None = None,
 ) -> SongSplit:
     """Split the catalogue `song_ids` into train / valid / test songs for cold-start evaluation.
 
-    `round(test_fraction * n_listened)` listened songs become test songs, one per popularity
-    stratum; then `round(valid_fraction * n_left)` of the rest become validation songs the
-    same way. Same inputs and seed, same split. `listens` is `Dataset.listens`.
+    `round(test_fraction * n)` of the n listened songs that may be held out become test
+    songs, one per popularity stratum; then `round(valid_fraction * n_left)` of the rest of
+    them become validation songs the same way. `holdable` (default: every song) limits the
+    held-out songs to those a content model can be scored on, the songs with audio: a back
+    catalogue without recordings then trains WMF whole. Same inputs and seed, same split.
+    `listens` is `Dataset.listens`.
     """
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
     listened, popularity, unlistened = _by_listens(listens, song_ids)
     rng = np.random.default_rng(seed)
-    n_test = round(test_fraction * listened.size)
+    allowed = _holdable_mask(listened, holdable)
+    candidates = np.flatnonzero(allowed)
+    n_test = round(test_fraction * candidates.size)
     if n_test >= listened.size:
         raise SplitError(
             f"test_fraction {test_fraction} leaves no training song ({listened.size} listened)"
         )
     test_mask = np.zeros(listened.size, dtype=bool)
-    test_mask[_stratified_sample(popularity, n_test, rng)] = True
+    test_mask[candidates[_stratified_sample(popularity[candidates], n_test, rng)]] = True
     return _finish_split(
-        listened, popularity, test_mask, valid_fraction, rng, unlistened, STRATIFIED_METHOD, seed
+        listened,
+        popularity,
+        test_mask,
+        allowed,
+        valid_fraction,
+        rng,
+        unlistened,
+        STRATIFIED_METHOD,
+        seed,
     )
 
 
@@ -185,8 +208,10 @@ def split_from_file(
     song_ids: Sequence[str],
     valid_fraction: float = 0.1,
     seed: int = 0,
+    holdable: Collection[str] | None = None,
 ) -> SongSplit:
-    """Like `cold_split`, but the test songs are the ids listed in `path` (`--test-songs`).
+    """Like `cold_split`, but the test songs are the ids listed in `path` (`--test-songs`);
+    validation songs are drawn among `holdable` as there.
 
     Every listed id must be in the catalogue and have at least one listen (a song nobody
     heard cannot be scored); otherwise `SplitError` names the count and an example.
@@ -211,8 +236,17 @@ def split_from_file(
     if test_mask.all():
         raise SplitError(f"{path}: every listened song is a test song; nothing left to train on")
     rng = np.random.default_rng(seed)
+    allowed = _holdable_mask(listened, holdable)
     return _finish_split(
-        listened, popularity, test_mask, valid_fraction, rng, unlistened, GIVEN_TEST_METHOD, seed
+        listened,
+        popularity,
+        test_mask,
+        allowed,
+        valid_fraction,
+        rng,
+        unlistened,
+        GIVEN_TEST_METHOD,
+        seed,
     )
 
 

@@ -77,11 +77,12 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "songs-fields": ("error", "songs.csv rows that are not song_id,title,artist"),
     "songs-id": ("error", "empty or non-UTF-8 values in songs.csv"),
     "songs-duplicate": ("error", "repeated song ids in songs.csv"),
-    "audio-missing": ("error", "songs without an audio file"),
     "audio-duplicate": ("error", "extra audio files for one song"),
     "audio-undecodable": ("error", "audio files that do not open or decode"),
     "audio-invalid-samples": ("error", "audio files with NaN or infinite samples"),
     "whitespace": ("warning", "ids with leading or trailing whitespace"),
+    # A back catalogue without previews is normal: such songs are placed by their listens.
+    "audio-missing": ("warning", "songs without an audio file (placed by their listens alone)"),
     "audio-unknown-song": ("warning", "audio files of songs not in songs.csv (ignored)"),
     "audio-ignored": ("warning", "files in audio/ that are not <song_id>.<ext> (ignored)"),
     "audio-duration": ("warning", "audio files without a duration"),

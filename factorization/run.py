@@ -37,7 +37,7 @@ from rich.progress import (
 from artifacts.files import write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from artifacts.run_layout import FACTORIZATION_DIR
-from corpus.dataset import LISTENS_FILE, dataset_fingerprint, load_dataset
+from corpus.dataset import LISTENS_FILE, Dataset, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
 from factorization.regularization import REGULARIZATION_GRID, choose_regularization
@@ -194,9 +194,7 @@ def factorize_run(
         bar.update(step, completed=1)
 
         step = bar.add_task("split songs", total=1)
-        split = _split(
-            dataset.listens, dataset.song_ids, test_songs_file, seed, test_fraction, valid_fraction
-        )
+        split = _split(dataset, test_songs_file, seed, test_fraction, valid_fraction)
         split_manifest = write_split(
             split,
             run_dir,
@@ -343,16 +341,22 @@ def _warm_start_report(
 
 
 def _split(
-    listens: pd.DataFrame,
-    song_ids: list[str],
+    dataset: Dataset,
     test_songs_file: Path | None,
     seed: int,
     test_fraction: float,
     valid_fraction: float,
 ) -> SongSplit:
+    """The run's split. When only some songs have audio, only they are held out (the CNN
+    is validated and scored on them); the others all train WMF."""
+    listens, song_ids = dataset.listens, dataset.song_ids
+    has_audio = pd.Index(song_ids).isin(list(dataset.audio_paths))
+    holdable = pd.Index(song_ids)[has_audio] if 0 < has_audio.sum() < len(song_ids) else None
     if test_songs_file is not None:
-        return split_from_file(test_songs_file, listens, song_ids, valid_fraction, seed)
-    return cold_split(listens, song_ids, test_fraction, valid_fraction, seed)
+        return split_from_file(
+            test_songs_file, listens, song_ids, valid_fraction, seed, holdable=holdable
+        )
+    return cold_split(listens, song_ids, test_fraction, valid_fraction, seed, holdable=holdable)
 
 
 def _song_user_confidence(

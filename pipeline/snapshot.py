@@ -5,7 +5,8 @@ From a dataset folder the run reads that folder. From the catalogue DB it first 
 same contract as on a dataset:
 
     songs.csv      every track the catalogue holds (warm and cold), id, title, artist
-    listens.tsv    plays summed per (user, track) (`Catalogue.export_listens`)
+    listens.tsv    plays summed per (user, track), written as they stream out of the database
+                   (`Catalogue.iter_listens`): one chunk in memory, never the whole table
     audio/<id>.<ext>  a symbolic link to the track's recording: its stored audio (tracks
                    added by audio, and songs imported with their recordings), else the
                    recording in the dataset folder the current version came from
@@ -32,12 +33,18 @@ import pandas as pd
 
 from artifacts.files import write_atomic
 from catalogue.repository import Catalogue
-from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE, find_audio
+from corpus.dataset import (
+    AUDIO_DIR,
+    AUDIO_EXTENSIONS,
+    LISTENS_FILE,
+    SONGS_FILE,
+    find_audio,
+    listens_tsv_block,
+)
 
 log = logging.getLogger("coldstart.pipeline")
 
 SNAPSHOT_DIR = "dataset"
-_LINES_PER_WRITE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,6 @@ def snapshot_catalogue(
     folder = Path(folder)
     (folder / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     tracks = catalogue.list_tracks()
-    listens = catalogue.export_listens()
     songs = pd.DataFrame(
         {
             "song_id": [track.id for track in tracks],
@@ -87,7 +93,8 @@ def snapshot_catalogue(
         }
     )
     write_atomic(folder / SONGS_FILE, lambda handle: songs.to_csv(handle, index=False))
-    write_atomic(folder / LISTENS_FILE, lambda handle: _write_listens(handle, listens))
+    listened = _ListensWritten()
+    write_atomic(folder / LISTENS_FILE, lambda handle: listened.write(handle, catalogue))
 
     store = catalogue.audio_store
     fallback = {song_id: Path(path).resolve() for song_id, path in (fallback_audio or {}).items()}
@@ -117,8 +124,8 @@ def snapshot_catalogue(
     counts = {
         "tracks": len(tracks),
         "cold_tracks": sum(track.origin == "cold" for track in tracks),
-        "listens": len(listens),
-        "users": int(listens["user_id"].nunique()) if len(listens) else 0,
+        "listens": listened.rows,
+        "users": listened.users,
         "audio_files": len(wanted),
         "audio_links_changed": changed,
         "tracks_without_audio": len(tracks) - len(wanted),
@@ -127,20 +134,22 @@ def snapshot_catalogue(
     return Snapshot(folder.resolve(), "database", taken_at, counts, tuple(missing))
 
 
-def _write_listens(handle: Any, listens: pd.DataFrame) -> None:
-    """`user<TAB>song<TAB>count` lines, unquoted as the contract reads them (catalogue ids
-    hold no control characters, so no tab or newline can appear inside one)."""
-    for start in range(0, len(listens), _LINES_PER_WRITE):
-        part = listens.iloc[start : start + _LINES_PER_WRITE]
-        lines = (
-            part["user_id"].astype(str)
-            + "\t"
-            + part["song_id"].astype(str)
-            + "\t"
-            + part["play_count"].astype(str)
-            + "\n"
-        )
-        handle.write("".join(lines).encode())
+class _ListensWritten:
+    """Streams the catalogue's summed listens into `listens.tsv`, counting rows and users
+    on the way (the stream is sorted by user, so a user spans consecutive rows)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.users = 0
+
+    def write(self, handle: Any, catalogue: Catalogue) -> None:
+        last_user = None
+        for frame in catalogue.iter_listens():
+            handle.write(listens_tsv_block(frame))
+            users = frame["user_id"]
+            self.rows += len(frame)
+            self.users += int(users.nunique()) - int(users.iloc[0] == last_user)
+            last_user = users.iloc[-1]
 
 
 def _usable_name(track_id: str) -> bool:

@@ -135,3 +135,17 @@ def test_split_round_trip_and_tamper(
 
 def test_song_split_defaults() -> None:
     assert SongSplit(train=["a"], valid=[], test=["b"]).unlistened == []
+
+
+def test_only_holdable_songs_are_held_out(listens: pd.DataFrame, catalogue: list[str]) -> None:
+    """A back catalogue without audio trains WMF whole: test and validation songs are drawn
+    among the songs with audio only, a tenth of them each, and every other song trains."""
+    with_audio = catalogue[::5]
+    split = cold_split(listens, catalogue, 0.1, 0.1, seed=4, holdable=with_audio)
+    heard_with_audio = set(with_audio) - set(catalogue[N_SONGS:])
+    assert set(split.test) | set(split.valid) <= heard_with_audio
+    assert len(split.test) == round(0.1 * len(heard_with_audio))
+    assert set(catalogue[:N_SONGS]) - heard_with_audio <= set(split.train)
+    # every song holdable: the very split drawn without the argument
+    everything = cold_split(listens, catalogue, 0.1, 0.1, seed=4, holdable=catalogue)
+    assert everything == cold_split(listens, catalogue, 0.1, 0.1, seed=4)

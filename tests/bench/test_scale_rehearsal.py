@@ -1,0 +1,56 @@
+"""The scale rehearsal at a tiny fraction, end to end, so that it cannot rot: every stage
+runs, the second night warm-starts and fine-tunes, and the hot swap fails no request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+# Five CLI processes that each import torch, three pipeline runs and two services: several
+# minutes on a busy two-core machine, beyond the suite's default 600 s bound.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def test_the_rehearsal_runs_every_stage_at_a_tiny_fraction(
+    tmp_path: Path, postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`postgres_admin_url`: skipped, saying why, when no PostgreSQL server answers."""
+    from bench import scale_rehearsal
+
+    results = scale_rehearsal.main(
+        [
+            "--fraction", "0.0005",
+            "--audio-songs", "40",
+            "--epochs", "1",
+            "--fine-tune-epochs", "1",
+            "--max-minutes", "0.2",
+            "--clip-seconds", "3",
+            "--new-tracks", "3",
+            "--requests", "3",
+            "--work", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert json.loads((tmp_path / "results.json").read_text())["stages"] == results["stages"]
+    stages = {stage["name"]: stage for stage in results["stages"]}
+    catalogue = results["catalogue"]
+    assert catalogue["songs_with_audio"] == 40 < catalogue["songs"]
+    assert catalogue["listens"] > 24_000 and catalogue["users"] > 500
+    for name in ("import into PostgreSQL", "import into SQLite", "bare psql \\copy of listens.tsv"):
+        assert stages[name]["seconds"] > 0 and stages[name]["peak_rss_mib"] > 0
+    first = stages["pipeline, first night (from scratch)"]["detail"]
+    second = stages["pipeline, second night (warm, fine-tune)"]["detail"]
+    assert first["version"] and second["outcome"] == "published"
+    steps = [stage for stage in results["stages"] if stage["name"].startswith("  ")]
+    assert {"  snapshot", "  featurize", "  factorize", "  train", "  publish"} <= {
+        stage["name"] for stage in steps
+    }
+    assert any(s["name"] == "  factorize" and s["detail"]["warm_start_from"] for s in steps)
+    assert any(s["name"] == "  train" and s["detail"]["fine_tuned_from"] for s in steps)
+    day = stages["API: a day of listens and new tracks"]["detail"]
+    assert day["listens_stored"] == day["listens_posted"] and day["tracks_added"] == 3
+    swap = stages["serve: hot swap under a request loop"]["detail"]
+    assert swap["failed"] == 0 and swap["requests"] > 0
+    assert swap["versions"].get(swap["swapped_to"], 0) >= 1
+    assert stages["serve: start to /readyz"]["detail"]["p50_ms"] > 0
