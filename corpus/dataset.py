@@ -2,7 +2,8 @@
 
 A dataset is a folder holding
 - `listens.tsv`: no header, `user_id<TAB>song_id<TAB>play_count`, non-empty ids, decimal
-  integer counts >= 1 that fit in int32, each (user, song) pair once, no empty lines;
+  integer counts >= 1 that fit in int32 (`classify_counts`: the one rule of the loader and
+  of validation), each (user, song) pair once, no empty lines;
 - `songs.csv`: header `song_id,title,artist`, non-empty unique song ids;
 - `audio/<song_id>.<ext>`, ext in `AUDIO_EXTENSIONS`, any sample rate and channel count,
   one file per song.
