@@ -221,7 +221,7 @@ def featurize_song(job: SongJob) -> SongResult:
     )
     _write_json(
         job.cache_dir / f"{job.song_id}{STAMP_SUFFIX}",
-        {**job.stamp.to_dict(), "n_frames": n_frames},
+        {**job.stamp.to_dict(), "n_frames": n_frames, "finite": True},
     )
     return SongResult(n_frames=n_frames)
 
@@ -297,11 +297,20 @@ def _claim(cache_dir: Path, config: FrontEndConfig) -> None:
 
 
 def _cached_n_frames(cache_dir: Path, song_id: str, stamp: SourceStamp) -> int | None:
-    """The song's frame count if its mel is stored from this very file, else None."""
-    recorded = _read_json(cache_dir / f"{song_id}{STAMP_SUFFIX}", default=None)
-    if recorded is None or not (cache_dir / f"{song_id}.npy").is_file():
+    """The song's frame count if its finite mel is stored from this very file, else None.
+
+    A stamp written before mels were checked finite (no "finite" key) has its mel read and
+    checked once: a NaN mel cached then is computed again (and now refused)."""
+    stamp_file = cache_dir / f"{song_id}{STAMP_SUFFIX}"
+    recorded = _read_json(stamp_file, default=None)
+    mel_file = cache_dir / f"{song_id}.npy"
+    if recorded is None or not mel_file.is_file() or SourceStamp.from_dict(recorded) != stamp:
         return None
-    return int(recorded["n_frames"]) if SourceStamp.from_dict(recorded) == stamp else None
+    if not recorded.get("finite"):
+        if not np.isfinite(np.load(mel_file, mmap_mode="r", allow_pickle=False)).all():
+            return None
+        _write_json(stamp_file, {**recorded, "finite": True})
+    return int(recorded["n_frames"])
 
 
 def _remove_song(cache_dir: Path, song_id: str) -> None:

@@ -46,16 +46,20 @@ class TrackVector(Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
+def usable_rows(vectors: np.ndarray) -> np.ndarray:
+    """(n,) bool: which rows of `vectors` (n, dim) an index can take: finite, and not all
+    zeros (no direction for cosine). The one rule on vector values: the service's start-up,
+    its follower and the nightly run's publish all apply it."""
+    return np.isfinite(vectors).all(axis=1) & (vectors != 0).any(axis=1)
+
+
 def vector_problem(vector: np.ndarray, dim: int) -> str | None:
     """Why a stored or predicted vector cannot enter an index of `dim` dimensions (a wrong
-    shape, NaN or inf, all zeros: no direction for cosine), or None if it can. The one
-    check the service's start-up, its follower and the nightly run apply."""
+    shape, NaN or inf, all zeros), or None if it can (`usable_rows` for one vector)."""
     if vector.shape != (dim,):
         return f"shape {vector.shape} is not ({dim},)"
-    if not np.isfinite(vector).all():
-        return "holds NaN or infinite values"
-    if not vector.any():
-        return "is all zeros"
+    if not usable_rows(vector[np.newaxis])[0]:
+        return "holds NaN or infinite values" if not np.isfinite(vector).all() else "is all zeros"
     return None
 
 

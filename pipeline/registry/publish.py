@@ -10,6 +10,7 @@ side (mel cache, factorization, checkpoint) is imported lazily, inside the funct
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -50,6 +51,7 @@ from pipeline.registry.layout import (
 from pipeline.registry.placement import has_factors, place_songs
 from pipeline.registry.read import current_version_or_none
 
+log = logging.getLogger("coldstart.pipeline")
 # Listeners a song needs before the cf space places it at its WMF factors, not its audio.
 WARM_MIN_LISTENERS = 3
 
@@ -188,6 +190,7 @@ def _build_version(
         from training.spark_embed import embed_on_spark
 
         content_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
+    content_ids, content_vectors, unembeddable = _usable_predictions(content_ids, content_vectors)
 
     warm_ids = factorization.song_ids + factorization.valid_song_ids + factorization.test_song_ids
     warm_factors = np.concatenate(
@@ -251,6 +254,7 @@ def _build_version(
         dataset_fingerprint=factorization.manifest.get("dataset_fingerprint"),
         extra={
             "pipeline": provenance,
+            "left_out": dict.fromkeys(unembeddable, "unembeddable: its prediction is unusable"),
             "counts": {
                 "catalogue_songs": len(catalogue_ids),
                 "cf_songs": len(cf.ids),
@@ -262,6 +266,28 @@ def _build_version(
             "n_factors": factorization.n_factors,
         },
     )
+
+
+def _usable_predictions(
+    song_ids: list[str], vectors: np.ndarray
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Drop the songs whose predicted vector (a row of `vectors` (n, F)) is NaN, inf or all
+    zeros: one bad recording is left out of the content space (logged, and named in the
+    manifest's `left_out`), not the cause of a failed publish. Returns the kept ids, their
+    vectors and the ids left out."""
+    from catalogue.vectors import usable_rows
+
+    usable = usable_rows(vectors)
+    if usable.all():
+        return song_ids, vectors, []
+    left_out = [song_id for song_id, ok in zip(song_ids, usable, strict=True) if not ok]
+    log.warning(
+        "%d songs left out: their predicted vectors are unusable (e.g. %s)",
+        len(left_out),
+        ", ".join(left_out[:5]),
+    )
+    kept = [song_id for song_id, ok in zip(song_ids, usable, strict=True) if ok]
+    return kept, vectors[usable], left_out
 
 
 def _copy_artifact(source: Path, target: Path) -> None:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import K, RuntimeDep, SpaceQuery
 from service.errors import responses
 from service.schemas import SimilarResponse, Timings
-from service.uploads import AUDIO_UPLOAD_OPENAPI, read_upload
+from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
 from service.views import audio_info
 
 router = APIRouter(tags=["similar"])
@@ -21,6 +21,7 @@ router = APIRouter(tags=["similar"])
     "/v1/similar",
     response_model=SimilarResponse,
     responses=responses(400, 401, 413, 415, 422, 503),
+    dependencies=[SingleValuedForm],
     openapi_extra=AUDIO_UPLOAD_OPENAPI,
     summary="Songs similar to an uploaded recording",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 from fastapi.responses import FileResponse
@@ -13,7 +14,7 @@ from catalogue.models import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from service.deps import K, RuntimeDep, SpaceQuery, WriteAccess
 from service.errors import responses
 from service.schemas import Timings, Track, TrackCreated, TrackSimilarResponse
-from service.uploads import AUDIO_UPLOAD_OPENAPI, read_upload
+from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
 from service.views import audio_info
 
 router = APIRouter(tags=["tracks"])
@@ -36,7 +37,7 @@ TRACK_LINKS = {
     "/v1/tracks",
     response_model=TrackCreated,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, SingleValuedForm],
     responses={
         201: {"description": "The track, stored and indexed.", "links": TRACK_LINKS},
         **responses(400, 401, 409, 413, 415, 422, 503),
@@ -53,9 +54,9 @@ async def add_track(
     track_id: Annotated[
         str | None,
         Form(
-            min_length=1,
             max_length=MAX_ID_LENGTH,
-            description="Your id for it; one is made up when left out.",
+            description="Your id for it; one is made up when left out or empty (a form"
+            " field cannot tell the two apart).",
         ),
     ] = None,
 ) -> TrackCreated:
@@ -67,7 +68,7 @@ async def add_track(
     track, embedding = await runtime.cpu(
         runtime.add_track, data, file.filename or "upload", title, artist, track_id
     )
-    response.headers["Location"] = f"/v1/tracks/{track.id}"
+    response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # ids may be any text
     return TrackCreated(
         **track.model_dump(),
         model_version=runtime.require_version().version_id,

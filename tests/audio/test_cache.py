@@ -178,3 +178,31 @@ def test_featurize_refuses_non_finite_samples_and_normalises_hot_ones(tmp_path: 
     assert cache.song_ids == ["hot", "huge"]
     for song_id in cache.song_ids:
         assert np.isfinite(cache.load(song_id)).all()
+
+
+def test_a_nan_mel_cached_before_the_check_is_computed_again(tmp_path: Path) -> None:
+    """A cache written before mels were checked finite may hold the NaN mel of a NaN
+    recording under an up-to-date stamp: the next featurize reads it once, finds it not
+    finite, and computes the song again, which the front end now refuses."""
+    from tests.hostile_audio import hostile_corpus
+
+    audio_dir = tmp_path / "world" / "audio"
+    audio_dir.mkdir(parents=True)
+    source = audio_dir / "nan.wav"
+    source.write_bytes(hostile_corpus()["float-wav-nan"].data)
+    (audio_dir / "hot.wav").write_bytes(hostile_corpus()["float-wav-plus-6-dbfs"].data)
+    summary = featurize(audio_dir.parent)
+    cache_dir = summary.cache_dir
+    stamp = audio.cache.SourceStamp.of(source).to_dict()  # what the old code stored
+    np.save(cache_dir / "nan.npy", np.full((FRONT_END.n_mels, 300), np.nan, np.float16))
+    (cache_dir / "nan.stamp.json").write_text(json.dumps({**stamp, "n_frames": 300}))
+    (cache_dir / "failures.json").write_text("{}")
+    hot_stamp = json.loads((cache_dir / "hot.stamp.json").read_text())
+    del hot_stamp["finite"]  # an old stamp of a good mel: checked, kept, marked
+    (cache_dir / "hot.stamp.json").write_text(json.dumps(hot_stamp))
+
+    again = featurize(audio_dir.parent)
+    assert (again.computed, again.skipped_up_to_date) == (0, 1)
+    assert again.failed["nan"].startswith("invalid_samples: nan.wav")
+    assert not (cache_dir / "nan.npy").exists()
+    assert json.loads((cache_dir / "hot.stamp.json").read_text())["finite"] is True
