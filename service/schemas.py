@@ -223,7 +223,8 @@ class PipelineRunDetail(PipelineRun):
         description="Last sign of life from the scheduler executing it."
     )
     summary: dict[str, Any] | None = Field(
-        description="The pipeline's run summary: steps with durations, gate, drift."
+        description="The pipeline's run summary: steps with durations, gate, drift, and"
+        " `left_out` (tracks the version goes without, with why)."
     )
 
 

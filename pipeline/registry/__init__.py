@@ -24,6 +24,11 @@ A version is built from a finished run (factorization + `models/cnn` + `report.j
                               fingerprint, `parameters.source` ("dataset" | "database")
       .staging/               versions being written; a crash leaves its debris only here
 
+The cf space places each song at its WMF factors or at the CNN's prediction (see
+`placement`); the content space holds the CNN's prediction for every song in the mel cache
+whose prediction is usable (finite, not all zeros; the others are named in the manifest's
+`left_out`).
+
 One job per module: `layout` (names, version ids, the writers' lock), `read` (the current
 version and loading one verified: all the service imports), `publish` (a run -> a version,
 the pointer switch), `placement` (which songs sit at their WMF factors in the cf space,

@@ -5,6 +5,8 @@ sits at its factors only with at least `min_listeners` listeners, or when it has
 to be placed by (factors beat nothing); a song folded in to a zero vector (all its
 listeners were left out of WMF) has no factors at all. Every other song with audio sits
 where the content model puts it, exactly like a cold track added later through the API.
+The content model's predictions come here already checked (publish leaves out unusable
+ones).
 """
 
 from __future__ import annotations

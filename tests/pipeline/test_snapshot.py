@@ -119,3 +119,18 @@ def test_import_command_fills_the_catalogue_once(tiny_world: Path, tmp_path: Pat
         assert all(record.audio_path for record in records)  # recordings copied into the store
     again = runner.invoke(app, command)
     assert again.exit_code == 1 and "already holds" in again.output
+
+
+def test_a_track_whose_stored_audio_is_gone_is_named_not_linked(catalogue, tmp_path: Path) -> None:
+    from tests.hostile_audio import RATE, tone, wav_bytes
+
+    kept = catalogue.add_track("kept", "Kept", audio=wav_bytes(tone(3.2), RATE), audio_ext="wav")
+    lost = catalogue.add_track(
+        "lost", "Lost", audio=wav_bytes(tone(3.2, hz=900), RATE), audio_ext="wav"
+    )
+    catalogue.audio_store.path(lost.audio_path).unlink()  # behind the catalogue's back
+    snapshot = snapshot_catalogue(catalogue, tmp_path / "snap")
+    assert snapshot.missing_audio == ("lost",)
+    assert snapshot.counts["tracks_missing_audio"] == 1
+    assert set(find_audio(snapshot.root)) == {kept.id}
+    assert not (snapshot.root / "audio" / "lost.wav").is_symlink()

@@ -75,7 +75,7 @@ def test_schemathesis_finds_nothing_in_any_phase(
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=MAX_SECONDS + 300
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS + 300
     )
     tail = run.stdout[-6000:] + run.stderr[-2000:]
     (junit,) = reports.glob("junit*.xml")
