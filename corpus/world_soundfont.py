@@ -191,11 +191,11 @@ class _Studio:
         reverb = pedalboard.Reverb(
             room_size=float(np.clip(self.artist.reverb / 5.0, 0.2, 0.95)),
             damping=self.production.reverb_damping,
-            wet_level=2.0 * self.production.reverb_wet,
+            wet_level=1.0,
             dry_level=0.0,
             width=self.production.width,
         )
-        return reverb(send.T.copy(), SAMPLE_RATE).T
+        return np.float32(2.0 * self.production.reverb_wet) * reverb(send.T.copy(), SAMPLE_RATE).T
 
     def master(self, mix: np.ndarray) -> np.ndarray:
         """(n, 2) float32: EQ shelves, brightness low-pass, compressor, energy saturation."""
