@@ -157,7 +157,12 @@ class _Studio:
             velocities.append(_velocity(np.array([v for _, v in hits]), self.production))
             if voice == "kick":
                 kicks = np.sort(at)
-        events = tuple(np.concatenate(column) for column in (starts, ends, keys, velocities))
+        events = (
+            np.concatenate(starts),
+            np.concatenate(ends),
+            np.concatenate(keys),
+            np.concatenate(velocities),
+        )
         tuning = 12.0 * float(np.log2(self.artist.drum_tune))
         stem = _play(DRUM_CHANNEL, DRUM_BANK, self.production.kit, events, self.n, tuning)
         return stem, kicks
