@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OPENBLAS_NUM_THREADS=1 \
     OMP_WAIT_POLICY=PASSIVE
 
-# OpenMP runtime of implicit and faiss
+# OpenMP runtime of implicit and faiss; the synthetic world's General MIDI SoundFont
+# (`coldstart world`), and PortAudio with a C compiler for tinysoundfont's pyaudio build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1 fluid-soundfont-gm \
+       portaudio19-dev gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 # CPU-only torch first, from PyTorch's own index: PyPI's default wheels carry CUDA
