@@ -3,7 +3,7 @@
 Builds, at run time, excerpts of the soundtracks of freely licensed Debian game-music
 packages (`apt-get download` + `dpkg-deb -x` into an ignored folder, never committed):
 each package is one soundtrack, the label. Every excerpt is embedded through the
-service's own embedding function (`service.inference.embed_audio`: decode, the
+service's own embedding function (`training.inference.embed_audio`: decode, the
 checkpoint's log-mel, the CNN), and each excerpt's 5 nearest other excerpts by cosine,
 as the `content` space ranks them, are counted when they come from the same soundtrack
 (precision@5; neighbours among the excerpts only, the world's songs have no soundtrack).
@@ -40,8 +40,8 @@ import torch  # noqa: E402
 from audio.config import FRONT_END  # noqa: E402
 from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
-from service.inference import embed_audio  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
+from training.inference import embed_audio  # noqa: E402
 
 # Debian package -> the folder (inside the package) holding its soundtrack: the audio files
 # under it with "music" in their path.
