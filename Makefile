@@ -6,7 +6,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint browser compose java
+.PHONY: demo test install lint browser compose java docker deploy-check
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,13 +34,25 @@ compose:
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose)
 
+# Debian's Docker engine and debootstrap, for the deployment check (deploy/check/: it runs its
+# own dockerd and makes its base images from Debian's archive), installed once when missing.
+docker: compose
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) apt-get install -y -qq --no-install-recommends docker.io debootstrap)
+
+# The compose stack for real on a private Docker engine: build, retrain, hot swap, restart
+# (README "Deployment"); its last line sums it up. Needs root for dockerd.
+deploy-check: $(STAMP) docker
+	$(SUDO) env PYTHONPATH=$(CURDIR) $(PY) -m deploy.check.deploy_check
+
 # A Java runtime for the Spark tests (pyspark's local[2]), installed once when missing.
 java:
 	@command -v java >/dev/null || \
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless)
 
-test: $(STAMP) browser compose java
+test: $(STAMP) browser compose java docker
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
