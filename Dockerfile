@@ -19,14 +19,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1 \
     OPENBLAS_NUM_THREADS=1 \
     OMP_WAIT_POLICY=PASSIVE
+WORKDIR /data
+ENTRYPOINT ["coldstart"]
+CMD ["--help"]
 
-# Few layers: on a storage driver without shared layers (vfs) each one is a full copy.
-# The dependencies come before the source, so that a change of code rebuilds only the last
-# layer. uv installs them (fast, and its override keeps the torch installed first: the
-# project's pin names the version, TORCH_INDEX the build). libgomp1: OpenMP of implicit and
-# faiss. The user: not root; /data (registry, audio store) belongs to it, and a fresh named
-# volume mounted there takes that ownership.
-COPY pyproject.toml /tmp/coldstart/pyproject.toml
+# One layer for everything installed: on a storage driver without shared layers (vfs) each
+# step copies the whole file system (hence also the settings above, before it). uv installs
+# (fast; its override keeps the torch installed first: the project's pin names the version,
+# TORCH_INDEX the build). libgomp1: OpenMP of implicit and faiss. The user: not root; /data
+# (registry, audio store) belongs to it, and a fresh named volume mounted there takes that
+# ownership.
+COPY . /tmp/coldstart
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
@@ -35,18 +38,8 @@ RUN apt-get update \
         --default-index https://pypi.org/simple \
         "torch==$TORCH_VERSION" "torchaudio==$TORCHAUDIO_VERSION" \
     && echo "torch==$TORCH_VERSION" > /tmp/uv/torch.txt \
-    && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt \
-        -r /tmp/coldstart/pyproject.toml \
-    && rm -rf /tmp/uv \
+    && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt /tmp/coldstart \
+    && rm -rf /tmp/uv /tmp/coldstart \
     && useradd --create-home --uid 10001 coldstart \
-    && mkdir -p /data \
     && chown coldstart:coldstart /data
-
-COPY . /tmp/coldstart
-RUN pip install --no-deps /tmp/coldstart && rm -rf /tmp/coldstart
-
 USER coldstart
-WORKDIR /data
-
-ENTRYPOINT ["coldstart"]
-CMD ["--help"]

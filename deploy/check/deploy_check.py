@@ -548,11 +548,16 @@ def main() -> int:
 
 
 def tear_down(stack: Stack, outcome: dict[str, Any]) -> None:
-    """The project's containers, networks and volumes go; after a failure, their logs first."""
+    """The project's containers, networks and volumes go (after a failure, their logs
+    first), and the leftovers of earlier builds."""
     try:
         if outcome["failure"]:
             print(stack.compose("logs", "--no-color", "--tail", "80"), file=sys.stderr)
         stack.compose("down", "--volumes", "--remove-orphans", timeout=300)
+        # What a rebuild left behind (a failed step's container, the image it replaced):
+        # the cache keeps only what the next run can use.
+        stack.engine.docker("container", "prune", "--force", timeout=600)
+        stack.engine.docker("image", "prune", "--force", timeout=600)
     except CheckFailed as error:
         outcome["failure"] = outcome["failure"] or f"tear-down: {error}"
 

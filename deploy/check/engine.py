@@ -126,7 +126,15 @@ def private_dockerd(cache: Path, log: Path) -> Iterator[Engine]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait(timeout=30)
+        unmount_below(runtime)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def unmount_below(folder: Path) -> None:
+    """What dockerd left mounted under `folder` (its network namespace), deepest first."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{folder}/")), reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, timeout=60)
 
 
 # Like Docker's official Debian images: packages installed later leave out documentation
