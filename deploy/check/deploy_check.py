@@ -417,7 +417,7 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     third = stack.retrain()
     stack.wait_status(third, "running", timeout=120)
     time.sleep(10)  # well inside the pipeline
-    stack.compose("stop", "scheduler", timeout=180)
+    stack.compose("stop", "scheduler", timeout=600)
     record = stack.wait_status(third, "failed", timeout=120)
     stack.every_replica_serves(version_b, replicas, timeout=30)
     say(
@@ -426,7 +426,7 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     )
 
     counts = stack.catalogue_counts()
-    stack.compose("down", timeout=300)
+    stack.compose("down", timeout=900)
     stack.compose("up", "-d", timeout=900)
     wait_for("the balancer to answer /healthz again", balancer_up, 300)
     stack.every_replica_serves(version_b, replicas)
@@ -470,6 +470,9 @@ def stack_env(engine: Engine, standins: StandIns, torch: TorchSource) -> dict[st
     and the override's stand-ins."""
     return {
         **engine.env,
+        # compose v1 waits 60 s for an answer of the engine by default; creating a container
+        # copies its whole image on vfs, which takes longer on a busy machine
+        "COMPOSE_HTTP_TIMEOUT": "900",
         "COLDSTART_API_KEYS": secrets.token_hex(24),
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "COLDSTART_BIND_ADDRESS": "127.0.0.1",
@@ -553,7 +556,7 @@ def tear_down(stack: Stack, outcome: dict[str, Any]) -> None:
     try:
         if outcome["failure"]:
             print(stack.compose("logs", "--no-color", "--tail", "80"), file=sys.stderr)
-        stack.compose("down", "--volumes", "--remove-orphans", timeout=300)
+        stack.compose("down", "--volumes", "--remove-orphans", timeout=900)
         # What a rebuild left behind (a failed step's container, the image it replaced):
         # the cache keeps only what the next run can use.
         stack.engine.docker("container", "prune", "--force", timeout=600)
