@@ -6,7 +6,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint browser compose java soundfont
+.PHONY: demo test install lint browser compose java soundfont docker deploy-check
 
 $(STAMP): pyproject.toml | soundfont
 	python3 -m venv $(VENV)
@@ -45,13 +45,25 @@ soundfont:
 	   $(SUDO) apt-get install -y -qq --no-install-recommends \
 	     fluid-soundfont-gm portaudio19-dev gcc python3-dev)
 
+# Debian's Docker engine and debootstrap, for the deployment check (deploy/check/: it runs its
+# own dockerd and makes its base images from Debian's archive), installed once when missing.
+docker: compose
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) apt-get install -y -qq --no-install-recommends docker.io debootstrap)
+
+# The compose stack for real on a private Docker engine: build, retrain, hot swap, restart
+# (README "Deployment"); its last line sums it up. Needs root for dockerd.
+deploy-check: $(STAMP) docker
+	$(SUDO) env PYTHONPATH=$(CURDIR) $(PY) -m deploy.check.deploy_check
+
 # A Java runtime for the Spark tests (pyspark's local[2]), installed once when missing.
 java:
 	@command -v java >/dev/null || \
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless)
 
-test: $(STAMP) browser compose java soundfont
+test: $(STAMP) browser compose java soundfont docker
 	$(VENV)/bin/python -m pytest
 
 # Ruff (lint and format), mypy ([tool.mypy]) and the import contracts ([tool.importlinter]:
