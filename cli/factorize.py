@@ -36,6 +36,15 @@ def factorize(
             "--test-songs", help="Test song ids, one per line (instead of a drawn split)."
         ),
     ] = None,
+    cold_artists: Annotated[
+        float,
+        typer.Option(
+            "--cold-artists",
+            min=0.0,
+            max=0.99,
+            help="Share of artists held out with all their songs (cold-artist test songs).",
+        ),
+    ] = 0.1,
     factors: Annotated[int, typer.Option(min=1, help="Latent factors per user and song.")] = 50,
     regularization: Annotated[
         str,
@@ -85,6 +94,7 @@ def factorize(
             params,
             test_songs_file=test_songs,
             seed=seed,
+            cold_artist_fraction=cold_artists,
             num_threads=threads,
             engine=engine,
             spark_master=spark_master,
@@ -100,7 +110,8 @@ def factorize(
     console.print(
         f"  users {counts['users']:,} ({counts['users_left_out']:,} left out: no training listen)"
         f"   songs: train {counts['train_songs']:,}  valid {counts['valid_songs']:,}"
-        f"  test {counts['test_songs']:,}"
+        f"  test {counts['test_songs']:,} (cold tracks {counts['test_cold_track_songs']:,},"
+        f" cold artists {counts['test_cold_artist_songs']:,})"
     )
     search = manifest["regularization_search"]
     if search:
