@@ -27,6 +27,16 @@ from audio.errors import AudioError
 # mp4/m4a, aac is raw ADTS). Playlists and concat lists, which open other files or URLs,
 # are thereby refused.
 ALLOWED_FORMATS = ("wav", "flac", "ogg", "mp3", "mov", "aac")
+# The file extension (one of `AUDIO_EXTENSIONS`) a recording read by each demuxer is filed
+# under: what the audio store names an upload by. Raw ADTS is what an .m4a name may hold.
+CONTAINER_EXTENSIONS = {
+    "wav": "wav",
+    "flac": "flac",
+    "ogg": "ogg",
+    "mp3": "mp3",
+    "mov": "m4a",
+    "aac": "m4a",
+}
 
 # Mono samples gathered before each call into the resampler: one call per ~1.5 s at
 # 44.1 kHz instead of one per codec frame (1152 samples for MP3).
@@ -48,15 +58,22 @@ DEFAULT_LIMITS = DecodeLimits()
 @dataclass
 class DecodedAudio:
     """`samples` (n,) float32 mono at `sample_rate`; `truncated` when the input was longer
-    than `DecodeLimits.max_seconds` and only that much was decoded."""
+    than `DecodeLimits.max_seconds` and only that much was decoded; `container` the
+    demuxer that read it (one of `ALLOWED_FORMATS`)."""
 
     samples: np.ndarray
     sample_rate: int
     truncated: bool
+    container: str
 
     @property
     def seconds(self) -> float:
         return self.samples.size / self.sample_rate
+
+    @property
+    def extension(self) -> str:
+        """The file extension its container is filed under (`CONTAINER_EXTENSIONS`)."""
+        return CONTAINER_EXTENSIONS[self.container]
 
 
 def decode_audio(
@@ -117,7 +134,8 @@ def _decode(
     with container:
         if not container.streams.audio:
             raise AudioError("undecodable", name, f"no audio stream in {container.format.name}")
-        return _resample_mono(_mono_blocks(container, name), config, limits, name)
+        demuxer = container.format.name.split(",")[0]  # "mov,mp4,m4a,3gp,3g2,mj2" -> "mov"
+        return _resample_mono(_mono_blocks(container, name), config, limits, name, demuxer)
 
 
 def _resample_mono(
@@ -125,6 +143,7 @@ def _resample_mono(
     config: FrontEndConfig,
     limits: DecodeLimits,
     name: str,
+    demuxer: str,
 ) -> DecodedAudio:
     """Stream native-rate mono blocks through FFmpeg's resampler; stop past the limit."""
     target = config.sample_rate
@@ -155,7 +174,9 @@ def _resample_mono(
     if n_out == 0:  # a header with nothing (or nothing readable) after it
         raise AudioError("undecodable", name, "no audio frame decodes")
     samples = np.concatenate(chunks)[:max_samples]
-    return DecodedAudio(samples=samples, sample_rate=target, truncated=n_out > max_samples)
+    return DecodedAudio(
+        samples=samples, sample_rate=target, truncated=n_out > max_samples, container=demuxer
+    )
 
 
 def _resample(

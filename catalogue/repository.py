@@ -43,6 +43,8 @@ from catalogue.models import (
 from corpus.dataset import read_songs
 
 Origin = Literal["warm", "cold"]
+# Why a listen was refused: its track is not in the catalogue, or its fields break a rule.
+ListenRejection = Literal["unknown_track", "invalid_listen"]
 
 # Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (catalogue.db).
 WRITE_OPTION = "coldstart_write"
@@ -92,10 +94,12 @@ class ListenIn:
 
 @dataclass(frozen=True)
 class ListenResult:
-    """The outcome of one `ListenIn`: stored, or rejected with the reason."""
+    """The outcome of one `ListenIn`: stored, or rejected with `reason` and a sentence
+    (`error`) saying what was wrong."""
 
     accepted: bool
     error: str | None = None
+    reason: ListenRejection | None = None
 
 
 def _id_problem(value: object, what: str) -> str | None:
@@ -373,7 +377,7 @@ class Catalogue:
         results: list[ListenResult | None] = []
         for listen in listens:
             problem = _id_problem(listen.user_id, "user_id") or self._listen_problem(listen)
-            results.append(ListenResult(False, problem) if problem else None)
+            results.append(ListenResult(False, problem, "invalid_listen") if problem else None)
         pending = [i for i, result in enumerate(results) if result is None]
         if pending:
             with self._writing.begin() as session:
@@ -387,7 +391,9 @@ class Catalogue:
                 for i in pending:
                     listen = listens[i]
                     if listen.track_id not in known:
-                        results[i] = ListenResult(False, f"unknown track {listen.track_id!r}")
+                        results[i] = ListenResult(
+                            False, f"unknown track {listen.track_id!r}", "unknown_track"
+                        )
                         continue
                     rows.append(
                         {

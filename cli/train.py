@@ -155,7 +155,7 @@ def predict(
     from artifacts.manifest import ArtifactError
     from audio.config import FrontEndMismatchError
     from audio.errors import AudioError
-    from training.predict import MODELS, load_predictor
+    from training.inference import MODELS, load_predictor
 
     if model not in MODELS:
         raise typer.BadParameter(f"--model must be one of {', '.join(MODELS)}")

@@ -39,14 +39,15 @@ from evaluation.metrics import (
 )
 from factorization.matrices import play_count_matrix
 from factorization.run import dataset_root_of, load_factorization
-from training.run import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE, predict_cached
+from training.inference import predict_cached
+from training.run import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE
 
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder
 
 
 class ScoredVersion(Protocol):
-    """What the gate reads of the current version (a `pipeline.registry.LoadedVersion` or
+    """What the gate reads of the current version (a `pipeline.registry.read.LoadedVersion` or
     `RetrainingBase`): its id, its encoder and its user factors, rows following user_ids."""
 
     @property

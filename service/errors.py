@@ -15,6 +15,13 @@ Audio the front end refuses (`audio.errors.AudioError`) maps by its code:
     too_large    413 upload_too_large   over COLDSTART_MAX_UPLOAD_BYTES
     too_short    422 audio_too_short    decodes, but is shorter than one 3-second window
     silent       422 audio_silent       decodes, but holds nothing to hear
+
+Catalogue errors (`catalogue.errors`) map by their class (`from_catalogue_error`), and a
+listen the catalogue rejects names its reason (`listen_error_code`):
+
+    TrackNotFound   404 track_not_found   DuplicateTrack  409 track_exists
+    InvalidTrack    400 invalid_track     InvalidAudio    400 invalid_track
+    unknown_track   unknown_song          invalid_listen  invalid_listen
 """
 
 from __future__ import annotations
@@ -28,6 +35,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audio.errors import AudioError
+from catalogue import (
+    CatalogueError,
+    DuplicateTrack,
+    InvalidAudio,
+    InvalidTrack,
+    ListenRejection,
+    TrackNotFound,
+)
 from service.schemas import ErrorResponse
 
 log = logging.getLogger("coldstart.service")
@@ -99,6 +114,31 @@ def from_audio_error(error: AudioError) -> ServiceError:
     return _AUDIO_ERRORS[error.code](
         f"{error.source}: {error.reason}", code=_AUDIO_CODES.get(error.code, f"audio_{error.code}")
     )
+
+
+_CATALOGUE_ERRORS: dict[type[CatalogueError], tuple[type[ServiceError], str]] = {
+    TrackNotFound: (NotFound, "track_not_found"),
+    DuplicateTrack: (Conflict, "track_exists"),
+    InvalidTrack: (BadRequest, "invalid_track"),
+    InvalidAudio: (BadRequest, "invalid_track"),
+}
+_LISTEN_CODES: dict[ListenRejection, str] = {
+    "unknown_track": "unknown_song",
+    "invalid_listen": "invalid_listen",
+}
+
+
+def from_catalogue_error(error: CatalogueError) -> ServiceError:
+    """The answer to a write the catalogue refused (see the module docstring)."""
+    for kind, (answer, code) in _CATALOGUE_ERRORS.items():
+        if isinstance(error, kind):
+            return answer(str(error), code=code)
+    raise TypeError(f"no HTTP answer for catalogue error {type(error).__name__}") from error
+
+
+def listen_error_code(reason: ListenRejection | None) -> str:
+    """The code of a listen the catalogue rejected for `reason` (see the module docstring)."""
+    return _LISTEN_CODES[reason or "invalid_listen"]
 
 
 def error_body(

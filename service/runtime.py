@@ -81,12 +81,13 @@ from catalogue.events import EventCursor, TrackEvent
 from catalogue.vectors import put_track_vector, track_vectors
 from corpus.dataset import AUDIO_EXTENSIONS, find_audio, read_songs
 from index.vector_index import UnknownIdError
-from pipeline.registry import LoadedVersion, RegistryError, current_version_id, load_version
+from pipeline.registry.layout import RegistryError
+from pipeline.registry.read import LoadedVersion, current_version_id, load_version
 from service import schemas
 from service.errors import BadRequest, Conflict, NotFound, NotReady, from_audio_error
-from service.inference import Embedding, embed_audio
 from service.metrics import ServiceMetrics
 from service.settings import Settings
+from training.inference import Embedding, embed_audio
 
 log = logging.getLogger("coldstart.service")
 

@@ -42,6 +42,7 @@ from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
 from training.baseline import BaselineParams, fit_baseline
 from training.encoder import ContentEncoder, EncoderDims
+from training.inference import predict_cached
 
 MODELS_DIR = "models"
 CNN_NAME = "cnn"
@@ -179,23 +180,6 @@ def ranking_scorer(
         return float(ranking_metrics(user_factors, song_vectors, relevance, k=k).map)
 
     return score
-
-
-def predict_cached(
-    encoder: ContentEncoder, cache: MelCache, song_ids: Sequence[str], batch_size: int = 32
-) -> np.ndarray:
-    """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache."""
-    from training.datamodule import clip_loader
-
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    rows = []
-    with torch.no_grad():
-        for mel, lengths, _ in clip_loader(cache, song_ids, batch_size):
-            rows.append(encoder.forward_mel(mel.to(device), lengths.to(device)).cpu())
-    if not rows:
-        return np.zeros((0, encoder.dims.n_factors), np.float32)
-    return torch.cat(rows).numpy().astype(np.float32)
 
 
 def _scatter(n_rows: int, positions: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -193,3 +193,44 @@ def test_audio_error_survives_pickling() -> None:
     assert (error.code, str(error)) == ("silent", "a.wav: silent")
     with pytest.raises(ValueError, match="unknown"):
         AudioError("loud", "a.wav", "too loud")  # type: ignore[arg-type]
+
+
+def encode_tone(container: str, codec: str, sample_format: str, rate: int = 44100) -> bytes:
+    """One second of a 440 Hz tone encoded by PyAV as `codec` in `container`."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame_size = stream.codec_context.frame_size or 1024
+        for start in range(0, tone.size - frame_size + 1, frame_size):
+            block = tone[start : start + frame_size][None]
+            if sample_format == "s16":
+                block = np.round(block * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout="mono")
+            frame.sample_rate = rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "sample_format", "demuxer", "extension"),
+    [
+        ("wav", "pcm_s16le", "s16", "wav", "wav"),
+        ("flac", "flac", "s16", "flac", "flac"),
+        ("ogg", "opus", "flt", "ogg", "ogg"),
+        ("mp3", "mp3", "fltp", "mp3", "mp3"),
+        ("mp4", "aac", "fltp", "mov", "m4a"),
+        ("adts", "aac", "fltp", "aac", "m4a"),
+    ],
+)
+def test_the_container_read_names_the_file_extension(
+    container: str, codec: str, sample_format: str, demuxer: str, extension: str
+) -> None:
+    """What the decoder opened, not the upload's name or leading bytes, says how to file it."""
+    from corpus.dataset import AUDIO_EXTENSIONS
+
+    rate = 48000 if codec == "opus" else 44100
+    decoded = decode_audio(encode_tone(container, codec, sample_format, rate), name="upload")
+    assert (decoded.container, decoded.extension) == (demuxer, extension)
+    assert decoded.extension in AUDIO_EXTENSIONS

@@ -156,6 +156,10 @@ def test_listens_are_accepted_or_rejected_one_by_one(db):
     assert all("count must be" in reason for reason in reasons[1:6])
     assert "user_id" in reasons[6] and "user_id" in reasons[7]
     assert "timezone-aware" in reasons[8]
+    assert [r.reason for r in results] == [None, "unknown_track"] + ["invalid_listen"] * 8 + [
+        None,
+        None,
+    ]
     assert results[0] == ListenResult(True)
 
     listens = db.export_listens()

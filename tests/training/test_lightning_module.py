@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from audio.config import FRONT_END
-from training.datamodule import CropSampler, MelDataModule, pad_clips
+from training.datamodule import CropSampler, MelDataModule
 from training.encoder import ContentEncoder, EncoderDims
+from training.inference import pad_clips
 from training.lightning_module import BestWeights, ContentModel
 
 TRAIN, VALID = slice(0, 120), slice(120, 160)
