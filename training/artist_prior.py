@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from artifacts.manifest import ArtifactError
+from artifacts.manifest import ArtifactError, read_manifest
 from corpus.artists import UNKNOWN_ARTIST
 
+ARTIST_KIND = "artist_prior"
 PRIORS_FILE = "artist_priors.npy"
 ARTIST_IDS_FILE = "artist_ids.json"
 COUNTS_FILE = "artist_song_counts.npy"
@@ -143,3 +144,10 @@ def fit_artist_priors(
     if best is None:
         raise ValueError("give at least one shrinkage value")
     return best, scores
+
+
+def load_artist_priors(folder: Path) -> ArtistPriors:
+    """The priors of a finished `RUN/models/artist/` (or a version's copy), its manifest
+    verified."""
+    manifest = read_manifest(folder, kind=ARTIST_KIND)
+    return ArtistPriors.load(folder, float(manifest["parameters"]["shrinkage"]))

@@ -18,12 +18,19 @@ arithmetic, rounded once to float32, has no dependence on batch shape). numpy on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from artifacts.manifest import read_manifest
+from corpus.artists import normalise_artist
+from training.artist_prior import ArtistPriors, load_artist_priors
+
+HYBRID_KIND = "hybrid_fusion"
 FUSION_FILE = "fusion.json"
 COUNT_EDGES = (1, 2, 3, 5, 9, 17)
 MIN_BUCKET_SONGS = 8
@@ -103,6 +110,39 @@ def hybrid_vectors(
 def placement(artist_count: int) -> str:
     """What placed a song whose artist has `artist_count` training songs."""
     return PLACEMENT_HYBRID if artist_count > 0 else PLACEMENT_AUDIO
+
+
+@dataclass(frozen=True)
+class HybridPlacement:
+    """The artist priors and fusion weights a version places new songs with."""
+
+    priors: ArtistPriors
+    weights: FusionWeights
+
+    def place(
+        self, cnn_vectors: np.ndarray, artists: Sequence[object]
+    ) -> tuple[np.ndarray, list[str]]:
+        """Hybrid vectors `(n, F)` float32 of songs with CNN vectors `(n, F)` and raw artist
+        strings (normalised here; anything unknown or missing is placed by audio), with
+        each song's placement (`PLACEMENT_HYBRID` or `PLACEMENT_AUDIO`)."""
+        priors, counts = self.priors.lookup([normalise_artist(name) for name in artists])
+        vectors = hybrid_vectors(cnn_vectors, priors, counts, self.weights)
+        return vectors, [placement(int(n)) for n in counts]
+
+
+def load_fusion(folder: Path) -> FusionWeights:
+    """The weights of a finished `RUN/models/hybrid/` (or a version's copy), manifest
+    verified."""
+    read_manifest(folder, kind=HYBRID_KIND)
+    return FusionWeights.from_json(json.loads((Path(folder) / FUSION_FILE).read_text()))
+
+
+def load_hybrid(artist_dir: Path, hybrid_dir: Path) -> HybridPlacement | None:
+    """The placement of a run or version from its artist and hybrid folders; None without a
+    hybrid (a version published before it: every new song is placed by audio)."""
+    if not Path(hybrid_dir).is_dir():
+        return None
+    return HybridPlacement(load_artist_priors(artist_dir), load_fusion(hybrid_dir))
 
 
 def _least_squares(cnn: np.ndarray, prior: np.ndarray, target: np.ndarray) -> tuple[float, float]:

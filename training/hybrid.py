@@ -17,7 +17,6 @@ the weights: what a published version serves with (`pipeline.registry`).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,40 +26,26 @@ import numpy as np
 from artifacts.manifest import read_manifest, write_json_atomic, write_manifest
 from corpus.artists import UNKNOWN_ARTIST, normalise_artists
 from corpus.dataset import SONGS_FILE, read_songs
-from training.artist_prior import ArtistPriors, fit_artist_priors
-from training.fusion import FUSION_FILE, FusionWeights, fit_fusion, hybrid_vectors
+from training.artist_prior import ARTIST_KIND, fit_artist_priors
+from training.fusion import FUSION_FILE, HYBRID_KIND, fit_fusion, hybrid_vectors
+from training.inference import predict_cached
 from training.run import (
     CNN_NAME,
     MODELS_DIR,
     TEST_FACTORS_FILE,
     RunData,
     fresh_model_folder,
-    predict_cached,
     ranking_scorer,
 )
 
 ARTIST_NAME = "artist"
 HYBRID_NAME = "hybrid"
-ARTIST_KIND = "artist_prior"
-HYBRID_KIND = "hybrid_fusion"
 
 
 def song_artists(dataset_root: Path) -> dict[str, str]:
     """Song id -> normalised artist, from the dataset's songs.csv."""
     songs = read_songs(Path(dataset_root) / SONGS_FILE)
     return dict(zip(songs["song_id"], normalise_artists(songs["artist"]), strict=True))
-
-
-def load_artist_priors(folder: Path) -> ArtistPriors:
-    """The priors of a finished `models/artist/` (or a version's copy), manifest verified."""
-    manifest = read_manifest(folder, kind=ARTIST_KIND)
-    return ArtistPriors.load(folder, float(manifest["parameters"]["shrinkage"]))
-
-
-def load_fusion(folder: Path) -> FusionWeights:
-    """The weights of a finished `models/hybrid/` (or a version's copy), manifest verified."""
-    read_manifest(folder, kind=HYBRID_KIND)
-    return FusionWeights.from_json(json.loads((Path(folder) / FUSION_FILE).read_text()))
 
 
 def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, dict[str, Any]]:
