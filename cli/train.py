@@ -42,6 +42,14 @@ def train(
         int | None, typer.Option(min=1, help="Random crops per training song per epoch.")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    mask_bands: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most mel bands masked per training crop (0: off)."),
+    ] = None,
+    mask_frames: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most frames masked per training crop (0: off)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -96,6 +104,8 @@ def train(
         "batch_size": batch_size,
         "crops_per_song": crops_per_song,
         "lr": lr,
+        "mask_bands": mask_bands,
+        "mask_frames": mask_frames,
         "num_workers": workers,
     }
     try:

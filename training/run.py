@@ -83,6 +83,8 @@ class CNNSettings:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     normalise_targets: bool = False
+    mask_bands: int = 0
+    mask_frames: int = 0
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -330,6 +332,8 @@ def train_cnn(
         weight_decay=settings.weight_decay,
         schedule=settings.schedule,
         normalise_targets=settings.normalise_targets,
+        mask_bands=settings.mask_bands,
+        mask_frames=settings.mask_frames,
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
