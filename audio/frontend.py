@@ -2,8 +2,9 @@
 
 `log_mel` is what `coldstart featurize` stores in the mel cache; the embedding path
 (`training.inference.embed_audio`) takes `decode_usable`'s samples to the encoder, whose
-own `LogMel` gives the same numbers. Decoding and the mel stay separate calls so that
-each can be timed.
+own `LogMel` gives the same numbers. Both refuse a log-mel or prediction that is not
+finite (`check_finite`) before storing anything. Decoding and the mel stay separate calls
+so that each can be timed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def check_usable(
         raise AudioError("silent", name, f"silent (RMS {rms:.1e} is below {SILENCE_RMS:.0e})")
 
 
+def check_finite(values: np.ndarray, name: str, what: str) -> None:
+    """Refuse a computed array (a log-mel, a predicted vector) holding NaN or inf, with
+    `AudioError` "unembeddable": nothing non-finite may reach the mel cache, the catalogue
+    or an index. `what` names the array in the message."""
+    if not np.isfinite(values).all():
+        raise AudioError("unembeddable", name, f"the {what} holds NaN or infinite values")
+
+
 def decode_usable(
     source: str | Path | bytes,
     config: FrontEndConfig = FRONT_END,
@@ -69,11 +78,13 @@ def log_mel(
     name: str | None = None,
 ) -> np.ndarray:
     """Decode `source`, refuse it if too short or silent, return its log-mel
-    (n_mels, 1 + n_samples // hop_length) float32. Raises `AudioError`."""
+    (n_mels, 1 + n_samples // hop_length) float32, finite. Raises `AudioError`."""
     decoded = decode_usable(source, config, limits, name)
+    label = source_name(source, name)
     with torch.inference_mode():
-        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0]
-    return mel.numpy()
+        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
+    check_finite(mel, label, "log-mel")
+    return mel
 
 
 def mel_windows(

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from catalogue.audio_store import AudioStore
+from catalogue.audio_store import AudioStore, StoredAudio
 from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
 from catalogue.events import record_event
 from catalogue.models import (
@@ -36,18 +36,18 @@ from catalogue.models import (
     MAX_TEXT_LENGTH,
     MAX_VERSION_LENGTH,
     ORIGINS,
+    WRITE_OPTION,
     Listen,
     Track,
     utc_now,
 )
+from catalogue.vectors import TrackVector, vector_row
 from corpus.dataset import read_songs
 
 Origin = Literal["warm", "cold"]
 # Why a listen was refused: its track is not in the catalogue, or its fields break a rule.
 ListenRejection = Literal["unknown_track", "invalid_listen"]
 
-# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (catalogue.db).
-WRITE_OPTION = "coldstart_write"
 MAX_PLAY_COUNT = np.iinfo(np.int32).max
 _IMPORT_CHUNK = 20_000  # rows per executemany: bounded memory for million-song imports
 _IN_CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit
@@ -167,11 +167,18 @@ class Catalogue:
         audio_ext: str | None = None,
         origin: Origin = "cold",
         vector_version: str | None = None,
+        vector: np.ndarray | None = None,
     ) -> TrackRecord:
-        """Add one track; a cold track (added by audio) must come with its `audio`, which is
-        stored durably (content-addressed) before the row is written.
+        """Add one track, all or nothing; a cold track (added by audio) must come with its
+        `audio`, which is stored durably (content-addressed) before the row is written.
 
-        Raises `InvalidTrack`, `InvalidAudio`, `DuplicateTrack`."""
+        `vector` `(dim,)` is the track's predicted vector for model `vector_version`: it is
+        written in the transaction of the row and its "added" event, so a reader sees the
+        three together or none. When the transaction fails the audio file this call
+        stored is removed again (unless another track has the same bytes).
+
+        Raises `InvalidTrack`, `InvalidAudio`, `DuplicateTrack` (and `ValueError` for a
+        vector that is not one finite row)."""
         problem = (
             _id_problem(track_id, "track id")
             or _text_problem(title, "title", required=True)
@@ -184,6 +191,13 @@ class Catalogue:
         _check_version(vector_version)
         if origin == "cold" and audio is None:
             raise InvalidTrack(f"cold track {track_id!r} needs its audio")
+        if vector is not None and vector_version is None:
+            raise InvalidTrack("a vector needs the vector_version it was predicted by")
+        vector_values = (
+            vector_row(track_id, vector_version, vector)
+            if vector is not None and vector_version is not None
+            else None
+        )
         if self._exists(track_id):  # before storing audio that would then go unused
             raise DuplicateTrack(f"track {track_id!r} already exists")
         stored = None
@@ -211,11 +225,18 @@ class Catalogue:
                     raise DuplicateTrack(f"track {track_id!r} already exists")
                 session.add(row)
                 session.flush()  # the row first: a concurrent duplicate fails before its event
+                if vector_values is not None:
+                    session.execute(insert(TrackVector).values(**vector_values))
                 record_event(session, "added", track_id)
-        except IntegrityError as error:  # a concurrent add won the race (PostgreSQL)
-            if self._exists(track_id):
+        except BaseException as error:
+            if stored is not None:
+                self._forget_audio(stored)
+            if isinstance(error, IntegrityError) and self._exists(track_id):
+                # a concurrent add won the race (PostgreSQL)
                 raise DuplicateTrack(f"track {track_id!r} already exists") from error
             raise
+        if stored is not None and isinstance(audio, bytes | Path):
+            self._keep_audio(stored, audio)
         return TrackRecord.from_row(row)
 
     def get_track(self, track_id: str) -> TrackRecord:
@@ -448,6 +469,25 @@ class Catalogue:
         ):
             return "played_at must be a timezone-aware datetime"
         return None
+
+    def _forget_audio(self, stored: StoredAudio) -> None:
+        """Remove the file a failed `add_track` stored, unless it was there before or a
+        track (another upload of the same bytes) refers to it."""
+        if not stored.created or self.audio_store is None:
+            return
+        with self._reading() as session:
+            shared = session.scalar(
+                select(func.count()).select_from(Track).where(Track.audio_sha256 == stored.sha256)
+            )
+        if not shared:
+            self.audio_store.remove(stored)
+
+    def _keep_audio(self, stored: StoredAudio, audio: bytes | Path) -> None:
+        """After a commit: put the file back should a failing upload of the same bytes
+        have removed it between this call's `put` and its commit."""
+        store = self.audio_store
+        if store is not None and not store.path(stored.relative_path).is_file():
+            store.put(audio, stored.relative_path.rsplit(".", 1)[1])
 
     def _exists(self, track_id: str) -> bool:
         with self._reading() as session:

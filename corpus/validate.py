@@ -10,8 +10,9 @@ no Python line runs per listen. Only the first `max_per_kind` problems of a kind
 `Problem`s (each with its line), the rest are counted.
 
 Audio is probed, not decoded: PyAV opens each file and decodes its first frame (is there an
-audio stream, does it decode, how long is it), in a thread pool that runs beside the text
-checks.
+audio stream, does it decode, how long is it, are its samples usable by the front end's one
+rule, `audio.decode.sample_peak`: NaN or inf is an error, a peak above full scale a warning,
+as the front end peak-normalises it), in a thread pool that runs beside the text checks.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from audio.decode import FULL_SCALE, frames_to_mono, sample_peak
+from audio.errors import AudioError
 from corpus.dataset import (
     AUDIO_DIR,
     AUDIO_EXTENSIONS,
@@ -70,10 +73,12 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "audio-missing": ("error", "songs without an audio file"),
     "audio-duplicate": ("error", "extra audio files for one song"),
     "audio-undecodable": ("error", "audio files that do not open or decode"),
+    "audio-invalid-samples": ("error", "audio files with NaN or infinite samples"),
     "whitespace": ("warning", "ids with leading or trailing whitespace"),
     "audio-unknown-song": ("warning", "audio files of songs not in songs.csv (ignored)"),
     "audio-ignored": ("warning", "files in audio/ that are not <song_id>.<ext> (ignored)"),
     "audio-duration": ("warning", "audio files without a duration"),
+    "audio-over-full-scale": ("warning", "audio files peaking above full scale (normalised)"),
 }
 
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -149,10 +154,13 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class AudioProbe:
-    """What the cheap probe learnt of one file: its length, or why it is not usable audio."""
+    """What the cheap probe learnt of one file: its length and the peak of its first frame
+    (None if unknown), or why it is not usable audio (`invalid_samples`: NaN or inf)."""
 
     seconds: float | None
     error: str | None = None
+    peak: float | None = None
+    invalid_samples: bool = False
 
 
 def probe_audio(path: Path) -> AudioProbe:
@@ -166,13 +174,19 @@ def probe_audio(path: Path) -> AudioProbe:
             if not container.streams.audio:
                 return AudioProbe(None, "no audio stream")
             stream = container.streams.audio[0]
-            if next(container.decode(stream), None) is None:
+            frame = next(container.decode(stream), None)
+            if frame is None:
                 return AudioProbe(None, "no decodable audio frame")
+            try:
+                peak = sample_peak(frames_to_mono([frame]), path.name)
+            except AudioError as error:
+                return AudioProbe(None, error.reason, invalid_samples=True)
+            seconds = None
             if stream.duration and stream.time_base:
-                return AudioProbe(float(stream.duration * stream.time_base))
-            if container.duration:
-                return AudioProbe(container.duration / av.time_base)
-            return AudioProbe(None)
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / av.time_base
+            return AudioProbe(seconds, peak=peak)
     except (av.FFmpegError, OSError) as error:
         return AudioProbe(None, f"cannot be read as audio: {error.strerror or error}")
 
@@ -816,9 +830,21 @@ class _AudioCheck:
                 if in_catalogue is not None and song_id not in in_catalogue:
                     continue  # the loader ignores it, and it was reported as such
                 file = f"{AUDIO_DIR}/{self.files[song_id][0]}"
+                if probe.invalid_samples:
+                    collector.add("audio-invalid-samples", file, None, probe.error or "")
+                    continue
                 if probe.error is not None:
                     collector.add("audio-undecodable", file, None, probe.error)
-                elif probe.seconds is None:
+                    continue
+                if probe.peak is not None and probe.peak > FULL_SCALE:
+                    collector.add(
+                        "audio-over-full-scale",
+                        file,
+                        None,
+                        f"peaks at {20 * np.log10(probe.peak):+.1f} dBFS: the front end"
+                        " scales it down to full scale",
+                    )
+                if probe.seconds is None:
                     collector.add("audio-duration", file, None, "no duration in the header")
                 else:
                     seconds.append(probe.seconds)

@@ -15,6 +15,12 @@ Audio the front end refuses (`audio.errors.AudioError`) maps by its code:
     too_large    413 upload_too_large   over COLDSTART_MAX_UPLOAD_BYTES
     too_short    422 audio_too_short    decodes, but is shorter than one 3-second window
     silent       422 audio_silent       decodes, but holds nothing to hear
+    invalid_samples  422 audio_invalid_samples  decodes to NaN or infinite sample values
+    unembeddable     422 audio_unembeddable     its log-mel or predicted vector is unusable
+                                                (NaN, inf, or no direction)
+
+Samples above full scale are not an error: the front end peak-normalises them and the
+answer's `audio.warnings` says so (`peak_normalised`).
 
 Catalogue errors (`catalogue.errors`) map by their class (`from_catalogue_error`), and a
 listen the catalogue rejects names its reason (`listen_error_code`):
@@ -33,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from audio.errors import AudioError
 from catalogue import (
@@ -105,6 +112,8 @@ _AUDIO_ERRORS: dict[str, type[ServiceError]] = {
     "too_large": PayloadTooLarge,
     "too_short": Unprocessable,
     "silent": Unprocessable,
+    "invalid_samples": Unprocessable,
+    "unembeddable": Unprocessable,
 }
 _AUDIO_CODES = {"too_large": "upload_too_large"}
 
@@ -198,12 +207,13 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return error_response(422, "validation_error", _validation_message(errors), details=errors)
 
-    async def http_error(_request: Request, error: Exception) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         code = _HTTP_CODES.get(error.status_code, "http_error")
-        return error_response(
-            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
-        )
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:  # Starlette names only the first route's methods
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(error.status_code, code, str(error.detail), headers=headers)
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -213,6 +223,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (RFC 9110 `Allow`:
+    GET and DELETE of `/v1/tracks/{track_id}` are two routes, both count)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -225,7 +246,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "A track with this id exists (`track_exists`)",
         413: "Upload over the size limit (`upload_too_large`)",
         415: "Not audio the decoder reads (`audio_undecodable`)",
-        422: "Invalid parameters (`validation_error`), or audio too short or silent",
+        422: "Invalid parameters (`validation_error`), or audio too short or silent"
+        " (`audio_too_short`, `audio_silent`), with NaN or infinite samples"
+        " (`audio_invalid_samples`) or an unusable prediction (`audio_unembeddable`)",
         503: "No model version loaded (`model_not_loaded`)",
     }
     return {

@@ -19,6 +19,11 @@ from service.errors import PayloadTooLarge, error_body
 
 # Multipart boundaries, part headers, title and artist fields: generous, still bounded.
 FORM_OVERHEAD_BYTES = 64 * 1024
+# The media types the `file` part of an upload may declare (the decoder reads the bytes,
+# whatever is declared), for the routes' `openapi_extra`.
+AUDIO_MEDIA_TYPES = "audio/*, application/octet-stream"
+_FILE_PART = {"encoding": {"file": {"contentType": AUDIO_MEDIA_TYPES}}}
+AUDIO_UPLOAD_OPENAPI = {"requestBody": {"content": {"multipart/form-data": _FILE_PART}}}
 
 
 class _BodyTooLarge(Exception):

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
 from audio.errors import AudioError
-from audio.frontend import decode_usable, log_mel
+from audio.frontend import check_finite, decode_usable, log_mel
 from training.encoder import ClipTooShortError, ContentEncoder
 
 MODELS = ("cnn", "linear")
@@ -46,13 +46,16 @@ class MelSource(Protocol):
 
 @dataclass(frozen=True)
 class Embedding:
-    """`vector` (n_factors,) float32 for `seconds` of audio (`truncated`: the input was
-    longer than the decode limit); the container it was read from (FFmpeg's demuxer
-    name, e.g. "mp3", "ogg", "mov,mp4,m4a,3gp,3g2,mj2"); the stages' wall-clock ms."""
+    """`vector` (n_factors,) float32, finite, for `seconds` of audio (`truncated`: the
+    input was longer than the decode limit; `normalised`: it peaked at `peak_dbfs`, above
+    full scale, and was scaled down to it); the container it was read from (one of
+    `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds."""
 
     vector: np.ndarray
     seconds: float
     truncated: bool
+    peak_dbfs: float
+    normalised: bool
     container: str
     decode_ms: float
     features_ms: float
@@ -71,7 +74,8 @@ def embed_audio(
     name: str | None = None,
 ) -> Embedding:
     """Predict the factors of one recording (a file path or a file's bytes) from the whole
-    clip; `AudioError` if the front end refuses it. `name` labels errors.
+    clip; `AudioError` if the front end refuses it or the prediction is not finite
+    ("unembeddable"). `name` labels errors.
 
     Runs on the calling thread with torch's current thread count: the service calls it
     from its worker threads, never on the event loop.
@@ -87,11 +91,14 @@ def embed_audio(
             vector = encoder.forward_mel(mel)[0].numpy().astype(np.float32)
         except ClipTooShortError as error:
             raise AudioError("too_short", label, str(error)) from error
+    check_finite(vector, label, "predicted vector")
     done = time.perf_counter()
     return Embedding(
         vector=vector,
         seconds=decoded.seconds,
         truncated=decoded.truncated,
+        peak_dbfs=decoded.peak_dbfs,
+        normalised=decoded.normalised,
         container=decoded.container,
         decode_ms=(decoded_at - started) * 1e3,
         features_ms=(featured_at - decoded_at) * 1e3,

@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import K, RuntimeDep, SpaceQuery
 from service.errors import responses
-from service.schemas import AudioInfo, SimilarResponse, Timings
-from service.uploads import read_upload
+from service.schemas import SimilarResponse, Timings
+from service.uploads import AUDIO_UPLOAD_OPENAPI, read_upload
+from service.views import audio_info
 
 router = APIRouter(tags=["similar"])
 
@@ -20,6 +21,7 @@ router = APIRouter(tags=["similar"])
     "/v1/similar",
     response_model=SimilarResponse,
     responses=responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=AUDIO_UPLOAD_OPENAPI,
     summary="Songs similar to an uploaded recording",
 )
 async def similar_to_upload(
@@ -41,7 +43,7 @@ async def similar_to_upload(
         space=space,
         k=k,
         results=hits,
-        audio=AudioInfo(seconds=round(embedding.seconds, 3), truncated=embedding.truncated),
+        audio=audio_info(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,
             features_ms=embedding.features_ms,

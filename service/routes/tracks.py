@@ -12,11 +12,24 @@ from starlette.concurrency import run_in_threadpool
 from catalogue.models import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from service.deps import K, RuntimeDep, SpaceQuery, WriteAccess
 from service.errors import responses
-from service.schemas import AudioInfo, Timings, Track, TrackCreated, TrackSimilarResponse
-from service.uploads import read_upload
+from service.schemas import Timings, Track, TrackCreated, TrackSimilarResponse
+from service.uploads import AUDIO_UPLOAD_OPENAPI, read_upload
+from service.views import audio_info
 
 router = APIRouter(tags=["tracks"])
 TrackId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+_TRACK = "#/paths/~1v1~1tracks~1{track_id}"
+# OpenAPI links from an added track to what can be done with it (schemathesis' stateful
+# phase follows them: add, then read, search by, play and delete that very track).
+TRACK_LINKS = {
+    name: {"operationRef": ref, "parameters": {"track_id": "$response.body#/id"}}
+    for name, ref in {
+        "GetTrack": f"{_TRACK}/get",
+        "DeleteTrack": f"{_TRACK}/delete",
+        "SimilarToTrack": f"{_TRACK}~1similar/get",
+        "TrackAudio": f"{_TRACK}~1audio/get",
+    }.items()
+}
 
 
 @router.post(
@@ -24,7 +37,11 @@ TrackId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
     response_model=TrackCreated,
     status_code=status.HTTP_201_CREATED,
     dependencies=[WriteAccess],
-    responses=responses(400, 401, 409, 413, 415, 422, 503),
+    responses={
+        201: {"description": "The track, stored and indexed.", "links": TRACK_LINKS},
+        **responses(400, 401, 409, 413, 415, 422, 503),
+    },
+    openapi_extra=AUDIO_UPLOAD_OPENAPI,
     summary="Add a new track by its audio",
 )
 async def add_track(
@@ -54,7 +71,7 @@ async def add_track(
     return TrackCreated(
         **track.model_dump(),
         model_version=runtime.require_version().version_id,
-        audio=AudioInfo(seconds=round(embedding.seconds, 3), truncated=embedding.truncated),
+        audio=audio_info(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,
             features_ms=embedding.features_ms,

@@ -152,3 +152,29 @@ def test_featurize_command(dataset: Path, tmp_path: Path) -> None:
     assert MelCache.open(cache_dir).song_ids == CACHED
     missing = CliRunner().invoke(command, [str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no audio folder" in " ".join(missing.output.split())
+
+
+def test_featurize_refuses_non_finite_samples_and_normalises_hot_ones(tmp_path: Path) -> None:
+    """The front end's one rule on sample values, applied by featurize: NaN and inf are
+    failures naming the file; +6 dBFS and 1e30 are cached, finite."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    audio_dir = tmp_path / "world" / "audio"
+    audio_dir.mkdir(parents=True)
+    cases = {
+        "nan": "float-wav-nan",
+        "inf": "float-wav-inf",
+        "huge": "float-wav-1e30",
+        "hot": "float-wav-plus-6-dbfs",
+    }
+    for song_id, case in cases.items():
+        (audio_dir / f"{song_id}.wav").write_bytes(corpus[case].data)
+    summary = featurize(audio_dir.parent)
+    assert sorted(summary.failed) == ["inf", "nan"]
+    for song_id in ("inf", "nan"):
+        assert summary.failed[song_id].startswith(f"invalid_samples: {song_id}.wav: ")
+    cache = MelCache.open(summary.cache_dir)
+    assert cache.song_ids == ["hot", "huge"]
+    for song_id in cache.song_ids:
+        assert np.isfinite(cache.load(song_id)).all()

@@ -195,42 +195,53 @@ def test_audio_error_survives_pickling() -> None:
         AudioError("loud", "a.wav", "too loud")  # type: ignore[arg-type]
 
 
-def encode_tone(container: str, codec: str, sample_format: str, rate: int = 44100) -> bytes:
-    """One second of a 440 Hz tone encoded by PyAV as `codec` in `container`."""
-    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        frame_size = stream.codec_context.frame_size or 1024
-        for start in range(0, tone.size - frame_size + 1, frame_size):
-            block = tone[start : start + frame_size][None]
-            if sample_format == "s16":
-                block = np.round(block * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout="mono")
-            frame.sample_rate = rate
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return buffer.getvalue()
+@pytest.mark.parametrize("case", ["float-wav-nan", "float-wav-inf"])
+def test_non_finite_samples_are_refused_naming_the_file(case: str) -> None:
+    from tests.hostile_audio import hostile_corpus
+
+    hostile = hostile_corpus()[case]
+    with pytest.raises(AudioError, match=f"^{hostile.filename}: .*NaN or infinite") as caught:
+        decode_audio(hostile.data, name=hostile.filename)
+    assert caught.value.code == "invalid_samples"
+
+
+@pytest.mark.parametrize(("gain", "channels"), [(2.0, 1), (1e30, 1), (1e38, 2)])
+def test_samples_above_full_scale_are_peak_normalised(gain: float, channels: int) -> None:
+    """+6 dBFS, 1e30 (whose power overflows float32) and 1e38 in stereo all come out as the
+    same recording scaled to peak at full scale; the decoder says it did so."""
+    from tests.hostile_audio import tone, wav_bytes
+
+    music = np.repeat(tone(3.5)[:, None], channels, axis=1)
+    reference = decode_audio(wav_bytes(music, SR, float32=True))
+    assert not reference.normalised and reference.peak < 1.0
+    hot = decode_audio(wav_bytes(music * gain, SR, float32=True))
+    assert hot.normalised
+    assert hot.peak == pytest.approx(reference.peak * gain, rel=1e-5)
+    assert hot.peak_dbfs == pytest.approx(20 * np.log10(reference.peak * gain), rel=1e-5)
+    assert np.isfinite(hot.samples).all()
+    np.testing.assert_allclose(hot.samples, reference.samples / reference.peak, atol=1e-5)
 
 
 @pytest.mark.parametrize(
-    ("container", "codec", "sample_format", "demuxer", "extension"),
+    ("container", "codec", "demuxer", "extension"),
     [
-        ("wav", "pcm_s16le", "s16", "wav", "wav"),
-        ("flac", "flac", "s16", "flac", "flac"),
-        ("ogg", "opus", "flt", "ogg", "ogg"),
-        ("mp3", "mp3", "fltp", "mp3", "mp3"),
-        ("mp4", "aac", "fltp", "mov", "m4a"),
-        ("adts", "aac", "fltp", "aac", "m4a"),
+        ("wav", "pcm_s16le", "wav", "wav"),
+        ("flac", "flac", "flac", "flac"),
+        ("ogg", "libopus", "ogg", "ogg"),
+        ("mp3", "libmp3lame", "mp3", "mp3"),
+        ("mp4", "aac", "mov", "m4a"),
+        ("adts", "aac", "aac", "m4a"),
     ],
 )
 def test_the_container_read_names_the_file_extension(
-    container: str, codec: str, sample_format: str, demuxer: str, extension: str
+    container: str, codec: str, demuxer: str, extension: str
 ) -> None:
     """What the decoder opened, not the upload's name or leading bytes, says how to file it."""
     from corpus.dataset import AUDIO_EXTENSIONS
+    from tests.hostile_audio import encoded, tone
 
-    rate = 48000 if codec == "opus" else 44100
-    decoded = decode_audio(encode_tone(container, codec, sample_format, rate), name="upload")
+    rate = 48000 if codec == "libopus" else 44100
+    audio = encoded(container, codec, tone(1.0, rate, amplitude=0.3), rate)
+    decoded = decode_audio(audio, name="upload")
     assert (decoded.container, decoded.extension) == (demuxer, extension)
     assert decoded.extension in AUDIO_EXTENSIONS

@@ -11,7 +11,7 @@ import torch
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import decode_audio
 from audio.errors import AudioError
-from audio.frontend import check_usable, log_mel, mel_windows
+from audio.frontend import check_finite, check_usable, log_mel, mel_windows
 from audio.mel import LogMel
 
 MUSIC = [
@@ -109,3 +109,23 @@ def test_mel_windows() -> None:
     assert mel_windows(mel[:, :130]).shape == (1, 4, 130)
     assert mel_windows(mel[:, :129]).shape == (0, 4, 130)
     assert mel_windows(mel.astype(np.float16)).dtype == np.float16
+
+
+def test_log_mel_of_hostile_samples_is_finite_or_refused() -> None:
+    """The mel the cache stores is finite for over-full-scale floats; NaN is refused."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    for case in ("float-wav-1e30", "float-wav-plus-6-dbfs"):
+        assert np.isfinite(log_mel(corpus[case].data)).all()
+    with pytest.raises(AudioError, match="nan.wav") as caught:
+        log_mel(corpus["float-wav-nan"].data, name="nan.wav")
+    assert caught.value.code == "invalid_samples"
+
+
+def test_check_finite_refuses_nan_and_inf() -> None:
+    check_finite(np.zeros(3, np.float32), "song.wav", "log-mel")
+    for bad in (np.nan, np.inf):
+        with pytest.raises(AudioError, match="song.wav: the log-mel holds NaN") as caught:
+            check_finite(np.array([0.0, bad]), "song.wav", "log-mel")
+        assert caught.value.code == "unembeddable"

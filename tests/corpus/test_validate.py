@@ -373,3 +373,25 @@ def test_cli_exit_codes_and_output(dataset: Path) -> None:
     assert "listens.tsv:10:" not in bad.output
     assert "... and 2 more play counts" in bad.output
     assert "3 errors" in bad.output
+
+
+def test_validate_applies_the_front_ends_rule_on_sample_values(dataset: Path) -> None:
+    """NaN or inf samples are errors naming the file; a float export above full scale is a
+    warning (the front end peak-normalises it), as featurize and the service treat them."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    audio = dataset / "audio"
+    for song_id, case in [("S1", "float-wav-nan"), ("S2", "float-wav-plus-6-dbfs")]:
+        for old in audio.glob(f"{song_id}.*"):
+            old.unlink()
+        (audio / f"{song_id}.wav").write_bytes(corpus[case].data)
+    report = validate_dataset(dataset, workers=2)
+    assert located(report) == [
+        ("audio-invalid-samples", "audio/S1.wav", None),
+        ("audio-over-full-scale", "audio/S2.wav", None),
+    ]
+    messages = {problem.file: problem.message for problem in report.problems}
+    assert "NaN or infinite" in messages["audio/S1.wav"]
+    assert messages["audio/S2.wav"].startswith("peaks at +")
+    assert report.errors == 1 and report.warnings == 1

@@ -230,7 +230,7 @@ def in_both_spaces(runtime: Any, track_id: str) -> bool:
 def test_a_track_whose_vector_never_comes_is_embedded_by_the_follower(
     two_runtimes: Any, shared_audio_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.runtime
+    import service.follower
     from catalogue.vectors import track_vectors
 
     a, b = two_runtimes
@@ -243,7 +243,7 @@ def test_a_track_whose_vector_never_comes_is_embedded_by_the_follower(
     a.catalogue.add_track("orphan", "Orphan", audio=audio.read_bytes(), audio_ext="ogg")
     version_id = b.require_version().version_id
     assert b.follow_catalogue() == 0 and not in_both_spaces(b, "orphan")  # waits for it
-    monkeypatch.setattr(service.runtime, "VECTOR_GRACE_S", 0.0)
+    monkeypatch.setattr(service.follower, "VECTOR_GRACE_S", 0.0)
     b.follow_catalogue()  # overdue: embedded from the stored audio, and stored
     assert set(track_vectors(b.catalogue, version_id, ["orphan"])) == {"orphan"}
     assert b.follow_catalogue() == 1 and in_both_spaces(b, "orphan")
@@ -262,7 +262,7 @@ def test_a_track_added_while_the_other_replica_prepares_a_swap_reaches_the_new_v
     a, b = two_runtimes
     audio = shared_audio_dir / "vibe_ace.mp3"
     new_id = publish_run(trained_run, own_registry.folder)
-    place_cold_tracks = b._place_cold_tracks
+    place_cold_tracks = b.cold_tracks.place
 
     def add_on_a_after_b_read_the_catalogue(*args: Any) -> Any:
         if "late" not in a.catalogue.get_tracks(["late"]):
@@ -270,7 +270,7 @@ def test_a_track_added_while_the_other_replica_prepares_a_swap_reaches_the_new_v
             assert b.follow_catalogue() == 1  # B's follower, running during the preparation
         return place_cold_tracks(*args)
 
-    b._place_cold_tracks = add_on_a_after_b_read_the_catalogue
+    b.cold_tracks.place = add_on_a_after_b_read_the_catalogue
     assert b.poll_registry()
     assert b.require_version().version_id == new_id
     assert in_both_spaces(b, "late") and b.is_new("late")

@@ -48,12 +48,12 @@ def test_training_and_serving_paths_agree(
 
 def test_refused_audio_raises_the_front_ends_error(encoder: ContentEncoder) -> None:
     """The front end's check runs on every path: silence and short clips never reach the model."""
+    from tests.hostile_audio import tone, wav_bytes
+
     rate = encoder.config.sample_rate
-    silence = np.zeros(rate * 4, np.float32)
-    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
-    for samples, code in ((silence, "silent"), (tone, "too_short")):
+    for samples, code in ((np.zeros(rate * 4), "silent"), (tone(1.0, rate), "too_short")):
         with pytest.raises(AudioError) as caught:
-            embed_audio(encoder, _wav_bytes(samples, rate), DecodeLimits(), name="clip.wav")
+            embed_audio(encoder, wav_bytes(samples, rate), DecodeLimits(), name="clip.wav")
         assert caught.value.code == code and caught.value.source == "clip.wav"
 
 
@@ -67,17 +67,34 @@ def test_cached_songs_predict_in_any_batching(encoder: ContentEncoder, synthetic
     assert predict_cached(encoder, synthetic_world, []).shape == (0, 8)
 
 
-def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
-    import io
+def test_a_non_finite_prediction_is_refused(encoder: ContentEncoder) -> None:
+    """Nothing non-finite leaves the path: a model whose output is NaN is "unembeddable"."""
+    import copy
 
-    import av
+    from tests.hostile_audio import tone, wav_bytes
 
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        pcm = np.round(samples * 32767).astype(np.int16)[None]
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = rate
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return buffer.getvalue()
+    broken = copy.deepcopy(encoder)
+    with torch.no_grad():
+        broken.head[-1].bias.fill_(float("nan"))
+    rate = encoder.config.sample_rate
+    with pytest.raises(AudioError) as caught:
+        embed_audio(broken, wav_bytes(tone(4.0, rate), rate), name="clip.wav")
+    assert caught.value.code == "unembeddable"
+
+
+def test_coldstart_predict_loads_the_checkpoint_into_the_same_path(
+    encoder: ContentEncoder, tmp_path: Path
+) -> None:
+    """`load_predictor` (what `coldstart predict` runs) gives `embed_audio`'s vector."""
+    from tests.hostile_audio import tone, wav_bytes
+    from training.checkpoint import save_encoder
+    from training.inference import load_predictor
+
+    save_encoder(encoder, tmp_path / "cnn")
+    rate = encoder.config.sample_rate
+    song = tmp_path / "song.wav"
+    song.write_bytes(wav_bytes(tone(4.0, rate), rate))
+    predicted = load_predictor(tmp_path / "cnn", "cnn")(song)
+    np.testing.assert_allclose(predicted, embed_audio(encoder, song).vector, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="model must be one of"):
+        load_predictor(tmp_path / "cnn", "rnn")
