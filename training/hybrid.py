@@ -82,6 +82,7 @@ def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, di
             },
             "artists": len(priors.artist_ids),
             "test_songs_with_prior": int(np.count_nonzero(test_counts)),
+            "seconds": round(time.perf_counter() - started, 1),
         },
     )
 

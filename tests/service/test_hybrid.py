@@ -101,8 +101,8 @@ def test_a_new_artist_falls_back_to_audio(
 
 @pytest.mark.parametrize(
     "artist",
-    ["", "   \t ", "Ñandú & Björk 🎵 北京", "x" * 1000],
-    ids=["empty", "whitespace", "unicode", "1000-chars"],
+    ["", "     ", "\u00a0\u2003", "Ñandú & Björk 🎵 北京", "x" * 1000],
+    ids=["empty", "spaces", "unicode-spaces", "unicode", "1000-chars"],
 )
 def test_odd_artists_are_placed_by_audio(
     writable: httpx.Client,
@@ -114,6 +114,15 @@ def test_odd_artists_are_placed_by_audio(
     response = _post_track(writable, audio, auth, artist)
     assert response.status_code == 201, response.text
     assert response.json()["placement"] == "audio"
+
+
+def test_control_characters_are_a_clear_400(
+    writable: httpx.Client, auth: dict[str, str], cold_track: tuple[str, str, Path, int]
+) -> None:
+    _, _, audio, _ = cold_track
+    response = _post_track(writable, audio, auth, "Nina\tHolm")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_track"
 
 
 def test_an_overlong_artist_is_a_clear_422(
