@@ -36,6 +36,16 @@ def factorize(
             "--test-songs", help="Test song ids, one per line (instead of a drawn split)."
         ),
     ] = None,
+    cold_artists: Annotated[
+        float | None,
+        typer.Option(
+            "--cold-artists",
+            min=0.0,
+            max=0.99,
+            help="Share of artists held out with all their songs (cold-artist test songs;"
+            " default: factorize_run's).",
+        ),
+    ] = None,
     factors: Annotated[
         int | None,
         typer.Option(min=1, help="Latent factors per user and song (default: WMFParams)."),
@@ -103,6 +113,7 @@ def factorize(
             params,
             test_songs_file=test_songs,
             seed=params.seed,
+            **given(cold_artist_fraction=cold_artists),
             num_threads=threads,
             engine=engine,
             spark_master=spark_master,
@@ -118,7 +129,8 @@ def factorize(
     console.print(
         f"  users {counts['users']:,} ({counts['users_left_out']:,} left out: no training listen)"
         f"   songs: train {counts['train_songs']:,}  valid {counts['valid_songs']:,}"
-        f"  test {counts['test_songs']:,}"
+        f"  test {counts['test_songs']:,} (cold tracks {counts['test_cold_track_songs']:,},"
+        f" cold artists {counts['test_cold_artist_songs']:,})"
     )
     search = manifest["regularization_search"]
     if search:

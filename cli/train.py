@@ -42,6 +42,14 @@ def train(
         int | None, typer.Option(min=1, help="Random crops per training song per epoch.")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    mask_bands: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most mel bands masked per training crop (0: off)."),
+    ] = None,
+    mask_frames: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most frames masked per training crop (0: off)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -62,9 +70,19 @@ def train(
     linear: Annotated[
         bool, typer.Option("--linear/--no-linear", help="Fit the MFCC baseline.")
     ] = True,
+    hybrid: Annotated[
+        bool,
+        typer.Option(
+            "--hybrid/--no-hybrid",
+            help="Fit the artist prior and the CNN + artist fusion (after the CNN, or on the"
+            " run's finished models/cnn/).",
+        ),
+    ] = True,
 ) -> None:
-    """Train the content models on a factorized run: the CNN (RUN/models/cnn/) and the paper's
-    MFCC bag-of-words linear baseline (RUN/models/linear/); each predicts the test songs.
+    """Train the content models on a factorized run: the CNN (RUN/models/cnn/), the paper's
+    MFCC bag-of-words linear baseline (RUN/models/linear/), the artist prior
+    (RUN/models/artist/) and the hybrid of CNN and artist (RUN/models/hybrid/); each
+    predicts the test songs.
     CNN options left out take the defaults of `training.run.CNNSettings`.
 
     Several devices or nodes train the CNN with DDP: on one machine this command starts the
@@ -80,13 +98,15 @@ def train(
     from training.baseline import BaselineParams
     from training.run import CNNSettings, TrainingError, is_global_zero, train_run
 
-    if not (cnn or linear):
-        raise typer.BadParameter("nothing to train: --no-cnn and --no-linear together")
+    if not (cnn or linear or hybrid):
+        raise typer.BadParameter("nothing to train: --no-cnn, --no-linear and --no-hybrid")
     given = {
         "epochs": epochs,
         "batch_size": batch_size,
         "crops_per_song": crops_per_song,
         "lr": lr,
+        "mask_bands": mask_bands,
+        "mask_frames": mask_frames,
         "num_workers": workers,
     }
     try:
@@ -109,6 +129,7 @@ def train(
             seed=seed,
             cnn=settings if cnn else None,
             linear=BaselineParams() if linear else None,
+            hybrid=hybrid,
         )
     except (TrainingError, ArtifactError) as error:
         console.print(f"[red]error:[/red] {error}")

@@ -24,6 +24,11 @@ unusable is left out of the content space of that version (a warm one keeps its 
 factors), and the run publishes the rest. Each is named with its reason in the summary's
 `left_out`, in `RUN/pipeline.log` and so in the run's record (`/v1/admin/runs/{id}`).
 
+The quality gate compares the candidate's CNN and hybrid with the current version's and
+with the floor: the best numbers a kept version recorded when it passed its own gate on
+the same test songs (`recorded_scores`), so that small losses night after night cannot
+add up; the summary's `gate.decided_by` says which comparison decided.
+
 The run ends with an `Outcome` (exit code, see `pipeline.outcome`) and a `RunSummary`,
 written to `RUN/summary.json` (and `--summary FILE`): per step its status, seconds and
 what it found, the gate's decision with both versions' numbers, the factors' drift, and
@@ -49,7 +54,7 @@ from typing import Any, Literal
 
 from artifacts.files import write_json_atomic
 from artifacts.run_layout import CNN_NAME, LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
-from evaluation.gate import GateSettings
+from evaluation.gate import GateSettings, RecordedScore
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
 from pipeline.outcome import EXIT_CODES, Outcome
@@ -283,13 +288,23 @@ class _Run:
         with self.step("gate") as detail:
             from evaluation.gate import quality_gate
 
-            decision = quality_gate(self.run_dir, base, settings.gate, dataset_root=snapshot.root)
+            decision = quality_gate(
+                self.run_dir,
+                base,
+                settings.gate,
+                floor=recorded_scores(self.registry),
+                dataset_root=snapshot.root,
+            )
             self.summary.gate = decision.to_json()
             write_json_atomic(self.run_dir / "gate.json", self.summary.gate)
-            detail.update(passed=decision.passed, reason=decision.reason)
+            detail.update(
+                passed=decision.passed, decided_by=decision.decided_by, reason=decision.reason
+            )
         if not decision.passed:
             self.summary.outcome = Outcome.REFUSED
-            self.summary.message = f"kept {current}: {decision.reason}"
+            self.summary.message = (
+                f"kept {current} (decided by {decision.decided_by}): {decision.reason}"
+            )
             self._retention()
             return
         with self.step("publish") as detail:
@@ -317,8 +332,10 @@ class _Run:
         self.summary.leave_out(left_out, "publish")
         self.summary.version_id = version_id
         self.summary.outcome = Outcome.PUBLISHED
-        self.summary.message = f"published {version_id}" + (
-            f" (replaces {current}): {decision.reason}" if current else f": {decision.reason}"
+        self.summary.message = (
+            f"published {version_id}"
+            + (f" (replaces {current})" if current else "")
+            + f" (decided by {decision.decided_by}): {decision.reason}"
         )
         self._retention()
 
@@ -476,6 +493,29 @@ class _Run:
             detail["runs_pruned"] = _prune_runs(
                 self.settings.work / RUNS_DIR, self.settings.keep_runs, keep=self.run_dir.name
             )
+
+
+def recorded_scores(registry: Path) -> list[RecordedScore]:
+    """What each kept version scored when it passed a nightly gate (its manifest's
+    `pipeline.gate`: per model the candidate's numbers, and the test songs' digest);
+    versions published otherwise (`coldstart publish`, an older gate) recorded none."""
+    from artifacts.manifest import read_manifest
+    from pipeline.registry import list_versions
+    from pipeline.registry.layout import VERSION_KIND, version_folder
+
+    scores = []
+    for version_id in list_versions(registry):
+        folder = version_folder(registry, version_id)
+        manifest = read_manifest(folder, kind=VERSION_KIND, verify=False)
+        gate = (manifest.get("pipeline") or {}).get("gate") or {}
+        models = {
+            model: numbers
+            for model, numbers in (gate.get("candidate") or {}).items()
+            if isinstance(numbers, dict)
+        }
+        if gate.get("passed") and gate.get("test_songs") and models:
+            scores.append(RecordedScore(version_id, str(gate["test_songs"]), models))
+    return scores
 
 
 def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:

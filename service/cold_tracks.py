@@ -23,6 +23,7 @@ from catalogue import Catalogue, InvalidAudio, TrackRecord
 from catalogue.vectors import put_track_vector, track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
 from service.metrics import ServiceMetrics, TrackProblem
+from service.placement import cf_placement
 from training.inference import embed_audio
 
 log = logging.getLogger("coldstart.service")
@@ -58,7 +59,9 @@ class ColdTracks:
                     continue
                 self.store_vector(record.id, version.version_id, vector)
                 re_embedded.append(record.id)
-            version.index.add_track(record.id, vector, vector)
+            version.index.add_track(
+                record.id, cf_placement(version, vector, record.artist)[0], vector
+            )
             placed.add(record.id)
         if re_embedded:
             catalogue.set_vector_version(re_embedded, version.version_id)

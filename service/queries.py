@@ -9,17 +9,21 @@ from index.vector_index import UnknownIdError
 from service import schemas
 from service.embedder import UploadEmbedder
 from service.errors import NotFound
+from service.placement import cf_placement
 from service.serving import ServedState
+from training.fusion import PLACEMENT_AUDIO
 from training.inference import Embedding
 
 
 @dataclass(frozen=True)
 class UploadResult:
-    """An upload's embedding and its nearest songs as (id, cosine), with the search time."""
+    """An upload's embedding and its nearest songs as (id, cosine), with the search time
+    and how the query was placed ("hybrid" or "audio", `service.placement`)."""
 
     embedding: Embedding
     neighbours: list[tuple[str, float]]
     search_ms: float
+    placement: schemas.Placement
 
 
 class Queries:
@@ -30,14 +34,19 @@ class Queries:
         self.embedder = embedder
 
     def similar_to_upload(
-        self, data: bytes, name: str, k: int, space: schemas.Space
+        self, data: bytes, name: str, k: int, space: schemas.Space, artist: str | None = None
     ) -> UploadResult:
-        """The `k` songs closest by cosine in `space` to an upload's predicted vector."""
+        """The `k` songs closest by cosine in `space` to an upload's predicted vector; in
+        the cf space placed with its `artist`'s prior when the version knows the artist,
+        exactly as POST /v1/tracks would place it (the content space is audio only)."""
         version = self.state.require().version
         embedding = self.embedder.embed(version, data, name)
+        vector, placement = embedding.vector, PLACEMENT_AUDIO
+        if space == "cf":
+            vector, placement = cf_placement(version, embedding.vector, artist)
         started = time.perf_counter()
-        neighbours = version.index.similar(embedding.vector, k, space)
-        return UploadResult(embedding, neighbours, (time.perf_counter() - started) * 1e3)
+        neighbours = version.index.similar(vector, k, space)
+        return UploadResult(embedding, neighbours, (time.perf_counter() - started) * 1e3, placement)
 
     def similar_to_track(
         self, track_id: str, k: int, space: schemas.Space

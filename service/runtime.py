@@ -39,7 +39,7 @@ from service.queries import Queries, UploadResult
 from service.serving import ServedState
 from service.settings import Settings
 from service.swapper import VersionSwapper
-from service.track_writes import TrackWriter
+from service.track_writes import Placed, TrackWriter
 from service.views import Views
 from training.inference import Embedding
 
@@ -159,9 +159,9 @@ class Runtime:
         return self.views.audio_file(track_id)
 
     def similar_to_upload(
-        self, data: bytes, name: str, k: int, space: schemas.Space
+        self, data: bytes, name: str, k: int, space: schemas.Space, artist: str | None = None
     ) -> UploadResult:
-        return self.queries.similar_to_upload(data, name, k, space)
+        return self.queries.similar_to_upload(data, name, k, space, artist)
 
     def similar_to_track(
         self, track_id: str, k: int, space: schemas.Space
@@ -173,7 +173,7 @@ class Runtime:
 
     def add_track(
         self, data: bytes, filename: str, title: str, artist: str, track_id: str | None
-    ) -> tuple[schemas.Track, Embedding]:
+    ) -> tuple[schemas.Track, Embedding, Placed]:
         return self.tracks.add_track(data, filename, title, artist, track_id)
 
     def delete_track(self, track_id: str) -> None:

@@ -68,9 +68,17 @@ class AudioInfo(BaseModel):
     warnings: list[AudioWarning] = Field(default_factory=list)
 
 
+Placement = Literal["hybrid", "audio"]
+PLACEMENT_DESCRIPTION = (
+    "How the recording was placed in the cf space: hybrid (its audio and the artist's"
+    " earlier songs, for an artist the model version knows) or audio (the CNN alone)."
+)
+
+
 class SimilarResponse(BaseModel):
     model_version: str
     space: Space
+    placement: Placement = Field(description=PLACEMENT_DESCRIPTION)
     similarity: Literal["cosine"] = "cosine"
     k: int
     results: list[SongHit]
@@ -102,6 +110,11 @@ class Track(BaseModel):
 
 class TrackCreated(Track):
     model_version: str = Field(description="The model version that placed it.")
+    placement: Placement = Field(description=PLACEMENT_DESCRIPTION)
+    cf_vector: list[float] = Field(
+        description="Where it sits in the cf space (float32 values, exactly as indexed)."
+    )
+    content_vector: list[float] = Field(description="The CNN's prediction from its audio.")
     audio: AudioInfo
     timings: Timings
 

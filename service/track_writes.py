@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from audio.errors import AudioError
 from catalogue import Catalogue, CatalogueError
@@ -21,9 +24,20 @@ from service import schemas
 from service.embedder import UploadEmbedder
 from service.errors import from_audio_error, from_catalogue_error, listen_error_code
 from service.metrics import ServiceMetrics
+from service.placement import cf_placement
 from service.serving import ServedState
 from service.views import Views
 from training.inference import Embedding
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A new track's cf vector `(F,)` float32 and how it was placed ("hybrid": audio and
+    artist, "audio": audio alone; `service.placement`), and its content vector."""
+
+    placement: schemas.Placement
+    cf_vector: np.ndarray
+    content_vector: np.ndarray
 
 
 class TrackWriter:
@@ -45,8 +59,9 @@ class TrackWriter:
 
     def add_track(
         self, data: bytes, filename: str, title: str, artist: str, track_id: str | None
-    ) -> tuple[schemas.Track, Embedding]:
-        """Embed the upload, store track + audio + vector durably, then index it.
+    ) -> tuple[schemas.Track, Embedding, Placed]:
+        """Embed the upload, store track + audio + vector durably, then index it; returns
+        the track, its embedding and where it was placed (`Placed`).
 
         All or nothing: the catalogue writes the row, the vector and the event in one
         transaction once the upload has decoded to a vector the index takes, and removes
@@ -87,12 +102,14 @@ class TrackWriter:
                 )
             except CatalogueError as error:
                 raise from_catalogue_error(error) from error
-            version.index.add_track(track_id, vector, vector)
+            cf_vector, placement = cf_placement(version, vector, artist)
+            version.index.add_track(track_id, cf_vector, vector)
             serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
             state.serving = serving
             state.touch([track_id])
         state.count_songs(self.metrics)
-        return self.views.track_view(serving, record), embedding
+        placed = Placed(placement, cf_vector, vector)
+        return self.views.track_view(serving, record), embedding, placed
 
     def delete_track(self, track_id: str) -> None:
         """Delete the track from the catalogue and the served index."""

@@ -32,7 +32,8 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run on the tiny world, built once per session: featurize -> factorize ->
     a real (tiny, briefly trained) CNN -> evaluate. Returns the run folder, ready for
-    `coldstart publish` (factorization/, models/cnn/, report.json)."""
+    `coldstart publish` (factorization/, models/cnn/, models/artist/, models/hybrid/,
+    report.json)."""
     from audio.cache import featurize_dataset
     from evaluation.report import evaluate_run
     from factorization.run import factorize_run

@@ -88,6 +88,8 @@ class CNNSettings:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     normalise_targets: bool = False
+    mask_bands: int = 0
+    mask_frames: int = 0
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -193,7 +195,7 @@ def _scatter(n_rows: int, positions: np.ndarray, rows: np.ndarray) -> np.ndarray
     return full
 
 
-def _fresh_folder(folder: Path) -> Path:
+def fresh_model_folder(folder: Path) -> Path:
     """Empty a model folder (manifest first, so a crash never leaves a 'finished' one)."""
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
@@ -217,7 +219,7 @@ def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> d
         params,
         data.cache.config,
     )
-    folder = _fresh_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
+    folder = fresh_model_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
     test_factors = _scatter(
         len(f.test_song_ids), test_rows, model.predict([data.cache.load(s) for s in test_ids])
     )
@@ -354,6 +356,8 @@ def train_cnn(
         weight_decay=settings.weight_decay,
         schedule=settings.schedule,
         normalise_targets=settings.normalise_targets,
+        mask_bands=settings.mask_bands,
+        mask_frames=settings.mask_frames,
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
@@ -396,7 +400,7 @@ def train_cnn(
         seed=seed,
     )
     if trainer.is_global_zero:
-        _fresh_folder(folder)
+        fresh_model_folder(folder)
     trainer.fit(module, datamodule=datamodule)
     manifest = None
     if trainer.is_global_zero:
@@ -457,14 +461,18 @@ def train_run(
     seed: int = 0,
     cnn: CNNSettings | None = CNN_DEFAULTS,
     linear: BaselineParams | None = BASELINE_DEFAULTS,
+    hybrid: bool = True,
     progress: bool = True,
     init_encoder: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train the models asked for (None skips one) on `run_dir`; return their manifests by name.
 
     `init_encoder` (a checkpoint folder) is where the CNN starts from (`train_cnn`'s `init_from`).
-    Under DDP every process calls this and gets the CNN's manifest; the baseline is fitted
-    by global rank 0 alone, after the CNN, and only there is it in the result.
+    `hybrid` also fits the artist prior and the CNN + artist fusion (`training.hybrid`;
+    it needs the CNN, just trained or already in `models/cnn/`).
+    Under DDP every process calls this and gets the CNN's manifest; the baseline and the
+    hybrid are fitted by global rank 0 alone, after the CNN, and only there are they in
+    the result.
     """
     data = load_run_data(run_dir, dataset_root)
     manifests: dict[str, dict[str, Any]] = {}
@@ -474,6 +482,10 @@ def train_run(
         manifests[CNN_NAME] = train_cnn(
             data, cnn, seed=seed, progress=progress, init_from=init_encoder
         )
+    if hybrid and is_global_zero():
+        from training.hybrid import train_artist_and_hybrid
+
+        manifests.update(train_artist_and_hybrid(data))
     if linear is not None and is_global_zero():
         manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
     return manifests

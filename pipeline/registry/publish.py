@@ -27,10 +27,12 @@ from artifacts.run_layout import MODELS_DIR
 from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
 from pipeline.registry.layout import (
+    ARTIST_DIR,
     COLD_SONGS_FILE,
     CONTENT_MODEL,
     CURRENT_FILE,
     ENCODER_DIR,
+    HYBRID_DIR,
     INDEX_DIR,
     REPORT_FILE,
     SONG_FACTORS_FILE,
@@ -163,6 +165,7 @@ def _build_version(
     from factorization.run import dataset_root_of, load_factorization
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
     from training.checkpoint import load_encoder
+    from training.fusion import load_hybrid
     from training.inference import predict_cached
 
     factorization = load_factorization(run_dir)
@@ -176,6 +179,7 @@ def _build_version(
             f"{run_dir / REPORT_FILE}: does not score the current models/{CONTENT_MODEL}"
             " (run `coldstart evaluate` again)"
         )
+    hybrid_dirs = _hybrid_dirs(run_dir / MODELS_DIR, model_manifest["digest"])
     root = dataset_root_of(factorization, dataset_root)
 
     encoder = load_encoder(model_dir)
@@ -205,12 +209,21 @@ def _build_version(
             factorization.test_song_factors,
         ]
     )
+    # A song placed by its audio in the cf space is placed like a track added through the
+    # API: with its artist's prior where the artist is known (training.fusion).
+    hybrid = load_hybrid(*hybrid_dirs) if hybrid_dirs else None
+    artist_of = dict(zip(songs["song_id"], songs["artist"], strict=True))
+    cf_content_vectors = (
+        hybrid.place(content_vectors, [artist_of[song_id] for song_id in content_ids])[0]
+        if hybrid
+        else content_vectors
+    )
     cf = place_songs(
         np.asarray(warm_ids, dtype=object),
         warm_factors,
         listener_counts(read_listens(root / LISTENS_FILE), warm_ids),
         np.asarray(content_ids, dtype=object),
-        content_vectors,
+        cf_content_vectors,
         warm_min_listeners,
     )
     index = CatalogueIndex.build(
@@ -218,6 +231,8 @@ def _build_version(
     )
 
     _copy_artifact(model_dir, folder / ENCODER_DIR)
+    for source, target in zip(hybrid_dirs, (ARTIST_DIR, HYBRID_DIR), strict=False):
+        _copy_artifact(source, folder / target)
     index_manifest = index.save(folder / INDEX_DIR)
     np.save(folder / USER_FACTORS_FILE, factorization.user_factors, allow_pickle=False)
     (folder / USER_IDS_FILE).write_text(json.dumps(factorization.user_ids))
@@ -244,6 +259,7 @@ def _build_version(
             "run_dir": str(run_dir.resolve()),
             "dataset_root": str(root),
             "content_model": CONTENT_MODEL,
+            "placement": "hybrid" if hybrid_dirs else "audio",
             "index": asdict(index_settings),
             "warm_min_listeners": warm_min_listeners,
             "source": lineage["source"],
@@ -252,6 +268,7 @@ def _build_version(
         parents={
             "factorization": factorization.digest,
             f"model:{CONTENT_MODEL}": model_manifest["digest"],
+            **{f"model:{path.name}": str(read_manifest(path)["digest"]) for path in hybrid_dirs},
             "report": report_manifest["digest"],
             "index": index_manifest["digest"],
             **({"version": lineage["parent_version"]} if lineage["parent_version"] else {}),
@@ -271,6 +288,22 @@ def _build_version(
             "n_factors": factorization.n_factors,
         },
     )
+
+
+def _hybrid_dirs(models_dir: Path, cnn_digest: str) -> tuple[Path, ...]:
+    """`(models/artist, models/hybrid)` of a run whose hybrid fuses this very CNN, `()` for
+    a run without a hybrid; `RegistryError` for a hybrid of another CNN."""
+    from training.fusion import HYBRID_KIND
+
+    artist, hybrid = models_dir / ARTIST_DIR, models_dir / HYBRID_DIR
+    if not (hybrid / MANIFEST_NAME).is_file():
+        return ()
+    parents = read_manifest(hybrid, kind=HYBRID_KIND)["parents"]
+    if parents.get(f"model:{CONTENT_MODEL}") != cnn_digest:
+        raise RegistryError(f"{hybrid}: fuses another {CONTENT_MODEL} (train the run again)")
+    if parents.get(f"model:{ARTIST_DIR}") != read_manifest(artist)["digest"]:
+        raise RegistryError(f"{hybrid}: fuses other artist priors (train the run again)")
+    return artist, hybrid
 
 
 def _copy_artifact(source: Path, target: Path) -> None:

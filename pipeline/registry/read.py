@@ -17,9 +17,11 @@ import numpy as np
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
 from index.spaces import CatalogueIndex
 from pipeline.registry.layout import (
+    ARTIST_DIR,
     COLD_SONGS_FILE,
     CURRENT_FILE,
     ENCODER_DIR,
+    HYBRID_DIR,
     INDEX_DIR,
     REPORT_FILE,
     SONG_FACTORS_FILE,
@@ -34,6 +36,7 @@ from pipeline.registry.layout import (
     is_version_id,
     version_folder,
 )
+from training.fusion import HybridPlacement, load_hybrid
 
 if TYPE_CHECKING:
     from training.encoder import ContentEncoder
@@ -44,7 +47,8 @@ class LoadedVersion:
     """A verified version in memory: what the service answers requests with.
 
     `user_factors` (n_users, F) float32, rows follow `user_ids`; `index` holds the cf and
-    content spaces; `cold_song_ids` are the published songs whose cf vector is predicted.
+    content spaces; `cold_song_ids` are the published songs whose cf vector is predicted;
+    `hybrid` the artist priors and fusion new tracks are placed with (None: by audio alone).
     """
 
     version_id: str
@@ -56,6 +60,7 @@ class LoadedVersion:
     user_factors: np.ndarray
     cold_song_ids: frozenset[str]
     report: dict[str, Any]
+    hybrid: HybridPlacement | None = None
     user_rows: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +149,7 @@ def load_version(
         user_factors=user_factors,
         cold_song_ids=frozenset(json.loads((folder / COLD_SONGS_FILE).read_text())),
         report=json.loads((folder / REPORT_FILE).read_text()),
+        hybrid=load_hybrid(folder / ARTIST_DIR, folder / HYBRID_DIR),
     )
 
 
@@ -155,9 +161,10 @@ def load_current(registry_dir: Path) -> LoadedVersion:
 @dataclass(frozen=True)
 class RetrainingBase:
     """What the nightly run takes from the current version: its factors (the warm start),
-    its test songs, its encoder (fine-tuned, and scored by the quality gate) and manifest.
-    `None` fields: a version published before they were kept. No index: the run never
-    searches, and at 10M songs the index is most of a version's bytes."""
+    its test songs, its encoder (fine-tuned, and with its hybrid placement scored by the
+    quality gate) and manifest. `None` fields: a version published before they were kept.
+    No index: the run never searches, and at 10M songs the index is most of a version's
+    bytes."""
 
     version_id: str
     manifest: dict[str, Any]
@@ -168,6 +175,7 @@ class RetrainingBase:
     song_ids: list[str] | None
     song_factors: np.ndarray | None
     test_song_ids: list[str] | None
+    hybrid: HybridPlacement | None = None
 
 
 def load_for_retraining(registry_dir: Path, version_id: str) -> RetrainingBase:
@@ -195,4 +203,5 @@ def load_for_retraining(registry_dir: Path, version_id: str) -> RetrainingBase:
         song_ids=optional(SONG_IDS_FILE),
         song_factors=optional(SONG_FACTORS_FILE),
         test_song_ids=optional(TEST_SONGS_FILE),
+        hybrid=load_hybrid(folder / ARTIST_DIR, folder / HYBRID_DIR),
     )

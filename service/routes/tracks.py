@@ -50,7 +50,14 @@ async def add_track(
     response: Response,
     file: Annotated[UploadFile, File(description="The track's recording.")],
     title: Annotated[str, Form(min_length=1, max_length=MAX_TEXT_LENGTH)],
-    artist: Annotated[str, Form(max_length=MAX_TEXT_LENGTH)] = "",
+    artist: Annotated[
+        str,
+        Form(
+            max_length=MAX_TEXT_LENGTH,
+            description="A known artist places the track by its audio and the artist's"
+            " earlier songs (placement: hybrid); a new or empty one by audio alone.",
+        ),
+    ] = "",
     track_id: Annotated[
         str | None,
         Form(
@@ -65,13 +72,16 @@ async def add_track(
     recommended to the users whose factors point its way, before anyone has played it."""
     started = time.perf_counter()
     data = await read_upload(file, runtime.settings.max_upload_bytes)
-    track, embedding = await runtime.cpu(
+    track, embedding, placed = await runtime.cpu(
         runtime.add_track, data, file.filename or "upload", title, artist, track_id
     )
     response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # ids may be any text
     return TrackCreated(
         **track.model_dump(),
         model_version=runtime.require_version().version_id,
+        placement=placed.placement,
+        cf_vector=placed.cf_vector.tolist(),
+        content_vector=placed.content_vector.tolist(),
         audio=audio_info(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,

@@ -20,7 +20,7 @@ import pytest
 from catalogue import Catalogue
 from evaluation.gate import GateSettings
 from pipeline.lock import pipeline_lock
-from pipeline.nightly import PipelineSettings, RunSummary, run_pipeline
+from pipeline.nightly import PipelineSettings, RunSummary, recorded_scores, run_pipeline
 from pipeline.outcome import Outcome
 from pipeline.registry import (
     STAGING_DIR,
@@ -103,6 +103,17 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     assert new_tests == previous_tests  # the gate and the report compare on the same songs
     written = json.loads((Path(summary.run_dir) / "summary.json").read_text())
     assert written["outcome"] == "published" and written["exit_code"] == 0
+    assert written["gate"]["decided_by"] == "current"
+
+    # The version keeps the artist priors and fusion it placed songs with, and its gate's
+    # numbers become the floor of the nights after it.
+    assert {"artist/artist_priors.npy", "hybrid/fusion.json"} <= set(version.manifest["files"])
+    assert version.hybrid is not None and version.manifest["parameters"]["placement"] == "hybrid"
+    recorded = {score.version_id: score for score in recorded_scores(registry)}
+    assert before not in recorded  # published by `coldstart publish`: no gate
+    mine = recorded[version.version_id]
+    assert mine.models == summary.gate["candidate"] and set(mine.models) == {"cnn", "hybrid"}
+    assert mine.test_songs == summary.gate["test_songs"]
 
 
 def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_world: Path) -> None:
@@ -116,8 +127,9 @@ def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_wor
     assert summary.version_id is None
     assert current_version_id(registry) == before and list_versions(registry) == versions
     assert summary.gate is not None and not summary.gate["passed"]
-    candidate, current = summary.gate["candidate"], summary.gate["current"]
+    candidate, current = summary.gate["candidate"]["cnn"], summary.gate["current"]["cnn"]
     assert candidate["map"] < current["map"] or candidate["auc"] < current["auc"]
+    assert summary.gate["decided_by"] == "current" and "decided by current" in summary.message
     assert before in summary.message and "publish" not in [s.name for s in summary.steps]
 
 

@@ -326,7 +326,7 @@ def test_a_request_keeps_its_version_and_its_write_reaches_the_new_one(
         new_id = publish_run(trained_run, own_registry.folder)
         assert runtime.poll_registry()
         assert runtime.require_version() is old
-        track, _ = runtime.add_track(audio.read_bytes(), audio.name, "Vibe Ace", "", "mid-swap")
+        track, _, _ = runtime.add_track(audio.read_bytes(), audio.name, "Vibe Ace", "", "mid-swap")
     new = runtime.require_version()
     assert new.version_id == new_id and new is not old
     assert track.new and track.spaces == ["cf", "content"]
