@@ -11,7 +11,6 @@ from service.embedder import UploadEmbedder
 from service.errors import NotFound
 from service.placement import cf_placement
 from service.serving import ServedState
-from training.fusion import PLACEMENT_AUDIO
 from training.inference import Embedding
 
 
@@ -41,7 +40,8 @@ class Queries:
         exactly as POST /v1/tracks would place it (the content space is audio only)."""
         version = self.state.require().version
         embedding = self.embedder.embed(version, data, name)
-        vector, placement = embedding.vector, PLACEMENT_AUDIO
+        vector = embedding.vector
+        placement: schemas.Placement = "audio"
         if space == "cf":
             vector, placement = cf_placement(version, embedding.vector, artist)
         started = time.perf_counter()
