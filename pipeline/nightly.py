@@ -493,7 +493,7 @@ def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:
 def _left_out_of(registry: Path, version_id: str) -> dict[str, str]:
     """The songs publishing left out of `version_id` (unusable predictions), from its manifest."""
     from artifacts.manifest import read_manifest
-    from pipeline.registry import VERSION_KIND, VERSIONS_DIR
+    from pipeline.registry.layout import VERSION_KIND, VERSIONS_DIR
 
     folder = registry / VERSIONS_DIR / version_id
     manifest = read_manifest(folder, kind=VERSION_KIND, verify=False)  # verified as published
