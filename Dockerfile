@@ -17,6 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1 \
     OPENBLAS_NUM_THREADS=1 \
     OMP_WAIT_POLICY=PASSIVE
 WORKDIR /data
@@ -26,9 +27,10 @@ CMD ["--help"]
 # One layer for everything installed: on a storage driver without shared layers (vfs) each
 # step copies the whole file system (hence also the settings above, before it). uv installs
 # (fast; its override keeps the torch installed first: the project's pin names the version,
-# TORCH_INDEX the build). libgomp1: OpenMP of implicit and faiss; the synthetic world's General
-# MIDI SoundFont (`coldstart world`), and PortAudio with a C compiler for tinysoundfont's
-# pyaudio build. The user: not root; /data
+# TORCH_INDEX the build), compiling the bytecode as pip would: without it every container
+# start compiles torch's modules again (minutes on a busy machine). libgomp1: OpenMP of
+# implicit and faiss; the synthetic world's General MIDI SoundFont (`coldstart world`), and
+# PortAudio with a C compiler for tinysoundfont's pyaudio build. The user: not root; /data
 # (registry, audio store) belongs to it, and a fresh named volume mounted there takes that
 # ownership.
 COPY . /tmp/coldstart

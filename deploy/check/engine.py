@@ -36,6 +36,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bookworm", "forky")  # Python 3.11 and PostgreSQL; nginx 1.27.3+
 CA_BUNDLE = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_INDEX_PORT = 39845  # the local stand-in for it, on loopback
 # The torch a python:3.11 image takes: CPython 3.11, x86-64, PyTorch's CPU build.
 CPU_TORCH_WHEEL = re.compile(r"torch-(\d+\.\d+\.\d+\+cpu)-cp311-cp311-manylinux[\w.]*_x86_64\.whl")
 
@@ -100,6 +101,7 @@ def private_dockerd(cache: Path, log: Path) -> Iterator[Engine]:
         "--iptables=false",
         "--ip-masq=false",
         "--bridge=none",
+        "--log-driver=json-file",  # `compose logs` reads it (Debian's default may not be)
         f"--data-root={cache / 'docker'}",
         f"--exec-root={runtime / 'exec'}",
         f"--pidfile={runtime / 'dockerd.pid'}",
@@ -364,7 +366,10 @@ def torch_source(pinned_version: str) -> Iterator[TorchSource]:
         os.symlink(wheel, project / wheel.name)
         (project / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
         handler = functools.partial(QuietHandler, directory=root)
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:  # a fixed port: the index is a build argument, and a new one rebuilds the image
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
+        except OSError:
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
