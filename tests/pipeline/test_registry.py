@@ -62,7 +62,19 @@ def test_version_holds_what_serving_needs(published: Published, trained_run: Pat
     # content space: the CNN's prediction for every song, close to the serving path's.
     assert len(version.index.space("content")) == 120
     assert version.manifest["counts"]["cf_songs"] == 120
-    assert set(version.manifest["parents"]) == {"factorization", "model:cnn", "report", "index"}
+    assert set(version.manifest["parents"]) == {
+        "factorization",
+        "model:cnn",
+        "model:artist",
+        "model:hybrid",
+        "report",
+        "index",
+    }
+    # The artist priors and fusion the version places cold songs with: the run's own files.
+    for folder, name in (("artist", "artist_priors.npy"), ("hybrid", "fusion.json")):
+        copied = version.folder / folder / name
+        assert copied.read_bytes() == (trained_run / "models" / folder / name).read_bytes()
+    assert version.hybrid is not None
     assert version.report["models"]["cnn"]["map"] > 0
     assert not (registry / STAGING_DIR).exists() or not any((registry / STAGING_DIR).iterdir())
 

@@ -47,7 +47,8 @@ def test_missing_mel_cache_says_to_featurize(tiny_world: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_world_to_report_orders_the_models(tmp_path: Path) -> None:
-    """random < linear < cnn < upper_bound in mAP@500 and AUC on the cold test songs."""
+    """random < linear < cnn < hybrid < upper_bound in mAP@500 and AUC on the cold test
+    songs; the hybrid is the cnn on cold artists."""
     from audio.cache import featurize_dataset
     from corpus.world import generate_world
     from evaluation.report import evaluate_run
@@ -57,15 +58,19 @@ def test_world_to_report_orders_the_models(tmp_path: Path) -> None:
     featurize_dataset(world, workers=2, progress=False)
     factorized = _factorize(world, tmp_path / "run")
     manifests = train_run(factorized, dataset_root=world, seed=0, cnn=SMALL_CNN, progress=False)
-    assert set(manifests) == {"linear", "cnn"}
+    assert set(manifests) == {"linear", "cnn", "artist", "hybrid"}
     for manifest in manifests.values():
         assert "test_song_factors.npy" in manifest["files"]
         assert manifest["parents"]["factorization"]
     report = evaluate_run(factorized, seed=0, progress=False, dataset_root=world)
     models = report["models"]
     for metric in ("map", "auc"):
-        ordered = [models[name][metric] for name in ("random", "linear", "cnn", "upper_bound")]
+        names = ("random", "linear", "cnn", "hybrid", "upper_bound")
+        ordered = [models[name][metric] for name in names]
         assert ordered == sorted(ordered), (metric, ordered)
+    assert set(report["kinds"]) == {"cold_track", "cold_artist"}
+    assert report["hybrid_effect"]["cold_artist"] == {"map": 0.0, "auc": 0.0}
+    assert report["hybrid_effect"]["cold_track"]["map"] > 0
 
     # The saved CNN predicts a file through the serving path, as the CLI prints it.
     song = sorted((world / "audio").iterdir())[0]
