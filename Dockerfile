@@ -1,34 +1,48 @@
 # The coldstart image: one image for the API (uvicorn), the scheduler and one-off commands
 # (`coldstart import`, `coldstart pipeline`); docker-compose.yml runs it.
-FROM python:3.11-slim
+# The build arguments exist for `make deploy-check` (deploy/check/), which builds this file
+# where neither Docker Hub nor PyTorch's index can be reached; their defaults are what
+# everyone else builds.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+# CPU-only torch from PyTorch's own index: PyPI's default wheels carry CUDA (gigabytes this
+# image never uses). The versions equal pyproject.toml's pins (tests/test_deployment.py).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.11.0
+ARG TORCHAUDIO_VERSION=2.11.0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_NO_CACHE=1 \
     OPENBLAS_NUM_THREADS=1 \
     OMP_WAIT_POLICY=PASSIVE
-
-# OpenMP runtime of implicit and faiss
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
-
-# CPU-only torch first, from PyTorch's own index: PyPI's default wheels carry CUDA
-# (gigabytes this image never uses). The pins equal pyproject.toml's (tests/test_deployment.py).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu \
-    torch==2.11.0 torchaudio==2.11.0
-
-COPY . /tmp/coldstart
-RUN pip install /tmp/coldstart && rm -rf /tmp/coldstart
-
-# Not root; /data (registry, audio store) belongs to the user, and a fresh named volume
-# mounted there takes that ownership.
-RUN useradd --create-home --uid 10001 coldstart \
-    && mkdir -p /data \
-    && chown coldstart:coldstart /data
-USER coldstart
 WORKDIR /data
-
 ENTRYPOINT ["coldstart"]
 CMD ["--help"]
+
+# One layer for everything installed: on a storage driver without shared layers (vfs) each
+# step copies the whole file system (hence also the settings above, before it). uv installs
+# (fast; its override keeps the torch installed first: the project's pin names the version,
+# TORCH_INDEX the build). libgomp1: OpenMP of implicit and faiss; the synthetic world's General
+# MIDI SoundFont (`coldstart world`), and PortAudio with a C compiler for tinysoundfont's
+# pyaudio build. The user: not root; /data
+# (registry, audio store) belongs to it, and a fresh named volume mounted there takes that
+# ownership.
+COPY . /tmp/coldstart
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 fluid-soundfont-gm \
+       portaudio19-dev gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --target /tmp/uv uv \
+    && /tmp/uv/bin/uv pip install --system --index "$TORCH_INDEX" \
+        --default-index https://pypi.org/simple \
+        "torch==$TORCH_VERSION" "torchaudio==$TORCHAUDIO_VERSION" \
+    && echo "torch==$TORCH_VERSION" > /tmp/uv/torch.txt \
+    && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt /tmp/coldstart \
+    && rm -rf /tmp/uv /tmp/coldstart \
+    && useradd --create-home --uid 10001 coldstart \
+    && chown coldstart:coldstart /data
+USER coldstart

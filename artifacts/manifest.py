@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from artifacts.files import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -31,28 +30,6 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while block := handle.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `path` so that readers see the old file or the new one, never a torn one:
-    `write` fills a temporary file in the same folder, which is fsynced and renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """`write_atomic` of indented, key-sorted JSON."""
-    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 def write_manifest(

@@ -23,19 +23,17 @@ The songs are computed by a `JobRunner`: this module's process pool by default, 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from rich.progress import (
@@ -47,6 +45,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from artifacts.files import TMP_SUFFIX, LockHeld, file_lock, write_atomic, write_text_atomic
 from audio.config import FRONT_END, FrontEndConfig
 from audio.errors import AudioError
 from audio.frontend import log_mel
@@ -55,7 +54,6 @@ CONFIG_FILE = "front_end.json"
 INDEX_FILE = "index.json"
 FAILURES_FILE = "failures.json"
 STAMP_SUFFIX = ".stamp.json"
-_TMP_SUFFIX = ".tmp"
 _LOCK_FILE = ".lock"
 
 
@@ -169,7 +167,7 @@ def _featurize(
     progress: bool,
 ) -> FeaturizeSummary:
     (cache_dir / INDEX_FILE).unlink(missing_ok=True)  # unfinished from here on
-    for leftover in cache_dir.glob(f"*{_TMP_SUFFIX}"):
+    for leftover in cache_dir.glob(f"*{TMP_SUFFIX}"):
         leftover.unlink()
     summary = FeaturizeSummary(cache_dir, removed=_remove_orphans(cache_dir, sources))
     old_failures = _read_json(cache_dir / FAILURES_FILE, default={})
@@ -215,13 +213,14 @@ def featurize_song(job: SongJob) -> SongResult:
     except AudioError as error:
         return SongResult(code=error.code, reason=str(error))
     n_frames = int(mel.shape[1])
-    _write_atomic(
+    write_atomic(
         job.cache_dir / f"{job.song_id}.npy",
         lambda handle: np.save(handle, mel.astype(np.float16), allow_pickle=False),
+        sync=False,  # a lost mel is recomputed: its stamp is written after it
     )
     _write_json(
         job.cache_dir / f"{job.song_id}{STAMP_SUFFIX}",
-        {**job.stamp.to_dict(), "n_frames": n_frames},
+        {**job.stamp.to_dict(), "n_frames": n_frames, "finite": True},
     )
     return SongResult(n_frames=n_frames)
 
@@ -277,10 +276,10 @@ def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
 @contextmanager
 def _exclusive_lock(cache_dir: Path) -> Iterator[None]:
     """Hold the cache folder's lock file: two runs writing one cache would race."""
-    with open(cache_dir / _LOCK_FILE, "w") as handle:
+    with ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
+            held.enter_context(file_lock(cache_dir / _LOCK_FILE, wait=False))
+        except LockHeld as error:
             raise RuntimeError(
                 f"{cache_dir}: another featurize run is writing this cache"
             ) from error
@@ -297,11 +296,20 @@ def _claim(cache_dir: Path, config: FrontEndConfig) -> None:
 
 
 def _cached_n_frames(cache_dir: Path, song_id: str, stamp: SourceStamp) -> int | None:
-    """The song's frame count if its mel is stored from this very file, else None."""
-    recorded = _read_json(cache_dir / f"{song_id}{STAMP_SUFFIX}", default=None)
-    if recorded is None or not (cache_dir / f"{song_id}.npy").is_file():
+    """The song's frame count if its finite mel is stored from this very file, else None.
+
+    A stamp written before mels were checked finite (no "finite" key) has its mel read and
+    checked once: a NaN mel cached then is computed again (and now refused)."""
+    stamp_file = cache_dir / f"{song_id}{STAMP_SUFFIX}"
+    recorded = _read_json(stamp_file, default=None)
+    mel_file = cache_dir / f"{song_id}.npy"
+    if recorded is None or not mel_file.is_file() or SourceStamp.from_dict(recorded) != stamp:
         return None
-    return int(recorded["n_frames"]) if SourceStamp.from_dict(recorded) == stamp else None
+    if not recorded.get("finite"):
+        if not np.isfinite(np.load(mel_file, mmap_mode="r", allow_pickle=False)).all():
+            return None
+        _write_json(stamp_file, {**recorded, "finite": True})
+    return int(recorded["n_frames"])
 
 
 def _remove_song(cache_dir: Path, song_id: str) -> None:
@@ -321,21 +329,8 @@ def _failure_text(entry: dict[str, Any]) -> str:
     return f"{entry['code']}: {entry['reason']}"
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `path` through a temporary file in the same folder, then `os.replace` it.
-
-    The temporary name holds the host and process, unique among a cluster's workers."""
-    temporary = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}{_TMP_SUFFIX}")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
+    write_text_atomic(path, json.dumps(value, indent=1), sync=False)
 
 
 def _read_json(path: Path, default: Any = ...) -> Any:

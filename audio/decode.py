@@ -6,6 +6,13 @@ averaged (as librosa's `to_mono` does: FFmpeg's own downmix adds stereo channels
 to `config.sample_rate` as it streams. Decoding stops once `limits.max_seconds` are
 out, so a two-hour upload costs no more than a ten-minute one, and a file above
 `limits.max_bytes` is refused before it is read. Every failure is an `AudioError`.
+
+The one rule on sample values lives here (`sample_peak`), so that the service, `coldstart
+featurize` and `coldstart validate` judge a file alike: a NaN or infinite sample refuses
+the file ("invalid_samples": the power spectrum of one such value is NaN everywhere);
+finite samples above full scale (float exports at +6 dBFS, or 1e30 from a broken writer,
+whose power spectrum overflows float32) are peak-normalised: the whole recording is
+scaled so that its peak sits at full scale, and `DecodedAudio.normalised` says so.
 """
 
 from __future__ import annotations
@@ -27,10 +34,22 @@ from audio.errors import AudioError
 # mp4/m4a, aac is raw ADTS). Playlists and concat lists, which open other files or URLs,
 # are thereby refused.
 ALLOWED_FORMATS = ("wav", "flac", "ogg", "mp3", "mov", "aac")
+# The file extension (one of `AUDIO_EXTENSIONS`) a recording read by each demuxer is filed
+# under: what the audio store names an upload by. Raw ADTS is what an .m4a name may hold.
+CONTAINER_EXTENSIONS = {
+    "wav": "wav",
+    "flac": "flac",
+    "ogg": "ogg",
+    "mp3": "mp3",
+    "mov": "m4a",
+    "aac": "m4a",
+}
 
 # Mono samples gathered before each call into the resampler: one call per ~1.5 s at
 # 44.1 kHz instead of one per codec frame (1152 samples for MP3).
 _BLOCK_SAMPLES = 1 << 16
+# Full scale of the decoded samples: integer formats cannot exceed it, float ones may.
+FULL_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,16 +66,35 @@ DEFAULT_LIMITS = DecodeLimits()
 
 @dataclass
 class DecodedAudio:
-    """`samples` (n,) float32 mono at `sample_rate`; `truncated` when the input was longer
-    than `DecodeLimits.max_seconds` and only that much was decoded."""
+    """`samples` (n,) float32 mono at `sample_rate`, finite; `truncated` when the input was
+    longer than `DecodeLimits.max_seconds` and only that much was decoded; `peak` the
+    largest |sample| of the input's mono mix before any normalisation; `container` the
+    demuxer that read it (one of `ALLOWED_FORMATS`)."""
 
     samples: np.ndarray
     sample_rate: int
     truncated: bool
+    peak: float
+    container: str
 
     @property
     def seconds(self) -> float:
         return self.samples.size / self.sample_rate
+
+    @property
+    def normalised(self) -> bool:
+        """The input peaked above full scale and `samples` were scaled to peak at it."""
+        return self.peak > FULL_SCALE
+
+    @property
+    def peak_dbfs(self) -> float:
+        """The input's peak in dB relative to full scale (-inf for digital silence)."""
+        return float(20 * np.log10(self.peak)) if self.peak > 0 else float("-inf")
+
+    @property
+    def extension(self) -> str:
+        """The file extension its container is filed under (`CONTAINER_EXTENSIONS`)."""
+        return CONTAINER_EXTENSIONS[self.container]
 
 
 def decode_audio(
@@ -68,10 +106,11 @@ def decode_audio(
     """Decode a file path or the bytes of a file to mono `config.sample_rate` float32.
 
     `name` labels error messages (default: the file name, or "<bytes>"). Raises
-    `AudioError` with code "too_large" (over `limits.max_bytes`), "empty" (zero bytes)
-    or "undecodable" (not audio in an allowed container, or not one sample decodes). A
-    file damaged part-way (a cut-off download) gives the samples decoded before the
-    damage.
+    `AudioError` with code "too_large" (over `limits.max_bytes`), "empty" (zero bytes),
+    "undecodable" (not audio in an allowed container, or not one sample decodes) or
+    "invalid_samples" (a NaN or infinite sample). A file damaged part-way (a cut-off
+    download) gives the samples decoded before the damage. Samples above full scale are
+    peak-normalised (see the module docstring).
     """
     label = source_name(source, name)
     if isinstance(source, bytes):
@@ -87,6 +126,16 @@ def source_name(source: str | Path | bytes, name: str | None = None) -> str:
     if name:
         return name
     return "<bytes>" if isinstance(source, bytes) else Path(source).name
+
+
+def sample_peak(samples: np.ndarray, name: str) -> float:
+    """The largest |value| of decoded `samples` (any shape); `AudioError` "invalid_samples"
+    when one is NaN or infinite. The one rule on sample values (see the module docstring)."""
+    peak = float(np.max(np.abs(samples), initial=0.0))  # NaN and inf both carry through max
+    if not np.isfinite(peak):
+        n_bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise AudioError("invalid_samples", name, f"{n_bad:,} sample values are NaN or infinite")
+    return peak
 
 
 def _check_size(n_bytes: int, limits: DecodeLimits, name: str) -> None:
@@ -117,7 +166,8 @@ def _decode(
     with container:
         if not container.streams.audio:
             raise AudioError("undecodable", name, f"no audio stream in {container.format.name}")
-        return _resample_mono(_mono_blocks(container, name), config, limits, name)
+        demuxer = container.format.name.split(",")[0]  # "mov,mp4,m4a,3gp,3g2,mj2" -> "mov"
+        return _resample_mono(_mono_blocks(container, name), config, limits, name, demuxer)
 
 
 def _resample_mono(
@@ -125,6 +175,7 @@ def _resample_mono(
     config: FrontEndConfig,
     limits: DecodeLimits,
     name: str,
+    demuxer: str,
 ) -> DecodedAudio:
     """Stream native-rate mono blocks through FFmpeg's resampler; stop past the limit."""
     target = config.sample_rate
@@ -133,6 +184,7 @@ def _resample_mono(
     n_out = 0
     resampler: av.AudioResampler | None = None
     rate = 0
+    peak = 0.0
 
     def take(block: np.ndarray | None) -> None:
         nonlocal n_out
@@ -146,6 +198,7 @@ def _resample_mono(
                 take(None)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
             rate = block_rate
+        peak = max(peak, sample_peak(block, name))
         take(block)
         if n_out > max_samples:
             break
@@ -155,7 +208,19 @@ def _resample_mono(
     if n_out == 0:  # a header with nothing (or nothing readable) after it
         raise AudioError("undecodable", name, "no audio frame decodes")
     samples = np.concatenate(chunks)[:max_samples]
-    return DecodedAudio(samples=samples, sample_rate=target, truncated=n_out > max_samples)
+    if peak > FULL_SCALE:  # the same gain for the whole recording: its balance is kept
+        samples *= np.float32(FULL_SCALE / peak)
+        if not np.isfinite(samples).all():  # values near float32's limit overflow the filter
+            raise AudioError(
+                "invalid_samples", name, f"samples up to {peak:.3g} overflow the resampler"
+            )
+    return DecodedAudio(
+        samples=samples,
+        sample_rate=target,
+        truncated=n_out > max_samples,
+        peak=peak,
+        container=demuxer,
+    )
 
 
 def _resample(
@@ -195,15 +260,15 @@ def _mono_blocks(
             continue
         decoded_any = True
         if pending and _shape(frame) != _shape(pending[0]):  # a chained stream changed
-            yield _to_mono(pending), pending[0].sample_rate
+            yield frames_to_mono(pending), pending[0].sample_rate
             pending, n_pending = [], 0
         pending.append(frame)
         n_pending += frame.samples
         if n_pending >= _BLOCK_SAMPLES:
-            yield _to_mono(pending), frame.sample_rate
+            yield frames_to_mono(pending), frame.sample_rate
             pending, n_pending = [], 0
     if pending:
-        yield _to_mono(pending), pending[0].sample_rate
+        yield frames_to_mono(pending), pending[0].sample_rate
 
 
 def _shape(frame: av.AudioFrame) -> tuple[int, str, int]:
@@ -221,9 +286,9 @@ _SAMPLE_TYPES = {
 }
 
 
-def _to_mono(frames: list[av.AudioFrame]) -> np.ndarray:
-    """Frames of one sample format and channel count -> (samples,) float32, channels
-    averaged, integers scaled to [-1, 1)."""
+def frames_to_mono(frames: list[av.AudioFrame]) -> np.ndarray:
+    """Frames of one sample format and channel count -> (samples,) float32 at their own
+    rate, channels averaged, integers scaled to [-1, 1): what `sample_peak` judges."""
     first = frames[0]
     dtype = np.dtype(_SAMPLE_TYPES[first.format.name.removesuffix("p")])
     channels = first.layout.nb_channels
@@ -237,8 +302,10 @@ def _to_mono(frames: list[av.AudioFrame]) -> np.ndarray:
     else:
         interleaved = [np.frombuffer(f.planes[0], dtype, f.samples * channels) for f in frames]
         data = np.concatenate(interleaved).reshape(-1, channels).T
-    if dtype.kind == "f":
-        return data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0].astype(np.float32)
+    if dtype.kind == "f":  # summed in float64: channels near float32's limit do not overflow
+        if channels == 1:
+            return data[0].astype(np.float32)
+        return data.mean(axis=0, dtype=np.float64).astype(np.float32)
     mono = data.mean(axis=0, dtype=np.float64)
     if dtype.kind == "u":  # u8 is unsigned around 128
         mono -= 128.0

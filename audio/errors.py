@@ -1,7 +1,7 @@
 """The one domain error for audio that cannot become model input.
 
 Every bad upload or dataset file ends here, whatever the cause (a decoder failure, a
-clip too short for one window, digital silence, an oversized file), so that the
+clip too short for one window, digital silence, an oversized file, NaN samples), so that the
 service can map it to a single HTTP answer and `coldstart featurize` can record it.
 """
 
@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-AudioErrorCode = Literal["undecodable", "empty", "too_short", "silent", "too_large"]
+AudioErrorCode = Literal[
+    "undecodable",
+    "empty",
+    "too_short",
+    "silent",
+    "too_large",
+    "invalid_samples",
+    "unembeddable",
+]
 AUDIO_ERROR_CODES: tuple[str, ...] = get_args(AudioErrorCode)
 
 
@@ -17,7 +25,9 @@ class AudioError(ValueError):
     """Audio that the front end refuses; `code` says why, the message names the source.
 
     `code` is one of `AUDIO_ERROR_CODES`: "undecodable" (not audio, or no frame decodes),
-    "empty" (zero bytes), "too_short" (less than one window), "silent", "too_large".
+    "empty" (zero bytes), "too_short" (less than one window), "silent", "too_large",
+    "invalid_samples" (NaN or infinite sample values), "unembeddable" (the log-mel or the
+    predicted vector is unusable, e.g. NaN or inf: nothing of it may be stored).
     """
 
     def __init__(self, code: AudioErrorCode, source: str, reason: str) -> None:

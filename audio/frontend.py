@@ -1,9 +1,10 @@
 """Source -> checked samples -> log-mel -> 3-second windows: the front end end to end.
 
-`log_mel` is what `coldstart featurize` stores in the mel cache; the service decodes
-with `decode_audio`, checks with `check_usable` and hands the samples to the encoder,
-whose own `LogMel` gives the same numbers. Decoding and the mel stay separate calls so
-that each can be timed.
+`log_mel` is what `coldstart featurize` stores in the mel cache; the embedding path
+(`training.inference.embed_audio`) takes `decode_usable`'s samples to the encoder, whose
+own `LogMel` gives the same numbers. Both refuse a log-mel or prediction that is not
+finite (`check_finite`) before storing anything. Decoding and the mel stay separate calls
+so that each can be timed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from audio.config import FRONT_END, FrontEndConfig
-from audio.decode import DEFAULT_LIMITS, DecodeLimits, decode_audio, source_name
+from audio.decode import DEFAULT_LIMITS, DecodedAudio, DecodeLimits, decode_audio, source_name
 from audio.errors import AudioError
 from audio.mel import LogMel
 
@@ -44,6 +45,27 @@ def check_usable(
         raise AudioError("silent", name, f"silent (RMS {rms:.1e} is below {SILENCE_RMS:.0e})")
 
 
+def check_finite(values: np.ndarray, name: str, what: str) -> None:
+    """Refuse a computed array (a log-mel, a predicted vector) holding NaN or inf, with
+    `AudioError` "unembeddable": nothing non-finite may reach the mel cache, the catalogue
+    or an index. `what` names the array in the message."""
+    if not np.isfinite(values).all():
+        raise AudioError("unembeddable", name, f"the {what} holds NaN or infinite values")
+
+
+def decode_usable(
+    source: str | Path | bytes,
+    config: FrontEndConfig = FRONT_END,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> DecodedAudio:
+    """Decode `source` (see `decode_audio`) and refuse it unless it can make model input
+    (`check_usable`): every path from audio to a model starts here. Raises `AudioError`."""
+    decoded = decode_audio(source, config, limits, name)
+    check_usable(decoded.samples, config, source_name(source, name))
+    return decoded
+
+
 @cache
 def _log_mel_module(config: FrontEndConfig) -> LogMel:
     return LogMel(config).eval()
@@ -56,12 +78,13 @@ def log_mel(
     name: str | None = None,
 ) -> np.ndarray:
     """Decode `source`, refuse it if too short or silent, return its log-mel
-    (n_mels, 1 + n_samples // hop_length) float32. Raises `AudioError`."""
-    decoded = decode_audio(source, config, limits, name)
-    check_usable(decoded.samples, config, source_name(source, name))
+    (n_mels, 1 + n_samples // hop_length) float32, finite. Raises `AudioError`."""
+    decoded = decode_usable(source, config, limits, name)
+    label = source_name(source, name)
     with torch.inference_mode():
-        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0]
-    return mel.numpy()
+        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
+    check_finite(mel, label, "log-mel")
+    return mel
 
 
 def mel_windows(

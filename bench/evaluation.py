@@ -1,4 +1,4 @@
-"""Benchmark: `evaluation.metrics.ranking_metrics` at Taste Profile scale, beside a per-user loop.
+"""Benchmark: `ranking.metrics.ranking_metrics` at Taste Profile scale, beside a per-user loop.
 
 The nightly evaluation ranks every test song for every user with a test listen: about
 1,000,000 users x 10,000 cold test songs x 50 factors. This generates such an instance
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from evaluation.metrics import DEFAULT_K, ranking_metrics, score  # noqa: E402
+from ranking.metrics import DEFAULT_K, ranking_metrics, score  # noqa: E402
 
 MEAN_EXTRA_LISTENS = 2.0  # test listens per user: 1 + Poisson(2)
 POPULARITY_OFFSET = 50

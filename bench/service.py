@@ -7,7 +7,7 @@
 folder, default settings: `inference_slots` 2, one torch thread each). On the same
 registry version and the same recording, one run measures:
 
-- concurrency 1, paired: the bare in-process path (`service.inference.embed_audio`:
+- concurrency 1, paired: the bare in-process path (`training.inference.embed_audio`:
   decode -> checks -> LogMel -> CNN, then `CatalogueIndex.similar`, one torch thread, as
   a request runs in the service) and one HTTP request take turns, `--requests` times
   each, so that both see the same machine load; the ratio of their p50s is the overhead
@@ -45,8 +45,8 @@ from rich.table import Table
 
 from audio.decode import DecodeLimits
 from pipeline.registry import load_current
-from service.inference import embed_audio
 from service.settings import Settings
+from training.inference import embed_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = REPO_ROOT.parent / "shared" / "audio" / "vibe_ace.mp3"

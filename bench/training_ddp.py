@@ -38,7 +38,7 @@ from bench.training import cached_clips  # noqa: E402
 from training.datamodule import MelDataModule  # noqa: E402
 from training.encoder import ContentEncoder, EncoderDims  # noqa: E402
 from training.lightning_module import ContentModel  # noqa: E402
-from training.run import CNNSettings, trainer_placement  # noqa: E402
+from training.run import CNNSettings, quiet_lightning, trainer_placement  # noqa: E402
 
 RESULT_TAG = "training_ddp:"
 
@@ -75,6 +75,7 @@ def worker(args: argparse.Namespace) -> None:
         accelerator=args.accelerator, devices=args.processes, strategy=args.strategy
     )
     clock = StepClock(args.warmup)
+    quiet_lightning()
     trainer = pl.Trainer(
         **trainer_placement(settings),
         max_steps=args.warmup + args.steps,

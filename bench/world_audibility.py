@@ -18,7 +18,14 @@ and the share of the gap between random and the upper bound that each one closes
 cold-start CNN has to close at least half of it on the default world, so the audible
 oracle should close well over half, and the inaudible part should leave some gap.
 
-    .venv/bin/python bench/world_audibility.py /tmp/world_default
+Several worlds print side by side (e.g. the same seed with `--instruments synth` and
+`soundfont`: their listens are the same, so the rows above agree, and only a trained
+model tells the audio apart); with a `--run` per world, the AUCs `coldstart evaluate`
+reported for that run's models (random, linear, cnn, upper_bound, on the run's own cold
+split, gap closed against the run's upper bound) are added below.
+
+    .venv/bin/python bench/world_audibility.py WORLD_SYNTH WORLD_SOUNDFONT \\
+        --run RUN_SYNTH --run RUN_SOUNDFONT
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from sklearn.linear_model import Ridge  # noqa: E402
 from corpus.dataset import load_dataset  # noqa: E402
 
 FACTORS, REGULARIZATION, ALPHA, ITERATIONS = 32, 0.1, 10.0, 15
+RUN_MODELS = ("random", "linear", "cnn", "upper_bound")
 
 
 def fold_in(user_factors: np.ndarray, plays: sp.csc_matrix) -> np.ndarray:
@@ -88,14 +96,11 @@ def attributes(songs: list[dict], genres: list[str], with_inaudible: bool) -> np
     return np.concatenate(columns, axis=1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("world", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    truth = json.loads((args.world / "truth.json").read_text(encoding="utf-8"))
-    dataset = load_dataset(args.world)
+def oracle_aucs(world: Path, seed: int) -> tuple[dict[str, float], str]:
+    """Mean AUC on a fifth of the world's songs held out, per way of getting their factors,
+    and a line describing the split."""
+    truth = json.loads((world / "truth.json").read_text(encoding="utf-8"))
+    dataset = load_dataset(world)
     songs = truth["songs"]
     column = {row["song_id"]: i for i, row in enumerate(songs)}
     users = dataset.listens["user_id"].cat.codes.to_numpy()
@@ -103,7 +108,7 @@ def main() -> None:
     plays = np.log1p(dataset.listens["play_count"].to_numpy()).astype(np.float32)
     matrix = sp.csr_matrix((plays, (users, items)), shape=(users.max() + 1, len(songs)))
 
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     cold = np.zeros(len(songs), dtype=bool)
     cold[rng.permutation(len(songs))[: len(songs) // 5]] = True
     warm_index, cold_index = np.flatnonzero(~cold), np.flatnonzero(cold)
@@ -112,7 +117,7 @@ def main() -> None:
         regularization=REGULARIZATION,
         alpha=ALPHA,
         iterations=ITERATIONS,
-        random_state=args.seed,
+        random_state=seed,
     )
     model.fit(matrix[:, warm_index], show_progress=False)
     user_factors, warm_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
@@ -130,13 +135,46 @@ def main() -> None:
         ridge = Ridge(alpha=1.0).fit(features[warm_index], warm_factors)
         rows[name] = ridge.predict(features[cold_index])
     rows["upper bound (fold-in)"] = fold_in(user_factors, matrix[:, cold_index].tocsc())
-
     aucs = {name: mean_auc(user_factors, factors, listened) for name, factors in rows.items()}
-    upper = aucs["upper bound (fold-in)"]
-    print(f"{args.world}: {len(songs)} songs ({len(cold_index)} cold), {matrix.shape[0]} users")
-    print(f"{'song factors from':32} {'AUC':>6} {'gap closed':>11}")
-    for name, auc in aucs.items():
-        print(f"{name:32} {auc:6.3f} {(auc - 0.5) / (upper - 0.5):11.2f}")
+    instruments = truth.get("instruments", "synth")
+    split = f"{len(songs)} songs ({len(cold_index)} cold), {matrix.shape[0]} users, {instruments}"
+    return aucs, split
+
+
+def run_aucs(run: Path) -> dict[str, float]:
+    """The AUCs `coldstart evaluate` reported for a run on the world (its own cold split)."""
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    return {f"run: {name}": report["models"][name]["auc"] for name in RUN_MODELS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("world", type=Path, nargs="+")
+    parser.add_argument(
+        "--run", type=Path, action="append", default=[], help="a run per world, in order"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.run and len(args.run) != len(args.world):
+        parser.error("give one --run per world, or none")
+
+    columns = []
+    for index, world in enumerate(args.world):
+        aucs, split = oracle_aucs(world, args.seed)
+        print(f"[{index + 1}] {world}: {split}")
+        upper = aucs["upper bound (fold-in)"]
+        gaps = {name: (auc - 0.5) / (upper - 0.5) for name, auc in aucs.items()}
+        if args.run:
+            run = run_aucs(args.run[index])
+            run_upper = run["run: upper_bound"]
+            aucs |= run
+            gaps |= {name: (auc - 0.5) / (run_upper - 0.5) for name, auc in run.items()}
+        columns.append((aucs, gaps))
+    header = "".join(f" {f'[{i + 1}] AUC':>9} {'gap':>5}" for i in range(len(columns)))
+    print(f"{'song factors from':32}{header}")
+    for name in columns[0][0]:
+        cells = "".join(f" {aucs[name]:9.3f} {gaps[name]:5.2f}" for aucs, gaps in columns)
+        print(f"{name:32}{cells}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from catalogue.errors import (
     InvalidTrack,
     TrackNotFound,
 )
-from catalogue.repository import Catalogue, ListenIn, ListenResult, TrackRecord
+from catalogue.repository import Catalogue, ListenIn, ListenRejection, ListenResult, TrackRecord
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -24,6 +24,7 @@ __all__ = [
     "InvalidAudio",
     "InvalidTrack",
     "ListenIn",
+    "ListenRejection",
     "ListenResult",
     "StoredAudio",
     "TrackNotFound",

@@ -8,7 +8,8 @@ against the `audio_sha256` recorded in the catalogue.
 
 Writes go to a temporary file in `<root>/.incoming/`, are fsynced, moved into place with
 `os.replace` (atomic on one filesystem) and the folder is fsynced: a reader sees the whole
-file or none, and a stored file survives a crash or power loss once `put` returns.
+file or none, and a stored file survives a crash or power loss once `put` returns. The
+one deletion is `remove`: the catalogue takes back a file whose track failed to commit.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import io
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from artifacts.files import fsync_dir
 from catalogue.errors import InvalidAudio
 from corpus.dataset import AUDIO_EXTENSIONS
 
@@ -32,19 +34,13 @@ _RELATIVE_PATH = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]+")
 
 @dataclass(frozen=True)
 class StoredAudio:
-    """Where `put` stored a file: `relative_path` is what the catalogue records."""
+    """Where `put` stored a file: `relative_path` is what the catalogue records; `created`
+    when this `put` wrote it (it was not in the store before)."""
 
     sha256: str
     relative_path: str
     size: int
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    created: bool = field(default=False, compare=False)
 
 
 def normalise_extension(ext: str) -> str:
@@ -76,6 +72,11 @@ class AudioStore:
             return self._write(io.BytesIO(audio), ext)
         return self._write(audio, ext)
 
+    def remove(self, stored: StoredAudio) -> None:
+        """Take back a file `put` just created, for a write that failed after it (the
+        catalogue checks first that no track refers to it); a missing file is fine."""
+        self.path(stored.relative_path).unlink(missing_ok=True)
+
     def path(self, relative_path: str) -> Path:
         """The file of a recorded `audio_path`; refuses anything but a store-made name, so
         a path read from the database can never point outside the store."""
@@ -104,8 +105,8 @@ class AudioStore:
                 return StoredAudio(sha256, relative_path, size)  # stored before: nothing to do
             final.parent.mkdir(exist_ok=True)
             os.replace(temporary, final)
-            _fsync_folder(final.parent)
-            _fsync_folder(self.root)
-            return StoredAudio(sha256, relative_path, size)
+            fsync_dir(final.parent)
+            fsync_dir(self.root)
+            return StoredAudio(sha256, relative_path, size, created=True)
         finally:
             Path(temporary).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,9 @@ class ListenWriter:
     def __init__(self, connection: Connection, played_at: datetime) -> None:
         self.connection = connection
         self.postgres = connection.dialect.name == "postgresql"
-        self.raw = connection.connection.dbapi_connection
+        # the driver's own connection (psycopg or sqlite3): its COPY and executemany
+        self.raw: Any = connection.connection.dbapi_connection
+        self.stamp: Any
         table = Listen.__table__
         quote = connection.dialect.identifier_preparer.quote
         columns = ", ".join(quote(column.name) for column in _INSERTED)
@@ -140,7 +143,7 @@ def summed_listens(
     transaction: on PostgreSQL through a server-side cursor (measured 3x faster than
     reading COPY TO, whose rows psycopg hands over one message at a time), on SQLite
     through a plain cursor; either way one chunk of rows is in memory at a time."""
-    raw = connection.connection.dbapi_connection
+    raw: Any = connection.connection.dbapi_connection  # psycopg's or sqlite3's
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET LOCAL work_mem = '{_EXPORT_WORK_MEM}'")
         cursor = raw.cursor(name="coldstart_summed_listens")

@@ -29,6 +29,9 @@ from catalogue.audio_store import AudioStore
 from catalogue.repository import WRITE_OPTION, Catalogue
 
 DATABASE_URL_ENV = "COLDSTART_DATABASE_URL"
+SQLITE_PREFIX = "sqlite:///"
+# The service, the scheduler and the nightly run default to one catalogue, so they meet.
+DEFAULT_DATABASE_URL = f"{SQLITE_PREFIX}coldstart-catalogue.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
 _MIGRATION_LOCK_KEY = 0x636F6C64  # "cold": one advisory lock id for catalogue migrations
@@ -37,20 +40,25 @@ _MIGRATION_LOCK_KEY = 0x636F6C64  # "cold": one advisory lock id for catalogue m
 def database_url(url: str | Path) -> str:
     """A SQLAlchemy URL: a path means a SQLite file; plain postgresql:// URLs get psycopg 3."""
     if isinstance(url, Path):
-        return f"sqlite:///{url}"
+        return f"{SQLITE_PREFIX}{url}"
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
 
+def url_or_path(value: str) -> str:
+    """A database as a user names it (`--database`): a URL as given, or a plain path taken
+    as a SQLite file, made absolute."""
+    return value if "://" in value else database_url(Path(value).resolve())
+
+
 def default_audio_store(url: str | Path) -> Path | None:
     """Where the audio of a catalogue's tracks lives unless a folder is named: `<file>.audio/`
     beside a SQLite database file; None for a server database, which needs one named."""
     url = database_url(url)
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and len(url) > len(prefix) and ":memory:" not in url:
-        return Path(url[len(prefix) :] + ".audio")
+    if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX) and ":memory:" not in url:
+        return Path(url[len(SQLITE_PREFIX) :] + ".audio")
     return None
 
 

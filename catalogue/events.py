@@ -3,7 +3,7 @@ and one per songs import, written in the transaction of the change itself.
 
 Several service replicas share one catalogue but each holds its own in-memory index; a
 replica follows this log to apply the tracks the others added or deleted (see
-`service/runtime.py`). Because the event commits with its change, a reader never sees a
+`service/follower.py`). Because the event commits with its change, a reader never sees a
 track without its event, or an event without its track change.
 
 An import of a dataset's songs writes one "imported" event (track_id NULL), not one per

@@ -35,6 +35,8 @@ MAX_TEXT_LENGTH = 1000
 MAX_PATH_LENGTH = 400
 MAX_VERSION_LENGTH = 100
 SHA256_LENGTH = 64
+# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (catalogue.db).
+WRITE_OPTION = "coldstart_write"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -19,17 +19,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, Result, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from catalogue.audio_store import AudioStore
+from catalogue.audio_store import AudioStore, StoredAudio
 from catalogue.bulk import EXPORT_CHUNK_ROWS, ListenWriter, summed_listens
 from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
 from catalogue.events import record_event
@@ -38,16 +38,18 @@ from catalogue.models import (
     MAX_TEXT_LENGTH,
     MAX_VERSION_LENGTH,
     ORIGINS,
+    WRITE_OPTION,
     Listen,
     Track,
     utc_now,
 )
+from catalogue.vectors import TrackVector, vector_row
 from corpus.dataset import read_songs
 
 Origin = Literal["warm", "cold"]
+# Why a listen was refused: its track is not in the catalogue, or its fields break a rule.
+ListenRejection = Literal["unknown_track", "invalid_listen"]
 
-# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (catalogue.db).
-WRITE_OPTION = "coldstart_write"
 MAX_PLAY_COUNT = np.iinfo(np.int32).max
 _IMPORT_CHUNK = 20_000  # rows per executemany: bounded memory for million-song imports
 _IN_CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit
@@ -94,10 +96,12 @@ class ListenIn:
 
 @dataclass(frozen=True)
 class ListenResult:
-    """The outcome of one `ListenIn`: stored, or rejected with the reason."""
+    """The outcome of one `ListenIn`: stored, or rejected with `reason` and a sentence
+    (`error`) saying what was wrong."""
 
     accepted: bool
     error: str | None = None
+    reason: ListenRejection | None = None
 
 
 def _id_problem(value: object, what: str) -> str | None:
@@ -165,11 +169,18 @@ class Catalogue:
         audio_ext: str | None = None,
         origin: Origin = "cold",
         vector_version: str | None = None,
+        vector: np.ndarray | None = None,
     ) -> TrackRecord:
-        """Add one track; a cold track (added by audio) must come with its `audio`, which is
-        stored durably (content-addressed) before the row is written.
+        """Add one track, all or nothing; a cold track (added by audio) must come with its
+        `audio`, which is stored durably (content-addressed) before the row is written.
 
-        Raises `InvalidTrack`, `InvalidAudio`, `DuplicateTrack`."""
+        `vector` `(dim,)` is the track's predicted vector for model `vector_version`: it is
+        written in the transaction of the row and its "added" event, so a reader sees the
+        three together or none. When the transaction fails the audio file this call
+        stored is removed again (unless another track has the same bytes).
+
+        Raises `InvalidTrack`, `InvalidAudio`, `DuplicateTrack` (and `ValueError` for a
+        vector that is not one finite row)."""
         problem = (
             _id_problem(track_id, "track id")
             or _text_problem(title, "title", required=True)
@@ -182,6 +193,13 @@ class Catalogue:
         _check_version(vector_version)
         if origin == "cold" and audio is None:
             raise InvalidTrack(f"cold track {track_id!r} needs its audio")
+        if vector is not None and vector_version is None:
+            raise InvalidTrack("a vector needs the vector_version it was predicted by")
+        vector_values = (
+            vector_row(track_id, vector_version, vector)
+            if vector is not None and vector_version is not None
+            else None
+        )
         if self._exists(track_id):  # before storing audio that would then go unused
             raise DuplicateTrack(f"track {track_id!r} already exists")
         stored = None
@@ -209,11 +227,18 @@ class Catalogue:
                     raise DuplicateTrack(f"track {track_id!r} already exists")
                 session.add(row)
                 session.flush()  # the row first: a concurrent duplicate fails before its event
+                if vector_values is not None:
+                    session.execute(insert(TrackVector).values(**vector_values))
                 record_event(session, "added", track_id)
-        except IntegrityError as error:  # a concurrent add won the race (PostgreSQL)
-            if self._exists(track_id):
+        except BaseException as error:
+            if stored is not None:
+                self._forget_audio(stored)
+            if isinstance(error, IntegrityError) and self._exists(track_id):
+                # a concurrent add won the race (PostgreSQL)
                 raise DuplicateTrack(f"track {track_id!r} already exists") from error
             raise
+        if stored is not None and isinstance(audio, bytes | Path):
+            self._keep_audio(stored, audio)
         return TrackRecord.from_row(row)
 
     def get_track(self, track_id: str) -> TrackRecord:
@@ -239,7 +264,7 @@ class Catalogue:
         """Delete a track and its listens. Its audio file stays in the store: other tracks
         may share the bytes, and the store is append-only by design."""
         with self._writing.begin() as session:
-            deleted = session.execute(delete(Track).where(Track.id == track_id)).rowcount
+            deleted = _rowcount(session.execute(delete(Track).where(Track.id == track_id)))
             if deleted:
                 record_event(session, "deleted", track_id)
         if not deleted:
@@ -270,7 +295,7 @@ class Catalogue:
         with self._writing.begin() as session:
             for chunk in _chunks(list(track_ids), _IN_CHUNK):
                 statement = update(Track).where(Track.id.in_(chunk)).values(vector_version=version)
-                updated += session.execute(statement).rowcount
+                updated += _rowcount(session.execute(statement))
         return updated
 
     def import_songs(
@@ -363,7 +388,7 @@ class Catalogue:
         results: list[ListenResult | None] = []
         for listen in listens:
             problem = _id_problem(listen.user_id, "user_id") or self._listen_problem(listen)
-            results.append(ListenResult(False, problem) if problem else None)
+            results.append(ListenResult(False, problem, "invalid_listen") if problem else None)
         pending = [i for i, result in enumerate(results) if result is None]
         if pending:
             with self._writing.begin() as session:
@@ -377,7 +402,9 @@ class Catalogue:
                 for i in pending:
                     listen = listens[i]
                     if listen.track_id not in known:
-                        results[i] = ListenResult(False, f"unknown track {listen.track_id!r}")
+                        results[i] = ListenResult(
+                            False, f"unknown track {listen.track_id!r}", "unknown_track"
+                        )
                         continue
                     rows.append(
                         {
@@ -444,6 +471,25 @@ class Catalogue:
             return "played_at must be a timezone-aware datetime"
         return None
 
+    def _forget_audio(self, stored: StoredAudio) -> None:
+        """Remove the file a failed `add_track` stored, unless it was there before or a
+        track (another upload of the same bytes) refers to it."""
+        if not stored.created or self.audio_store is None:
+            return
+        with self._reading() as session:
+            shared = session.scalar(
+                select(func.count()).select_from(Track).where(Track.audio_sha256 == stored.sha256)
+            )
+        if not shared:
+            self.audio_store.remove(stored)
+
+    def _keep_audio(self, stored: StoredAudio, audio: bytes | Path) -> None:
+        """After a commit: put the file back should a failing upload of the same bytes
+        have removed it between this call's `put` and its commit."""
+        store = self.audio_store
+        if store is not None and not store.path(stored.relative_path).is_file():
+            store.put(audio, stored.relative_path.rsplit(".", 1)[1])
+
     def _exists(self, track_id: str) -> bool:
         with self._reading() as session:
             return session.get(Track, track_id) is not None
@@ -470,6 +516,12 @@ class Catalogue:
             if bad.any():
                 row = int(np.flatnonzero(np.asarray(bad))[0])
                 raise InvalidTrack(f"songs row {row} ({ids.iloc[row]!r}): {problem}")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DELETE or UPDATE touched: `execute` gives a `CursorResult` for them, typed as
+    a plain `Result`."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def _bad_ids(ids: pd.Series | pd.Index) -> np.ndarray:

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from catalogue.models import MAX_ID_LENGTH, MAX_VERSION_LENGTH, Base, UTCDateTime, utc_now
-from catalogue.repository import WRITE_OPTION, Catalogue
+from catalogue.models import (
+    MAX_ID_LENGTH,
+    MAX_VERSION_LENGTH,
+    WRITE_OPTION,
+    Base,
+    UTCDateTime,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    from catalogue.repository import Catalogue
 
 _IN_CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit
 _VECTOR_DTYPE = np.dtype("<f4")
@@ -36,13 +46,42 @@ class TrackVector(Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
+def usable_rows(vectors: np.ndarray) -> np.ndarray:
+    """(n,) bool: which rows of `vectors` (n, dim) an index can take: finite, and not all
+    zeros (no direction for cosine). The one rule on vector values: the service's start-up,
+    its follower and the nightly run's publish all apply it."""
+    return np.isfinite(vectors).all(axis=1) & (vectors != 0).any(axis=1)
+
+
+def vector_problem(vector: np.ndarray, dim: int) -> str | None:
+    """Why a stored or predicted vector cannot enter an index of `dim` dimensions (a wrong
+    shape, NaN or inf, all zeros), or None if it can (`usable_rows` for one vector)."""
+    if vector.shape != (dim,):
+        return f"shape {vector.shape} is not ({dim},)"
+    if not usable_rows(vector[np.newaxis])[0]:
+        return "holds NaN or infinite values" if not np.isfinite(vector).all() else "is all zeros"
+    return None
+
+
+def vector_row(track_id: str, model_version: str, vector: np.ndarray) -> dict[str, Any]:
+    """The `track_vectors` row of a `(dim,)` finite vector; `ValueError` for another."""
+    array = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE)
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise ValueError(f"track {track_id!r}: a vector must be one finite (dim,) row")
+    return {
+        "track_id": track_id,
+        "model_version": model_version,
+        "dim": array.size,
+        "vector": array.tobytes(),
+        "computed_at": utc_now(),
+    }
+
+
 def put_track_vector(
     catalogue: Catalogue, track_id: str, model_version: str, vector: np.ndarray
 ) -> None:
     """Store (or replace) the `(dim,)` vector model `model_version` predicts for `track_id`."""
-    array = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE)
-    if array.ndim != 1 or not np.isfinite(array).all():
-        raise ValueError(f"track {track_id!r}: a vector must be one finite (dim,) row")
+    row = vector_row(track_id, model_version, vector)
     writing = catalogue.engine.execution_options(**{WRITE_OPTION: True})
     with writing.begin() as connection:
         connection.execute(
@@ -50,22 +89,15 @@ def put_track_vector(
                 TrackVector.track_id == track_id, TrackVector.model_version == model_version
             )
         )
-        connection.execute(
-            insert(TrackVector).values(
-                track_id=track_id,
-                model_version=model_version,
-                dim=array.size,
-                vector=array.tobytes(),
-                computed_at=utc_now(),
-            )
-        )
+        connection.execute(insert(TrackVector).values(**row))
 
 
 def track_vectors(
     catalogue: Catalogue, model_version: str, track_ids: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """The stored `(dim,)` float32 vectors of `model_version` for those of `track_ids` that
-    have one."""
+    """The stored float32 vectors of `model_version` for those of `track_ids` that have one,
+    as stored: check each with `vector_problem` before use (a damaged row comes back with
+    the wrong shape, or NaN)."""
     found: dict[str, np.ndarray] = {}
     with catalogue.engine.connect() as connection:
         for start in range(0, len(track_ids), _IN_CHUNK):
@@ -76,7 +108,7 @@ def track_vectors(
                 )
             )
             for track_id, dim, blob in rows:
-                vector = np.frombuffer(blob, dtype=_VECTOR_DTYPE)
-                if vector.size == dim:
-                    found[track_id] = vector.astype(np.float32)
+                whole = len(blob) // _VECTOR_DTYPE.itemsize * _VECTOR_DTYPE.itemsize
+                vector = np.frombuffer(blob[:whole], dtype=_VECTOR_DTYPE).astype(np.float32)
+                found[track_id] = vector if vector.size == dim else vector[:0]
     return found

@@ -5,6 +5,8 @@ heavy imports (torch, implicit, faiss) stay inside the command bodies so that
 `coldstart --help` answers at once.
 """
 
+from typing import Any
+
 import typer
 
 app = typer.Typer(
@@ -18,3 +20,10 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Content-based cold-start music recommendation (van den Oord et al., NIPS 2013)."""
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options a user gave: those not None. A command's numeric and text options
+    default to None and pass only these on, so that the settings dataclass (`WMFParams`,
+    `PipelineSettings`, ...) stays the one source of every default."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from cli.app import app
+from cli.world import Instruments
 
 
 @app.command()
@@ -27,6 +28,10 @@ def demo(
     users: Annotated[int, typer.Option(min=10, help="Listeners in the demo world.")] = 6000,
     clip_seconds: Annotated[float, typer.Option(min=3.0, help="Seconds of audio per song.")] = 12.0,
     seed: Annotated[int, typer.Option(help="Seed of the world, the split and the models.")] = 0,
+    instruments: Annotated[
+        Instruments,
+        typer.Option(help="What plays the world's notes (see `coldstart world --help`)."),
+    ] = Instruments.soundfont,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the published model at the end.")
     ] = True,
@@ -46,8 +51,9 @@ def demo(
     from cli.world import world
 
     console = Console()
-    world_dir = workdir / "worlds" / f"demo-{songs}x{users}-{clip_seconds:g}s-seed{seed}"
-    run_dir = workdir / "runs" / f"demo-seed{seed}"
+    name = f"{songs}x{users}-{clip_seconds:g}s-seed{seed}-{instruments.value}"
+    world_dir = workdir / "worlds" / f"demo-{name}"
+    run_dir = workdir / "runs" / f"demo-{name}"
     registry = workdir / "registry"
     database = registry / "catalogue.sqlite"
     started = time.perf_counter()
@@ -59,7 +65,14 @@ def demo(
     if (world_dir / "listens.tsv").is_file():
         console.print(f"reusing {world_dir}")
     else:
-        world(out=world_dir, songs=songs, users=users, clip_seconds=clip_seconds, seed=seed)
+        world(
+            out=world_dir,
+            songs=songs,
+            users=users,
+            clip_seconds=clip_seconds,
+            seed=seed,
+            instruments=instruments,
+        )
     step("2/6 featurize (log-mel cache)")
     featurize(dataset=world_dir)
     step("3/6 factorize (WMF)")
@@ -97,7 +110,7 @@ def _import_listening_history(world_dir: Path, database: Path) -> None:
     from catalogue import open_catalogue
     from corpus.dataset import load_dataset
 
-    with open_catalogue(f"sqlite:///{database.resolve()}") as catalogue:
+    with open_catalogue(database.resolve()) as catalogue:
         if catalogue.count_listens() == 0:
             world = load_dataset(world_dir)
             catalogue.import_songs(world.songs)

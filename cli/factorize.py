@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.app import app
+from cli.app import app, given
 
 
 def _regularization(value: str) -> float | Literal["auto"]:
@@ -36,15 +36,40 @@ def factorize(
             "--test-songs", help="Test song ids, one per line (instead of a drawn split)."
         ),
     ] = None,
-    factors: Annotated[int, typer.Option(min=1, help="Latent factors per user and song.")] = 50,
+    cold_artists: Annotated[
+        float | None,
+        typer.Option(
+            "--cold-artists",
+            min=0.0,
+            max=0.99,
+            help="Share of artists held out with all their songs (cold-artist test songs;"
+            " default: factorize_run's).",
+        ),
+    ] = None,
+    factors: Annotated[
+        int | None,
+        typer.Option(min=1, help="Latent factors per user and song (default: WMFParams)."),
+    ] = None,
     regularization: Annotated[
-        str,
-        typer.Option(help="Ridge weight lambda, or 'auto' to choose it on held-out listens."),
-    ] = "auto",
-    iterations: Annotated[int, typer.Option(min=1, help="ALS iterations.")] = 15,
-    alpha: Annotated[float, typer.Option(help="Confidence 1 + alpha*log(1 + plays/eps).")] = 2.0,
-    eps: Annotated[float, typer.Option(help="Confidence scale eps.")] = 1e-6,
-    seed: Annotated[int, typer.Option(help="Seed of the split and of WMF.")] = 0,
+        str | None,
+        typer.Option(
+            help="Ridge weight lambda, or 'auto' to choose it on held-out listens"
+            " (default: WMFParams)."
+        ),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(min=1, help="ALS iterations (default: WMFParams).")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(help="Confidence 1 + alpha*log(1 + plays/eps) (default: WMFParams)."),
+    ] = None,
+    eps: Annotated[
+        float | None, typer.Option(help="Confidence scale eps (default: WMFParams).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the split and of WMF (default: WMFParams).")
+    ] = None,
     threads: Annotated[int, typer.Option(min=0, help="implicit threads (0: every core).")] = 0,
     engine: Annotated[
         Literal["implicit", "spark"],
@@ -64,18 +89,21 @@ def factorize(
     listens and fold in the validation and test songs."""
     from rich.console import Console
 
+    from artifacts.run_layout import FACTORIZATION_DIR
     from corpus.dataset import DatasetError
     from corpus.split import SplitError
     from factorization.run import factorize_run
     from factorization.wmf import WMFParams
 
     params = WMFParams(
-        factors=factors,
-        regularization=_regularization(regularization),
-        iterations=iterations,
-        alpha=alpha,
-        eps=eps,
-        seed=seed,
+        **given(
+            factors=factors,
+            regularization=None if regularization is None else _regularization(regularization),
+            iterations=iterations,
+            alpha=alpha,
+            eps=eps,
+            seed=seed,
+        )
     )
     console = Console()
     try:
@@ -84,7 +112,8 @@ def factorize(
             run,
             params,
             test_songs_file=test_songs,
-            seed=seed,
+            seed=params.seed,
+            **given(cold_artist_fraction=cold_artists),
             num_threads=threads,
             engine=engine,
             spark_master=spark_master,
@@ -94,13 +123,14 @@ def factorize(
         raise typer.Exit(1) from error
     counts = manifest["counts"]
     console.print(
-        f"[bold]factorization[/bold] {run / 'factorization'}  digest {manifest['digest'][:12]}"
+        f"[bold]factorization[/bold] {run / FACTORIZATION_DIR}  digest {manifest['digest'][:12]}"
         f"  engine {manifest['parameters']['engine']}"
     )
     console.print(
         f"  users {counts['users']:,} ({counts['users_left_out']:,} left out: no training listen)"
         f"   songs: train {counts['train_songs']:,}  valid {counts['valid_songs']:,}"
-        f"  test {counts['test_songs']:,}"
+        f"  test {counts['test_songs']:,} (cold tracks {counts['test_cold_track_songs']:,},"
+        f" cold artists {counts['test_cold_artist_songs']:,})"
     )
     search = manifest["regularization_search"]
     if search:

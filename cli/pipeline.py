@@ -10,19 +10,14 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import app, given
 
 if TYPE_CHECKING:
     from index.settings import IndexSettings
-
-
-def _database_url(value: str) -> str:
-    """A URL as given, or a plain path taken as a SQLite file."""
-    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
 
 
 @app.command()
@@ -49,47 +44,87 @@ def pipeline(
         Path | None, typer.Option(help="Also write the run summary (JSON) to this file.")
     ] = None,
     map_tolerance: Annotated[
-        float, typer.Option(min=0.0, help="Gate: how far mAP@500 may fall below current's.")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            min=0.0, help="Gate: how far mAP@500 may fall below current's (default: GateSettings)."
+        ),
+    ] = None,
     auc_tolerance: Annotated[
-        float, typer.Option(min=0.0, help="Gate: how far AUC may fall below current's.")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            min=0.0, help="Gate: how far AUC may fall below current's (default: GateSettings)."
+        ),
+    ] = None,
     keep_versions: Annotated[
-        int, typer.Option(min=1, help="Versions kept in the registry (current always).")
-    ] = 5,
-    keep_runs: Annotated[int, typer.Option(min=1, help="Run folders kept under WORK/runs.")] = 5,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Versions kept in the registry (current always) (default: PipelineSettings).",
+        ),
+    ] = None,
+    keep_runs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Run folders kept under WORK/runs (default: PipelineSettings)."),
+    ] = None,
     factors: Annotated[
-        int, typer.Option(min=1, help="WMF factors of a first version (later: current's).")
-    ] = 50,
-    epochs: Annotated[int, typer.Option(min=1, help="CNN epochs when training afresh.")] = 12,
+        int | None,
+        typer.Option(
+            min=1,
+            help="WMF factors of a first version (later: current's) (default: PipelineSettings).",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="CNN epochs when training afresh (default: CNNSettings)."),
+    ] = None,
     fine_tune_epochs: Annotated[
-        int, typer.Option(min=1, help="CNN epochs when fine-tuning the current encoder.")
-    ] = 4,
+        int | None,
+        typer.Option(
+            min=1,
+            help="CNN epochs when fine-tuning the current encoder (default: PipelineSettings).",
+        ),
+    ] = None,
     max_minutes: Annotated[
-        float, typer.Option(min=0.1, help="Wall-clock bound of the CNN's training.")
-    ] = 4.0,
+        float | None,
+        typer.Option(
+            min=0.1, help="Wall-clock bound of the CNN's training (default: CNNSettings)."
+        ),
+    ] = None,
     from_scratch: Annotated[
         bool, typer.Option(help="Ignore the current version: cold WMF start, new CNN.")
     ] = False,
     warm_min_listeners: Annotated[
-        int, typer.Option(min=1, help="Listeners a song needs to sit at its WMF factors.")
-    ] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the split and the models.")] = 0,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Listeners a song needs to sit at its WMF factors (default: PipelineSettings).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the split and the models (default: PipelineSettings)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Featurize processes (default: every core).")
     ] = None,
     engine: Annotated[
-        str,
-        typer.Option(help="local, or spark: featurize, factorize and embed as Spark jobs."),
-    ] = "local",
+        str | None,
+        typer.Option(
+            help="local, or spark: featurize, factorize and embed as Spark jobs"
+            " (default: PipelineSettings)."
+        ),
+    ] = None,
     spark_master: Annotated[
         str | None,
         typer.Option(help="Spark master URL (default $COLDSTART_SPARK_MASTER, else local[2])."),
     ] = None,
     index_kind: Annotated[
-        str,
-        typer.Option(help="auto (exact below 100k songs, HNSW above), exact, hnsw or ivfpq."),
-    ] = "auto",
+        str | None,
+        typer.Option(
+            help="auto (exact below 100k songs, HNSW above), exact, hnsw or ivfpq"
+            " (default: IndexSettings)."
+        ),
+    ] = None,
     index_factory: Annotated[
         str | None, typer.Option(help="FAISS factory string of the ivfpq kind.")
     ] = None,
@@ -106,6 +141,8 @@ def pipeline(
     the gate, 75 another run is going, 1 failed; the current version serves throughout."""
     from rich.console import Console
 
+    from artifacts.run_layout import SUMMARY_FILE
+    from catalogue.db import url_or_path
     from evaluation.gate import GateSettings
     from pipeline.nightly import PipelineSettings, run_pipeline
     from training.run import CNN_DEFAULTS
@@ -118,56 +155,58 @@ def pipeline(
         settings = PipelineSettings(
             registry=registry,
             dataset=dataset,
-            database_url=_database_url(database) if database else None,
+            database_url=url_or_path(database) if database else None,
             audio_store=audio_store,
             work_dir=work_dir,
             run_id=run_id,
-            factors=factors,
-            cnn=dataclasses.replace(CNN_DEFAULTS, epochs=epochs, max_minutes=max_minutes),
-            fine_tune_epochs=fine_tune_epochs,
+            cnn=dataclasses.replace(CNN_DEFAULTS, **given(epochs=epochs, max_minutes=max_minutes)),
             from_scratch=from_scratch,
-            gate=GateSettings(map_tolerance=map_tolerance, auc_tolerance=auc_tolerance),
-            keep_versions=keep_versions,
-            keep_runs=keep_runs,
-            warm_min_listeners=warm_min_listeners,
-            seed=seed,
+            gate=GateSettings(**given(map_tolerance=map_tolerance, auc_tolerance=auc_tolerance)),
             workers=workers,
-            engine=engine,
             spark_master=spark_master,
             index=_index_settings(index_kind, index_factory, index_nprobe, index_memory_gb),
+            **given(
+                factors=factors,
+                fine_tune_epochs=fine_tune_epochs,
+                keep_versions=keep_versions,
+                keep_runs=keep_runs,
+                warm_min_listeners=warm_min_listeners,
+                seed=seed,
+                engine=engine,
+            ),
         )
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
     result = run_pipeline(settings)
     if summary is not None:
-        from artifacts.manifest import write_json_atomic
+        from artifacts.files import write_json_atomic
 
         write_json_atomic(summary, result.to_json())
     for step in result.steps:
         console.print(f"  {step.name:<10} {step.status:<7} {step.seconds:>8.1f} s")
     colour = {"published": "green", "refused": "yellow"}.get(str(result.outcome), "red")
     console.print(f"[{colour}]{result.outcome}[/{colour}]: {result.message}")
-    console.print(f"summary: {Path(result.run_dir) / 'summary.json'}")
+    console.print(f"summary: {Path(result.run_dir) / SUMMARY_FILE}")
     typer.echo(json.dumps({"outcome": str(result.outcome), "version_id": result.version_id}))
     raise typer.Exit(result.exit_code)
 
 
 def _index_settings(
-    kind: str, factory: str | None, nprobe: int | None, memory_gb: float | None
+    kind: str | None, factory: str | None, nprobe: int | None, memory_gb: float | None
 ) -> IndexSettings:
     """`IndexSettings` with the options given (the defaults for the others); ValueError on a
     bad kind or factory string."""
     from index.settings import IndexSettings
 
-    given: dict[str, Any] = {"kind": kind}
-    if factory is not None:
-        given["ivfpq_factory"] = factory
-    if nprobe is not None:
-        given["nprobe"] = nprobe
-    if memory_gb is not None:
-        given["memory_budget_bytes"] = int(memory_gb * 2**30)
-    return IndexSettings(**given)
+    return IndexSettings(
+        **given(
+            kind=kind,
+            ivfpq_factory=factory,
+            nprobe=nprobe,
+            memory_budget_bytes=None if memory_gb is None else int(memory_gb * 2**30),
+        )
+    )
 
 
 @app.command("import")
@@ -194,7 +233,7 @@ def import_dataset(
     from rich.console import Console
 
     from catalogue import open_catalogue
-    from catalogue.db import default_audio_store
+    from catalogue.db import default_audio_store, url_or_path
     from catalogue.errors import CatalogueError
     from corpus.dataset import (
         LISTENS_FILE,
@@ -206,7 +245,7 @@ def import_dataset(
     )
 
     console = Console()
-    url = _database_url(database)
+    url = url_or_path(database)
     try:
         songs_table = read_songs(dataset / SONGS_FILE)
         if not (dataset / LISTENS_FILE).is_file():

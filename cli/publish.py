@@ -33,12 +33,13 @@ def publish(
     from rich.console import Console
 
     from artifacts.manifest import ArtifactError
+    from catalogue.db import url_or_path
     from pipeline.registry import publish_run
     from training.run import TrainingError
 
     console = Console()
-    if database is not None and "://" not in database:
-        database = f"sqlite:///{Path(database).resolve()}"  # a plain path: a SQLite file
+    if database is not None:
+        database = url_or_path(database)
     try:
         version_id = publish_run(run, registry, database, dataset_root=dataset)
     except (ArtifactError, TrainingError, FileNotFoundError) as error:

@@ -26,15 +26,14 @@ def _settings(registry: Path | None, database: str | None) -> Any:
     setting (a bad cron line, an unknown time zone) ends the command with its reason."""
     from pydantic import ValidationError
 
+    from catalogue.db import url_or_path
     from pipeline.scheduler import SchedulerSettings
 
     overrides: dict[str, Any] = {}
     if registry is not None:
         overrides["registry"] = registry
     if database is not None:
-        overrides["database_url"] = (
-            database if "://" in database else f"sqlite:///{Path(database).resolve()}"
-        )
+        overrides["database_url"] = url_or_path(database)
     try:
         return SchedulerSettings(**overrides)
     except ValidationError as error:

@@ -31,11 +31,12 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
+    from catalogue.db import url_or_path
     from service.app import create_app
     from service.settings import Settings
 
-    if database is not None and "://" not in database:
-        database = f"sqlite:///{Path(database).resolve()}"  # a plain path: a SQLite file
+    if database is not None:
+        database = url_or_path(database)
     try:
         settings = (
             Settings(registry=registry)

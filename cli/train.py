@@ -42,6 +42,14 @@ def train(
         int | None, typer.Option(min=1, help="Random crops per training song per epoch.")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    mask_bands: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most mel bands masked per training crop (0: off)."),
+    ] = None,
+    mask_frames: Annotated[
+        int | None,
+        typer.Option(min=0, help="SpecAugment: most frames masked per training crop (0: off)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -62,9 +70,19 @@ def train(
     linear: Annotated[
         bool, typer.Option("--linear/--no-linear", help="Fit the MFCC baseline.")
     ] = True,
+    hybrid: Annotated[
+        bool,
+        typer.Option(
+            "--hybrid/--no-hybrid",
+            help="Fit the artist prior and the CNN + artist fusion (after the CNN, or on the"
+            " run's finished models/cnn/).",
+        ),
+    ] = True,
 ) -> None:
-    """Train the content models on a factorized run: the CNN (RUN/models/cnn/) and the paper's
-    MFCC bag-of-words linear baseline (RUN/models/linear/); each predicts the test songs.
+    """Train the content models on a factorized run: the CNN (RUN/models/cnn/), the paper's
+    MFCC bag-of-words linear baseline (RUN/models/linear/), the artist prior
+    (RUN/models/artist/) and the hybrid of CNN and artist (RUN/models/hybrid/); each
+    predicts the test songs.
     CNN options left out take the defaults of `training.run.CNNSettings`.
 
     Several devices or nodes train the CNN with DDP: on one machine this command starts the
@@ -76,16 +94,19 @@ def train(
     from rich.console import Console
 
     from artifacts.manifest import ArtifactError
+    from artifacts.run_layout import MODELS_DIR
     from training.baseline import BaselineParams
     from training.run import CNNSettings, TrainingError, is_global_zero, train_run
 
-    if not (cnn or linear):
-        raise typer.BadParameter("nothing to train: --no-cnn and --no-linear together")
+    if not (cnn or linear or hybrid):
+        raise typer.BadParameter("nothing to train: --no-cnn, --no-linear and --no-hybrid")
     given = {
         "epochs": epochs,
         "batch_size": batch_size,
         "crops_per_song": crops_per_song,
         "lr": lr,
+        "mask_bands": mask_bands,
+        "mask_frames": mask_frames,
         "num_workers": workers,
     }
     try:
@@ -108,6 +129,7 @@ def train(
             seed=seed,
             cnn=settings if cnn else None,
             linear=BaselineParams() if linear else None,
+            hybrid=hybrid,
         )
     except (TrainingError, ArtifactError) as error:
         console.print(f"[red]error:[/red] {error}")
@@ -117,7 +139,7 @@ def train(
     for name, manifest in manifests.items():
         validation = manifest["validation"]
         console.print(
-            f"[bold]{name}[/bold] {run / 'models' / name}  validation mAP@500 "
+            f"[bold]{name}[/bold] {run / MODELS_DIR / name}  validation mAP@500 "
             f"{validation['map']:.4f}  ({manifest['seconds']:.0f} s)"
             f"  digest {manifest['digest'][:12]}"
         )
@@ -142,14 +164,15 @@ def predict(
     import numpy as np
 
     from artifacts.manifest import ArtifactError
+    from artifacts.run_layout import MODELS_DIR
     from audio.config import FrontEndMismatchError
     from audio.errors import AudioError
-    from training.predict import MODELS, load_predictor
+    from training.inference import MODELS, load_predictor
 
     if model not in MODELS:
         raise typer.BadParameter(f"--model must be one of {', '.join(MODELS)}")
     try:
-        predictor = load_predictor(run / "models" / model, model)
+        predictor = load_predictor(run / MODELS_DIR / model, model)
     except (ArtifactError, FrontEndMismatchError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

@@ -10,6 +10,20 @@ import typer
 from cli.app import app
 
 
+def front_end_refusal(path: Path) -> str | None:
+    """Why featurize would refuse the clip at `path` (a full decode, then
+    `audio.frontend.check_usable`: shorter than one window, silent), or None."""
+    from audio.decode import decode_audio
+    from audio.errors import AudioError
+    from audio.frontend import check_usable
+
+    try:
+        check_usable(decode_audio(path).samples, name=path.name)
+    except AudioError as error:
+        return error.reason
+    return None
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
@@ -26,6 +40,14 @@ def validate(
     no_audio: Annotated[
         bool, typer.Option("--no-audio", help="Leave audio/ alone: no listing, no probes.")
     ] = False,
+    headers_only: Annotated[
+        bool,
+        typer.Option(
+            "--headers-only",
+            help="Probe each file's header and first frame only, without the full decode"
+            " that finds clips featurize refuses (too short, silent).",
+        ),
+    ] = False,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Threads probing audio (default: 2 per core).")
     ] = None,
@@ -35,7 +57,10 @@ def validate(
 ) -> None:
     """Check a dataset folder against the contract and print every problem with its line.
 
-    Exits 1 when there is an error (warnings alone exit 0), so that scripts can gate on it.
+    Every audio file is decoded in full and judged as `coldstart featurize` will judge it: a clip
+    shorter than one 3-second window or silent gets a warning naming the file.
+
+        Exits 1 when there is an error (warnings alone exit 0), so that scripts can gate on it.
     """
     from rich.console import Console
     from rich.markup import escape
@@ -49,6 +74,7 @@ def validate(
         workers=workers,
         progress=True,
         max_per_kind=max_per_kind,
+        clip_check=None if headers_only else front_end_refusal,
     )
     console = Console(highlight=False, soft_wrap=True)  # one problem, one greppable line
     for problem in report.problems:

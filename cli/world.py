@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.app import app
+
+
+class Instruments(StrEnum):
+    """What plays the world's notes (`corpus.world.INSTRUMENTS`)."""
+
+    soundfont = "soundfont"
+    synth = "synth"
 
 
 @app.command()
@@ -24,6 +32,14 @@ def world(
         int | None,
         typer.Option("--workers", min=1, help="Processes rendering audio (default: every core)."),
     ] = None,
+    instruments: Annotated[
+        Instruments,
+        typer.Option(
+            "--instruments",
+            help="soundfont: sampled General MIDI instruments (Debian's fluid-soundfont-gm);"
+            " synth: the additive synthesizer, the fallback without a SoundFont.",
+        ),
+    ] = Instruments.soundfont,
 ) -> None:
     """Write listens.tsv, songs.csv and audio/ in the dataset contract, plus truth.json (every
     generative attribute, for diagnostics only)."""
@@ -42,11 +58,15 @@ def world(
             seed=seed,
             workers=workers,
             progress=True,
+            instruments=instruments.value,
         )
     except WorldError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
-    console.print(f"[bold]world[/bold] {summary.out}  ({time.perf_counter() - started:,.0f} s)")
+    console.print(
+        f"[bold]world[/bold] {summary.out}  ({instruments.value},"
+        f" {time.perf_counter() - started:,.0f} s)"
+    )
     console.print(
         f"  {summary.n_songs:,} songs by {summary.n_artists:,} artists,"
         f" {summary.n_users:,} listeners, {summary.n_listens:,} listens"

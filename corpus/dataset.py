@@ -2,7 +2,8 @@
 
 A dataset is a folder holding
 - `listens.tsv`: no header, `user_id<TAB>song_id<TAB>play_count`, non-empty ids, decimal
-  integer counts >= 1 that fit in int32, each (user, song) pair once, no empty lines;
+  integer counts >= 1 that fit in int32 (`classify_counts`: the one rule of the loader and
+  of validation), each (user, song) pair once, no empty lines;
 - `songs.csv`: header `song_id,title,artist`, non-empty unique song ids;
 - `audio/<song_id>.<ext>`, ext in `AUDIO_EXTENSIONS`, any sample rate and channel count,
   one file per song.
@@ -21,6 +22,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,8 +38,48 @@ LISTEN_COLUMNS = ("user_id", "song_id", "play_count")
 SONG_COLUMNS = ("song_id", "title", "artist")
 
 
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+# play-count classes, per distinct count text (`classify_counts`)
+COUNT_OK, COUNT_EMPTY, COUNT_NOT_INTEGER, COUNT_BELOW_ONE, COUNT_TOO_LARGE = range(5)
+
+
 class DatasetError(ValueError):
     """A dataset folder does not follow the contract."""
+
+
+def classify_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's play-count rule, for both the loader and `corpus.validate`: decimal
+    digits only, 1 <= count <= int32 max (pyarrow's int parser would also take ' 4', '+4'
+    and '0x4'). Given the (n,) distinct count strings, returns (n,) uint8 statuses
+    (`COUNT_*`) and (n,) int64 values (0 where the status is not `COUNT_OK`)."""
+    n = len(text)
+    digits = pc.match_substring_regex(text, r"^[0-9]{1,18}$").to_numpy(False)
+    numbers = np.zeros(n, dtype=np.int64)
+    numbers[digits] = pc.cast(text.filter(pa.array(digits)), pa.int64()).to_numpy()
+    status = np.full(n, COUNT_NOT_INTEGER, dtype=np.uint8)
+    status[pc.equal(pc.utf8_length(text), 0).to_numpy(False)] = COUNT_EMPTY
+    status[pc.match_substring_regex(text, r"^-[0-9]+$").to_numpy(False)] = COUNT_BELOW_ONE
+    status[pc.match_substring_regex(text, r"^[0-9]{19,}$").to_numpy(False)] = COUNT_TOO_LARGE
+    status[digits] = np.select(
+        [numbers[digits] < 1, numbers[digits] > INT32_MAX],
+        [COUNT_BELOW_ONE, COUNT_TOO_LARGE],
+        COUNT_OK,
+    )
+    return status, np.where(status == COUNT_OK, numbers, 0)
+
+
+def count_message(status: int, text: str) -> str:
+    """Why a play count of `classify_counts` status `status` breaks the contract."""
+    quoted = repr(text if len(text) <= 60 else text[:60] + "...")
+    if status == COUNT_EMPTY:
+        return "empty play count"
+    if status == COUNT_BELOW_ONE:
+        return f"play count {quoted} is below 1"
+    if status == COUNT_TOO_LARGE:
+        return f"play count {quoted} does not fit in int32"
+    hint = " (listens.tsv has no header line)" if text == LISTEN_COLUMNS[2] else ""
+    return f"play count {quoted} is not an integer{hint}"
 
 
 @dataclass
@@ -62,38 +104,41 @@ def _id_type() -> pa.DataType:
     return pa.dictionary(pa.int32(), pa.string())
 
 
-def _listens_csv_options() -> dict:
-    """The parser of `listens.tsv`, one for the whole-file and the streaming read."""
+def _listens_csv_options() -> dict[str, Any]:
+    """The parser of `listens.tsv`, one for the whole-file and the streaming read: every
+    column as dictionary-encoded text, so the count rule runs once per distinct count."""
     return {
         # an empty line is kept as a row of empty fields, and refused below
         "parse_options": pacsv.ParseOptions(
             delimiter="\t", quote_char=False, ignore_empty_lines=False
         ),
         "convert_options": pacsv.ConvertOptions(
-            column_types={
-                "user_id": _id_type(),
-                "song_id": _id_type(),
-                "play_count": pa.int32(),  # a count beyond int32 fails the read
-            }
+            column_types=dict.fromkeys(LISTEN_COLUMNS, _id_type())
         ),
     }
 
 
-def _check_listens_frame(listens: pd.DataFrame, where: str) -> None:
-    """The loader's checks on one frame of listens (categorical ids, int32 counts)."""
-    if listens["play_count"].isna().any():
-        raise DatasetError(f"{where}: empty play counts (or empty lines)")
+def _listens_frame(table: pa.Table, where: str) -> pd.DataFrame:
+    """A parsed table of listens -> the frame `read_listens` gives (categorical ids, int32
+    counts), or `DatasetError` naming `where` for a count that breaks `classify_counts` or
+    an empty id. The table's buffers are released as the frame is built (peak memory, not a
+    second copy): the caller must not use `table` afterwards."""
+    counts = table.column("play_count").unify_dictionaries()
+    table = table.set_column(2, "play_count", _count_values(where, counts))
+    # Every category is used: a CSV dictionary holds only the values its rows hold.
+    listens = table.to_pandas(self_destruct=True)
     for column in ("user_id", "song_id"):
         if (listens[column].cat.categories == "").any():
             raise DatasetError(f"{where}: empty {column}")
-    if len(listens) and listens["play_count"].min() < 1:
-        raise DatasetError(f"{where}: play counts must be integers >= 1")
+    return listens
 
 
 def read_listens(path: Path) -> pd.DataFrame:
     """Read `listens.tsv` into columns user_id, song_id (categorical) and play_count (int32).
 
-    Raises `DatasetError` on malformed rows, empty lines or ids, and counts below 1.
+    Raises `DatasetError` on malformed rows, empty lines or ids, and counts that break
+    `classify_counts`. Counts are read as dictionary-encoded text, so the rule runs once per
+    distinct count (a few thousand at Taste Profile scale), not once per listen.
     """
     path = Path(path)
     if not path.is_file():
@@ -110,12 +155,7 @@ def read_listens(path: Path) -> pd.DataFrame:
         ) from error
     if table.num_rows == 0:
         raise DatasetError(f"{path}: no listens")
-    # Every category is used: a CSV dictionary holds only the values its rows hold. The
-    # table's buffers are released as the frame is built (peak memory, not a second copy).
-    listens = table.to_pandas(self_destruct=True)
-    del table
-    _check_listens_frame(listens, str(path))
-    return listens
+    return _listens_frame(table, str(path))
 
 
 def iter_listens(path: Path, block_bytes: int = 64 << 20) -> Iterator[pd.DataFrame]:
@@ -138,10 +178,9 @@ def iter_listens(path: Path, block_bytes: int = 64 << 20) -> Iterator[pd.DataFra
             **_listens_csv_options(),
         )
         for batch in reader:
-            frame = batch.to_pandas()
-            _check_listens_frame(frame, f"{path} (lines {rows + 1}-{rows + len(frame)})")
-            rows += len(frame)
-            yield frame
+            where = f"{path} (lines {rows + 1}-{rows + batch.num_rows})"
+            rows += batch.num_rows
+            yield _listens_frame(pa.Table.from_batches([batch]), where)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise DatasetError(
             f"{path}: {error} (run `coldstart validate` for every problem)"
@@ -171,6 +210,23 @@ def listens_tsv_block(listens: pd.DataFrame) -> pa.Buffer:
         pa.array(listens["user_id"]).cast(pa.string()),
         pa.array(listens["song_id"]).cast(pa.string()),
         pa.array(listens["play_count"].to_numpy()).cast(pa.string()),
+    )
+
+
+def _count_values(where: str, counts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The int32 play counts of a dictionary-encoded count column (chunks sharing one
+    dictionary), or `DatasetError` naming the first distinct count that breaks the rule."""
+    text = counts.chunk(0).dictionary if counts.num_chunks else pa.array([], pa.string())
+    status, numbers = classify_counts(text)
+    bad = np.flatnonzero(status != COUNT_OK)
+    if (status == COUNT_EMPTY).any():
+        raise DatasetError(f"{where}: empty play counts (or empty lines)")
+    if bad.size:
+        first = int(bad[0])
+        raise DatasetError(f"{where}: {count_message(int(status[first]), text[first].as_py())}")
+    values = pa.array(numbers.astype(np.int32))
+    return pa.chunked_array(
+        [values.take(chunk.indices) for chunk in counts.chunks], type=pa.int32()
     )
 
 

@@ -8,12 +8,21 @@ power-law catalogue gives (mostly tail). Validation songs are drawn the same way
 songs left over; the content model stops early on them, and they are folded in like test
 songs so that validation is a true cold-start measure.
 
+Two kinds of test song. Besides songs drawn one by one (a *cold track*: new, but by an
+artist whose other songs WMF has seen), a seeded share of whole artists is held out, also
+stratified by popularity (their songs' listeners summed), with every song of theirs: a
+*cold artist*, whose songs have no training song by the same artist, the case where only
+the audio can place them. A test song's kind is decided once the split is done: `cold_track`
+if its artist (`corpus.artists.normalise_artist`) has a training song, else `cold_artist`
+(a song without an artist is always one). Kinds are recorded for given test songs too.
+
 Songs without any listen cannot be evaluated and give WMF nothing to fit (implicit would
 hand them zero factors, a meaningless regression target), so they go in none of the three
 lists but in `unlistened`: kept on record, e.g. for the content model to predict later.
 
 Saved as `RUN/split/split.json` (`{"method", "seed", "train", "valid", "test",
-"unlistened"}`, each list sorted) with its manifest.
+"unlistened", "test_kinds", "cold_artists"}`, the id lists sorted, `test_kinds` following
+`test`, `cold_artists` the normalised names held out whole) with its manifest.
 """
 
 from __future__ import annotations
@@ -27,13 +36,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artifacts.manifest import MANIFEST_NAME, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from artifacts.run_layout import SPLIT_DIR
+from corpus.artists import UNKNOWN_ARTIST, normalise_artists
 
-SPLIT_DIR = "split"
 SPLIT_FILE = "split.json"
 SPLIT_KIND = "split"
 STRATIFIED_METHOD = "popularity-stratified"
 GIVEN_TEST_METHOD = "given-test-songs"
+COLD_TRACK = "cold_track"
+COLD_ARTIST = "cold_artist"
+KINDS = (COLD_TRACK, COLD_ARTIST)
 
 
 class SplitError(ValueError):
@@ -45,7 +59,9 @@ class SongSplit:
     """Song ids by role; each list sorted, the four lists disjoint.
 
     `train` songs are the ones WMF fits; `valid` and `test` songs are held out whole and
-    folded in afterwards; `unlistened` songs have no listen at all.
+    folded in afterwards; `unlistened` songs have no listen at all. `test_kinds[i]` is
+    `COLD_TRACK` or `COLD_ARTIST` for `test[i]` (None: a split saved before kinds were
+    recorded); `cold_artists` the normalised artists held out with all their songs.
     """
 
     train: list[str]
@@ -54,6 +70,8 @@ class SongSplit:
     unlistened: list[str] = field(default_factory=list)
     method: str = STRATIFIED_METHOD
     seed: int = 0
+    test_kinds: list[str] | None = None
+    cold_artists: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,7 +81,14 @@ class SongSplit:
             "valid": self.valid,
             "test": self.test,
             "unlistened": self.unlistened,
+            "test_kinds": self.test_kinds,
+            "cold_artists": self.cold_artists,
         }
+
+    def kind_counts(self) -> dict[str, int]:
+        """Test songs per kind (every kind present, 0 when it has none)."""
+        kinds = self.test_kinds or []
+        return {kind: kinds.count(kind) for kind in KINDS}
 
 
 def listener_counts(listens: pd.DataFrame, song_ids: Sequence[str]) -> np.ndarray:
@@ -116,9 +141,12 @@ def _finish_split(
     unlistened: list[str],
     method: str,
     seed: int,
+    artists: np.ndarray,
+    cold_artists: list[str],
 ) -> SongSplit:
     """Draw validation songs among the listened non-test songs that may be held out
-    (`holdable`); the rest train."""
+    (`holdable`); the rest train. `artists` are the normalised artists of `listened`; they
+    give each test song its kind."""
     remaining = np.flatnonzero(~test_mask & holdable)
     n_valid = round(valid_fraction * remaining.size)
     if remaining.size and n_valid >= np.count_nonzero(~test_mask):
@@ -128,25 +156,59 @@ def _finish_split(
     picked = remaining[_stratified_sample(popularity[remaining], n_valid, rng)]
     valid_mask = np.zeros(listened.size, dtype=bool)
     valid_mask[picked] = True
+    train_mask = ~test_mask & ~valid_mask
+    known = np.isin(artists[test_mask], artists[train_mask]) & (
+        artists[test_mask] != UNKNOWN_ARTIST
+    )
     return SongSplit(
-        train=listened[~test_mask & ~valid_mask].tolist(),
+        train=listened[train_mask].tolist(),
         valid=listened[valid_mask].tolist(),
         test=listened[test_mask].tolist(),
         unlistened=unlistened,
         method=method,
         seed=seed,
+        test_kinds=np.where(known, COLD_TRACK, COLD_ARTIST).tolist(),
+        cold_artists=cold_artists,
     )
 
 
 def _by_listens(
-    listens: pd.DataFrame, song_ids: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    listens: pd.DataFrame, song_ids: Sequence[str], artists: Sequence[object] | None
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Catalogue ids sorted (so the split depends on the set, not on file order), split by
-    whether they have a listen: (listened ids, their listener counts, unlistened ids)."""
-    catalogue = np.array(sorted(set(song_ids)), dtype=object)
+    whether they have a listen: (listened ids, their listener counts, unlistened ids, the
+    listened songs' normalised artists). `artists` follows `song_ids` (None: none known)."""
+    if artists is not None and len(artists) != len(song_ids):
+        raise SplitError(f"{len(artists)} artists given for {len(song_ids)} songs")
+    keys = normalise_artists(artists) if artists is not None else [UNKNOWN_ARTIST] * len(song_ids)
+    artist_of = dict(zip(song_ids, keys, strict=True))
+    catalogue = np.array(sorted(artist_of), dtype=object)
     counts = listener_counts(listens, catalogue.tolist())
     heard = counts > 0
-    return catalogue[heard], counts[heard], catalogue[~heard].tolist()
+    listened = catalogue[heard]
+    artist_keys = np.array([artist_of[song_id] for song_id in listened], dtype=object)
+    return listened, counts[heard], catalogue[~heard].tolist(), artist_keys
+
+
+def _cold_artist_mask(
+    artists: np.ndarray,
+    popularity: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    allowed: np.ndarray,
+) -> tuple[np.ndarray, list[str]]:
+    """Songs of `round(fraction * n_artists)` whole artists, one per popularity stratum
+    (an artist's popularity: its songs' listeners summed), among the artists whose every
+    song may be held out (`allowed`); songs without an artist are never picked here.
+    Returns (mask over the songs, the artists picked, sorted)."""
+    named = artists != UNKNOWN_ARTIST
+    names, codes = np.unique(artists[named], return_inverse=True)
+    artist_popularity = np.bincount(codes, weights=popularity[named], minlength=names.size)
+    blocked = np.bincount(codes, weights=~allowed[named], minlength=names.size) > 0
+    eligible = np.flatnonzero(~blocked)
+    drawn = _stratified_sample(artist_popularity[eligible], round(fraction * eligible.size), rng)
+    picked = names[eligible[drawn]]
+    return np.isin(artists, picked) & named, sorted(picked.tolist())
 
 
 def cold_split(
@@ -156,29 +218,41 @@ def cold_split(
     valid_fraction: float = 0.1,
     seed: int = 0,
     holdable: Collection[str] | None = None,
+    *,
+    artists: Sequence[object] | None = None,
+    cold_artist_fraction: float = 0.1,
 ) -> SongSplit:
     """Split the catalogue `song_ids` into train / valid / test songs for cold-start evaluation.
 
-    `round(test_fraction * n)` of the n listened songs that may be held out become test
-    songs, one per popularity stratum; then `round(valid_fraction * n_left)` of the rest of
-    them become validation songs the same way. `holdable` (default: every song) limits the
-    held-out songs to those a content model can be scored on, the songs with audio: a back
-    catalogue without recordings then trains WMF whole. Same inputs and seed, same split.
+    First `round(cold_artist_fraction * n_artists)` artists (of the listened songs, by
+    `artists`, which follows `song_ids`; None: no artist known, no artist held out) give
+    all their listened songs to the test set, one artist per popularity stratum. Then
+    `round(test_fraction * n)` more of the n listened songs that may be held out become test
+    songs, one per popularity stratum of the songs left; then `round(valid_fraction *
+    n_left)` of the rest become validation songs the same way. `holdable` (default: every
+    song) limits the held-out songs to those a content model can be scored on, the songs
+    with audio: a back catalogue without recordings then trains WMF whole, and only artists
+    whose every listened song is holdable are held out whole. Same inputs and seed, same
+    split.
     `listens` is `Dataset.listens`.
     """
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
-    listened, popularity, unlistened = _by_listens(listens, song_ids)
+    _check_fraction("cold_artist_fraction", cold_artist_fraction)
+    listened, popularity, unlistened, artist_keys = _by_listens(listens, song_ids, artists)
     rng = np.random.default_rng(seed)
     allowed = _holdable_mask(listened, holdable)
-    candidates = np.flatnonzero(allowed)
-    n_test = round(test_fraction * candidates.size)
-    if n_test >= listened.size:
+    test_mask, cold_artists = _cold_artist_mask(
+        artist_keys, popularity, cold_artist_fraction, rng, allowed
+    )
+    pool = np.flatnonzero(~test_mask & allowed)
+    n_test = round(test_fraction * np.count_nonzero(allowed))
+    if n_test + test_mask.sum() >= listened.size:
         raise SplitError(
-            f"test_fraction {test_fraction} leaves no training song ({listened.size} listened)"
+            f"test_fraction {test_fraction} and cold_artist_fraction {cold_artist_fraction}"
+            f" leave no training song ({listened.size} listened)"
         )
-    test_mask = np.zeros(listened.size, dtype=bool)
-    test_mask[candidates[_stratified_sample(popularity[candidates], n_test, rng)]] = True
+    test_mask[pool[_stratified_sample(popularity[pool], n_test, rng)]] = True
     return _finish_split(
         listened,
         popularity,
@@ -189,6 +263,8 @@ def cold_split(
         unlistened,
         STRATIFIED_METHOD,
         seed,
+        artist_keys,
+        cold_artists,
     )
 
 
@@ -208,9 +284,12 @@ def split_from_file(
     valid_fraction: float = 0.1,
     seed: int = 0,
     holdable: Collection[str] | None = None,
+    *,
+    artists: Sequence[object] | None = None,
 ) -> SongSplit:
     """Like `cold_split`, but the test songs are the ids listed in `path` (`--test-songs`);
-    validation songs are drawn among `holdable` as there.
+    validation songs are drawn among `holdable` as there; no artist is held out beyond
+    them, and each test song's kind follows from the split (`artists` follows `song_ids`).
 
     Every listed id must be in the catalogue and have at least one listen (a song nobody
     heard cannot be scored); otherwise `SplitError` names the count and an example.
@@ -219,7 +298,7 @@ def split_from_file(
     given = read_song_list(path)
     if not given:
         raise SplitError(f"{path}: no song ids")
-    listened, popularity, unlistened = _by_listens(listens, song_ids)
+    listened, popularity, unlistened, artist_keys = _by_listens(listens, song_ids, artists)
     unknown = sorted(set(given) - set(song_ids))
     if unknown:
         raise SplitError(
@@ -246,6 +325,8 @@ def split_from_file(
         unlistened,
         GIVEN_TEST_METHOD,
         seed,
+        artist_keys,
+        [],
     )
 
 
@@ -271,6 +352,8 @@ def write_split(
                 "valid": len(split.valid),
                 "test": len(split.test),
                 "unlistened": len(split.unlistened),
+                **split.kind_counts(),
+                "cold_artists": len(split.cold_artists),
             }
         },
     )
@@ -288,4 +371,6 @@ def load_split(run_dir: Path) -> SongSplit:
         unlistened=payload.get("unlistened", []),
         method=payload["method"],
         seed=payload["seed"],
+        test_kinds=payload.get("test_kinds"),
+        cold_artists=payload.get("cold_artists", []),
     )

@@ -9,14 +9,19 @@ listens) that is one read, a few passes over the codes and one sort for the dupl
 no Python line runs per listen. Only the first `max_per_kind` problems of a kind are kept as
 `Problem`s (each with its line), the rest are counted.
 
-Audio is probed, not decoded: PyAV opens each file and decodes its first frame (is there an
-audio stream, does it decode, how long is it), in a thread pool that runs beside the text
-checks.
+Audio is probed: PyAV opens each file and decodes its first frame (is there an audio stream,
+does it decode, how long is it, are its samples usable by the front end's one rule,
+`audio.decode.sample_peak`: NaN or inf is an error, a peak above full scale a warning, as the
+front end peak-normalises it), in a thread pool that runs beside the text checks. Given a
+`ClipCheck` (`coldstart validate` passes the front end's: a full decode and
+`audio.frontend.check_usable`), each file is also decoded and judged as featurize will judge
+it (too short for one window, silent), which costs a full decode per file.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from array import array
 from collections import Counter, defaultdict
@@ -44,13 +49,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from audio.decode import FULL_SCALE, frames_to_mono, sample_peak
+from audio.errors import AudioError
 from corpus.dataset import (
     AUDIO_DIR,
     AUDIO_EXTENSIONS,
+    COUNT_OK,
     LISTEN_COLUMNS,
     LISTENS_FILE,
     SONG_COLUMNS,
     SONGS_FILE,
+    classify_counts,
+    count_message,
 )
 
 Severity = Literal["error", "warning"]
@@ -69,15 +79,21 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "songs-duplicate": ("error", "repeated song ids in songs.csv"),
     "audio-duplicate": ("error", "extra audio files for one song"),
     "audio-undecodable": ("error", "audio files that do not open or decode"),
+    "audio-invalid-samples": ("error", "audio files with NaN or infinite samples"),
     "whitespace": ("warning", "ids with leading or trailing whitespace"),
     # A back catalogue without previews is normal: such songs are placed by their listens.
     "audio-missing": ("warning", "songs without an audio file (placed by their listens alone)"),
     "audio-unknown-song": ("warning", "audio files of songs not in songs.csv (ignored)"),
     "audio-ignored": ("warning", "files in audio/ that are not <song_id>.<ext> (ignored)"),
     "audio-duration": ("warning", "audio files without a duration"),
+    "audio-unusable": ("warning", "audio files the front end refuses (featurize skips them)"),
+    "audio-over-full-scale": ("warning", "audio files peaking above full scale (normalised)"),
 }
 
-INT32_MAX = int(np.iinfo(np.int32).max)
+# Why the front end would refuse the clip at this path, or None: corpus lies upstream of
+# audio, so the check (decode + `audio.frontend.check_usable`) is handed in by the caller.
+ClipCheck = Callable[[Path], str | None]
+
 PROBES_PER_TASK = 64  # audio files per thread-pool task: few futures even for 400k songs
 _QUOTE_LIMIT = 60
 
@@ -150,36 +166,55 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class AudioProbe:
-    """What the cheap probe learnt of one file: its length, or why it is not usable audio."""
+    """What the probe learnt of one file: its length and the peak of its first frame (None
+    if unknown), or why it is not usable audio (`invalid_samples`: NaN or inf); and why the
+    front end refuses it (`refused`, only when a `ClipCheck` ran)."""
 
     seconds: float | None
     error: str | None = None
+    peak: float | None = None
+    invalid_samples: bool = False
+    refused: str | None = None
 
 
-def probe_audio(path: Path) -> AudioProbe:
-    """Open `path` with PyAV and decode its first audio frame (not the whole file).
+def probe_audio(path: Path, clip_check: ClipCheck | None = None) -> AudioProbe:
+    """Open `path` with PyAV and decode its first audio frame (not the whole file); then,
+    when it opened, run `clip_check` on it.
 
     The duration comes from the container's header, so a truncated file with an intact header
     passes; the front end's full decode is what catches that.
     """
+    probe = _probe_header(path)
+    if clip_check is None or probe.error is not None:
+        return probe
+    return dataclasses.replace(probe, refused=clip_check(path))
+
+
+def _probe_header(path: Path) -> AudioProbe:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 return AudioProbe(None, "no audio stream")
             stream = container.streams.audio[0]
-            if next(container.decode(stream), None) is None:
+            frame = next(container.decode(stream), None)
+            if frame is None:
                 return AudioProbe(None, "no decodable audio frame")
+            try:
+                peak = sample_peak(frames_to_mono([frame]), path.name)
+            except AudioError as error:
+                return AudioProbe(None, error.reason, invalid_samples=True)
+            seconds = None
             if stream.duration and stream.time_base:
-                return AudioProbe(float(stream.duration * stream.time_base))
-            if container.duration:
-                return AudioProbe(container.duration / av.time_base)
-            return AudioProbe(None)
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / av.time_base
+            return AudioProbe(seconds, peak=peak)
     except (av.FFmpegError, OSError) as error:
         return AudioProbe(None, f"cannot be read as audio: {error.strerror or error}")
 
 
-def _probe_all(paths: list[Path]) -> list[AudioProbe]:
-    return [probe_audio(path) for path in paths]
+def _probe_all(paths: list[Path], clip_check: ClipCheck | None) -> list[AudioProbe]:
+    return [probe_audio(path, clip_check) for path in paths]
 
 
 def _advance(progress: Progress, task: TaskID, n: int, _: Future[list[AudioProbe]]) -> None:
@@ -584,42 +619,6 @@ def _check_songs(root: Path, collector: _Collector) -> _Catalogue | None:
     return _Catalogue(pd.Index(ids.text[usable], dtype=object), first_line_of[usable])
 
 
-# play-count classes, per distinct count value
-_COUNT_OK, _COUNT_EMPTY, _COUNT_NOT_INTEGER, _COUNT_BELOW_ONE, _COUNT_TOO_LARGE = range(5)
-
-
-def _classify_counts(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(status, value) per distinct play-count string; decimal digits only, like the contract.
-
-    Stricter than pyarrow's int64 parser, which also takes ' 4' and '0x4'.
-    """
-    n = len(text)
-    digits = pc.match_substring_regex(text, r"^[0-9]{1,18}$").to_numpy(False)
-    numbers = np.zeros(n, dtype=np.int64)
-    numbers[digits] = pc.cast(text.filter(pa.array(digits)), pa.int64()).to_numpy()
-    status = np.full(n, _COUNT_NOT_INTEGER, dtype=np.uint8)
-    status[pc.equal(pc.utf8_length(text), 0).to_numpy(False)] = _COUNT_EMPTY
-    status[pc.match_substring_regex(text, r"^-[0-9]+$").to_numpy(False)] = _COUNT_BELOW_ONE
-    status[pc.match_substring_regex(text, r"^[0-9]{19,}$").to_numpy(False)] = _COUNT_TOO_LARGE
-    status[digits] = np.select(
-        [numbers[digits] < 1, numbers[digits] > INT32_MAX],
-        [_COUNT_BELOW_ONE, _COUNT_TOO_LARGE],
-        _COUNT_OK,
-    )
-    return status, np.where(status == _COUNT_OK, numbers, 0)
-
-
-def _count_message(status: int, text: str) -> str:
-    if status == _COUNT_EMPTY:
-        return "empty play count"
-    if status == _COUNT_BELOW_ONE:
-        return f"play count {_quote(text)} is below 1"
-    if status == _COUNT_TOO_LARGE:
-        return f"play count {_quote(text)} does not fit in int32"
-    hint = " (listens.tsv has no header line)" if text == LISTEN_COLUMNS[2] else ""
-    return f"play count {_quote(text)} is not an integer{hint}"
-
-
 def _check_listens(
     root: Path, collector: _Collector, catalogue: _Catalogue | None, summary: Summary
 ) -> None:
@@ -678,14 +677,14 @@ def _check_listens(
                 f"{name} id {_quote(text[c[row]])} has surrounding whitespace"
             ),
         )
-    status, numbers = _classify_counts(pa.array(counts.text, pa.string()))
+    status, numbers = classify_counts(pa.array(counts.text, pa.string()))
     _report_rows(
         collector,
         "listens-count",
         LISTENS_FILE,
-        _flagged_rows(status != _COUNT_OK, count_codes, empty_line),
+        _flagged_rows(status != COUNT_OK, count_codes, empty_line),
         rows.row_lines,
-        lambda row: _count_message(int(status[count_codes[row]]), counts.text[count_codes[row]]),
+        lambda row: count_message(int(status[count_codes[row]]), counts.text[count_codes[row]]),
     )
 
     with_ids = None
@@ -745,7 +744,12 @@ class _AudioCheck:
     """The audio folder: listed at once, its files probed in the background, judged at the end."""
 
     def __init__(
-        self, root: Path, collector: _Collector, executor: ThreadPoolExecutor, progress: Progress
+        self,
+        root: Path,
+        collector: _Collector,
+        executor: ThreadPoolExecutor,
+        progress: Progress,
+        clip_check: ClipCheck | None,
     ) -> None:
         self.collector = collector
         self.files: dict[str, list[str]] = defaultdict(list)  # song id -> names, sorted
@@ -774,7 +778,7 @@ class _AudioCheck:
         for start in range(0, len(used), PROBES_PER_TASK):
             song_ids = used[start : start + PROBES_PER_TASK]
             paths = [folder / self.files[song_id][0] for song_id in song_ids]
-            future = executor.submit(_probe_all, paths)
+            future = executor.submit(_probe_all, paths, clip_check)
             future.add_done_callback(partial(_advance, progress, task, len(paths)))
             self.probes.append((song_ids, future))
 
@@ -817,9 +821,25 @@ class _AudioCheck:
                 if in_catalogue is not None and song_id not in in_catalogue:
                     continue  # the loader ignores it, and it was reported as such
                 file = f"{AUDIO_DIR}/{self.files[song_id][0]}"
+                if probe.invalid_samples:
+                    collector.add("audio-invalid-samples", file, None, probe.error or "")
+                    continue
                 if probe.error is not None:
                     collector.add("audio-undecodable", file, None, probe.error)
-                elif probe.seconds is None:
+                    continue
+                if probe.refused is not None:
+                    collector.add(
+                        "audio-unusable", file, None, f"featurize skips it: {probe.refused}"
+                    )
+                if probe.peak is not None and probe.peak > FULL_SCALE:
+                    collector.add(
+                        "audio-over-full-scale",
+                        file,
+                        None,
+                        f"peaks at {20 * np.log10(probe.peak):+.1f} dBFS: the front end"
+                        " scales it down to full scale",
+                    )
+                if probe.seconds is None:
                     collector.add("audio-duration", file, None, "no duration in the header")
                 else:
                     seconds.append(probe.seconds)
@@ -837,13 +857,15 @@ def validate_dataset(
     workers: int | None = None,
     progress: bool = False,
     max_per_kind: int | None = 20,
+    clip_check: ClipCheck | None = None,
 ) -> ValidationReport:
     """Check a dataset folder against the contract of `corpus.dataset`, reporting every problem.
 
     `check_audio=False` leaves the audio folder alone (no listing, no probes); `workers` is
     the size of the probe thread pool (default: twice the cores, as a probe mostly waits on
     the disk and FFmpeg, outside the GIL); `progress` draws bars on stderr; `max_per_kind`
-    caps the problems kept per kind (None keeps all; all are counted either way).
+    caps the problems kept per kind (None keeps all; all are counted either way);
+    `clip_check` judges every file as the front end will (see `ClipCheck`).
     """
     root = Path(root)
     collector = _Collector(max_per_kind)
@@ -865,7 +887,9 @@ def validate_dataset(
     executor = ThreadPoolExecutor(workers or 2 * (os.cpu_count() or 1))
     try:
         with bars:
-            audio = _AudioCheck(root, collector, executor, bars) if check_audio else None
+            audio = (
+                _AudioCheck(root, collector, executor, bars, clip_check) if check_audio else None
+            )
             text = bars.add_task(f"check {SONGS_FILE}, {LISTENS_FILE}", total=2)
             catalogue = _check_songs(root, collector)
             bars.advance(text)

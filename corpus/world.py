@@ -8,7 +8,10 @@ catalogue, the formats and the listeners come from separate streams of the world
 
 The parts, one job each: `world_style` (genres, instruments, drums), `world_catalogue`
 (artists and songs), `world_score` (composition), `world_audio` (synthesis),
-`world_encode` (file formats), `world_taste` (listeners and listens).
+`world_encode` (file formats), `world_taste` (listeners and listens). The notes are played
+either on sampled General MIDI instruments (`world_gm` picks each artist's programs, kit and
+production, `world_soundfont` renders them; the default) or, chosen explicitly, on the
+additive synthesizer of `world_audio`.
 """
 
 from __future__ import annotations
@@ -33,13 +36,16 @@ from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE
 from corpus.world_audio import render_song
 from corpus.world_catalogue import Artist, Song, artist_truth, draw_catalogue, song_truth
 from corpus.world_encode import AudioFormat, draw_format, encode
+from corpus.world_gm import Production, draw_production
+from corpus.world_soundfont import SoundFontMissing, render_song_soundfont, soundfont_path
 from corpus.world_style import GENRES
 from corpus.world_taste import SongFeatures, draw_listeners, sample_listens
 
 TRUTH_FILE = "truth.json"
 TRUTH_VERSION = 1
 # Independent random streams of one seed, so that e.g. more users leave the songs unchanged.
-_CATALOGUE, _FORMATS, _LISTENERS, _LISTENS = 1, 2, 3, 4
+_CATALOGUE, _FORMATS, _LISTENERS, _LISTENS, _PRODUCTION = 1, 2, 3, 4, 5
+INSTRUMENTS = ("soundfont", "synth")  # sampled GM instruments (default), additive synthesis
 
 
 class WorldError(ValueError):
@@ -73,6 +79,7 @@ class _Job:
     clip_seconds: float
     audio_format: AudioFormat
     path: Path
+    production: Production | None  # None: the additive synthesizer
 
 
 _Rendered = tuple[int, int, list[dict[str, Any]]]  # song index, bytes written, sections
@@ -80,7 +87,10 @@ _Rendered = tuple[int, int, list[dict[str, Any]]]  # song index, bytes written, 
 
 def _render(job: _Job) -> _Rendered:
     """Render, encode and write one song; returns (song index, bytes written, sections)."""
-    clip, score = render_song(job.song, job.artist, job.clip_seconds)
+    if job.production is None:
+        clip, score = render_song(job.song, job.artist, job.clip_seconds)
+    else:
+        clip, score = render_song_soundfont(job.song, job.artist, job.production, job.clip_seconds)
     data = encode(clip, job.audio_format, job.song.title, job.artist.name)
     job.path.write_bytes(data)
     sections = [
@@ -148,16 +158,29 @@ def generate_world(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = False,
+    instruments: str = "soundfont",
 ) -> WorldSummary:
     """Generate a world of `n_songs` songs (clips of `clip_seconds`) and `n_users` listeners.
 
-    `workers` processes render the audio (default: the CPUs this process may use); the
-    output does not depend on it. Returns the world's counts.
+    `instruments` plays the notes on sampled General MIDI instruments ("soundfont", which
+    needs Debian's fluid-soundfont-gm) or on the additive synthesizer ("synth"); the
+    catalogue, listeners and listens are the same either way. `workers` processes render
+    the audio (default: the CPUs this process may use); the output does not depend on it.
+    Returns the world's counts.
     """
     if n_songs < 1 or n_users < 1:
         raise WorldError(f"need at least one song and one user (got {n_songs}, {n_users})")
     if clip_seconds < 3.0:
         raise WorldError(f"clips must last at least 3 s, one model window (got {clip_seconds})")
+    if instruments not in INSTRUMENTS:
+        raise WorldError(
+            f"instruments must be one of {', '.join(INSTRUMENTS)} (got {instruments!r})"
+        )
+    if instruments == "soundfont":
+        try:
+            soundfont_path()
+        except SoundFontMissing as error:
+            raise WorldError(str(error)) from error
     out = Path(out)
     _prepare(out)
     workers = workers or len(os.sched_getaffinity(0))
@@ -165,6 +188,8 @@ def generate_world(
     artists, songs = draw_catalogue(np.random.default_rng([seed, _CATALOGUE]), n_songs)
     format_rng = np.random.default_rng([seed, _FORMATS])
     formats = [draw_format(format_rng) for _ in songs]
+    production_rng = np.random.default_rng([seed, _PRODUCTION])
+    productions = [draw_production(production_rng, artist) for artist in artists]
     jobs = [
         _Job(
             song,
@@ -172,6 +197,7 @@ def generate_world(
             clip_seconds,
             fmt,
             out / AUDIO_DIR / f"{song.song_id}.{fmt.ext}",
+            productions[song.artist] if instruments == "soundfont" else None,
         )
         for song, fmt in zip(songs, formats, strict=True)
     ]
@@ -204,8 +230,12 @@ def generate_world(
         "version": TRUTH_VERSION,
         "seed": seed,
         "clip_seconds": clip_seconds,
+        "instruments": instruments,
         "genres": [g.name for g in GENRES],
-        "artists": [artist_truth(a) for a in artists],
+        "artists": [
+            artist_truth(a) | ({"production": p.truth()} if instruments == "soundfont" else {})
+            for a, p in zip(artists, productions, strict=True)
+        ],
         "songs": [
             song_truth(song)
             | {

@@ -27,8 +27,9 @@ _INDEX_SHIFT = 32 - 11  # a 32-bit phase's top 11 bits index the 2048-sample tab
 _FRAC_MASK = (1 << _INDEX_SHIFT) - 1
 _NYQUIST_GUARD = 0.45 * SAMPLE_RATE  # highest partial rendered, Hz
 _DARKENING = 2.2  # extra tilt of a plucked note's decayed spectrum
-_STEM_LEVEL = {"lead": 0.16, "solo": 0.16, "comp": 0.11, "bass": 0.15, "pad": 0.07}
-_PAN = {"lead": 0.0, "solo": 0.2, "comp": -1.0, "bass": 0.0, "pad": 0.0}
+STEM_LEVEL = {"lead": 0.16, "solo": 0.16, "comp": 0.11, "bass": 0.15, "pad": 0.07}
+_PUMPED = ("pad", "bass", "comp")
+PAN = {"lead": 0.0, "solo": 0.2, "comp": -1.0, "bass": 0.0, "pad": 0.0}
 _DRUM_PAN = {
     "hat": 0.35,
     "open": 0.35,
@@ -244,14 +245,7 @@ class _Renderer:
 
     def stem(self, part: str) -> np.ndarray:
         """The mono stem of one part, distorted if its instrument is."""
-        name = {
-            "lead": self.song.lead,
-            "solo": self.score.solo_instrument,
-            "comp": self.song.comp,
-            "bass": self.song.bass,
-            "pad": self.song.pad,
-        }[part]
-        instrument = INSTRUMENTS[name]
+        instrument = INSTRUMENTS[self.score.instrument(self.song, part)]
         out = np.zeros(self.n, dtype=np.float32)
         for note in self.score.notes[part]:
             start = int(round(note.start * SAMPLE_RATE))
@@ -340,7 +334,7 @@ class _Renderer:
                     track[start : start + len(piece)] += np.float32(velocity**1.5) * piece
             if voice == "kick":
                 kicks = np.sort(starts)
-            gain_left, gain_right = _pan_gains(_DRUM_PAN.get(voice, 0.0))
+            gain_left, gain_right = pan_gains(_DRUM_PAN.get(voice, 0.0))
             left += gain_left * track
             right += gain_right * track
         return left, right, kicks
@@ -361,22 +355,19 @@ class _Renderer:
             right += level * drums_right
             send += np.float32(0.075) * level * (drums_left + drums_right)
             if self.genre.sidechain and len(kicks):
-                duck = _pump(self.n, kicks, self.genre.sidechain)
+                duck = pump(self.n, kicks, self.genre.sidechain)
         width = self.artist.width
         for part in PARTS:
             if not self.score.notes[part]:
                 continue
-            stem = self.stem(part)
-            stem *= np.float32(_STEM_LEVEL[part] / (np.sqrt(np.mean(stem**2)) + 1e-9))
-            if duck is not None and part in ("pad", "bass", "comp"):
-                stem *= duck
+            stem = balance(self.stem(part), part, duck)
             if part == "pad":  # widened by a short delay on one side
                 delay = int(0.015 * SAMPLE_RATE)
                 left += stem
                 right[delay:] += np.float32(1.0 - 0.5 * width) * stem[:-delay]
                 right[delay:] += np.float32(0.5 * width) * stem[delay:]
             else:
-                gain_left, gain_right = _pan_gains(_PAN[part] * width)
+                gain_left, gain_right = pan_gains(PAN[part] * width)
                 left += gain_left * stem
                 right += gain_right * stem
             send += np.float32(0.5 if part == "pad" else 0.3) * stem
@@ -411,13 +402,22 @@ def _metallic(t: np.ndarray, tune: float) -> np.ndarray:
     return (signal.sosfilt(_butter(2, 6000.0, "highpass"), squares) / 6.0).astype(np.float32)
 
 
-def _pan_gains(pan: float) -> tuple[np.float32, np.float32]:
+def balance(stem: np.ndarray, part: str, duck: np.ndarray | None) -> np.ndarray:
+    """A part's stem scaled in place to the part's RMS level and, for the parts the kick
+    pumps, ducked by `duck` (a gain broadcasting against the stem, or None)."""
+    stem *= np.float32(STEM_LEVEL[part] / (np.sqrt(np.mean(stem**2)) + 1e-9))
+    if duck is not None and part in _PUMPED:
+        stem *= duck
+    return stem
+
+
+def pan_gains(pan: float) -> tuple[np.float32, np.float32]:
     """Equal-power (left, right) gains for a pan position in [-1, 1], 1 each in the centre."""
     angle = (pan + 1.0) * np.pi / 4.0
     return np.float32(np.sqrt(2.0) * np.cos(angle)), np.float32(np.sqrt(2.0) * np.sin(angle))
 
 
-def _pump(n: int, kicks: np.ndarray, depth: float) -> np.ndarray:
+def pump(n: int, kicks: np.ndarray, depth: float) -> np.ndarray:
     """Gain that dips on every kick and recovers in ~0.15 s (sidechain compression)."""
     last = np.full(n, -10 * SAMPLE_RATE, dtype=np.int64)
     inside = kicks[kicks < n]
@@ -426,21 +426,27 @@ def _pump(n: int, kicks: np.ndarray, depth: float) -> np.ndarray:
     return (1.0 - depth * np.exp(-since / (0.15 * SAMPLE_RATE))).astype(np.float32)
 
 
-def render_song(song: Song, artist: Artist, clip_seconds: float) -> tuple[np.ndarray, Score]:
-    """Render a song's clip: (round(clip_seconds * 22050), 2) float32 in [-1, 1], and its score.
+def finish_clip(mix: np.ndarray, begin: int, rng: np.random.Generator) -> np.ndarray:
+    """The clip cut from a song's (n, 2) mix at sample `begin`, as a shop's preview is cut.
 
     Peaks sit 2 to 4 dB below full scale (headroom for lossy codecs); 15 ms fades at both
-    ends, as in a cut preview.
+    ends.
     """
-    score = compose(song, artist, clip_seconds)
-    begin = int(round(score.offset * SAMPLE_RATE))
-    n_clip = int(round(clip_seconds * SAMPLE_RATE))
-    renderer = _Renderer(song, artist, score, begin + n_clip)
-    clip = renderer.mix()[begin:]
+    clip = mix[begin:]
     fade = int(0.015 * SAMPLE_RATE)
     ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[:, None]
     clip[:fade] *= ramp
     clip[-fade:] *= ramp[::-1]
-    headroom = 10.0 ** (-renderer.rng.uniform(2.0, 4.0) / 20.0)
+    headroom = 10.0 ** (-rng.uniform(2.0, 4.0) / 20.0)
     clip *= headroom / (np.max(np.abs(clip)) + 1e-9)
-    return clip.astype(np.float32), score
+    return clip.astype(np.float32)
+
+
+def render_song(song: Song, artist: Artist, clip_seconds: float) -> tuple[np.ndarray, Score]:
+    """Render a song's clip with the additive synthesizer: (round(clip_seconds * 22050), 2)
+    float32 in [-1, 1] (see `finish_clip`), and its score."""
+    score = compose(song, artist, clip_seconds)
+    begin = int(round(score.offset * SAMPLE_RATE))
+    n_clip = int(round(clip_seconds * SAMPLE_RATE))
+    renderer = _Renderer(song, artist, score, begin + n_clip)
+    return finish_clip(renderer.mix(), begin, renderer.rng), score

@@ -66,6 +66,12 @@ class Score:
     def hit(self, voice: str, time: float, velocity: float) -> None:
         self.hits.setdefault(voice, []).append((time, velocity))
 
+    def instrument(self, song: Song, part: str) -> str:
+        """The world instrument that plays `part` in `song`."""
+        if part == "solo":
+            return self.solo_instrument
+        return {"lead": song.lead, "comp": song.comp, "bass": song.bass, "pad": song.pad}[part]
+
 
 def parse_chord(token: str) -> tuple[int, tuple[int, ...]]:
     """A roman-numeral chord ("bVII7", "ii7") as (root in semitones above the key, intervals)."""

@@ -1,1 +1,1 @@
-"""Offline cold-start evaluation: ranking metrics (numpy and scipy only) and the run report."""
+"""Offline cold-start evaluation: the run report and the quality gate (metrics: `ranking`)."""

@@ -2,11 +2,18 @@
 
 `evaluate_run(RUN)` reads `RUN/factorization/` (user factors, test song ids, and the folded-in
 test song factors, the upper bound), builds from the dataset which user listened to which
-test song, and scores with `evaluation.metrics.ranking_metrics`:
+test song, and scores with `ranking.metrics.ranking_metrics`:
 
 - `random`: seeded Gaussian song vectors, the floor, beside its analytic expectation;
 - `upper_bound`: the folded-in WMF factors, what a perfect content model could reach;
-- every finished content model `RUN/models/<name>/test_song_factors.npy`.
+- every finished content model `RUN/models/<name>/test_song_factors.npy` (`linear`, `cnn`,
+  and the `artist` prior and the `hybrid` of CNN and artist, `training.hybrid`).
+
+When the split records each test song's kind (`corpus.split`: `cold_track`, a new song by
+an artist with training songs; `cold_artist`, one by an artist without), the table is
+also made per kind: users rank only that kind's songs, with that kind's random
+expectation and upper bound, and `hybrid_effect` says what the hybrid gains over the CNN
+on each (on cold artists it is the CNN, so it should cost exactly nothing).
 
 It writes, in `RUN/` (docs/ARCHITECTURE.md): `report.json` (the numbers), `predictions.npz`
 (everything needed to recompute them without the dataset: evaluated users' ids and factors,
@@ -26,37 +33,32 @@ import pandas as pd
 import scipy.sparse as sp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from artifacts.manifest import (
-    MANIFEST_NAME,
-    ArtifactError,
-    read_manifest,
-    write_atomic,
-    write_json_atomic,
-    write_manifest,
-)
+from artifacts.files import write_atomic, write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.run_layout import MODELS_DIR, REPORT_FILE, SPLIT_DIR, TEST_FACTORS_FILE
 from corpus.dataset import load_dataset
-from evaluation.metrics import (
+from corpus.split import KINDS, load_split
+from factorization.matrices import play_count_matrix
+from factorization.run import Factorization, dataset_root_of, load_factorization
+from ranking.metrics import (
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
     RankingMetrics,
     expected_random_map,
     ranking_metrics,
 )
-from factorization.matrices import play_count_matrix
-from factorization.run import Factorization, dataset_root_of, load_factorization
 
 REPORT_KIND = "report"
-REPORT_FILE = "report.json"
 PREDICTIONS_FILE = "predictions.npz"
 MARKDOWN_FILE = "report.md"
 PLOTS_DIR = "plots"
 METRICS_PLOT = f"{PLOTS_DIR}/metrics.png"
 SONG_MAP_PLOT = f"{PLOTS_DIR}/song_map.png"
-MODELS_DIR = "models"
-MODEL_FACTORS_FILE = "test_song_factors.npy"
 TRUTH_FILE = "truth.json"
 RANDOM = "random"
 UPPER_BOUND = "upper_bound"
+CNN = "cnn"
+HYBRID = "hybrid"
 PREDICTION_KEYS = (
     "user_ids",
     "user_factors",
@@ -99,8 +101,8 @@ def _content_models(
             skipped[name] = "no manifest.json (unfinished)"
             continue
         manifest = read_manifest(folder)
-        if MODEL_FACTORS_FILE not in manifest.get("files", {}):
-            skipped[name] = f"its manifest lists no {MODEL_FACTORS_FILE}"
+        if TEST_FACTORS_FILE not in manifest.get("files", {}):
+            skipped[name] = f"its manifest lists no {TEST_FACTORS_FILE}"
             continue
         if name in (RANDOM, UPPER_BOUND, *PREDICTION_KEYS):
             raise ArtifactError(f"{folder}: {name!r} is a reserved name, not a model's")
@@ -110,14 +112,14 @@ def _content_models(
                 f"{folder}: trained on factorization {str(parent)[:12]}, but the run's is"
                 f" {factorization.digest[:12]}: retrain it or remove the folder"
             )
-        factors = np.load(folder / MODEL_FACTORS_FILE, allow_pickle=False)
+        factors = np.load(folder / TEST_FACTORS_FILE, allow_pickle=False)
         if factors.dtype != np.float32 or factors.shape != expected_shape:
             raise ArtifactError(
-                f"{folder}: {MODEL_FACTORS_FILE} is {factors.dtype} {factors.shape}, expected"
+                f"{folder}: {TEST_FACTORS_FILE} is {factors.dtype} {factors.shape}, expected"
                 f" float32 {expected_shape} (rows following factorization/test_song_ids.json)"
             )
         if not np.isfinite(factors).all():
-            raise ArtifactError(f"{folder}: {MODEL_FACTORS_FILE} holds NaN or infinite values")
+            raise ArtifactError(f"{folder}: {TEST_FACTORS_FILE} holds NaN or infinite values")
         vectors[name] = factors
         digests[name] = str(manifest["digest"])
     return vectors, digests, skipped
@@ -126,6 +128,96 @@ def _content_models(
 def _gap_closed(value: float, floor: float, ceiling: float) -> float | None:
     """Fraction of the floor -> ceiling distance that `value` covers (None when no gap)."""
     return (value - floor) / (ceiling - floor) if ceiling != floor else None
+
+
+def _score_table(
+    user_factors: np.ndarray,
+    relevance: sp.csr_array,
+    vectors: dict[str, np.ndarray],
+    k: int,
+    bar: Progress,
+    what: str = "",
+) -> dict[str, Any]:
+    """Every model's mAP@k and AUC over the users with a relevant song in `relevance`
+    `(n_users, n_songs)`, `vectors[name]` `(n_songs, F)`; with the random expectation and
+    each model's share of the gap from it to the upper bound."""
+    evaluated = np.flatnonzero(np.diff(relevance.indptr) > 0)
+    relevance = sp.csr_array(relevance[evaluated])
+    users = user_factors[evaluated]
+    scored: dict[str, RankingMetrics] = {}
+    for name, song_vectors in vectors.items():
+        step = bar.add_task(f"score {name}{what}", total=evaluated.size)
+        scored[name] = ranking_metrics(
+            users,
+            song_vectors,
+            relevance,
+            k=k,
+            on_chunk=lambda done, _total, step=step: bar.update(step, completed=done),
+        )
+    expected = {
+        "map": expected_random_map(np.diff(relevance.indptr), relevance.shape[1], k),
+        "auc": EXPECTED_RANDOM_AUC,
+    }
+    ceiling = scored[UPPER_BOUND]
+    return {
+        "n_users": int(evaluated.size),
+        "n_test_songs": int(relevance.shape[1]),
+        "models": {name: {"map": m.map, "auc": m.auc} for name, m in scored.items()},
+        "expected_random": expected,
+        "gap_closed": {
+            name: {
+                "map": _gap_closed(m.map, expected["map"], ceiling.map),
+                "auc": _gap_closed(m.auc, expected["auc"], ceiling.auc),
+            }
+            for name, m in scored.items()
+        },
+    }
+
+
+def _test_kinds(run_dir: Path, test_song_ids: list[str]) -> np.ndarray | None:
+    """Each test song's kind (`corpus.split.KINDS`), following `test_song_ids`; None when
+    the run has no split that records them."""
+    if not (Path(run_dir) / SPLIT_DIR / MANIFEST_NAME).is_file():
+        return None
+    split = load_split(run_dir)
+    if split.test_kinds is None:
+        return None
+    kind_of = dict(zip(split.test, split.test_kinds, strict=True))
+    if set(kind_of) != set(test_song_ids):
+        raise ArtifactError(f"{run_dir}: the split's test songs differ from the factorization's")
+    return np.array([kind_of[song_id] for song_id in test_song_ids])
+
+
+def _by_kind(
+    user_factors: np.ndarray,
+    relevance: sp.csr_array,
+    vectors: dict[str, np.ndarray],
+    kinds: np.ndarray | None,
+    k: int,
+    bar: Progress,
+) -> dict[str, Any]:
+    """`_score_table` per kind of test song that has songs and listeners."""
+    tables: dict[str, Any] = {}
+    for kind in KINDS if kinds is not None else ():
+        columns = np.flatnonzero(kinds == kind)
+        sub = sp.csr_array(relevance[:, columns])
+        if columns.size < 2 or sub.nnz == 0:
+            continue
+        picked = {name: song_vectors[columns] for name, song_vectors in vectors.items()}
+        tables[kind] = _score_table(user_factors, sub, picked, k, bar, f" ({kind})")
+    return tables
+
+
+def _hybrid_effect(tables: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """hybrid minus cnn, mAP and AUC, in each table that has both."""
+    return {
+        kind: {
+            metric: table["models"][HYBRID][metric] - table["models"][CNN][metric]
+            for metric in ("map", "auc")
+        }
+        for kind, table in tables.items()
+        if {HYBRID, CNN} <= table["models"].keys()
+    }
 
 
 def _write_predictions(
@@ -299,6 +391,47 @@ def model_order(report: dict[str, Any]) -> list[str]:
     return sorted(report["models"], key=lambda name: (-report["models"][name]["map"], name))
 
 
+KIND_TITLES = {
+    "cold_track": "Cold tracks: new songs by artists with training songs",
+    "cold_artist": "Cold artists: songs by artists without a training song",
+}
+
+
+def _table_lines(table: dict[str, Any], k: int) -> list[str]:
+    """A markdown model table (best mAP first) with the random expectation, then a blank."""
+    lines = [
+        f"| model | mAP@{k} | AUC | mAP gap closed | AUC gap closed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in model_order(table):
+        row = table["models"][name]
+        closed = [
+            "" if value is None else f"{value:.1%}"
+            for value in (table["gap_closed"][name][metric] for metric in ("map", "auc"))
+        ]
+        lines.append(
+            f"| {name} | {row['map']:.5f} | {row['auc']:.4f} | {closed[0]} | {closed[1]} |"
+        )
+    expected = table["expected_random"]
+    return [
+        *lines,
+        f"| *random, expected* | *{expected['map']:.5f}* | *{expected['auc']:.4f}* | | |",
+        "",
+    ]
+
+
+def _hybrid_lines(effect: dict[str, dict[str, float]], k: int) -> list[str]:
+    """What the hybrid gains (or costs) over the CNN per kind of test song."""
+    if not effect:
+        return []
+    lines = ["## What the artist adds (hybrid minus cnn)", ""]
+    lines += [
+        f"- {kind}: mAP@{k} {delta['map']:+.5f}, AUC {delta['auc']:+.4f}"
+        for kind, delta in effect.items()
+    ]
+    return [*lines, "", "A cold artist's hybrid vector is its CNN vector: no artist to add.", ""]
+
+
 def _markdown(
     run_dir: Path, report: dict[str, Any], factorization: Factorization, label_kind: str
 ) -> str:
@@ -311,25 +444,20 @@ def _markdown(
         f" seen by WMF); a song is relevant to a user who listened to it. mAP@{k} ties are"
         " broken pessimistically (non-listened songs first); AUC counts ties as 1/2.",
         "",
-        f"| model | mAP@{k} | AUC | mAP gap closed | AUC gap closed |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name in model_order(report):
-        row = report["models"][name]
-        closed = [
-            "" if value is None else f"{value:.1%}"
-            for value in (report["gap_closed"][name][metric] for metric in ("map", "auc"))
-        ]
-        lines.append(
-            f"| {name} | {row['map']:.5f} | {row['auc']:.4f} | {closed[0]} | {closed[1]} |"
-        )
-    expected = report["expected_random"]
-    lines += [
-        f"| *random, expected* | *{expected['map']:.5f}* | *{expected['auc']:.4f}* | | |",
-        "",
+        *_table_lines(report, k),
         "Gap closed: (model - expected random) / (upper_bound - expected random).",
         "",
     ]
+    for kind, table in report.get("kinds", {}).items():
+        lines += [
+            f"## {KIND_TITLES[kind]} ({table['n_test_songs']:,} songs, {table['n_users']:,} users)",
+            "",
+            f"Users rank only the {kind} test songs; random expectation and upper bound of"
+            " these songs.",
+            "",
+            *_table_lines(table, k),
+        ]
+    lines += _hybrid_lines(report.get("hybrid_effect", {}), k)
     if report["skipped_models"]:
         lines += ["Skipped model folders:", ""]
         lines += [f"- `{name}`: {why}" for name, why in sorted(report["skipped_models"].items())]
@@ -403,38 +531,19 @@ def evaluate_run(
             UPPER_BOUND: factorization.test_song_factors,
             **content,
         }
-        scored: dict[str, RankingMetrics] = {}
-        for name, song_vectors in vectors.items():
-            step = bar.add_task(f"score {name}", total=evaluated.size)
-            scored[name] = ranking_metrics(
-                user_factors,
-                song_vectors,
-                relevance,
-                k=k,
-                on_chunk=lambda done, _total, step=step: bar.update(step, completed=done),
-            )
-
-        expected = {
-            "map": expected_random_map(np.diff(relevance.indptr), relevance.shape[1], k),
-            "auc": EXPECTED_RANDOM_AUC,
-        }
-        ceiling = scored[UPPER_BOUND]
+        table = _score_table(user_factors, relevance, vectors, k, bar)
+        kinds = _test_kinds(run_dir, factorization.test_song_ids)
+        by_kind = _by_kind(user_factors, relevance, vectors, kinds, k, bar)
         report: dict[str, Any] = {
             "k": k,
-            "n_users": int(evaluated.size),
+            "n_users": table["n_users"],
             "n_test_songs": len(factorization.test_song_ids),
             "n_train_songs": len(factorization.song_ids),
-            "models": {
-                name: {"map": metrics.map, "auc": metrics.auc} for name, metrics in scored.items()
-            },
-            "expected_random": expected,
-            "gap_closed": {
-                name: {
-                    "map": _gap_closed(metrics.map, expected["map"], ceiling.map),
-                    "auc": _gap_closed(metrics.auc, expected["auc"], ceiling.auc),
-                }
-                for name, metrics in scored.items()
-            },
+            "models": table["models"],
+            "expected_random": table["expected_random"],
+            "gap_closed": table["gap_closed"],
+            "kinds": by_kind,
+            "hybrid_effect": _hybrid_effect(by_kind),
             "skipped_models": skipped,
             "settings": {
                 "seed": seed,

@@ -34,13 +34,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from artifacts.manifest import (
-    MANIFEST_NAME,
-    ArtifactError,
-    read_manifest,
-    write_json_atomic,
-    write_manifest,
-)
+from artifacts.files import write_json_atomic
+from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
+from artifacts.run_layout import FACTORIZATION_DIR
 from corpus.dataset import LISTENS_FILE, Dataset, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
@@ -49,7 +45,6 @@ from factorization.spark_als import SparkALSEngine
 from factorization.warm_start import WarmStart, factor_drift, initial_factors
 from factorization.wmf import ImplicitALSEngine, WMFParams
 
-FACTORIZATION_DIR = "factorization"
 FACTORIZATION_KIND = "factorization"
 SEARCH_ITERATIONS = 5
 ROLES = ("", "valid_", "test_")  # file prefixes: training songs, validation, test
@@ -160,6 +155,7 @@ def factorize_run(
     seed: int = 0,
     test_fraction: float = 0.1,
     valid_fraction: float = 0.1,
+    cold_artist_fraction: float = 0.1,
     num_threads: int = 0,
     progress: bool = True,
     warm_start: WarmStart | None = None,
@@ -168,8 +164,10 @@ def factorize_run(
 ) -> dict[str, Any]:
     """Split, factorize and fold in; write `run_dir/split/` and `run_dir/factorization/`.
 
-    `seed` draws the split (`params.seed` seeds WMF and the regularization search);
-    `test_songs_file` (one id per line) replaces the drawn test songs. `num_threads` is
+    `seed` draws the split (`params.seed` seeds WMF and the regularization search):
+    `test_fraction` cold tracks and the songs of `cold_artist_fraction` of the artists
+    (`corpus.split.cold_split`); `test_songs_file` (one id per line) replaces the drawn
+    test songs. `num_threads` is
     implicit's (0: every core); the factors do not depend on it. `warm_start` starts the
     final fit from earlier factors (the search still starts from random ones); its factor
     count must be `params.factors` (ValueError otherwise). `engine` is `"implicit"` (this
@@ -199,12 +197,20 @@ def factorize_run(
         bar.update(step, completed=1)
 
         step = bar.add_task("split songs", total=1)
-        split = _split(dataset, test_songs_file, seed, test_fraction, valid_fraction)
+        split = _split(
+            dataset,
+            test_songs_file,
+            seed,
+            test_fraction,
+            valid_fraction,
+            cold_artist_fraction,
+        )
         split_manifest = write_split(
             split,
             run_dir,
             parameters={
                 "test_fraction": None if test_songs_file else test_fraction,
+                "cold_artist_fraction": None if test_songs_file else cold_artist_fraction,
                 "valid_fraction": valid_fraction,
                 "test_songs_file": str(test_songs_file) if test_songs_file else None,
             },
@@ -305,6 +311,7 @@ def factorize_run(
                     "train_songs": len(split.train),
                     "valid_songs": len(split.valid),
                     "test_songs": len(split.test),
+                    **{f"test_{kind}_songs": n for kind, n in split.kind_counts().items()},
                     "train_listens": int(train.nnz),
                     "valid_listens": int(held_out["valid_"].nnz),
                     "test_listens": int(held_out["test_"].nnz),
@@ -351,17 +358,34 @@ def _split(
     seed: int,
     test_fraction: float,
     valid_fraction: float,
+    cold_artist_fraction: float,
 ) -> SongSplit:
     """The run's split. When only some songs have audio, only they are held out (the CNN
     is validated and scored on them); the others all train WMF."""
     listens, song_ids = dataset.listens, dataset.song_ids
     has_audio = pd.Index(song_ids).isin(list(dataset.audio_paths))
     holdable = pd.Index(song_ids)[has_audio] if 0 < has_audio.sum() < len(song_ids) else None
+    artists = dataset.songs["artist"].tolist()
     if test_songs_file is not None:
         return split_from_file(
-            test_songs_file, listens, song_ids, valid_fraction, seed, holdable=holdable
+            test_songs_file,
+            listens,
+            song_ids,
+            valid_fraction,
+            seed,
+            holdable=holdable,
+            artists=artists,
         )
-    return cold_split(listens, song_ids, test_fraction, valid_fraction, seed, holdable=holdable)
+    return cold_split(
+        listens,
+        song_ids,
+        test_fraction,
+        valid_fraction,
+        seed,
+        holdable=holdable,
+        artists=artists,
+        cold_artist_fraction=cold_artist_fraction,
+    )
 
 
 def _song_user_confidence(

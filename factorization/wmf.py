@@ -135,6 +135,8 @@ class ImplicitALSEngine:
             if on_iteration is not None:
                 on_iteration(iteration + 1, self.iterations)
 
+        from implicit.recommender_base import ModelFitError
+
         with threadpool_limits(1, "blas"):
             model = self._model()
             if initial is not None:
@@ -143,8 +145,25 @@ class ImplicitALSEngine:
                 n_users, n_songs = user_song_confidence.shape
                 model.user_factors = self._initial("user", initial[0], n_users)
                 model.item_factors = self._initial("song", initial[1], n_songs)
-            model.fit(sp.csr_matrix(user_song_confidence), show_progress=False, callback=callback)
+            try:
+                model.fit(
+                    sp.csr_matrix(user_song_confidence), show_progress=False, callback=callback
+                )
+            except ModelFitError as error:  # implicit's own check: NaN, not inf
+                raise self._non_finite(model) from error
+        if not (np.isfinite(model.user_factors).all() and np.isfinite(model.item_factors).all()):
+            raise self._non_finite(model)
         return model.user_factors, model.item_factors
+
+    def _non_finite(self, model: Any) -> ValueError:
+        """The fact of a diverged fit: how many factor rows are not finite, of which."""
+        users = int((~np.isfinite(model.user_factors)).any(axis=1).sum())
+        songs = int((~np.isfinite(model.item_factors)).any(axis=1).sum())
+        return ValueError(
+            f"implicit ALS returned non-finite factors: {users} of {len(model.user_factors)}"
+            f" user rows, {songs} of {len(model.item_factors)} song rows"
+            f" (regularization {self.regularization:g}; are the confidences finite?)"
+        )
 
     def _initial(self, subject: str, factors: np.ndarray, rows: int) -> np.ndarray:
         if factors.shape != (rows, self.factors):
@@ -165,6 +184,7 @@ class ImplicitALSEngine:
         n_new = song_user_confidence.shape[0]
         if n_new == 0:
             return np.zeros((0, user_factors.shape[1]), dtype=np.float32)
+
         with threadpool_limits(1, "blas"):
             model = self._model()
             model.factors = user_factors.shape[1]

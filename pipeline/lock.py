@@ -8,13 +8,14 @@ second run gives.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from artifacts.files import LockHeld, file_lock
 
 LOCK_FILE = ".pipeline.lock"
 
@@ -28,13 +29,12 @@ def pipeline_lock(registry_dir: Path, run_id: str) -> Iterator[None]:
     """Hold the registry's pipeline lock for the block, or raise `PipelineBusy` at once."""
     registry_dir = Path(registry_dir)
     registry_dir.mkdir(parents=True, exist_ok=True)
-    with open(registry_dir / LOCK_FILE, "a+") as handle:
+    with ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise PipelineBusy(f"another pipeline run holds {handle.name}: {holder}") from error
+            handle = held.enter_context(file_lock(registry_dir / LOCK_FILE, wait=False))
+        except LockHeld as busy:
+            holder = busy.holder or "another process"
+            raise PipelineBusy(f"another pipeline run holds {busy.path}: {holder}") from busy
         try:
             handle.seek(0)
             handle.truncate()
@@ -45,4 +45,3 @@ def pipeline_lock(registry_dir: Path, run_id: str) -> Iterator[None]:
         finally:
             handle.seek(0)
             handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)

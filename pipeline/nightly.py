@@ -18,9 +18,21 @@ The test songs stay those of the current version, so that the quality gate compa
 candidate with the current version on the same songs, and metrics stay comparable from
 night to night.
 
+One bad song never fails a run: a track whose stored audio is gone, whose recording does
+not featurize (undecodable, NaN samples, too short, silent) or whose predicted vector is
+unusable is left out of the content space of that version (a warm one keeps its WMF
+factors), and the run publishes the rest. Each is named with its reason in the summary's
+`left_out`, in `RUN/pipeline.log` and so in the run's record (`/v1/admin/runs/{id}`).
+
+The quality gate compares the candidate's CNN and hybrid with the current version's and
+with the floor: the best numbers a kept version recorded when it passed its own gate on
+the same test songs (`recorded_scores`), so that small losses night after night cannot
+add up; the summary's `gate.decided_by` says which comparison decided.
+
 The run ends with an `Outcome` (exit code, see `pipeline.outcome`) and a `RunSummary`,
 written to `RUN/summary.json` (and `--summary FILE`): per step its status, seconds and
-what it found, the gate's decision with both versions' numbers, and the factors' drift.
+what it found, the gate's decision with both versions' numbers, the factors' drift, and
+the tracks left out.
 """
 
 from __future__ import annotations
@@ -40,8 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from artifacts.manifest import write_json_atomic
-from evaluation.gate import GateSettings
+from artifacts.files import write_json_atomic
+from artifacts.run_layout import CNN_NAME, LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
+from evaluation.gate import GateSettings, RecordedScore
 from index.settings import IndexSettings
 from pipeline.lock import PipelineBusy, pipeline_lock
 from pipeline.outcome import EXIT_CODES, Outcome
@@ -51,13 +64,12 @@ from training.run import CNN_DEFAULTS, CNNSettings
 
 log = logging.getLogger("coldstart.pipeline")
 
-WORK_DIR = "pipeline"
-RUNS_DIR = "runs"
-SUMMARY_FILE = "summary.json"
-LOG_FILE = "pipeline.log"
 TEST_SONGS_FILE = "test_songs.txt"
 # When fewer than this share of the current test songs is left, a new split is drawn.
 MIN_KEPT_TEST_SHARE = 0.5
+# Tracks named in `RunSummary.left_out` (all are counted in `left_out_count`) and in the log.
+MAX_LEFT_OUT_NAMED = 1000
+MAX_LEFT_OUT_LOGGED = 20
 ENGINES = ("local", "spark")
 
 
@@ -132,10 +144,32 @@ class RunSummary:
     steps: list[StepRecord] = field(default_factory=list)
     gate: dict[str, Any] | None = None
     drift: dict[str, Any] | None = None
+    # Track id -> why it has no content vector in this run's version (first ones named).
+    left_out: dict[str, str] = field(default_factory=dict)
+    left_out_count: int = 0
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.outcome]
+
+    def leave_out(self, reasons: dict[str, str], step: str) -> None:
+        """Record tracks the version goes without (`reasons`: id -> why), and log them."""
+        fresh = {song_id: why for song_id, why in reasons.items() if song_id not in self.left_out}
+        if not fresh:
+            return
+        self.left_out_count += len(fresh)
+        room = max(0, MAX_LEFT_OUT_NAMED - len(self.left_out))
+        self.left_out.update(dict(list(fresh.items())[:room]))
+        shown = list(fresh.items())[:MAX_LEFT_OUT_LOGGED]
+        named = "; ".join(f"{song_id}: {why}" for song_id, why in shown)
+        more = len(fresh) - MAX_LEFT_OUT_LOGGED
+        log.warning(
+            "step %s: %d tracks left out of this version: %s%s",
+            step,
+            len(fresh),
+            named,
+            f" (and {more} more)" if more > 0 else "",
+        )
 
     def to_json(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -220,6 +254,8 @@ class _Run:
             # Verified once here; factorize, train and the gate all start from it.
             base = load_for_retraining(self.registry, current) if current else None
         snapshot = self._snapshot(base)
+        gone = "missing_audio: its stored file is gone"
+        self.summary.leave_out(dict.fromkeys(snapshot.missing_audio, gone), "snapshot")
         with self.step("featurize") as detail:
             if settings.engine == "spark":
                 from audio.spark_featurize import featurize_on_spark
@@ -239,6 +275,7 @@ class _Run:
                 failed=len(featurized.failed),
                 cached=featurized.cached,
             )
+        self.summary.leave_out(featurized.failed, "featurize")
         self._factorize(snapshot.root, base)
         self._train(snapshot.root, base)
         with self.step("evaluate") as detail:
@@ -251,13 +288,23 @@ class _Run:
         with self.step("gate") as detail:
             from evaluation.gate import quality_gate
 
-            decision = quality_gate(self.run_dir, base, settings.gate, dataset_root=snapshot.root)
+            decision = quality_gate(
+                self.run_dir,
+                base,
+                settings.gate,
+                floor=recorded_scores(self.registry),
+                dataset_root=snapshot.root,
+            )
             self.summary.gate = decision.to_json()
             write_json_atomic(self.run_dir / "gate.json", self.summary.gate)
-            detail.update(passed=decision.passed, reason=decision.reason)
+            detail.update(
+                passed=decision.passed, decided_by=decision.decided_by, reason=decision.reason
+            )
         if not decision.passed:
             self.summary.outcome = Outcome.REFUSED
-            self.summary.message = f"kept {current}: {decision.reason}"
+            self.summary.message = (
+                f"kept {current} (decided by {decision.decided_by}): {decision.reason}"
+            )
             self._retention()
             return
         with self.step("publish") as detail:
@@ -280,10 +327,15 @@ class _Run:
                 },
             )
             detail["version_id"] = version_id
+            left_out = _left_out_of(self.registry, version_id)
+            detail["left_out"] = len(left_out)
+        self.summary.leave_out(left_out, "publish")
         self.summary.version_id = version_id
         self.summary.outcome = Outcome.PUBLISHED
-        self.summary.message = f"published {version_id}" + (
-            f" (replaces {current}): {decision.reason}" if current else f": {decision.reason}"
+        self.summary.message = (
+            f"published {version_id}"
+            + (f" (replaces {current})" if current else "")
+            + f" (decided by {decision.decided_by}): {decision.reason}"
         )
         self._retention()
 
@@ -425,7 +477,7 @@ class _Run:
                     linear=None,
                     progress=False,
                 )
-            cnn_manifest = manifests["cnn"]
+            cnn_manifest = manifests[CNN_NAME]
             detail.update(
                 fine_tuned_from=base.version_id if init and base else None,
                 epochs_run=cnn_manifest.get("epochs_run"),
@@ -443,6 +495,29 @@ class _Run:
             )
 
 
+def recorded_scores(registry: Path) -> list[RecordedScore]:
+    """What each kept version scored when it passed a nightly gate (its manifest's
+    `pipeline.gate`: per model the candidate's numbers, and the test songs' digest);
+    versions published otherwise (`coldstart publish`, an older gate) recorded none."""
+    from artifacts.manifest import read_manifest
+    from pipeline.registry import list_versions
+    from pipeline.registry.layout import VERSION_KIND, version_folder
+
+    scores = []
+    for version_id in list_versions(registry):
+        folder = version_folder(registry, version_id)
+        manifest = read_manifest(folder, kind=VERSION_KIND, verify=False)
+        gate = (manifest.get("pipeline") or {}).get("gate") or {}
+        models = {
+            model: numbers
+            for model, numbers in (gate.get("candidate") or {}).items()
+            if isinstance(numbers, dict)
+        }
+        if gate.get("passed") and gate.get("test_songs") and models:
+            scores.append(RecordedScore(version_id, str(gate["test_songs"]), models))
+    return scores
+
+
 def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:
     """Delete all but the newest `keep_count` run folders (never `keep`, the live one)."""
     runs = sorted(path for path in runs_dir.iterdir() if path.is_dir())
@@ -450,6 +525,16 @@ def _prune_runs(runs_dir: Path, keep_count: int, keep: str) -> list[str]:
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return [path.name for path in doomed]
+
+
+def _left_out_of(registry: Path, version_id: str) -> dict[str, str]:
+    """The songs publishing left out of `version_id` (unusable predictions), from its manifest."""
+    from artifacts.manifest import read_manifest
+    from pipeline.registry.layout import VERSION_KIND, VERSIONS_DIR
+
+    folder = registry / VERSIONS_DIR / version_id
+    manifest = read_manifest(folder, kind=VERSION_KIND, verify=False)  # verified as published
+    return dict(manifest.get("left_out") or {})
 
 
 def _dataset_audio_of(base: RetrainingBase | None) -> dict[str, Path]:

@@ -46,7 +46,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 
+from artifacts.run_layout import LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
 from catalogue import Catalogue
+from catalogue.db import DEFAULT_DATABASE_URL
 from catalogue.runs import (
     RunRecord,
     Status,
@@ -60,12 +62,7 @@ from pipeline.outcome import OUTCOME_OF_EXIT_CODE, Outcome
 
 log = logging.getLogger("coldstart.scheduler")
 
-# The service's default (service/settings.py): both must find the same catalogue.
-DEFAULT_DATABASE_URL = "sqlite:///coldstart-catalogue.db"
 PIPELINE_COMMAND: tuple[str, ...] = (sys.executable, "-c", "from cli.main import app; app()")
-RUNS_FOLDER = Path("pipeline") / "runs"
-SUMMARY_NAME = "summary.json"
-LOG_NAME = "pipeline.log"
 TERMINATE_GRACE_S = 30.0
 MIN_STALE_AFTER = timedelta(minutes=1)
 
@@ -213,7 +210,7 @@ class Scheduler:
             str(self.settings.registry),
             *source,
             "--summary",
-            str(run_dir / SUMMARY_NAME),
+            str(run_dir / SUMMARY_FILE),
             "--run-id",
             run_id,
             *self.settings.pipeline_args,
@@ -221,13 +218,13 @@ class Scheduler:
 
     def execute(self, run: RunRecord) -> RunRecord:
         """Run the pipeline for a claimed run and record how it ended."""
-        run_dir = self.settings.registry / RUNS_FOLDER / run.id
+        run_dir = self.settings.registry / WORK_DIR / RUNS_DIR / run.id
         run_dir.mkdir(parents=True, exist_ok=True)
-        summary_path = run_dir / SUMMARY_NAME
+        summary_path = run_dir / SUMMARY_FILE
         summary_path.unlink(missing_ok=True)
-        log.info("run %s (%s) started; log: %s", run.id, run.trigger, run_dir / LOG_NAME)
+        log.info("run %s (%s) started; log: %s", run.id, run.trigger, run_dir / LOG_FILE)
         started = time.monotonic()
-        with open(run_dir / LOG_NAME, "ab") as pipeline_log:
+        with open(run_dir / LOG_FILE, "ab") as pipeline_log:
             child = subprocess.Popen(
                 self.pipeline_command(run.id, run_dir),
                 stdin=subprocess.DEVNULL,

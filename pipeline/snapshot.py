@@ -10,6 +10,7 @@ same contract as on a dataset:
     audio/<id>.<ext>  a symbolic link to the track's recording: its stored audio (tracks
                    added by audio, and songs imported with their recordings), else the
                    recording in the dataset folder the current version came from
+                   (a track whose stored file is gone gets none: `missing_audio`)
 
 The folder is rewritten in place each night (each file replaced atomically, links only
 added, changed or removed where the catalogue changed), so the mel cache inside it
@@ -30,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from artifacts.manifest import write_atomic
+from artifacts.files import write_atomic
 from catalogue.repository import Catalogue
 from corpus.dataset import (
     AUDIO_DIR,
@@ -54,6 +55,8 @@ class Snapshot:
     source: str  # "dataset" | "database"
     taken_at: datetime
     counts: dict[str, int]
+    # Tracks whose recorded audio file is gone from the store: they get no recording.
+    missing_audio: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,9 +100,13 @@ def snapshot_catalogue(
     fallback = {song_id: Path(path).resolve() for song_id, path in (fallback_audio or {}).items()}
     wanted: dict[str, Path] = {}
     unnamed = 0
+    missing: list[str] = []
     for track in tracks:
         if track.audio_path is not None and store is not None:
             target = store.path(track.audio_path).resolve()
+            if not target.is_file():  # removed behind the catalogue's back
+                missing.append(track.id)
+                continue
         elif track.id in fallback:
             target = fallback[track.id]
         else:
@@ -112,6 +119,8 @@ def snapshot_catalogue(
     changed = _sync_links(folder / AUDIO_DIR, wanted)
     if unnamed:
         log.warning("%d tracks have recordings but ids that cannot be file names", unnamed)
+    if missing:
+        log.warning("%d tracks' stored audio is missing (e.g. %s)", len(missing), missing[0])
     counts = {
         "tracks": len(tracks),
         "cold_tracks": sum(track.origin == "cold" for track in tracks),
@@ -120,8 +129,9 @@ def snapshot_catalogue(
         "audio_files": len(wanted),
         "audio_links_changed": changed,
         "tracks_without_audio": len(tracks) - len(wanted),
+        "tracks_missing_audio": len(missing),
     }
-    return Snapshot(folder.resolve(), "database", taken_at, counts)
+    return Snapshot(folder.resolve(), "database", taken_at, counts, tuple(missing))
 
 
 class _ListensWritten:

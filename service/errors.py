@@ -15,6 +15,19 @@ Audio the front end refuses (`audio.errors.AudioError`) maps by its code:
     too_large    413 upload_too_large   over COLDSTART_MAX_UPLOAD_BYTES
     too_short    422 audio_too_short    decodes, but is shorter than one 3-second window
     silent       422 audio_silent       decodes, but holds nothing to hear
+    invalid_samples  422 audio_invalid_samples  decodes to NaN or infinite sample values
+    unembeddable     422 audio_unembeddable     its log-mel or predicted vector is unusable
+                                                (NaN, inf, or no direction)
+
+Samples above full scale are not an error: the front end peak-normalises them and the
+answer's `audio.warnings` says so (`peak_normalised`).
+
+Catalogue errors (`catalogue.errors`) map by their class (`from_catalogue_error`), and a
+listen the catalogue rejects names its reason (`listen_error_code`):
+
+    TrackNotFound   404 track_not_found   DuplicateTrack  409 track_exists
+    InvalidTrack    400 invalid_track     InvalidAudio    400 invalid_track
+    unknown_track   unknown_song          invalid_listen  invalid_listen
 """
 
 from __future__ import annotations
@@ -26,8 +39,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from audio.errors import AudioError
+from catalogue import (
+    CatalogueError,
+    DuplicateTrack,
+    InvalidAudio,
+    InvalidTrack,
+    ListenRejection,
+    TrackNotFound,
+)
 from service.schemas import ErrorResponse
 
 log = logging.getLogger("coldstart.service")
@@ -90,6 +112,8 @@ _AUDIO_ERRORS: dict[str, type[ServiceError]] = {
     "too_large": PayloadTooLarge,
     "too_short": Unprocessable,
     "silent": Unprocessable,
+    "invalid_samples": Unprocessable,
+    "unembeddable": Unprocessable,
 }
 _AUDIO_CODES = {"too_large": "upload_too_large"}
 
@@ -99,6 +123,31 @@ def from_audio_error(error: AudioError) -> ServiceError:
     return _AUDIO_ERRORS[error.code](
         f"{error.source}: {error.reason}", code=_AUDIO_CODES.get(error.code, f"audio_{error.code}")
     )
+
+
+_CATALOGUE_ERRORS: dict[type[CatalogueError], tuple[type[ServiceError], str]] = {
+    TrackNotFound: (NotFound, "track_not_found"),
+    DuplicateTrack: (Conflict, "track_exists"),
+    InvalidTrack: (BadRequest, "invalid_track"),
+    InvalidAudio: (BadRequest, "invalid_track"),
+}
+_LISTEN_CODES: dict[ListenRejection, str] = {
+    "unknown_track": "unknown_song",
+    "invalid_listen": "invalid_listen",
+}
+
+
+def from_catalogue_error(error: CatalogueError) -> ServiceError:
+    """The answer to a write the catalogue refused (see the module docstring)."""
+    for kind, (answer, code) in _CATALOGUE_ERRORS.items():
+        if isinstance(error, kind):
+            return answer(str(error), code=code)
+    raise TypeError(f"no HTTP answer for catalogue error {type(error).__name__}") from error
+
+
+def listen_error_code(reason: ListenRejection | None) -> str:
+    """The code of a listen the catalogue rejected for `reason` (see the module docstring)."""
+    return _LISTEN_CODES[reason or "invalid_listen"]
 
 
 def error_body(
@@ -158,12 +207,13 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return error_response(422, "validation_error", _validation_message(errors), details=errors)
 
-    async def http_error(_request: Request, error: Exception) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         code = _HTTP_CODES.get(error.status_code, "http_error")
-        return error_response(
-            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
-        )
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:  # Starlette names only the first route's methods
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(error.status_code, code, str(error.detail), headers=headers)
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -173,6 +223,23 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (RFC 9110 `Allow`:
+    GET and DELETE of `/v1/tracks/{track_id}` are two routes, both count), found by asking
+    the router, method by method, which routes match in full."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -185,7 +252,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "A track with this id exists (`track_exists`)",
         413: "Upload over the size limit (`upload_too_large`)",
         415: "Not audio the decoder reads (`audio_undecodable`)",
-        422: "Invalid parameters (`validation_error`), or audio too short or silent",
+        422: "Invalid parameters (`validation_error`), or audio too short or silent"
+        " (`audio_too_short`, `audio_silent`), with NaN or infinite samples"
+        " (`audio_invalid_samples`) or an unusable prediction (`audio_unembeddable`)",
         503: "No model version loaded (`model_not_loaded`)",
     }
     return {

@@ -1,5 +1,6 @@
 """Prometheus metrics of one app: requests and latency per route template, stages, model
-version and its swaps, and the catalogue changes followed from other replicas.
+version and its swaps, the catalogue changes followed from other replicas, and the
+catalogue tracks that could not be taken as stored.
 
 Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
 in one process (tests, the benchmark) never clash over metric names. The middleware is a
@@ -11,6 +12,7 @@ counts the status that was actually sent.
 from __future__ import annotations
 
 import time
+from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Latency buckets from 5 ms (a lookup) to 30 s (a long upload on a busy machine).
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 UNMATCHED_ROUTE = "<unmatched>"
+TrackProblem = Literal["unusable_vector", "missing_audio", "undecodable_audio", "unembeddable"]
+TRACK_PROBLEMS: tuple[TrackProblem, ...] = get_args(TrackProblem)
 
 
 class ServiceMetrics:
@@ -75,6 +79,17 @@ class ServiceMetrics:
             "Reads of the catalogue's change log that failed (retried at the next poll).",
             registry=self.registry,
         )
+        self.track_problems = Counter(
+            "coldstart_catalogue_track_problems",
+            "Catalogue tracks the service could not take as stored, at a start-up, a swap or"
+            " from another replica: `unusable_vector` (NaN, wrong shape; re-embedded from its"
+            " audio when that works), `missing_audio`, `undecodable_audio` and"
+            " `unembeddable` (the track is then left out of the index).",
+            ["problem"],
+            registry=self.registry,
+        )
+        for problem in TRACK_PROBLEMS:
+            self.track_problems.labels(problem)
         self.event_floor = Gauge(
             "coldstart_catalogue_event_floor",
             "The change log's seq up to which every event has been applied (compare replicas).",

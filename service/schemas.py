@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 Space = Literal["cf", "content"]
 MAX_K = 500
 MAX_PLAY_COUNT = 2**31 - 1
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 class ErrorDetail(BaseModel):
@@ -45,14 +47,38 @@ class Timings(BaseModel):
     total_ms: float
 
 
+class AudioWarning(BaseModel):
+    """Something the front end did to the upload to use it."""
+
+    code: Literal["truncated", "peak_normalised"] = Field(
+        description="`truncated`: only the start was used; `peak_normalised`: the samples"
+        " peaked above full scale and the recording was scaled down to peak at it."
+    )
+    message: str
+
+
 class AudioInfo(BaseModel):
     seconds: float = Field(description="Seconds of audio the model heard.")
     truncated: bool = Field(description="The upload was longer; only its start was used.")
+    peak_normalised: bool = Field(
+        default=False,
+        description="The samples peaked above full scale (a float recording) and were scaled"
+        " down so that the peak sits at full scale.",
+    )
+    warnings: list[AudioWarning] = Field(default_factory=list)
+
+
+Placement = Literal["hybrid", "audio"]
+PLACEMENT_DESCRIPTION = (
+    "How the recording was placed in the cf space: hybrid (its audio and the artist's"
+    " earlier songs, for an artist the model version knows) or audio (the CNN alone)."
+)
 
 
 class SimilarResponse(BaseModel):
     model_version: str
     space: Space
+    placement: Placement = Field(description=PLACEMENT_DESCRIPTION)
     similarity: Literal["cosine"] = "cosine"
     k: int
     results: list[SongHit]
@@ -84,6 +110,11 @@ class Track(BaseModel):
 
 class TrackCreated(Track):
     model_version: str = Field(description="The model version that placed it.")
+    placement: Placement = Field(description=PLACEMENT_DESCRIPTION)
+    cf_vector: list[float] = Field(
+        description="Where it sits in the cf space (float32 values, exactly as indexed)."
+    )
+    content_vector: list[float] = Field(description="The CNN's prediction from its audio.")
     audio: AudioInfo
     timings: Timings
 
@@ -101,14 +132,27 @@ class RecommendationsResponse(BaseModel):
     results: list[SongHit]
 
 
+def _rfc3339(value: object) -> object:
+    """Be as strict as the schema's `date-time`: a number or a bare date is refused, not
+    read as a Unix time or a midnight as pydantic's lax mode would."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string with a time zone")
+
+
+PlayedAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
 class ListenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(min_length=1, max_length=200)
     song_id: str = Field(min_length=1, max_length=200)
     count: int = Field(default=1, ge=1, le=MAX_PLAY_COUNT)
-    played_at: AwareDatetime | None = Field(
-        default=None, description="When, with a time zone; the time of the request if left out."
+    played_at: PlayedAt | None = Field(
+        default=None,
+        description="When: an RFC 3339 date-time with a time zone (`2024-05-01T20:15:00Z`);"
+        " the time of the request if left out.",
     )
 
 
@@ -192,7 +236,8 @@ class PipelineRunDetail(PipelineRun):
         description="Last sign of life from the scheduler executing it."
     )
     summary: dict[str, Any] | None = Field(
-        description="The pipeline's run summary: steps with durations, gate, drift."
+        description="The pipeline's run summary: steps with durations, gate, drift, and"
+        " `left_out` (tracks the version goes without, with why)."
     )
 
 

@@ -32,8 +32,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from catalogue.db import DEFAULT_DATABASE_URL, default_audio_store
+
 MIN_PRODUCTION_KEY_LENGTH = 16
-DEFAULT_DATABASE_URL = "sqlite:///coldstart-catalogue.db"
 
 
 class Settings(BaseSettings):
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
         """`audio_store`, or `<file>.audio/` beside a SQLite database file."""
         if self.audio_store is not None:
             return self.audio_store
-        prefix = "sqlite:///"
-        if self.database_url.startswith(prefix):
-            return Path(self.database_url[len(prefix) :] + ".audio")
+        beside = default_audio_store(self.database_url)
+        if beside is not None:
+            return beside
         raise ValueError("set COLDSTART_AUDIO_STORE: the database is not a SQLite file")

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import json
 
-from fastapi import UploadFile
+from fastapi import Depends, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge, error_body
 
 # Multipart boundaries, part headers, title and artist fields: generous, still bounded.
 FORM_OVERHEAD_BYTES = 64 * 1024
+# The media types the `file` part of an upload may declare (the decoder reads the bytes,
+# whatever is declared), for the routes' `openapi_extra`.
+AUDIO_MEDIA_TYPES = "audio/*, application/octet-stream"
+_FILE_PART = {"encoding": {"file": {"contentType": AUDIO_MEDIA_TYPES}}}
+AUDIO_UPLOAD_OPENAPI = {"requestBody": {"content": {"multipart/form-data": _FILE_PART}}}
 
 
 class _BodyTooLarge(Exception):
@@ -110,3 +116,20 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
             f"{file.filename or 'the upload'}: over the limit of {max_bytes:,} bytes"
         )
     return data
+
+
+async def single_valued_form(request: Request) -> None:
+    """Refuse a form that repeats a field (`title` twice): the schema says one string, and
+    taking one of the values silently would accept what the schema does not."""
+    form = await request.form()  # parsed once, cached by Starlette for the route
+    repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1})
+    if repeated:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", key), "msg": "given more than once", "type": "repeated"}
+                for key in repeated
+            ]  # fmt: skip
+        )
+
+
+SingleValuedForm = Depends(single_valued_form)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def shared_audio_dir() -> Path:
-    """`../shared/audio/` beside the checkout: real, freely licensed recordings (MANIFEST.md)."""
-    folder = Path(os.environ.get("COLDSTART_SHARED_AUDIO", REPO_ROOT.parent / "shared" / "audio"))
-    if not (folder / "MANIFEST.md").is_file():
-        pytest.fail(f"real recordings not found at {folder} (set COLDSTART_SHARED_AUDIO)")
-    return folder
+def audio_assets() -> Path:
+    """`tests/assets/audio/`: short excerpts of real, freely licensed recordings (MANIFEST.md)."""
+    return REPO_ROOT / "tests" / "assets" / "audio"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +32,8 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run on the tiny world, built once per session: featurize -> factorize ->
     a real (tiny, briefly trained) CNN -> evaluate. Returns the run folder, ready for
-    `coldstart publish` (factorization/, models/cnn/, report.json)."""
+    `coldstart publish` (factorization/, models/cnn/, models/artist/, models/hybrid/,
+    report.json)."""
     from audio.cache import featurize_dataset
     from evaluation.report import evaluate_run
     from factorization.run import factorize_run

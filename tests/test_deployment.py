@@ -23,9 +23,11 @@ NGINX = REPO_ROOT / "deploy" / "nginx"
 SECRETS = {"COLDSTART_API_KEYS": "a-key-of-sixteen-chars-or-more", "POSTGRES_PASSWORD": "s3cret"}
 
 
-def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`docker-compose config` on the repository's file, with only `env` set (an empty
-    --env-file: a developer's .env must not change the outcome)."""
+def compose_config(
+    tmp_path: Path, extra_files: tuple[Path, ...] = (), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` on the repository's file (and `extra_files` over it), with
+    only `env` set (an empty --env-file: a developer's .env must not change the outcome)."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail(
@@ -41,6 +43,7 @@ def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
             str(empty_env),
             "-f",
             str(REPO_ROOT / "docker-compose.yml"),
+            *(arg for extra in extra_files for arg in ("-f", str(extra))),
             "config",
         ],
         capture_output=True,
@@ -118,7 +121,7 @@ def test_api_replicas_share_one_registry_and_database_behind_the_balancer(tmp_pa
     assert env["COLDSTART_AUDIO_STORE"].startswith(mount_of(api, "coldstart-data") + "/")
 
     assert lb["image"].startswith("nginx:")
-    assert lb["ports"] == [{"published": 8000, "target": 8080}]
+    assert lb["ports"] == ["0.0.0.0:8000:8080/tcp"]
     assert lb["depends_on"]["api"]["condition"] == "service_healthy"
     assert "/healthz" in " ".join(lb["healthcheck"]["test"])
     mounts = dict(entry.split(":")[:2] for entry in lb["volumes"])
@@ -132,11 +135,17 @@ def test_api_replicas_share_one_registry_and_database_behind_the_balancer(tmp_pa
     assert re.search(r"^\s*listen 8080;", template, re.MULTILINE)
     assert re.search(r"^\s*proxy_pass http://coldstart_api;", template, re.MULTILINE)
 
-    result = compose_config(tmp_path, **SECRETS, COLDSTART_API_REPLICAS="3", COLDSTART_PORT="9000")
+    result = compose_config(
+        tmp_path,
+        **SECRETS,
+        COLDSTART_API_REPLICAS="3",
+        COLDSTART_PORT="9000",
+        COLDSTART_BIND_ADDRESS="127.0.0.1",
+    )
     assert result.returncode == 0, result.stderr
     scaled = yaml.safe_load(result.stdout)["services"]
     assert scaled["api"]["deploy"]["replicas"] == 3
-    assert scaled["lb"]["ports"] == [{"published": 9000, "target": 8080}]
+    assert scaled["lb"]["ports"] == ["127.0.0.1:9000:8080/tcp"]
 
 
 def body_limit_of_balancer(upload_bytes: str) -> int:
@@ -203,10 +212,17 @@ def test_the_dockerfile_pins_the_torch_of_pyproject():
         if re.fullmatch(r"(torch|torchaudio)==\S+", dep)
     )
     assert set(pins) == {"torch", "torchaudio"}
-    installed = dict(re.findall(r"\b(torch|torchaudio)==(\S+)", dockerfile))
-    assert installed == pins
-    assert re.search(r"--index-url https://download\.pytorch\.org/whl/cpu", dockerfile)
-    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    # The build arguments' defaults: what every build but deploy/check's takes.
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    assert {
+        "torch": defaults["TORCH_VERSION"],
+        "torchaudio": defaults["TORCHAUDIO_VERSION"],
+    } == pins
+    assert defaults["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+    assert defaults["BASE_IMAGE"] == "python:3.11-slim"
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.MULTILINE)
+    assert '"torch==$TORCH_VERSION" "torchaudio==$TORCHAUDIO_VERSION"' in dockerfile
+    assert '--index "$TORCH_INDEX"' in dockerfile  # torch from there, before PyPI
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["coldstart"]' in dockerfile
@@ -216,3 +232,35 @@ def test_the_dockerfile_pins_the_torch_of_pyproject():
 def test_the_build_context_leaves_out_environments_and_data():
     ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
     assert {".venv", "worlds", "runs", "registry", "data", ".git", ".env"} <= ignored
+
+
+def test_the_deploy_check_swaps_only_what_no_registry_serves_here(tmp_path, config):
+    """deploy/check's override (make deploy-check) changes the base image and the torch
+    source of the build and the postgres and nginx images, nothing else."""
+    standins = {
+        "DEPLOY_CHECK_PYTHON_IMAGE": "local/python:3.11",
+        "DEPLOY_CHECK_TORCH_INDEX": "http://127.0.0.1:9/",
+        "DEPLOY_CHECK_TORCH_VERSION": "2.11.0+cpu",
+        "DEPLOY_CHECK_POSTGRES_IMAGE": "local/postgres:15",
+        "DEPLOY_CHECK_NGINX_IMAGE": "local/nginx:1.30",
+    }
+    override = REPO_ROOT / "deploy" / "check" / "compose.override.yml"
+    result = compose_config(tmp_path, **SECRETS, **standins, extra_files=(override,))
+    assert result.returncode == 0, result.stderr
+    checked = yaml.safe_load(result.stdout)
+    for name in ("api", "scheduler"):
+        build = checked["services"][name].pop("build")
+        assert build["network"] == "host"
+        assert build["args"] == {
+            "BASE_IMAGE": "local/python:3.11",
+            "TORCH_INDEX": "http://127.0.0.1:9/",
+            "TORCH_VERSION": "2.11.0+cpu",
+        }
+        assert config["services"][name].pop("build")["context"] == build["context"]
+    assert checked["services"]["postgres"].pop("image") == "local/postgres:15"
+    assert checked["services"]["lb"].pop("image") == "local/nginx:1.30"
+    config["services"]["postgres"].pop("image")
+    config["services"]["lb"].pop("image")
+    for services in (checked["services"], config["services"]):
+        services["lb"]["volumes"].sort()  # the merge reorders them
+    assert checked == config

@@ -26,7 +26,8 @@ import scipy.fft
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.linear_model import Ridge
 
-from artifacts.manifest import ArtifactError, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from audio.config import FRONT_END, FrontEndConfig
 
 ARRAYS_FILE = "linear.npz"

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from artifacts.manifest import ArtifactError, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from audio.config import FRONT_END, FrontEndConfig
 from training.encoder import ContentEncoder, EncoderDims
 

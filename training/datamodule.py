@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import resource
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -29,17 +29,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from training.inference import ClipDataset, MelSource, pad_clips
+
 MAX_OPEN_MELS = 4096
-
-
-class MelSource(Protocol):
-    """What the loaders read: `audio.cache.MelCache`, or any store of log-mels by song id."""
-
-    def n_frames(self, song_id: str) -> int: ...
-
-    def load(self, song_id: str) -> np.ndarray:
-        """The song's log-mel (n_mels, n_frames), float16 or float32, possibly a memmap."""
-        ...
 
 
 def rank_share(items: np.ndarray, rank: int, world_size: int) -> np.ndarray:
@@ -169,43 +161,6 @@ class CropDataset(Dataset[tuple[Tensor, Tensor]]):
 def stacked(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Collate for `CropDataset`: its `__getitems__` already returns the stacked batch."""
     return batch
-
-
-class ClipDataset(Dataset[tuple[Tensor, int]]):
-    """Index -> (the song's whole log-mel (n_mels, n_frames) float32, index)."""
-
-    def __init__(self, cache: MelSource, song_ids: Sequence[str]):
-        self.cache = cache
-        self.song_ids = list(song_ids)
-
-    def __len__(self) -> int:
-        return len(self.song_ids)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return torch.from_numpy(np.array(self.cache.load(self.song_ids[index]), np.float32)), index
-
-
-def pad_clips(items: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor, Tensor]:
-    """Collate whole clips: (mels (B, n_mels, T_max) zero-padded, lengths (B,), indices (B,))."""
-    mels = [mel for mel, _ in items]
-    lengths = torch.tensor([mel.shape[1] for mel in mels])
-    padded = mels[0].new_zeros((len(mels), mels[0].shape[0], int(lengths.max())))
-    for row, mel in enumerate(mels):
-        padded[row, :, : mel.shape[1]] = mel
-    return padded, lengths, torch.tensor([index for _, index in items])
-
-
-def clip_loader(
-    cache: MelSource, song_ids: Sequence[str], batch_size: int, num_workers: int = 0
-) -> DataLoader:
-    """Whole clips of `song_ids` in order, padded into batches (see `pad_clips`)."""
-    return DataLoader(
-        ClipDataset(cache, song_ids),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=pad_clips,
-    )
 
 
 class MelDataModule(pl.LightningDataModule):

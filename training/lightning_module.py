@@ -4,7 +4,7 @@ Training regresses the WMF song factors from 3-second log-mel crops with the mea
 error (van den Oord et al. 2013 found MSE on the factors better than the weighted
 prediction error). Validation predicts each validation song from its whole clip and
 ranks those songs for every user with the same metric code as the evaluation
-(`evaluation.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
+(`ranking.metrics.ranking_metrics`): `val/map` (mAP@k) drives early stopping and the
 choice of the best weights, which `BestWeights` keeps in memory and puts back at the end.
 Only the plain net is ever saved (see `training.checkpoint`).
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evaluation.metrics import ranking_metrics
+from ranking.metrics import ranking_metrics
 from training.encoder import ContentEncoder
 
 SCHEDULES = ("none", "cosine", "plateau")
@@ -38,6 +38,9 @@ class ContentModel(pl.LightningModule):
     where a user listened to a validation song, give `val/map` and `val/auc`; without them
     only `val/loss` (MSE against `valid_factors`, when given) is logged.
     `normalise_targets` regresses unit-length factor vectors instead (the direction only).
+    `mask_bands` / `mask_frames` > 0 is SpecAugment-style masking (Park et al. 2019) of the
+    training crops: per crop one band of up to that many mel bands and one span of up to
+    that many frames are set to the crop's mean (validation and prediction see whole mels).
     """
 
     def __init__(
@@ -51,6 +54,8 @@ class ContentModel(pl.LightningModule):
         weight_decay: float = 0.0,
         schedule: str = "none",
         normalise_targets: bool = False,
+        mask_bands: int = 0,
+        mask_frames: int = 0,
         k: int = 500,
     ):
         super().__init__()
@@ -69,9 +74,28 @@ class ContentModel(pl.LightningModule):
     def _targets(self, factors: Tensor) -> Tensor:
         return F.normalize(factors, dim=1) if self.hparams.normalise_targets else factors
 
+    def _masked(self, mel: Tensor) -> Tensor:
+        """`mel` (B, n_mels, T) with one random band and one random span per crop at the
+        crop's mean; unchanged when both mask sizes are 0."""
+        bands, frames = self.hparams.mask_bands, self.hparams.mask_frames
+        if not (bands or frames):
+            return mel
+        batch, n_mels, n_frames = mel.shape
+        mask = torch.zeros_like(mel, dtype=torch.bool)
+        for size, length, axis in ((bands, n_mels, 1), (frames, n_frames, 2)):
+            if not size:
+                continue
+            width = torch.randint(0, size + 1, (batch, 1), device=mel.device)
+            start = (torch.rand(batch, 1, device=mel.device) * (length - width + 1)).long()
+            position = torch.arange(length, device=mel.device)[None, :]
+            hit = (position >= start) & (position < start + width)  # (B, length)
+            mask |= hit[:, :, None] if axis == 1 else hit[:, None, :]
+        mean = mel.mean(dim=(1, 2), keepdim=True).expand_as(mel)
+        return torch.where(mask, mean, mel)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         mel, factors = batch
-        loss = F.mse_loss(self.net.forward_mel(mel), self._targets(factors))
+        loss = F.mse_loss(self.net.forward_mel(self._masked(mel)), self._targets(factors))
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 

@@ -22,8 +22,10 @@ writes the model folder and fits the baseline.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +36,23 @@ import scipy.sparse as sp
 import torch
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
+from artifacts.run_layout import (
+    CNN_NAME,
+    FACTORIZATION_DIR,
+    LINEAR_NAME,
+    MODELS_DIR,
+    TEST_FACTORS_FILE,
+)
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
 from corpus.dataset import LISTENS_FILE, read_listens
-from evaluation.metrics import ranking_metrics
 from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
+from ranking.metrics import ranking_metrics
 from training.baseline import BaselineParams, fit_baseline
 from training.encoder import ContentEncoder, EncoderDims
+from training.inference import predict_cached
 
-MODELS_DIR = "models"
-CNN_NAME = "cnn"
-LINEAR_NAME = "linear"
-TEST_FACTORS_FILE = "test_song_factors.npy"
 STRATEGIES = ("auto", "ddp")
 
 
@@ -82,6 +88,8 @@ class CNNSettings:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     normalise_targets: bool = False
+    mask_bands: int = 0
+    mask_frames: int = 0
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -144,7 +152,7 @@ def load_run_data(
 ) -> RunData:
     """Load the factorization, open the dataset's mel cache, build the validation relevance."""
     run_dir = Path(run_dir)
-    if not (run_dir / "factorization" / MANIFEST_NAME).is_file():
+    if not (run_dir / FACTORIZATION_DIR / MANIFEST_NAME).is_file():
         raise TrainingError(
             f"{run_dir}: no finished factorization (run `coldstart factorize` first)"
         )
@@ -181,30 +189,13 @@ def ranking_scorer(
     return score
 
 
-def predict_cached(
-    encoder: ContentEncoder, cache: MelCache, song_ids: Sequence[str], batch_size: int = 32
-) -> np.ndarray:
-    """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache."""
-    from training.datamodule import clip_loader
-
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    rows = []
-    with torch.no_grad():
-        for mel, lengths, _ in clip_loader(cache, song_ids, batch_size):
-            rows.append(encoder.forward_mel(mel.to(device), lengths.to(device)).cpu())
-    if not rows:
-        return np.zeros((0, encoder.dims.n_factors), np.float32)
-    return torch.cat(rows).numpy().astype(np.float32)
-
-
 def _scatter(n_rows: int, positions: np.ndarray, rows: np.ndarray) -> np.ndarray:
     full = np.zeros((n_rows, rows.shape[1]), np.float32)
     full[positions] = rows
     return full
 
 
-def _fresh_folder(folder: Path) -> Path:
+def fresh_model_folder(folder: Path) -> Path:
     """Empty a model folder (manifest first, so a crash never leaves a 'finished' one)."""
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
@@ -228,7 +219,7 @@ def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> d
         params,
         data.cache.config,
     )
-    folder = _fresh_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
+    folder = fresh_model_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
     test_factors = _scatter(
         len(f.test_song_ids), test_rows, model.predict([data.cache.load(s) for s in test_ids])
     )
@@ -280,6 +271,25 @@ def is_global_zero() -> bool:
     from pytorch_lightning.utilities import rank_zero_only
 
     return rank_zero_only.rank == 0
+
+
+# Messages of Lightning and torch that tell a user nothing about their run: the advertising
+# tip, torch's deprecation of a class Lightning still uses, and the note that an epoch has
+# fewer batches than the logging interval (tiny demo worlds).
+LIBRARY_CHATTER = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r".*smaller than the logging interval",
+)
+
+
+def quiet_lightning() -> None:
+    """Keep library chatter off the console where a Trainer is built: Lightning's info lines
+    (placement, the litlogger tip, "fit stopped") and the warnings of `LIBRARY_CHATTER`. Our
+    progress bar, model summary and summaries, and every other warning, still show."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in LIBRARY_CHATTER:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def trainer_placement(settings: CNNSettings) -> dict[str, Any]:
@@ -346,9 +356,12 @@ def train_cnn(
         weight_decay=settings.weight_decay,
         schedule=settings.schedule,
         normalise_targets=settings.normalise_targets,
+        mask_bands=settings.mask_bands,
+        mask_frames=settings.mask_frames,
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
+    quiet_lightning()
     try:
         trainer = pl.Trainer(
             **trainer_placement(settings),
@@ -387,7 +400,7 @@ def train_cnn(
         seed=seed,
     )
     if trainer.is_global_zero:
-        _fresh_folder(folder)
+        fresh_model_folder(folder)
     trainer.fit(module, datamodule=datamodule)
     manifest = None
     if trainer.is_global_zero:
@@ -448,14 +461,18 @@ def train_run(
     seed: int = 0,
     cnn: CNNSettings | None = CNN_DEFAULTS,
     linear: BaselineParams | None = BASELINE_DEFAULTS,
+    hybrid: bool = True,
     progress: bool = True,
     init_encoder: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train the models asked for (None skips one) on `run_dir`; return their manifests by name.
 
     `init_encoder` (a checkpoint folder) is where the CNN starts from (`train_cnn`'s `init_from`).
-    Under DDP every process calls this and gets the CNN's manifest; the baseline is fitted
-    by global rank 0 alone, after the CNN, and only there is it in the result.
+    `hybrid` also fits the artist prior and the CNN + artist fusion (`training.hybrid`;
+    it needs the CNN, just trained or already in `models/cnn/`).
+    Under DDP every process calls this and gets the CNN's manifest; the baseline and the
+    hybrid are fitted by global rank 0 alone, after the CNN, and only there are they in
+    the result.
     """
     data = load_run_data(run_dir, dataset_root)
     manifests: dict[str, dict[str, Any]] = {}
@@ -465,6 +482,10 @@ def train_run(
         manifests[CNN_NAME] = train_cnn(
             data, cnn, seed=seed, progress=progress, init_from=init_encoder
         )
+    if hybrid and is_global_zero():
+        from training.hybrid import train_artist_and_hybrid
+
+        manifests.update(train_artist_and_hybrid(data))
     if linear is not None and is_global_zero():
         manifests[LINEAR_NAME] = train_linear(data, dataclasses.replace(linear, seed=seed))
     return manifests

@@ -28,6 +28,7 @@ from audio.cache import MelCache
 from audio.config import FrontEndConfig
 from training.checkpoint import load_encoder, save_encoder
 from training.encoder import ContentEncoder
+from training.inference import predict_cached
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -45,7 +46,7 @@ def embed_on_spark(
     batch_size: int = 32,
 ) -> np.ndarray:
     """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache, rows
-    following `song_ids`: `training.run.predict_cached`'s vectors, computed on Spark at
+    following `song_ids`: `training.inference.predict_cached`'s vectors, computed on Spark at
     `spark_master` (default: `cluster.spark.spark_session`'s). Raises `KeyError` for a
     song without a mel and `FrontEndMismatchError` if the encoder and cache differ."""
     from cluster.spark import spark_session
@@ -118,8 +119,6 @@ def _embed_partition(
 ) -> Iterator[pd.DataFrame]:
     """Executor: each batch row through `predict_cached`; one vector row per song."""
     import torch
-
-    from training.run import predict_cached
 
     torch.set_num_threads(1)  # the cluster's cores are the parallelism
     encoder = _load_broadcast(checkpoint.value, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 from fastapi.responses import FileResponse
@@ -12,19 +13,36 @@ from starlette.concurrency import run_in_threadpool
 from catalogue.models import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from service.deps import K, RuntimeDep, SpaceQuery, WriteAccess
 from service.errors import responses
-from service.schemas import AudioInfo, Timings, Track, TrackCreated, TrackSimilarResponse
-from service.uploads import read_upload
+from service.schemas import Timings, Track, TrackCreated, TrackSimilarResponse
+from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
+from service.views import audio_info
 
 router = APIRouter(tags=["tracks"])
 TrackId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+_TRACK = "#/paths/~1v1~1tracks~1{track_id}"
+# OpenAPI links from an added track to what can be done with it (schemathesis' stateful
+# phase follows them: add, then read, search by, play and delete that very track).
+TRACK_LINKS = {
+    name: {"operationRef": ref, "parameters": {"track_id": "$response.body#/id"}}
+    for name, ref in {
+        "GetTrack": f"{_TRACK}/get",
+        "DeleteTrack": f"{_TRACK}/delete",
+        "SimilarToTrack": f"{_TRACK}~1similar/get",
+        "TrackAudio": f"{_TRACK}~1audio/get",
+    }.items()
+}
 
 
 @router.post(
     "/v1/tracks",
     response_model=TrackCreated,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[WriteAccess],
-    responses=responses(400, 401, 409, 413, 415, 422, 503),
+    dependencies=[WriteAccess, SingleValuedForm],
+    responses={
+        201: {"description": "The track, stored and indexed.", "links": TRACK_LINKS},
+        **responses(400, 401, 409, 413, 415, 422, 503),
+    },
+    openapi_extra=AUDIO_UPLOAD_OPENAPI,
     summary="Add a new track by its audio",
 )
 async def add_track(
@@ -32,13 +50,20 @@ async def add_track(
     response: Response,
     file: Annotated[UploadFile, File(description="The track's recording.")],
     title: Annotated[str, Form(min_length=1, max_length=MAX_TEXT_LENGTH)],
-    artist: Annotated[str, Form(max_length=MAX_TEXT_LENGTH)] = "",
+    artist: Annotated[
+        str,
+        Form(
+            max_length=MAX_TEXT_LENGTH,
+            description="A known artist places the track by its audio and the artist's"
+            " earlier songs (placement: hybrid); a new or empty one by audio alone.",
+        ),
+    ] = "",
     track_id: Annotated[
         str | None,
         Form(
-            min_length=1,
             max_length=MAX_ID_LENGTH,
-            description="Your id for it; one is made up when left out.",
+            description="Your id for it; one is made up when left out or empty (a form"
+            " field cannot tell the two apart).",
         ),
     ] = None,
 ) -> TrackCreated:
@@ -47,14 +72,17 @@ async def add_track(
     recommended to the users whose factors point its way, before anyone has played it."""
     started = time.perf_counter()
     data = await read_upload(file, runtime.settings.max_upload_bytes)
-    track, embedding = await runtime.cpu(
+    track, embedding, placed = await runtime.cpu(
         runtime.add_track, data, file.filename or "upload", title, artist, track_id
     )
-    response.headers["Location"] = f"/v1/tracks/{track.id}"
+    response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # ids may be any text
     return TrackCreated(
         **track.model_dump(),
         model_version=runtime.require_version().version_id,
-        audio=AudioInfo(seconds=round(embedding.seconds, 3), truncated=embedding.truncated),
+        placement=placed.placement,
+        cf_vector=placed.cf_vector.tolist(),
+        content_vector=placed.content_vector.tolist(),
+        audio=audio_info(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,
             features_ms=embedding.features_ms,

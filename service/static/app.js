@@ -95,14 +95,16 @@ $("similar-form").addEventListener("submit", async (event) => {
   }
   const form = new FormData();
   form.append("file", chosenFile, chosenFile.name);
+  if ($("artist").value.trim()) form.append("artist", $("artist").value);
   const query = new URLSearchParams({ k: $("k").value, space: $("space").value });
   showStatus(status, "Listening…");
   $("similar-button").disabled = true;
   try {
     const result = await call(`/v1/similar?${query}`, { method: "POST", body: form });
     const t = result.timings;
-    showStatus(status, `${result.results.length} songs by cosine in the ${result.space} space` +
-      ` (model ${result.model_version}; ${result.audio.seconds.toFixed(1)} s heard;` +
+    const placed = result.placement === "hybrid" ? "placed by audio and artist" : "placed by audio";
+    showStatus(status, `${result.results.length} songs by cosine in the ${result.space} space,` +
+      ` ${placed} (model ${result.model_version}; ${result.audio.seconds.toFixed(1)} s heard;` +
       ` decode ${t.decode_ms.toFixed(0)} ms, features ${t.features_ms.toFixed(0)} ms,` +
       ` model ${t.model_ms.toFixed(0)} ms, search ${t.search_ms.toFixed(1)} ms)`);
     fillTable($("similar-results"), result.results);

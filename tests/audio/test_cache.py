@@ -22,7 +22,7 @@ FAILED = {"hush": "silent", "lyrics": "undecodable", "robin": "too_short"}
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, shared_audio_dir: Path, wav) -> Path:
+def dataset(tmp_path: Path, audio_assets: Path, wav) -> Path:
     """A dataset's audio/ folder: three songs that cache and three that cannot."""
     audio_dir = tmp_path / "world" / "audio"
     audio_dir.mkdir(parents=True)
@@ -32,7 +32,7 @@ def dataset(tmp_path: Path, shared_audio_dir: Path, wav) -> Path:
         ("trumpet.ogg", "trumpet_loop.ogg"),
         ("robin.ogg", "robin_chirp.ogg"),
     ]:
-        shutil.copy(shared_audio_dir / name, audio_dir / song_id)
+        shutil.copy(audio_assets / name, audio_dir / song_id)
     shutil.move(wav("hush.wav", np.zeros(4 * 22050), 22050), audio_dir / "hush.wav")
     (audio_dir / "lyrics.mp3").write_text("not a song\n" * 100)
     return audio_dir.parent
@@ -152,3 +152,57 @@ def test_featurize_command(dataset: Path, tmp_path: Path) -> None:
     assert MelCache.open(cache_dir).song_ids == CACHED
     missing = CliRunner().invoke(command, [str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no audio folder" in " ".join(missing.output.split())
+
+
+def test_featurize_refuses_non_finite_samples_and_normalises_hot_ones(tmp_path: Path) -> None:
+    """The front end's one rule on sample values, applied by featurize: NaN and inf are
+    failures naming the file; +6 dBFS and 1e30 are cached, finite."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    audio_dir = tmp_path / "world" / "audio"
+    audio_dir.mkdir(parents=True)
+    cases = {
+        "nan": "float-wav-nan",
+        "inf": "float-wav-inf",
+        "huge": "float-wav-1e30",
+        "hot": "float-wav-plus-6-dbfs",
+    }
+    for song_id, case in cases.items():
+        (audio_dir / f"{song_id}.wav").write_bytes(corpus[case].data)
+    summary = featurize(audio_dir.parent)
+    assert sorted(summary.failed) == ["inf", "nan"]
+    for song_id in ("inf", "nan"):
+        assert summary.failed[song_id].startswith(f"invalid_samples: {song_id}.wav: ")
+    cache = MelCache.open(summary.cache_dir)
+    assert cache.song_ids == ["hot", "huge"]
+    for song_id in cache.song_ids:
+        assert np.isfinite(cache.load(song_id)).all()
+
+
+def test_a_nan_mel_cached_before_the_check_is_computed_again(tmp_path: Path) -> None:
+    """A cache written before mels were checked finite may hold the NaN mel of a NaN
+    recording under an up-to-date stamp: the next featurize reads it once, finds it not
+    finite, and computes the song again, which the front end now refuses."""
+    from tests.hostile_audio import hostile_corpus
+
+    audio_dir = tmp_path / "world" / "audio"
+    audio_dir.mkdir(parents=True)
+    source = audio_dir / "nan.wav"
+    source.write_bytes(hostile_corpus()["float-wav-nan"].data)
+    (audio_dir / "hot.wav").write_bytes(hostile_corpus()["float-wav-plus-6-dbfs"].data)
+    summary = featurize(audio_dir.parent)
+    cache_dir = summary.cache_dir
+    stamp = audio.cache.SourceStamp.of(source).to_dict()  # what the old code stored
+    np.save(cache_dir / "nan.npy", np.full((FRONT_END.n_mels, 300), np.nan, np.float16))
+    (cache_dir / "nan.stamp.json").write_text(json.dumps({**stamp, "n_frames": 300}))
+    (cache_dir / "failures.json").write_text("{}")
+    hot_stamp = json.loads((cache_dir / "hot.stamp.json").read_text())
+    del hot_stamp["finite"]  # an old stamp of a good mel: checked, kept, marked
+    (cache_dir / "hot.stamp.json").write_text(json.dumps(hot_stamp))
+
+    again = featurize(audio_dir.parent)
+    assert (again.computed, again.skipped_up_to_date) == (0, 1)
+    assert again.failed["nan"].startswith("invalid_samples: nan.wav")
+    assert not (cache_dir / "nan.npy").exists()
+    assert json.loads((cache_dir / "hot.stamp.json").read_text())["finite"] is True

@@ -16,17 +16,17 @@ from audio.errors import AudioError
 
 SR = 22050
 
-# Durations from ../shared/audio/MANIFEST.md.
+# Durations from tests/assets/audio/MANIFEST.md.
 EXPECTED_SECONDS = {
-    "vibe_ace.mp3": 30.0,
-    "brahms_hungarian_dance_5.flac": 30.0,
-    "lets_go_fishin.m4a": 30.0,
-    "sugar_plum_fairy.wav": 30.0,
+    "vibe_ace.mp3": 8.0,
+    "brahms_hungarian_dance_5.flac": 8.1,
+    "lets_go_fishin.m4a": 8.0,
+    "sugar_plum_fairy.wav": 8.1,
     "trumpet_loop.ogg": 5.3,
-    "asc_game_theme.mp3": 30.0,
-    "warzone_track.opus": 30.0,
-    "humpback_whale.opus": 30.0,
-    "speech_librispeech.ogg": 13.9,
+    "asc_game_theme.mp3": 8.0,
+    "warzone_track.opus": 8.0,
+    "humpback_whale.opus": 8.0,
+    "speech_librispeech.ogg": 8.0,
     "robin_chirp.ogg": 2.7,
 }
 
@@ -37,8 +37,8 @@ def dominant_hz(samples: np.ndarray, rate: int) -> float:
 
 
 @pytest.mark.parametrize("file_name", sorted(EXPECTED_SECONDS))
-def test_real_recordings_decode_to_mono_at_22050(shared_audio_dir: Path, file_name: str) -> None:
-    decoded = decode_audio(shared_audio_dir / file_name)
+def test_real_recordings_decode_to_mono_at_22050(audio_assets: Path, file_name: str) -> None:
+    decoded = decode_audio(audio_assets / file_name)
     assert decoded.sample_rate == SR
     assert decoded.samples.ndim == 1 and decoded.samples.dtype == np.float32
     assert decoded.seconds == pytest.approx(EXPECTED_SECONDS[file_name], abs=0.1)
@@ -47,8 +47,8 @@ def test_real_recordings_decode_to_mono_at_22050(shared_audio_dir: Path, file_na
     assert 0.05 < np.abs(decoded.samples).max() < 1.5
 
 
-def test_bytes_decode_like_the_file(shared_audio_dir: Path) -> None:
-    path = shared_audio_dir / "trumpet_loop.ogg"
+def test_bytes_decode_like_the_file(audio_assets: Path) -> None:
+    path = audio_assets / "trumpet_loop.ogg"
     from_bytes = decode_audio(path.read_bytes(), name="upload.ogg")
     np.testing.assert_array_equal(from_bytes.samples, decode_audio(path).samples)
 
@@ -67,24 +67,24 @@ def test_empty_input(tmp_path: Path) -> None:
     assert "upload" in str(expect_error("empty", b"", name="upload"))
 
 
-def test_header_without_samples_is_undecodable(wav, shared_audio_dir: Path) -> None:
+def test_header_without_samples_is_undecodable(wav, audio_assets: Path) -> None:
     expect_error("undecodable", wav("header_only.wav", np.zeros(0), 44100))
-    flac = (shared_audio_dir / "brahms_hungarian_dance_5.flac").read_bytes()
+    flac = (audio_assets / "brahms_hungarian_dance_5.flac").read_bytes()
     expect_error("undecodable", flac[:64] + bytes(range(256)) * 20)
 
 
-def test_truncated_mp3_header_is_undecodable(shared_audio_dir: Path, tmp_path: Path) -> None:
+def test_truncated_mp3_header_is_undecodable(audio_assets: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.mp3"
-    cut.write_bytes((shared_audio_dir / "vibe_ace.mp3").read_bytes()[:200])
+    cut.write_bytes((audio_assets / "vibe_ace.mp3").read_bytes()[:200])
     error = expect_error("undecodable", cut)
     assert "cut.mp3" in str(error)
     assert isinstance(error.__cause__, av.FFmpegError)  # wrapped, not leaked
 
 
-def test_cut_off_mp3_gives_what_decodes(shared_audio_dir: Path) -> None:
-    whole = (shared_audio_dir / "vibe_ace.mp3").read_bytes()
+def test_cut_off_mp3_gives_what_decodes(audio_assets: Path) -> None:
+    whole = (audio_assets / "vibe_ace.mp3").read_bytes()
     decoded = decode_audio(whole[: len(whole) // 3])
-    assert decoded.seconds == pytest.approx(10.0, abs=1.0)
+    assert decoded.seconds == pytest.approx(8.0 / 3, abs=0.3)
 
 
 def test_text_and_garbage_are_undecodable(tmp_path: Path) -> None:
@@ -96,9 +96,9 @@ def test_text_and_garbage_are_undecodable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("file_name", ["trumpet_loop.ogg", "asc_game_theme.mp3"])
-def test_damaged_files_raise_only_audio_errors(shared_audio_dir: Path, file_name: str) -> None:
+def test_damaged_files_raise_only_audio_errors(audio_assets: Path, file_name: str) -> None:
     """Cut, overwritten or scrambled bytes either decode or raise AudioError, nothing else."""
-    data = np.frombuffer((shared_audio_dir / file_name).read_bytes()[:100_000], np.uint8)
+    data = np.frombuffer((audio_assets / file_name).read_bytes()[:100_000], np.uint8)
     rng = np.random.default_rng(3)
     for trial in range(12):
         damaged = data.copy()
@@ -114,8 +114,8 @@ def test_damaged_files_raise_only_audio_errors(shared_audio_dir: Path, file_name
             pass
 
 
-def test_playlist_is_not_followed(shared_audio_dir: Path) -> None:
-    playlist = f"ffconcat version 1.0\nfile '{shared_audio_dir / 'vibe_ace.mp3'}'\n"
+def test_playlist_is_not_followed(audio_assets: Path) -> None:
+    playlist = f"ffconcat version 1.0\nfile '{audio_assets / 'vibe_ace.mp3'}'\n"
     expect_error("undecodable", playlist.encode())
 
 
@@ -181,9 +181,9 @@ def test_two_hour_file_stops_at_max_seconds(wav) -> None:
     assert elapsed < 2.0  # ten seconds take milliseconds; the whole two hours, seconds
 
 
-def test_over_max_bytes_is_refused(shared_audio_dir: Path) -> None:
+def test_over_max_bytes_is_refused(audio_assets: Path) -> None:
     limits = DecodeLimits(max_bytes=1000)
-    path = shared_audio_dir / "robin_chirp.ogg"
+    path = audio_assets / "robin_chirp.ogg"
     assert "robin_chirp.ogg" in str(expect_error("too_large", path, limits=limits))
     expect_error("too_large", path.read_bytes(), limits=limits)
 
@@ -193,3 +193,55 @@ def test_audio_error_survives_pickling() -> None:
     assert (error.code, str(error)) == ("silent", "a.wav: silent")
     with pytest.raises(ValueError, match="unknown"):
         AudioError("loud", "a.wav", "too loud")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", ["float-wav-nan", "float-wav-inf"])
+def test_non_finite_samples_are_refused_naming_the_file(case: str) -> None:
+    from tests.hostile_audio import hostile_corpus
+
+    hostile = hostile_corpus()[case]
+    with pytest.raises(AudioError, match=f"^{hostile.filename}: .*NaN or infinite") as caught:
+        decode_audio(hostile.data, name=hostile.filename)
+    assert caught.value.code == "invalid_samples"
+
+
+@pytest.mark.parametrize(("gain", "channels"), [(2.0, 1), (1e30, 1), (1e38, 2)])
+def test_samples_above_full_scale_are_peak_normalised(gain: float, channels: int) -> None:
+    """+6 dBFS, 1e30 (whose power overflows float32) and 1e38 in stereo all come out as the
+    same recording scaled to peak at full scale; the decoder says it did so."""
+    from tests.hostile_audio import tone, wav_bytes
+
+    music = np.repeat(tone(3.5)[:, None], channels, axis=1)
+    reference = decode_audio(wav_bytes(music, SR, float32=True))
+    assert not reference.normalised and reference.peak < 1.0
+    hot = decode_audio(wav_bytes(music * gain, SR, float32=True))
+    assert hot.normalised
+    assert hot.peak == pytest.approx(reference.peak * gain, rel=1e-5)
+    assert hot.peak_dbfs == pytest.approx(20 * np.log10(reference.peak * gain), rel=1e-5)
+    assert np.isfinite(hot.samples).all()
+    np.testing.assert_allclose(hot.samples, reference.samples / reference.peak, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "demuxer", "extension"),
+    [
+        ("wav", "pcm_s16le", "wav", "wav"),
+        ("flac", "flac", "flac", "flac"),
+        ("ogg", "libopus", "ogg", "ogg"),
+        ("mp3", "libmp3lame", "mp3", "mp3"),
+        ("mp4", "aac", "mov", "m4a"),
+        ("adts", "aac", "aac", "m4a"),
+    ],
+)
+def test_the_container_read_names_the_file_extension(
+    container: str, codec: str, demuxer: str, extension: str
+) -> None:
+    """What the decoder opened, not the upload's name or leading bytes, says how to file it."""
+    from corpus.dataset import AUDIO_EXTENSIONS
+    from tests.hostile_audio import encoded, tone
+
+    rate = 48000 if codec == "libopus" else 44100
+    audio = encoded(container, codec, tone(1.0, rate, amplitude=0.3), rate)
+    decoded = decode_audio(audio, name="upload")
+    assert (decoded.container, decoded.extension) == (demuxer, extension)
+    assert decoded.extension in AUDIO_EXTENSIONS

@@ -11,7 +11,7 @@ import torch
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import decode_audio
 from audio.errors import AudioError
-from audio.frontend import check_usable, log_mel, mel_windows
+from audio.frontend import check_finite, check_usable, log_mel, mel_windows
 from audio.mel import LogMel
 
 MUSIC = [
@@ -52,8 +52,8 @@ def test_silence_sits_at_the_log_offset_floor() -> None:
 
 
 @pytest.mark.parametrize("file_name", MUSIC)
-def test_real_recordings_give_mels(shared_audio_dir: Path, file_name: str) -> None:
-    path = shared_audio_dir / file_name
+def test_real_recordings_give_mels(audio_assets: Path, file_name: str) -> None:
+    path = audio_assets / file_name
     n_samples = decode_audio(path).samples.size
     mel = log_mel(path)
     assert mel.shape == (128, 1 + n_samples // 512) and mel.dtype == np.float32
@@ -61,18 +61,18 @@ def test_real_recordings_give_mels(shared_audio_dir: Path, file_name: str) -> No
     assert mel_windows(mel).shape == (mel.shape[1] // 130, 128, 130)
 
 
-def test_log_mel_is_the_modules_output(shared_audio_dir: Path) -> None:
+def test_log_mel_is_the_modules_output(audio_assets: Path) -> None:
     """The cached path (log_mel) and the encoder's path (LogMel on samples) agree."""
-    path = shared_audio_dir / "vibe_ace.mp3"
+    path = audio_assets / "vibe_ace.mp3"
     samples = torch.from_numpy(decode_audio(path).samples)
     with torch.no_grad():
         expected = LogMel()(samples)[0].numpy()
     np.testing.assert_allclose(log_mel(path.read_bytes()), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_robin_chirp_is_too_short(shared_audio_dir: Path) -> None:
+def test_robin_chirp_is_too_short(audio_assets: Path) -> None:
     with pytest.raises(AudioError) as caught:
-        log_mel(shared_audio_dir / "robin_chirp.ogg")
+        log_mel(audio_assets / "robin_chirp.ogg")
     assert caught.value.code == "too_short"
     assert "robin_chirp.ogg" in str(caught.value)
 
@@ -109,3 +109,23 @@ def test_mel_windows() -> None:
     assert mel_windows(mel[:, :130]).shape == (1, 4, 130)
     assert mel_windows(mel[:, :129]).shape == (0, 4, 130)
     assert mel_windows(mel.astype(np.float16)).dtype == np.float16
+
+
+def test_log_mel_of_hostile_samples_is_finite_or_refused() -> None:
+    """The mel the cache stores is finite for over-full-scale floats; NaN is refused."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    for case in ("float-wav-1e30", "float-wav-plus-6-dbfs"):
+        assert np.isfinite(log_mel(corpus[case].data)).all()
+    with pytest.raises(AudioError, match="nan.wav") as caught:
+        log_mel(corpus["float-wav-nan"].data, name="nan.wav")
+    assert caught.value.code == "invalid_samples"
+
+
+def test_check_finite_refuses_nan_and_inf() -> None:
+    check_finite(np.zeros(3, np.float32), "song.wav", "log-mel")
+    for bad in (np.nan, np.inf):
+        with pytest.raises(AudioError, match="song.wav: the log-mel holds NaN") as caught:
+            check_finite(np.array([0.0, bad]), "song.wav", "log-mel")
+        assert caught.value.code == "unembeddable"

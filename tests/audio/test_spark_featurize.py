@@ -22,13 +22,13 @@ BROKEN = {"truncated": "too_short", "hush": "silent", "lyrics": "undecodable"}
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, tiny_world: Path, shared_audio_dir: Path, wav) -> Path:
+def dataset(tmp_path: Path, tiny_world: Path, audio_assets: Path, wav) -> Path:
     """20 songs of the tiny world, plus a truncated, a silent and a non-audio file."""
     audio_dir = tmp_path / "world" / "audio"
     audio_dir.mkdir(parents=True)
     for song in sorted((tiny_world / "audio").iterdir())[:N_SONGS]:
         shutil.copy2(song, audio_dir / song.name)
-    recording = (shared_audio_dir / "sugar_plum_fairy.wav").read_bytes()
+    recording = (audio_assets / "sugar_plum_fairy.wav").read_bytes()
     (audio_dir / "truncated.wav").write_bytes(recording[: len(recording) // 40])
     shutil.move(wav("hush.wav", np.zeros(4 * 22050), 22050), audio_dir / "hush.wav")
     (audio_dir / "lyrics.mp3").write_text("not a song\n" * 100)

@@ -35,9 +35,9 @@ def test_storing_twice_is_a_no_op_and_inputs_agree(tmp_path):
     assert not any((tmp_path / INCOMING).iterdir())  # no temporary files left behind
 
 
-def test_real_recordings_round_trip(tmp_path, shared_audio_dir):
+def test_real_recordings_round_trip(tmp_path, audio_assets):
     store = AudioStore(tmp_path)
-    for recording in sorted(shared_audio_dir.glob("*.ogg")):
+    for recording in sorted(audio_assets.glob("*.ogg")):
         stored = store.put(recording, recording.suffix)
         assert store.path(stored.relative_path).read_bytes() == recording.read_bytes()
 

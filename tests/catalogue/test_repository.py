@@ -156,6 +156,10 @@ def test_listens_are_accepted_or_rejected_one_by_one(db):
     assert all("count must be" in reason for reason in reasons[1:6])
     assert "user_id" in reasons[6] and "user_id" in reasons[7]
     assert "timezone-aware" in reasons[8]
+    assert [r.reason for r in results] == [None, "unknown_track"] + ["invalid_listen"] * 8 + [
+        None,
+        None,
+    ]
     assert results[0] == ListenResult(True)
 
     listens = db.export_listens()
@@ -194,3 +198,60 @@ def test_vector_versions_are_recorded(db):
     assert {t.vector_version for t in db.list_tracks()} == {"2024-06-01"}
     with pytest.raises(InvalidTrack):
         db.set_vector_version(["s1"], "")
+
+
+def stored_files(db) -> list:
+    return sorted(p for p in db.audio_store.root.rglob("*") if p.is_file())
+
+
+def test_a_track_with_its_vector_is_written_all_or_nothing(db):
+    from sqlalchemy import text
+
+    from catalogue.events import last_event_seq
+    from catalogue.vectors import track_vectors
+
+    with pytest.raises(ValueError, match="finite"):
+        db.add_track("bad", "Bad", audio=b"x" * 100, audio_ext="wav", vector_version="v1",
+                     vector=np.full(4, np.nan))  # fmt: skip
+    with pytest.raises(InvalidTrack, match="vector_version"):
+        db.add_track("bad", "Bad", audio=b"x" * 100, audio_ext="wav", vector=np.ones(4))
+    assert db.count_tracks() == 0 and stored_files(db) == [] and last_event_seq(db) == 0
+
+    vector = np.arange(1, 5, dtype=np.float32)
+    db.add_track("good", "Good", audio=b"y" * 100, audio_ext="wav", vector_version="v1",
+                 vector=vector)  # fmt: skip
+    np.testing.assert_array_equal(track_vectors(db, "v1", ["good"])["good"], vector)
+    with db.engine.connect() as connection:
+        kinds = connection.execute(text("SELECT kind FROM track_events")).scalars().all()
+    assert kinds == ["added"]
+
+
+def test_racing_adds_of_one_id_leave_one_track_and_one_file(db):
+    """Eight uploads of different bytes under one id at once: one wins, and the audio
+    the losers stored before their transaction failed is taken back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def add(n: int) -> bool:
+        try:
+            db.add_track("race", f"Take {n}", audio=bytes([n]) * 1000, audio_ext="wav",
+                         vector_version="v1", vector=np.ones(4))  # fmt: skip
+        except DuplicateTrack:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(add, range(8)))
+    assert sum(won) == 1
+    track = db.get_track("race")
+    assert stored_files(db) == [db.audio_store.path(track.audio_path)]
+    assert not any((db.audio_store.root / ".incoming").iterdir())
+
+
+def test_a_failed_add_keeps_audio_another_track_shares(db):
+    db.add_track("first", "First", audio=b"same" * 100, audio_ext="wav")
+    with pytest.raises(DuplicateTrack):
+        db.add_track("first", "Again", audio=b"other" * 100, audio_ext="wav")
+    shared = db.add_track("second", "Second", audio=b"same" * 100, audio_ext="wav")
+    with pytest.raises(DuplicateTrack):
+        db.add_track("second", "Again", audio=b"same" * 100, audio_ext="wav")
+    assert stored_files(db) == [db.audio_store.path(shared.audio_path)]

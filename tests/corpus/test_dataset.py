@@ -90,9 +90,10 @@ def test_find_audio_keeps_the_first_file_of_a_song_and_ignores_the_rest(root: Pa
     [
         ("u1\tSOAAA\n", "Expected 3 columns"),
         ("u1\tSOAAA\t1\textra\n", "Expected 3 columns"),
-        ("u1\tSOAAA\tmany\n", "invalid value 'many'"),
-        ("u1\tSOAAA\t0\n", "integers >= 1"),
-        ("u1\tSOAAA\t-2\n", "integers >= 1"),
+        ("u1\tSOAAA\tmany\n", "play count 'many' is not an integer"),
+        ("u1\tSOAAA\t0x4\n", "play count '0x4' is not an integer"),
+        ("u1\tSOAAA\t0\n", "play count '0' is below 1"),
+        ("u1\tSOAAA\t-2\n", "play count '-2' is below 1"),
         ("u1\tSOAAA\t3000000000\n", "int32"),
         ("u1\tSOAAA\t\n", "empty play counts"),
         ("u1\tSOAAA\t1\n\nu2\tSOAAA\t1\n", "empty play counts (or empty lines)"),

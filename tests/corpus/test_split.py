@@ -149,3 +149,109 @@ def test_only_holdable_songs_are_held_out(listens: pd.DataFrame, catalogue: list
     # every song holdable: the very split drawn without the argument
     everything = cold_split(listens, catalogue, 0.1, 0.1, seed=4, holdable=catalogue)
     assert everything == cold_split(listens, catalogue, 0.1, 0.1, seed=4)
+
+
+# ---- cold artists ------------------------------------------------------------------------
+
+N_ARTISTS = 50
+
+
+@pytest.fixture(scope="module")
+def artists(catalogue: list[str]) -> list[object]:
+    """An artist per song (about 8 songs each), spelt the many ways a catalogue spells one
+    name; every 40th song has no artist at all."""
+    rng = np.random.default_rng(11)
+    names = [f"Artist {i}" for i in rng.integers(N_ARTISTS, size=len(catalogue))]
+    spellings = (str, lambda n: f" {n} ", lambda n: f"{n} feat. Guest", str.upper)
+    spelt: list[object] = [spellings[i % len(spellings)](name) for i, name in enumerate(names)]
+    for i in range(0, len(spelt), 40):
+        spelt[i] = None if i % 80 else "   "
+    return spelt
+
+
+def _artist_key(artists: list[object], catalogue: list[str]) -> dict[str, str]:
+    from corpus.artists import normalise_artist
+
+    return {song: normalise_artist(name) for song, name in zip(catalogue, artists, strict=True)}
+
+
+def test_cold_artists_have_no_training_song(
+    listens: pd.DataFrame, catalogue: list[str], artists: list[object]
+) -> None:
+    split = cold_split(listens, catalogue, seed=4, artists=artists, cold_artist_fraction=0.1)
+    key = _artist_key(artists, catalogue)
+    assert len(split.cold_artists) == round(0.1 * N_ARTISTS)
+    train_artists = {key[song] for song in split.train}
+    assert not train_artists & set(split.cold_artists)
+    heard = set(split.train) | set(split.valid) | set(split.test)
+    held_whole = {song for song in heard if key[song] in split.cold_artists}
+    assert held_whole <= set(split.test)  # every listened song of a held-out artist
+    kinds = dict(zip(split.test, split.test_kinds or [], strict=True))
+    assert len(kinds) == len(split.test)
+    for song, kind in kinds.items():
+        expected = "cold_track" if key[song] and key[song] in train_artists else "cold_artist"
+        assert kind == expected, song
+    assert all(kinds[song] == "cold_artist" for song in held_whole)
+    assert all(kinds[song] == "cold_artist" for song in split.test if not key[song])
+    counts = split.kind_counts()
+    assert counts["cold_artist"] >= len(held_whole) > 0
+    assert counts["cold_track"] >= round(0.1 * N_SONGS) - 5  # drawn songs, nearly all known
+    assert sum(counts.values()) == len(split.test)
+
+
+def test_cold_artist_split_is_seeded(
+    listens: pd.DataFrame, catalogue: list[str], artists: list[object]
+) -> None:
+    first = cold_split(listens, catalogue, seed=1, artists=artists)
+    assert cold_split(listens, catalogue, seed=1, artists=artists) == first
+    by_song = dict(zip(catalogue, artists, strict=True))
+    reordered = list(reversed(catalogue))
+    again = cold_split(listens, reordered, seed=1, artists=[by_song[s] for s in reordered])
+    assert again == first
+    assert cold_split(listens, catalogue, seed=2, artists=artists).cold_artists != (
+        first.cold_artists
+    )
+
+
+def test_cold_artists_follow_artist_popularity(
+    listens: pd.DataFrame, catalogue: list[str], artists: list[object]
+) -> None:
+    """One artist per popularity stratum: the held-out artists span the least and the most
+    listened ones, not whatever a uniform draw gives."""
+    key = _artist_key(artists, catalogue)
+    counts = dict(zip(catalogue, listener_counts(listens, catalogue), strict=True))
+    popularity: dict[str, int] = {}
+    for song, artist in key.items():
+        if artist:
+            popularity[artist] = popularity.get(artist, 0) + counts[song]
+    ranked = sorted(popularity, key=popularity.__getitem__)
+    split = cold_split(listens, catalogue, seed=0, artists=artists, cold_artist_fraction=0.2)
+    ranks = sorted(ranked.index(artist) for artist in split.cold_artists)
+    stratum = len(ranked) / len(ranks)
+    assert all(i * stratum - 1 <= rank < (i + 1) * stratum + 1 for i, rank in enumerate(ranks))
+
+
+def test_given_test_songs_get_kinds(
+    listens: pd.DataFrame, catalogue: list[str], artists: list[object], tmp_path: Path
+) -> None:
+    path = tmp_path / "test_songs.txt"
+    path.write_text("S0001\nS0040\nS0002\n")  # S0040: no artist
+    split = split_from_file(path, listens, catalogue, artists=artists)
+    kinds = dict(zip(split.test, split.test_kinds or [], strict=True))
+    assert kinds["S0040"] == "cold_artist"
+    assert kinds["S0001"] == "cold_track"  # its artist has ~8 songs, nearly all training
+    assert split.cold_artists == []
+
+
+def test_kinds_survive_the_round_trip(
+    listens: pd.DataFrame, catalogue: list[str], artists: list[object], tmp_path: Path
+) -> None:
+    split = cold_split(listens, catalogue, seed=0, artists=artists)
+    manifest = write_split(split, tmp_path)
+    assert manifest["counts"]["cold_artist"] == split.kind_counts()["cold_artist"] > 0
+    assert load_split(tmp_path) == split
+
+
+def test_artists_must_follow_the_songs(listens: pd.DataFrame, catalogue: list[str]) -> None:
+    with pytest.raises(SplitError, match="artists given"):
+        cold_split(listens, catalogue, artists=["a"])

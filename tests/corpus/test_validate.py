@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from cli.validate import front_end_refusal
 from corpus.dataset import DatasetError, load_dataset
 from corpus.validate import KINDS, Problem, ValidationReport, probe_audio, validate_dataset
 
@@ -31,7 +32,7 @@ LISTENS = [
     ("u4", "S2", 1),
 ]
 SINE_SECONDS = 4.0
-BRAHMS_SECONDS = 30.0
+BRAHMS_SECONDS = 8.081
 ROBIN_SECONDS = 2.699
 
 
@@ -51,7 +52,7 @@ def listens_text(rows: list[tuple[str, str, int]]) -> str:
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, shared_audio_dir: Path) -> Path:
+def dataset(tmp_path: Path, audio_assets: Path) -> Path:
     """A good dataset: three sine waves, two real recordings (linked, not copied)."""
     root = tmp_path / "dataset"
     (root / "audio").mkdir(parents=True)
@@ -59,8 +60,8 @@ def dataset(tmp_path: Path, shared_audio_dir: Path) -> Path:
     (root / "listens.tsv").write_text(listens_text(LISTENS))
     for song_id, rate in (("S1", 8000), ("S2", 16000), ("S3", 22050)):
         write_sine(root / "audio" / f"{song_id}.wav", rate=rate)
-    (root / "audio" / "S4.flac").symlink_to(shared_audio_dir / "brahms_hungarian_dance_5.flac")
-    (root / "audio" / "S5.ogg").symlink_to(shared_audio_dir / "robin_chirp.ogg")
+    (root / "audio" / "S4.flac").symlink_to(audio_assets / "brahms_hungarian_dance_5.flac")
+    (root / "audio" / "S5.ogg").symlink_to(audio_assets / "robin_chirp.ogg")
     return root
 
 
@@ -137,15 +138,16 @@ def test_each_bad_listen_is_reported_at_its_line(
             load_dataset(dataset)
 
 
-def test_stricter_than_the_loader_on_count_spelling(dataset: Path) -> None:
-    """pyarrow's int parser takes ' 4' and '0x4'; the contract says decimal digits."""
-    rows = listens_text(LISTENS) + "u5\tS1\t0x4\nu5\tS2\t 4\n"
-    (dataset / "listens.tsv").write_text(rows)
+@pytest.mark.parametrize("count", ["0x4", " 4", "+4", "4 "])
+def test_count_spelling_is_one_rule_for_validate_and_loader(dataset: Path, count: str) -> None:
+    """pyarrow's int parser would take ' 4' and '0x4'; the contract says decimal digits, and
+    validation and the loader apply that one rule (`corpus.dataset.classify_counts`)."""
+    (dataset / "listens.tsv").write_text(listens_text(LISTENS) + f"u5\tS1\t{count}\n")
     report = validate_dataset(dataset)
-    assert located(report) == [
-        ("listens-count", "listens.tsv", 9),
-        ("listens-count", "listens.tsv", 10),
-    ]
+    assert located(report) == [("listens-count", "listens.tsv", 9)]
+    assert f"play count {count!r} is not an integer" in report.problems[0].message
+    with pytest.raises(DatasetError, match="is not an integer"):
+        load_dataset(dataset)
 
 
 def test_every_problem_keeps_its_line_among_many(dataset: Path) -> None:
@@ -339,13 +341,13 @@ def test_an_empty_listens_file_and_a_missing_folder(tmp_path: Path, dataset: Pat
     assert not report.ok and "not a folder" in only_problem(report).message
 
 
-def test_probe_reads_every_shared_recording(shared_audio_dir: Path) -> None:
-    recordings = sorted(p for p in shared_audio_dir.iterdir() if p.suffix != ".md")
+def test_probe_reads_every_real_recording(audio_assets: Path) -> None:
+    recordings = sorted(p for p in audio_assets.iterdir() if p.suffix != ".md")
     assert len(recordings) >= 5
     for path in recordings:
         probe = probe_audio(path)
         assert probe.error is None, path
-        assert probe.seconds is not None and 2.0 < probe.seconds <= 30.1, path
+        assert probe.seconds is not None and 2.0 < probe.seconds <= 8.1, path
 
 
 def test_probe_names_the_failure(tmp_path: Path) -> None:
@@ -361,7 +363,7 @@ def test_every_kind_has_a_severity_and_a_description() -> None:
 
 def test_cli_exit_codes_and_output(dataset: Path) -> None:
     runner = CliRunner()
-    good = runner.invoke(app, ["validate", str(dataset), "--workers", "2"])
+    good = runner.invoke(app, ["validate", str(dataset), "--workers", "2", "--headers-only"])
     assert good.exit_code == 0, good.output
     assert "users" in good.output and "0 errors, 0 warnings" in good.output
 
@@ -373,3 +375,46 @@ def test_cli_exit_codes_and_output(dataset: Path) -> None:
     assert "listens.tsv:10:" not in bad.output
     assert "... and 2 more play counts" in bad.output
     assert "3 errors" in bad.output
+
+
+def test_cli_warns_of_clips_featurize_refuses(dataset: Path) -> None:
+    """The robin (2.7 s) is shorter than one window; S3 is made digitally silent."""
+    with wave.open(str(dataset / "audio" / "S3.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(22050)
+        out.writeframes(bytes(2 * 4 * 22050))
+    result = CliRunner().invoke(app, ["validate", str(dataset), "--workers", "2"])
+    assert result.exit_code == 0, result.output  # warnings: the dataset still loads
+    assert "audio/S3.wav: featurize skips it: silent (RMS" in result.output
+    assert "audio/S5.ogg: featurize skips it: 2.70 s is shorter than one 3.00 s window" in (
+        result.output
+    )
+    assert "0 errors, 2 warnings" in result.output
+    report = validate_dataset(dataset, clip_check=front_end_refusal)
+    assert located(report) == [
+        ("audio-unusable", "audio/S3.wav", None),
+        ("audio-unusable", "audio/S5.ogg", None),
+    ]
+
+
+def test_validate_applies_the_front_ends_rule_on_sample_values(dataset: Path) -> None:
+    """NaN or inf samples are errors naming the file; a float export above full scale is a
+    warning (the front end peak-normalises it), as featurize and the service treat them."""
+    from tests.hostile_audio import hostile_corpus
+
+    corpus = hostile_corpus()
+    audio = dataset / "audio"
+    for song_id, case in [("S1", "float-wav-nan"), ("S2", "float-wav-plus-6-dbfs")]:
+        for old in audio.glob(f"{song_id}.*"):
+            old.unlink()
+        (audio / f"{song_id}.wav").write_bytes(corpus[case].data)
+    report = validate_dataset(dataset, workers=2)
+    assert located(report) == [
+        ("audio-invalid-samples", "audio/S1.wav", None),
+        ("audio-over-full-scale", "audio/S2.wav", None),
+    ]
+    messages = {problem.file: problem.message for problem in report.problems}
+    assert "NaN or infinite" in messages["audio/S1.wav"]
+    assert messages["audio/S2.wav"].startswith("peaks at +")
+    assert report.errors == 1 and report.warnings == 1

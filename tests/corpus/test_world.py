@@ -15,7 +15,23 @@ from typer.testing import CliRunner
 
 from corpus.dataset import load_dataset
 from corpus.world import TRUTH_FILE, WorldError, generate_world
+from corpus.world_audio import SAMPLE_RATE, render_song
+from corpus.world_catalogue import draw_catalogue
+from corpus.world_gm import (
+    DRUM_BANK,
+    GM_DRUM_KEYS,
+    GM_KITS,
+    GM_PROGRAMS,
+    draw_production,
+)
 from corpus.world_score import parse_chord
+from corpus.world_soundfont import (
+    SOUNDFONT_ENV,
+    SOUNDFONT_PACKAGE,
+    render_song_soundfont,
+    soundfont_path,
+)
+from corpus.world_style import GENRES, INSTRUMENTS, KITS, PATTERNS
 
 TINY_SONGS, TINY_USERS, TINY_SECONDS = 120, 300, 6.0
 
@@ -223,3 +239,93 @@ def test_world_command_prints_a_summary(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "4 songs" in result.output and "6 listeners" in result.output
+
+
+def test_every_world_instrument_kit_and_drum_has_a_general_midi_sound() -> None:
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    sfid = synth.sfload(str(soundfont_path()))
+    assert set(GM_PROGRAMS) == set(INSTRUMENTS)
+    for name, programs in GM_PROGRAMS.items():
+        for program in programs:
+            assert synth.sfpreset_name(sfid, 0, program), (name, program)
+    assert set(GM_KITS) == set(KITS)
+    for kit, presets in GM_KITS.items():
+        for preset in presets:
+            assert synth.sfpreset_name(sfid, DRUM_BANK, preset), (kit, preset)
+    voices = {voice for levels in PATTERNS.values() for bar in levels for voice in bar}
+    assert voices | {"crash"} <= set(GM_DRUM_KEYS)
+
+
+@pytest.fixture(scope="module")
+def one_artist_per_genre():
+    """The first artist of each genre in a seeded catalogue, its production and first song."""
+    artists, songs = draw_catalogue(np.random.default_rng([11, 1]), 400)
+    rng = np.random.default_rng([11, 5])
+    productions = [draw_production(rng, artist) for artist in artists]
+    first = {}
+    for song in songs:
+        first.setdefault(song.genre, (artists[song.artist], productions[song.artist], song))
+    assert len(first) == len(GENRES)
+    return [first[g] for g in sorted(first)]
+
+
+def test_every_genre_renders_on_sampled_instruments(one_artist_per_genre) -> None:
+    for artist, production, song in one_artist_per_genre:
+        clip, _ = render_song_soundfont(song, artist, production, 3.0)
+        genre = GENRES[song.genre].name
+        assert clip.shape == (3 * SAMPLE_RATE, 2) and clip.dtype == np.float32, genre
+        assert np.isfinite(clip).all(), genre
+        peak = np.max(np.abs(clip))
+        assert 10 ** (-4.1 / 20) <= peak <= 10 ** (-1.9 / 20), genre
+        assert np.sqrt(np.mean(clip**2)) > 0.02, genre  # music, not near-silence
+        synthesized, _ = render_song(song, artist, 3.0)
+        assert not np.allclose(clip, synthesized, atol=0.05), genre
+
+
+def test_a_rendering_does_not_depend_on_what_was_rendered_before(one_artist_per_genre) -> None:
+    (artist, production, song), (other_artist, other_production, other) = one_artist_per_genre[:2]
+    first, _ = render_song_soundfont(song, artist, production, 3.0)
+    render_song_soundfont(other, other_artist, other_production, 3.0)
+    again, _ = render_song_soundfont(song, artist, production, 3.0)
+    assert first.tobytes() == again.tobytes()
+
+
+def test_each_artist_keeps_its_own_programs(tiny_world: Path, truth: dict) -> None:
+    assert truth["instruments"] == "soundfont"
+    programs = [tuple(a["production"]["programs"].values()) for a in truth["artists"]]
+    assert len(set(programs)) == len(programs)  # no two artists share all their gear
+    kits = {a["production"]["kit"] for a in truth["artists"]}
+    assert len(kits) >= 4
+
+
+def test_the_synthesizer_is_chosen_explicitly_and_changes_only_the_audio(tmp_path: Path) -> None:
+    sizes = dict(n_songs=4, n_users=6, clip_seconds=3.0, seed=2, workers=1)
+    generate_world(tmp_path / "sf", **sizes)
+    generate_world(tmp_path / "synth", instruments="synth", **sizes)
+    sampled, synthesized = digests(tmp_path / "sf"), digests(tmp_path / "synth")
+    for name in ("listens.tsv", "songs.csv"):
+        assert sampled[name] == synthesized[name]
+    audio = [name for name in sampled if name.startswith("audio/")]
+    assert len(audio) == 4 and all(sampled[name] != synthesized[name] for name in audio)
+    truth = json.loads((tmp_path / "synth" / TRUTH_FILE).read_text(encoding="utf-8"))
+    assert truth["instruments"] == "synth" and "production" not in truth["artists"][0]
+    with pytest.raises(WorldError, match="soundfont, synth"):
+        generate_world(tmp_path / "other", instruments="organ", **sizes)
+
+
+def test_a_missing_soundfont_is_a_clear_error_naming_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import app
+
+    monkeypatch.setenv(SOUNDFONT_ENV, str(tmp_path / "missing.sf2"))
+    with pytest.raises(WorldError, match=SOUNDFONT_PACKAGE):
+        generate_world(tmp_path / "w", n_songs=4, n_users=6, clip_seconds=3.0, workers=1)
+    assert not (tmp_path / "w").exists()
+    args = ["world", "--out", str(tmp_path / "w"), "--songs", "4", "--users", "6"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert SOUNDFONT_PACKAGE in said and "--instruments synth" in said

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from audio.cache import default_cache_dir
-from evaluation.gate import GateError, GateSettings, quality_gate
+from evaluation.gate import GateError, GateSettings, RecordedScore, quality_gate
 from pipeline.registry import LoadedVersion, load_current, publish_run
 
 PREDICTIONS = Path("models/cnn/test_song_factors.npy")
+HYBRID = Path("models/hybrid/test_song_factors.npy")
 STRICT = GateSettings(map_tolerance=0.0, auc_tolerance=0.0)
 
 
@@ -27,10 +28,14 @@ def current(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Load
     return load_current(registry)
 
 
-def _candidate(trained_run: Path, folder: Path, predictions: np.ndarray) -> Path:
-    """A copy of `trained_run` whose CNN predicted `predictions` for the test songs."""
+def _candidate(
+    trained_run: Path, folder: Path, predictions: np.ndarray, hybrid: np.ndarray | None = None
+) -> Path:
+    """A copy of `trained_run` whose CNN predicted `predictions` for the test songs (and its
+    hybrid placed them at `hybrid`, by default the CNN's vectors)."""
     shutil.copytree(trained_run, folder)
     np.save(folder / PREDICTIONS, predictions.astype(np.float32))
+    np.save(folder / HYBRID, (predictions if hybrid is None else hybrid).astype(np.float32))
     return folder
 
 
@@ -53,13 +58,17 @@ def test_the_same_model_scores_the_same_and_passes_a_strict_gate(
     decision = quality_gate(trained_run, current, STRICT)
     assert decision.passed, decision.reason
     assert decision.current_version == current.version_id
-    assert decision.candidate == pytest.approx(decision.current, abs=1e-6)
-    assert decision.reason.startswith(f"passed against {current.version_id}")
+    assert current.hybrid is not None  # the version keeps the priors and weights it used
+    assert set(decision.candidate) == set(decision.current or {}) == {"cnn", "hybrid"}
+    for model in ("cnn", "hybrid"):
+        assert decision.candidate[model] == pytest.approx(decision.current[model], abs=1e-6)
+    assert decision.reason.startswith("passed:") and decision.decided_by == "current"
     # The same conventions as the report: on the tiny world every test song has audio and
     # every user is known to both, so the gate's numbers are the report's.
     report = json.loads((trained_run / "report.json").read_text())
     assert decision.n_users == report["n_users"]
-    assert decision.candidate == pytest.approx(report["models"]["cnn"], rel=1e-9)
+    for model in ("cnn", "hybrid"):
+        assert decision.candidate[model] == pytest.approx(report["models"][model], rel=1e-9)
     assert decision.chance["map"] == pytest.approx(report["expected_random"]["map"])
     assert json.loads(json.dumps(decision.to_json()))["settings"]["map_tolerance"] == 0.0
 
@@ -73,19 +82,70 @@ def test_a_worse_candidate_is_refused_unless_the_tolerance_covers_the_gap(
     run = _candidate(trained_run, tmp_path / "run", -predictions)
 
     refused = quality_gate(run, current, STRICT)
-    assert not refused.passed
+    assert not refused.passed and refused.decided_by == "current"
     assert refused.current is not None
-    gaps = {key: refused.current[key] - refused.candidate[key] for key in ("map", "auc")}
+    gaps = {
+        key: refused.current["cnn"][key] - refused.candidate["cnn"][key] for key in ("map", "auc")
+    }
     assert gaps["map"] > 0 and gaps["auc"] > 0
-    assert refused.reason.startswith(f"refused against {current.version_id}")
-    assert "mAP@500" in refused.reason and "AUC" in refused.reason
+    assert refused.reason.startswith("refused:") and current.version_id in refused.reason
+    assert "cnn mAP@500" in refused.reason and "cnn AUC" in refused.reason
 
-    lenient = GateSettings(map_tolerance=gaps["map"] + 1e-6, auc_tolerance=gaps["auc"] + 1e-6)
+    # The hybrid of the reversed CNN is as bad: both gaps count.
+    hybrid_gaps = {
+        key: refused.current["hybrid"][key] - refused.candidate["hybrid"][key]
+        for key in ("map", "auc")
+    }
+    widest = {key: max(gaps[key], hybrid_gaps[key]) + 1e-6 for key in gaps}
+    lenient = GateSettings(map_tolerance=widest["map"], auc_tolerance=widest["auc"])
     assert quality_gate(run, current, lenient).passed
     # Only the metric whose tolerance is too small is named.
-    map_only = GateSettings(map_tolerance=0.0, auc_tolerance=gaps["auc"] + 1e-6)
+    map_only = GateSettings(map_tolerance=0.0, auc_tolerance=widest["auc"])
     decision = quality_gate(run, current, map_only)
     assert not decision.passed and "mAP@500" in decision.reason and "AUC" not in decision.reason
+
+
+@pytest.mark.slow
+def test_a_worse_hybrid_alone_is_refused(
+    trained_run: Path, current: LoadedVersion, tmp_path: Path
+) -> None:
+    """The CNN as good as the current one, the hybrid placing songs at random: refused."""
+    predictions = np.load(trained_run / PREDICTIONS)
+    noise = np.random.default_rng(0).standard_normal(predictions.shape)
+    run = _candidate(trained_run, tmp_path / "run", predictions, hybrid=noise)
+    decision = quality_gate(run, current, STRICT)
+    assert not decision.passed
+    assert "hybrid mAP@500" in decision.reason and "cnn mAP" not in decision.reason
+
+
+@pytest.mark.slow
+def test_the_floor_stops_a_ratchet_down(
+    trained_run: Path, current: LoadedVersion, tmp_path: Path
+) -> None:
+    """A candidate within the tolerance of the current version but further below the best
+    kept version's recorded numbers on the same songs is refused, by the floor; numbers
+    recorded on other test songs do not count."""
+    decision = quality_gate(trained_run, current, STRICT)
+    best = {
+        model: {key: value + 0.02 for key, value in numbers.items()}
+        for model, numbers in decision.candidate.items()
+    }
+    loose = GateSettings(map_tolerance=0.01, auc_tolerance=0.01)
+    elsewhere = RecordedScore("20260101T000000Z-0000000000", "0" * 64, best)
+    assert quality_gate(trained_run, current, loose, floor=[elsewhere]).passed
+    record = RecordedScore("20260101T000000Z-0000000000", decision.test_songs, best)
+    refused = quality_gate(trained_run, current, loose, floor=[elsewhere, record])
+    assert not refused.passed and refused.decided_by == "floor"
+    assert refused.floor["cnn"]["map"] == {
+        "value": best["cnn"]["map"],
+        "version": record.version_id,
+    }
+    assert "the floor (best kept: 20260101T000000Z-0000000000)" in refused.reason
+    # within the tolerance of the floor, the comparison with the least room still says floor
+    close = {m: {k: v - 0.015 for k, v in numbers.items()} for m, numbers in best.items()}
+    near = RecordedScore(record.version_id, decision.test_songs, close)
+    passed = quality_gate(trained_run, current, loose, floor=[near])
+    assert passed.passed and passed.decided_by == "floor"
 
 
 @pytest.mark.slow
@@ -96,7 +156,8 @@ def test_without_a_current_version_the_candidate_must_beat_chance(
     assert real.passed, real.reason
     assert real.current is None and real.current_version is None
     assert real.reason.startswith("no current version; the candidate beats chance")
-    assert real.candidate["map"] > real.chance["map"] and real.chance["auc"] == 0.5
+    assert real.decided_by == "chance"
+    assert real.candidate["cnn"]["map"] > real.chance["map"] and real.chance["auc"] == 0.5
 
     # All-equal scores: AUC exactly 1/2, mAP the worst its ties allow (below random's).
     zeros = _candidate(
@@ -104,8 +165,9 @@ def test_without_a_current_version_the_candidate_must_beat_chance(
     )
     flat = quality_gate(zeros, None, GateSettings(map_tolerance=1.0, auc_tolerance=1.0))
     assert not flat.passed
-    assert flat.candidate["auc"] == 0.5 and flat.candidate["map"] < flat.chance["map"]
-    assert "mAP@500 and AUC do not beat chance" in flat.reason
+    assert flat.candidate["cnn"]["auc"] == 0.5
+    assert flat.candidate["cnn"]["map"] < flat.chance["map"]
+    assert "cnn mAP@500 and cnn AUC and hybrid mAP@500 and hybrid AUC do not" in flat.reason
 
 
 @pytest.mark.slow

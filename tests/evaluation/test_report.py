@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from artifacts.manifest import ArtifactError, read_manifest, write_json_atomic, write_manifest
+from artifacts.files import write_json_atomic
+from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from corpus.dataset import dataset_fingerprint
-from evaluation.metrics import ranking_metrics
 from evaluation.report import evaluate_run, load_predictions
+from ranking.metrics import ranking_metrics
 
 N_USERS, N_TRAIN, N_TEST, N_FACTORS = 240, 90, 60, 8
 GENRES = ("rock", "jazz", "folk")
@@ -216,3 +218,49 @@ def test_song_map_falls_back_to_artists_without_truth(
             (copy / folder / path.name).write_bytes(path.read_bytes())
     evaluate_run(copy, progress=False, dataset_root=plain)
     assert "coloured by artist" in (copy / "report.md").read_text()
+
+
+def test_report_per_kind_of_test_song(fake_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """With kinds in the split, every model is also scored on each kind's songs alone, with
+    that kind's expectation and upper bound, and the hybrid's effect over the cnn is given
+    (nothing on cold artists, where it is the cnn)."""
+    from corpus.split import SongSplit, write_split
+
+    dataset, run = fake_run
+    copy = tmp_path / "run"
+    for folder in ("factorization", "models/noisy"):
+        (copy / folder).mkdir(parents=True)
+        for path in (run / folder).iterdir():
+            (copy / folder / path.name).write_bytes(path.read_bytes())
+    digest = read_manifest(copy / "factorization")["digest"]
+    test_ids = [f"s{s:03d}" for s in range(N_TRAIN, N_TRAIN + N_TEST)]
+    kinds = ["cold_track" if i % 3 else "cold_artist" for i in range(N_TEST)]
+    train_ids = [f"s{s:03d}" for s in range(N_TRAIN)]
+    write_split(SongSplit(train=train_ids, valid=[], test=test_ids, test_kinds=kinds), copy)
+    truth = np.load(copy / "factorization" / "test_song_factors.npy")
+    cnn = truth + np.random.default_rng(5).normal(0, 1.5, truth.shape)
+    artist_rows = np.array(kinds) == "cold_artist"
+    hybrid = np.where(artist_rows[:, None], cnn, truth + 0.1)  # better on cold tracks only
+    write_model(copy, "cnn", cnn, digest)
+    write_model(copy, "hybrid", hybrid, digest)
+
+    report = evaluate_run(copy, progress=False, dataset_root=dataset)
+    assert set(report["kinds"]) == {"cold_track", "cold_artist"}
+    predictions = load_predictions(copy)
+    for kind, table in report["kinds"].items():
+        columns = np.flatnonzero(np.array(kinds) == kind)
+        assert table["n_test_songs"] == columns.size
+        relevance = predictions["relevance"][:, columns]
+        heard = np.flatnonzero(np.diff(sp.csr_array(relevance).indptr) > 0)
+        assert table["n_users"] == heard.size
+        again = ranking_metrics(
+            predictions["user_factors"][heard], truth[columns], relevance[heard], k=500
+        )
+        assert table["models"]["upper_bound"]["map"] == pytest.approx(again.map, rel=1e-12)
+        assert table["expected_random"]["map"] != report["expected_random"]["map"]
+    effect = report["hybrid_effect"]
+    assert effect["cold_artist"] == {"map": 0.0, "auc": 0.0}
+    assert effect["cold_track"]["map"] > 0 and effect["cold_track"]["auc"] > 0
+    markdown = (copy / "report.md").read_text()
+    assert "## Cold tracks" in markdown and "## Cold artists" in markdown
+    assert "cold_artist: mAP@500 +0.00000, AUC +0.0000" in markdown

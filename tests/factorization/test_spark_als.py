@@ -14,7 +14,6 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from corpus.dataset import load_dataset
-from evaluation.metrics import expected_random_map, ranking_metrics
 from factorization.matrices import confidence_matrix, listening_users, play_count_matrix
 from factorization.run import factorize_run, load_factorization
 from factorization.spark_als import (
@@ -24,6 +23,7 @@ from factorization.spark_als import (
 )
 from factorization.warm_start import WarmStart
 from factorization.wmf import WMFEngine, WMFParams
+from ranking.metrics import expected_random_map, ranking_metrics
 
 pytest.importorskip("pyspark")
 

@@ -89,3 +89,17 @@ def test_fold_in_edge_cases(user_song_confidence: sp.csr_matrix) -> None:
     assert engine.fold_in_songs(user_factors, sp.csr_matrix((0, n_users))).shape == (0, 4)
     with pytest.raises(ValueError, match="user columns"):
         engine.fold_in_songs(user_factors, sp.csr_matrix((1, n_users + 1)))
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan, 1e38])
+def test_a_diverged_fit_fails_at_the_fit_with_the_fact(
+    user_song_confidence: sp.csr_matrix, bad: float
+) -> None:
+    """A confidence that is not finite (or overflows float32 in the solve) makes factors
+    that are not finite: the fit refuses them, saying how many rows, instead of handing them
+    to fold-in, the index and the service."""
+    poisoned = user_song_confidence.copy().astype(np.float32)
+    poisoned.data[0] = bad
+    engine = ImplicitALSEngine(factors=8, regularization=10.0, iterations=2, num_threads=1)
+    with pytest.raises(ValueError, match=r"non-finite factors: \d+ of \d+ user rows"):
+        engine.fit(poisoned)

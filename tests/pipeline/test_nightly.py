@@ -20,7 +20,7 @@ import pytest
 from catalogue import Catalogue
 from evaluation.gate import GateSettings
 from pipeline.lock import pipeline_lock
-from pipeline.nightly import PipelineSettings, RunSummary, run_pipeline
+from pipeline.nightly import PipelineSettings, RunSummary, recorded_scores, run_pipeline
 from pipeline.outcome import Outcome
 from pipeline.registry import (
     STAGING_DIR,
@@ -103,6 +103,17 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     assert new_tests == previous_tests  # the gate and the report compare on the same songs
     written = json.loads((Path(summary.run_dir) / "summary.json").read_text())
     assert written["outcome"] == "published" and written["exit_code"] == 0
+    assert written["gate"]["decided_by"] == "current"
+
+    # The version keeps the artist priors and fusion it placed songs with, and its gate's
+    # numbers become the floor of the nights after it.
+    assert {"artist/artist_priors.npy", "hybrid/fusion.json"} <= set(version.manifest["files"])
+    assert version.hybrid is not None and version.manifest["parameters"]["placement"] == "hybrid"
+    recorded = {score.version_id: score for score in recorded_scores(registry)}
+    assert before not in recorded  # published by `coldstart publish`: no gate
+    mine = recorded[version.version_id]
+    assert mine.models == summary.gate["candidate"] and set(mine.models) == {"cnn", "hybrid"}
+    assert mine.test_songs == summary.gate["test_songs"]
 
 
 def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_world: Path) -> None:
@@ -116,8 +127,9 @@ def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_wor
     assert summary.version_id is None
     assert current_version_id(registry) == before and list_versions(registry) == versions
     assert summary.gate is not None and not summary.gate["passed"]
-    candidate, current = summary.gate["candidate"], summary.gate["current"]
+    candidate, current = summary.gate["candidate"]["cnn"], summary.gate["current"]["cnn"]
     assert candidate["map"] < current["map"] or candidate["auc"] < current["auc"]
+    assert summary.gate["decided_by"] == "current" and "decided by current" in summary.message
     assert before in summary.message and "publish" not in [s.name for s in summary.steps]
 
 
@@ -195,7 +207,7 @@ def add_recording(catalogue: Catalogue, track_id: str, path: Path) -> None:
 
 
 def test_catalogue_as_source_keeps_writes_made_during_the_run(
-    registry: Path, tiny_world: Path, shared_audio_dir: Path, tmp_path: Path
+    registry: Path, tiny_world: Path, audio_assets: Path, tmp_path: Path
 ) -> None:
     from catalogue import open_catalogue
     from catalogue.repository import ListenIn
@@ -204,8 +216,8 @@ def test_catalogue_as_source_keeps_writes_made_during_the_run(
     url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     store = tmp_path / "audio-store"
     world = load_dataset(tiny_world)
-    recordings = [shared_audio_dir / name for name in ("vibe_ace.mp3", "trumpet_loop.ogg")]
-    recordings.append(shared_audio_dir / "sugar_plum_fairy.wav")
+    recordings = [audio_assets / name for name in ("vibe_ace.mp3", "trumpet_loop.ogg")]
+    recordings.append(audio_assets / "sugar_plum_fairy.wav")
     listeners = [str(user) for user in world.listens["user_id"].cat.categories[:5]]
     with open_catalogue(url, store) as catalogue:
         catalogue.import_songs(world.songs)  # without audio: it comes from the current dataset
@@ -275,3 +287,98 @@ def test_the_index_kind_comes_from_the_settings(registry: Path, tiny_world: Path
     assert version.index.space("cf").kind == "ivfpq"
     some_song = version.index.space("content").ids()[0]
     assert len(version.index.similar_to(some_song, 5, "content")) == 5
+
+
+def test_bad_tracks_are_left_out_named_and_the_rest_is_published(
+    registry: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    """Tracks put into the catalogue behind the API's back (NaN samples with a NaN vector,
+    a stored file that is gone, bytes that are not audio) are left out of the version and
+    named in the summary, the log and the run's record; the rest is published, and a
+    service started on it serves."""
+    import httpx
+
+    from catalogue import open_catalogue
+    from catalogue.runs import claim_next, finish_run, request_run
+    from corpus.dataset import load_dataset
+    from pipeline.scheduler import read_summary
+    from tests.hostile_audio import RATE, hostile_corpus, tone, wav_bytes
+    from tests.service.conftest import API_KEY, LiveServer
+
+    database = tmp_path / "catalogue.db"
+    url = f"sqlite:///{database}"
+    store = tmp_path / "audio-store"
+    world = load_dataset(tiny_world)
+    good = wav_bytes(tone(3.5, hz=330), RATE)
+    with open_catalogue(url, store) as catalogue:
+        catalogue.import_songs(world.songs)
+        catalogue.import_listens(world.listens)
+        catalogue.add_track("good-cold", "Good", audio=good, audio_ext="wav")
+        catalogue.add_track(
+            "nan-samples", "NaN", audio=hostile_corpus()["float-wav-nan"].data, audio_ext="wav"
+        )
+        lost = catalogue.add_track(
+            "lost-audio", "Lost", audio=wav_bytes(tone(3.5, hz=660), RATE), audio_ext="wav"
+        )
+        catalogue.add_track("garbage", "Junk", audio=b"not audio\n" * 300, audio_ext="mp3")
+        assert catalogue.audio_store is not None and lost.audio_path is not None
+        catalogue.audio_store.path(lost.audio_path).unlink()
+        current = current_version_id(registry)
+        with catalogue.engine.begin() as connection:  # a NaN vector, as the old code stored
+            connection.exec_driver_sql(
+                "INSERT INTO track_vectors (track_id, model_version, dim, vector, computed_at)"
+                " VALUES ('nan-samples', ?, 4, ?, '2026-01-01 00:00:00.000000')",
+                (current, np.full(4, np.nan, "<f4").tobytes()),
+            )
+        record, _ = request_run(catalogue, "cli")
+        assert claim_next(catalogue) is not None
+
+    summary = run_pipeline(settings_for(registry, database_url=url, audio_store=store))
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+    bad = {"nan-samples", "lost-audio", "garbage"}
+    assert set(summary.left_out) == bad and summary.left_out_count == 3
+    assert summary.left_out["nan-samples"].startswith("invalid_samples: nan-samples.wav")
+    assert summary.left_out["lost-audio"].startswith("missing_audio")
+    assert summary.left_out["garbage"].startswith("undecodable: garbage.mp3")
+    run_dir = Path(summary.run_dir)
+    written = read_summary(run_dir / "summary.json")
+    assert written is not None and set(written["left_out"]) == bad
+    log = (run_dir / "pipeline.log").read_text()
+    assert all(f"{track_id}: " in log for track_id in bad)
+    version = load_current(registry)
+    assert version.version_id == summary.version_id
+    assert "good-cold" in version.index.space("content")
+    assert not bad & set(version.index.space("content").ids())
+    assert not bad & set(version.index.space("cf").ids())
+    with open_catalogue(url, store) as catalogue:  # the scheduler's record of the run
+        finish_run(
+            catalogue,
+            record.id,
+            "published",
+            exit_code=0,
+            message=summary.message,
+            version_id=summary.version_id,
+            summary=written,
+        )
+
+    server = LiveServer(
+        registry, database, tmp_path / "server.log", COLDSTART_AUDIO_STORE=str(store)
+    )
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/readyz", timeout=30.0).status_code == 200
+        answer = httpx.post(
+            f"{server.url}/v1/similar",
+            params={"space": "content", "k": 1},
+            files={"file": ("good.wav", good)},
+            timeout=60.0,
+        )
+        assert answer.json()["results"][0]["id"] == "good-cold"
+        detail = httpx.get(
+            f"{server.url}/v1/admin/runs/{record.id}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30.0,
+        ).json()
+        assert set(detail["summary"]["left_out"]) == bad
+    finally:
+        server.stop()

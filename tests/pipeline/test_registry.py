@@ -69,7 +69,7 @@ def test_version_holds_what_serving_needs(published: Published, trained_run: Pat
 
 def test_content_vectors_match_the_serving_path(published: Published, tiny_world: Path) -> None:
     from audio.decode import DEFAULT_LIMITS
-    from service.inference import embed_audio
+    from training.inference import embed_audio
 
     version = load_current(published.registry)
     song = sorted((tiny_world / "audio").iterdir())[0]

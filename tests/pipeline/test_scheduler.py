@@ -21,17 +21,11 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from artifacts.run_layout import LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
 from catalogue import open_catalogue
 from catalogue.runs import get_run, list_runs, request_run
 from cli.main import app
-from pipeline.scheduler import (
-    LOG_NAME,
-    RUNS_FOLDER,
-    SUMMARY_NAME,
-    Scheduler,
-    SchedulerSettings,
-    next_due,
-)
+from pipeline.scheduler import Scheduler, SchedulerSettings, next_due
 
 CONTRACT_PIPELINE = textwrap.dedent(
     """
@@ -155,15 +149,15 @@ def test_a_claimed_run_gets_the_outcome_of_its_child(
     assert (finished.status, finished.message) == (status, message)
     assert finished.exit_code == int(args[1] if args else 0)
     assert finished.version_id == ("v-new" if status == "published" else None)
-    run_dir = tmp_path / "registry" / RUNS_FOLDER / queued.id
+    run_dir = tmp_path / "registry" / WORK_DIR / RUNS_DIR / queued.id
     if "--no-summary" in args:
         assert finished.summary is None
     else:
         assert finished.summary["run_id"] == queued.id
         assert finished.summary["source"] == str(catalogue.engine.url)  # --database passed
         assert finished.summary["audio_store"] == str(tmp_path / "audio")
-        assert json.loads((run_dir / SUMMARY_NAME).read_text()) == finished.summary
-    assert "pipeline done" in (run_dir / LOG_NAME).read_text()
+        assert json.loads((run_dir / SUMMARY_FILE).read_text()) == finished.summary
+    assert "pipeline done" in (run_dir / LOG_FILE).read_text()
     assert scheduler.poll() is None  # nothing left queued
 
 
@@ -175,7 +169,7 @@ def test_a_killed_pipeline_fails_its_run_and_the_scheduler_goes_on(
         tmp_path, catalogue, contract_pipeline, "--sleep", "30", pipeline_dataset=dataset
     )
     queued, _ = request_run(catalogue, "cron")
-    pid_file = tmp_path / "registry" / RUNS_FOLDER / queued.id / f"{SUMMARY_NAME}.pid"
+    pid_file = tmp_path / "registry" / WORK_DIR / RUNS_DIR / queued.id / f"{SUMMARY_FILE}.pid"
 
     def kill_when_started() -> None:
         deadline = time.monotonic() + 20
@@ -213,7 +207,7 @@ def test_a_stop_terminates_the_running_pipeline_and_fails_its_run(
     loop = threading.Thread(target=scheduler.run)
     started = time.monotonic()
     loop.start()
-    pid_file = tmp_path / "registry" / RUNS_FOLDER / queued.id / f"{SUMMARY_NAME}.pid"
+    pid_file = tmp_path / "registry" / WORK_DIR / RUNS_DIR / queued.id / f"{SUMMARY_FILE}.pid"
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() - started < 20, "the pipeline did not start"
         time.sleep(0.05)
@@ -250,7 +244,7 @@ def test_a_queued_run_executes_the_real_pipeline(tmp_path, catalogue, tiny_world
     scheduler = Scheduler(settings, catalogue)
     request_run(catalogue, "cli")
     finished = scheduler.poll()
-    log = (tmp_path / "registry" / RUNS_FOLDER / finished.id / LOG_NAME).read_text()
+    log = (tmp_path / "registry" / WORK_DIR / RUNS_DIR / finished.id / LOG_FILE).read_text()
     assert finished.status == "published", f"{finished.message}\n{log[-3000:]}"
     assert finished.exit_code == 0 and finished.summary["run_id"] == finished.id
     current = (tmp_path / "registry" / "current").read_text().strip()

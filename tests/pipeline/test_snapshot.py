@@ -21,13 +21,13 @@ def catalogue(tmp_path: Path):
         yield opened
 
 
-def _seed(catalogue, shared_audio_dir: Path, tiny_world: Path) -> None:
+def _seed(catalogue, audio_assets: Path, tiny_world: Path) -> None:
     world_audio = find_audio(tiny_world)
     songs = pd.DataFrame(
         {"song_id": ["w1", "w2", "w/3"], "title": ['A "quoted", title', "B", "C"], "artist": "x"}
     )
     catalogue.import_songs(songs)
-    mp3 = next(shared_audio_dir.glob("*.mp3"))
+    mp3 = next(audio_assets.glob("*.mp3"))
     catalogue.add_track("cold-1", "New", "Someone", audio=mp3, audio_ext="mp3")
     catalogue.add_listens(
         [
@@ -41,9 +41,9 @@ def _seed(catalogue, shared_audio_dir: Path, tiny_world: Path) -> None:
 
 
 def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
-    catalogue, shared_audio_dir: Path, tiny_world: Path, tmp_path: Path
+    catalogue, audio_assets: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    world_audio = _seed(catalogue, shared_audio_dir, tiny_world)
+    world_audio = _seed(catalogue, audio_assets, tiny_world)
     fallback = {"w1": next(iter(world_audio.values())), "w/3": next(iter(world_audio.values()))}
     snapshot = snapshot_catalogue(catalogue, tmp_path / "snap", fallback_audio=fallback)
 
@@ -63,15 +63,15 @@ def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
 
 
 def test_snapshot_rewrites_in_place_and_keeps_unchanged_links(
-    catalogue, shared_audio_dir: Path, tiny_world: Path, tmp_path: Path
+    catalogue, audio_assets: Path, tiny_world: Path, tmp_path: Path
 ) -> None:
-    _seed(catalogue, shared_audio_dir, tiny_world)
+    _seed(catalogue, audio_assets, tiny_world)
     folder = tmp_path / "snap"
     snapshot_catalogue(catalogue, folder)
     kept = folder / "audio" / "cold-1.mp3"
     before = os.lstat(kept).st_ino
 
-    flac = next(shared_audio_dir.glob("*.flac"))
+    flac = next(audio_assets.glob("*.flac"))
     catalogue.add_track("cold-2", "Newer", "", audio=flac, audio_ext="flac")
     catalogue.delete_track("w1")
     second = snapshot_catalogue(catalogue, folder)
@@ -119,3 +119,18 @@ def test_import_command_fills_the_catalogue_once(tiny_world: Path, tmp_path: Pat
         assert all(record.audio_path for record in records)  # recordings copied into the store
     again = runner.invoke(app, command)
     assert again.exit_code == 1 and "already holds" in again.output
+
+
+def test_a_track_whose_stored_audio_is_gone_is_named_not_linked(catalogue, tmp_path: Path) -> None:
+    from tests.hostile_audio import RATE, tone, wav_bytes
+
+    kept = catalogue.add_track("kept", "Kept", audio=wav_bytes(tone(3.2), RATE), audio_ext="wav")
+    lost = catalogue.add_track(
+        "lost", "Lost", audio=wav_bytes(tone(3.2, hz=900), RATE), audio_ext="wav"
+    )
+    catalogue.audio_store.path(lost.audio_path).unlink()  # behind the catalogue's back
+    snapshot = snapshot_catalogue(catalogue, tmp_path / "snap")
+    assert snapshot.missing_audio == ("lost",)
+    assert snapshot.counts["tracks_missing_audio"] == 1
+    assert set(find_audio(snapshot.root)) == {kept.id}
+    assert not (snapshot.root / "audio" / "lost.wav").is_symlink()

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 API_KEY = "test-key-0123456789abcdef"
-MAX_UPLOAD_BYTES = 3_000_000  # above every shared recording (the FLAC is 2.5 MB)
+MAX_UPLOAD_BYTES = 3_000_000  # above every recording in tests/assets/audio
 START_TIMEOUT_S = 180.0
 
 

@@ -150,7 +150,7 @@ def test_swaps_to_a_newly_published_version(
 
 
 def test_no_request_fails_and_versions_switch_once_under_load(
-    start_server: Any, own_registry: Any, trained_run: Path, shared_audio_dir: Path
+    start_server: Any, own_registry: Any, trained_run: Path, audio_assets: Path
 ) -> None:
     from pipeline.registry import publish_run
 
@@ -165,7 +165,7 @@ def test_no_request_fails_and_versions_switch_once_under_load(
             f"{server.url}/v1/users/{user}/recommendations", params={"k": 10}
         ),
         "similar-upload": post_file(
-            f"{server.url}/v1/similar", shared_audio_dir / "trumpet_loop.ogg", k=10
+            f"{server.url}/v1/similar", audio_assets / "trumpet_loop.ogg", k=10
         ),
     }
     with RequestLoop(server, requests) as loop:
@@ -195,15 +195,15 @@ def test_tracks_written_before_the_publish_are_in_the_new_version(
     start_server: Any,
     own_registry: Any,
     trained_run: Path,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     auth: dict[str, str],
 ) -> None:
     from pipeline.registry import publish_run
 
     server = start_server(registry_folder=own_registry.folder, **POLL).start()
-    recordings = [shared_audio_dir / "vibe_ace.mp3", shared_audio_dir / "speech_librispeech.ogg"]
+    recordings = [audio_assets / "vibe_ace.mp3", audio_assets / "speech_librispeech.ogg"]
     added = [add_track(server, audio, auth, audio.stem) for audio in recordings]
-    dropped = add_track(server, shared_audio_dir / "trumpet_loop.ogg", auth, "dropped")
+    dropped = add_track(server, audio_assets / "trumpet_loop.ogg", auth, "dropped")
     warm = warm_song_ids(own_registry)
     for track_id in (dropped, warm[1]):
         deleted = httpx.delete(f"{server.url}/v1/tracks/{track_id}", headers=auth, timeout=30.0)
@@ -314,19 +314,19 @@ def runtime(own_registry: Any, tmp_path: Path) -> Iterator[Any]:
 
 
 def test_a_request_keeps_its_version_and_its_write_reaches_the_new_one(
-    runtime: Any, own_registry: Any, trained_run: Path, shared_audio_dir: Path
+    runtime: Any, own_registry: Any, trained_run: Path, audio_assets: Path
 ) -> None:
     from catalogue.vectors import track_vectors
     from pipeline.registry import publish_run
 
     runtime.start()
-    audio = shared_audio_dir / "vibe_ace.mp3"
+    audio = audio_assets / "vibe_ace.mp3"
     with runtime.pinned():  # one request, begun before the publish
         old = runtime.require_version()
         new_id = publish_run(trained_run, own_registry.folder)
         assert runtime.poll_registry()
         assert runtime.require_version() is old
-        track, _ = runtime.add_track(audio.read_bytes(), audio.name, "Vibe Ace", "", "mid-swap")
+        track, _, _ = runtime.add_track(audio.read_bytes(), audio.name, "Vibe Ace", "", "mid-swap")
     new = runtime.require_version()
     assert new.version_id == new_id and new is not old
     assert track.new and track.spaces == ["cf", "content"]
@@ -337,7 +337,7 @@ def test_a_request_keeps_its_version_and_its_write_reaches_the_new_one(
 
 
 def test_a_track_the_version_holds_keeps_the_versions_vector(
-    runtime: Any, own_registry: Any, shared_audio_dir: Path
+    runtime: Any, own_registry: Any, audio_assets: Path
 ) -> None:
     import numpy as np
 
@@ -348,7 +348,7 @@ def test_a_track_the_version_holds_keeps_the_versions_vector(
     published = load_version(own_registry.folder, own_registry.version_id)
     song = warm_song_ids(own_registry)[0]  # held at its WMF factors
     expected = published.index.space("cf").vector(song)
-    audio = shared_audio_dir / "trumpet_loop.ogg"
+    audio = audio_assets / "trumpet_loop.ogg"
     settings = runtime.settings
     with open_catalogue(settings.database_url, settings.audio_store_dir()) as catalogue:
         catalogue.add_track(song, "t", audio=audio.read_bytes(), audio_ext="ogg", origin="cold")

@@ -70,7 +70,7 @@ def test_read_key_when_asked_for(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ready_model_table_and_metrics(
-    client: httpx.Client, registry: Any, shared_audio_dir: Path
+    client: httpx.Client, registry: Any, audio_assets: Path
 ) -> None:
     ready = client.get("/readyz").json()
     assert ready["model_version"] == registry.version_id
@@ -82,7 +82,7 @@ def test_ready_model_table_and_metrics(
     assert model["counts"]["users"] > 0 and model["n_factors"] == 16
     assert set(model["parents"]) == {"factorization", "model:cnn", "report", "index"}
 
-    audio = shared_audio_dir / "trumpet_loop.ogg"
+    audio = audio_assets / "trumpet_loop.ogg"
     client.post("/v1/similar", files={"file": (audio.name, audio.read_bytes())})
     client.get("/v1/tracks/no-such-song")
     text = client.get("/metrics").text
@@ -100,7 +100,7 @@ def test_ready_model_table_and_metrics(
 
 @pytest.mark.slow
 def test_serving_imports_neither_lightning_nor_implicit(
-    registry: Any, shared_audio_dir: Path, tmp_path: Path
+    registry: Any, audio_assets: Path, tmp_path: Path
 ) -> None:
     """The service loads the plain encoder: a request through the whole app, in a fresh
     interpreter, leaves no Lightning or implicit module behind."""
@@ -111,7 +111,7 @@ from service.app import create_app
 from service.settings import Settings
 settings = Settings(registry={str(registry.folder)!r}, database_url="sqlite:///{tmp_path}/c.db")
 with TestClient(create_app(settings)) as client:
-    audio = open({str(shared_audio_dir / "vibe_ace.mp3")!r}, "rb").read()
+    audio = open({str(audio_assets / "vibe_ace.mp3")!r}, "rb").read()
     assert client.post("/v1/similar", files={{"file": ("a.mp3", audio)}}).status_code == 200
 heavy = {{"pytorch_lightning", "lightning", "lightning_fabric", "implicit"}}
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in heavy)))

@@ -50,7 +50,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_upload_a_recording_and_see_and_hear_similar_songs(
-    browser: Any, server: Any, shared_audio_dir: Path, registry: Any
+    browser: Any, server: Any, audio_assets: Path, registry: Any
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -60,7 +60,7 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     browser.get(f"{server.url}/")
     wait.until(ready.text_to_be_present_in_element((By.ID, "model"), registry.version_id))
 
-    browser.find_element(By.ID, "file").send_keys(str(shared_audio_dir / "vibe_ace.mp3"))
+    browser.find_element(By.ID, "file").send_keys(str(audio_assets / "vibe_ace.mp3"))
     k = browser.find_element(By.ID, "k")
     k.clear()
     k.send_keys("6")
@@ -69,6 +69,16 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     rows = browser.find_elements(By.CSS_SELECTOR, "#similar-results tbody tr.result")
     assert len(rows) == 6
     assert all(row.find_elements(By.TAG_NAME, "td")[1].text for row in rows)
+    assert "placed by audio (" in browser.find_element(By.ID, "similar-status").text
+
+    # With an artist the version knows, the recording is placed by its artist too.
+    version_folder = registry.folder / "versions" / registry.version_id
+    known = json.loads((version_folder / "artist" / "artist_ids.json").read_text())[0]
+    browser.find_element(By.ID, "artist").send_keys(known)
+    browser.find_element(By.ID, "similar-button").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "similar-status"), "audio and artist"))
+    browser.find_element(By.ID, "artist").clear()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#similar-results tbody tr.result")
 
     # Similar songs play in the browser: an <audio> loads real audio data from the API.
     # (Debian's Chromium has no AAC decoder, so an .m4a song may not; another one will.)
@@ -88,7 +98,7 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     assert played and all(duration > 3.0 for duration in played)
 
     # A bad file shows the API's message, and the page keeps working.
-    browser.find_element(By.ID, "file").send_keys(str(shared_audio_dir / "robin_chirp.ogg"))
+    browser.find_element(By.ID, "file").send_keys(str(audio_assets / "robin_chirp.ogg"))
     browser.find_element(By.ID, "similar-button").click()
     wait.until(ready.text_to_be_present_in_element((By.ID, "similar-status"), "audio_too_short"))
     assert "error" in browser.find_element(By.ID, "similar-status").get_attribute("class")

@@ -23,7 +23,7 @@ def test_pipeline_publishes_and_the_service_swaps_without_losing_a_track(
     start_server: Any,
     own_registry: Any,
     tiny_world: Path,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     auth: dict[str, str],
 ) -> None:
     server = start_server(
@@ -48,7 +48,7 @@ def test_pipeline_publishes_and_the_service_swaps_without_losing_a_track(
     while "step train: started" not in (log.read_text() if log.is_file() else ""):
         assert run.is_alive() and time.monotonic() < deadline
         time.sleep(0.02)
-    recording = shared_audio_dir / "trumpet_loop.ogg"
+    recording = audio_assets / "trumpet_loop.ogg"
     with httpx.Client(base_url=server.url, timeout=60.0) as http:
         added = http.post(
             "/v1/tracks",

@@ -95,13 +95,13 @@ def test_a_write_on_one_replica_is_read_on_the_other(
     replicas: Any,
     own_registry: Any,
     shared_database: str,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     auth: dict[str, str],
 ) -> None:
     from catalogue import open_catalogue
 
     a, b = replicas
-    audio = shared_audio_dir / "vibe_ace.mp3"
+    audio = audio_assets / "vibe_ace.mp3"
     added = add_track(a, audio, auth, "Vibe Ace")
     eventually(lambda: placed(b, added), "B to place the track added on A", a, b)
 
@@ -140,19 +140,19 @@ def test_a_hot_swap_under_load_on_both_replicas_drops_nothing(
     replicas: Any,
     own_registry: Any,
     trained_run: Path,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     auth: dict[str, str],
 ) -> None:
     from pipeline.registry import publish_run
 
     a, b = replicas
     old = own_registry.version_id
-    before_audio = shared_audio_dir / "vibe_ace.mp3"
-    during_audio = shared_audio_dir / "speech_librispeech.ogg"
+    before_audio = audio_assets / "vibe_ace.mp3"
+    during_audio = audio_assets / "speech_librispeech.ogg"
     before = add_track(a, before_audio, auth, "added before the publish")
     eventually(lambda: placed(b, before), "B to place the track added on A", a, b)
     song = warm_song_ids(own_registry)[0]
-    upload = shared_audio_dir / "trumpet_loop.ogg"
+    upload = audio_assets / "trumpet_loop.ogg"
     requests = {
         f"{name}-{kind}": request
         for name, server in (("a", a), ("b", b))
@@ -228,13 +228,13 @@ def in_both_spaces(runtime: Any, track_id: str) -> bool:
 
 
 def test_a_track_whose_vector_never_comes_is_embedded_by_the_follower(
-    two_runtimes: Any, shared_audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+    two_runtimes: Any, audio_assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.runtime
+    import service.follower
     from catalogue.vectors import track_vectors
 
     a, b = two_runtimes
-    audio = shared_audio_dir / "trumpet_loop.ogg"
+    audio = audio_assets / "trumpet_loop.ogg"
     a.add_track(audio.read_bytes(), audio.name, "Trumpet", "", "via-a")
     assert b.follow_catalogue() == 1 and in_both_spaces(b, "via-a") and b.is_new("via-a")
     assert a.follow_catalogue() == 0  # its own write
@@ -243,7 +243,7 @@ def test_a_track_whose_vector_never_comes_is_embedded_by_the_follower(
     a.catalogue.add_track("orphan", "Orphan", audio=audio.read_bytes(), audio_ext="ogg")
     version_id = b.require_version().version_id
     assert b.follow_catalogue() == 0 and not in_both_spaces(b, "orphan")  # waits for it
-    monkeypatch.setattr(service.runtime, "VECTOR_GRACE_S", 0.0)
+    monkeypatch.setattr(service.follower, "VECTOR_GRACE_S", 0.0)
     b.follow_catalogue()  # overdue: embedded from the stored audio, and stored
     assert set(track_vectors(b.catalogue, version_id, ["orphan"])) == {"orphan"}
     assert b.follow_catalogue() == 1 and in_both_spaces(b, "orphan")
@@ -255,14 +255,14 @@ def test_a_track_whose_vector_never_comes_is_embedded_by_the_follower(
 
 
 def test_a_track_added_while_the_other_replica_prepares_a_swap_reaches_the_new_version(
-    two_runtimes: Any, own_registry: Any, trained_run: Path, shared_audio_dir: Path
+    two_runtimes: Any, own_registry: Any, trained_run: Path, audio_assets: Path
 ) -> None:
     from pipeline.registry import publish_run
 
     a, b = two_runtimes
-    audio = shared_audio_dir / "vibe_ace.mp3"
+    audio = audio_assets / "vibe_ace.mp3"
     new_id = publish_run(trained_run, own_registry.folder)
-    place_cold_tracks = b._place_cold_tracks
+    place_cold_tracks = b.cold_tracks.place
 
     def add_on_a_after_b_read_the_catalogue(*args: Any) -> Any:
         if "late" not in a.catalogue.get_tracks(["late"]):
@@ -270,7 +270,7 @@ def test_a_track_added_while_the_other_replica_prepares_a_swap_reaches_the_new_v
             assert b.follow_catalogue() == 1  # B's follower, running during the preparation
         return place_cold_tracks(*args)
 
-    b._place_cold_tracks = add_on_a_after_b_read_the_catalogue
+    b.cold_tracks.place = add_on_a_after_b_read_the_catalogue
     assert b.poll_registry()
     assert b.require_version().version_id == new_id
     assert in_both_spaces(b, "late") and b.is_new("late")

@@ -15,13 +15,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_tracks_listens_and_deletions_survive_a_restart(
-    start_server: Any, shared_audio_dir: Path, auth: dict[str, str], trained_run: Path
+    start_server: Any, audio_assets: Path, auth: dict[str, str], trained_run: Path
 ) -> None:
     from catalogue import open_catalogue
     from factorization.run import load_factorization
 
     warm_ids = load_factorization(trained_run).song_ids
-    audio = shared_audio_dir / "vibe_ace.mp3"
+    audio = audio_assets / "vibe_ace.mp3"
     server = start_server().start()
     added = httpx.post(
         f"{server.url}/v1/tracks",

@@ -28,10 +28,8 @@ def post_similar(client: httpx.Client, name: str, data: bytes, **params: object)
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
-def test_every_format_answers_k_songs(
-    client: httpx.Client, shared_audio_dir: Path, name: str
-) -> None:
-    response = post_similar(client, name, (shared_audio_dir / name).read_bytes(), k=7)
+def test_every_format_answers_k_songs(client: httpx.Client, audio_assets: Path, name: str) -> None:
+    response = post_similar(client, name, (audio_assets / name).read_bytes(), k=7)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["k"] == 7 and len(body["results"]) == 7
@@ -46,9 +44,9 @@ def test_every_format_answers_k_songs(
 
 
 def test_content_space_and_model_version(
-    client: httpx.Client, shared_audio_dir: Path, server: Any
+    client: httpx.Client, audio_assets: Path, server: Any
 ) -> None:
-    data = (shared_audio_dir / "vibe_ace.mp3").read_bytes()
+    data = (audio_assets / "vibe_ace.mp3").read_bytes()
     cf = post_similar(client, "vibe_ace.mp3", data, k=120, space="cf").json()
     content = post_similar(client, "vibe_ace.mp3", data, k=120, space="content").json()
     assert content["space"] == "content" and len(content["results"]) == 120
@@ -76,7 +74,7 @@ REFUSALS = [
 @pytest.mark.parametrize(("what", "name", "payload", "status", "code"), REFUSALS)
 def test_bad_uploads_get_a_clear_4xx_and_the_server_stays_up(
     client: httpx.Client,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     server: Any,
     what: str,
     name: str,
@@ -85,9 +83,9 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_stays_up(
     code: str,
 ) -> None:
     if payload is None:
-        data = (shared_audio_dir / name).read_bytes()
+        data = (audio_assets / name).read_bytes()
     elif isinstance(payload, int):
-        data = (shared_audio_dir / "vibe_ace.mp3").read_bytes()[:payload]
+        data = (audio_assets / "vibe_ace.mp3").read_bytes()[:payload]
     else:
         data = payload
     response = post_similar(client, name, data)
@@ -100,12 +98,12 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_stays_up(
 
 
 def test_a_truncated_mp3_still_long_enough_is_used(
-    client: httpx.Client, shared_audio_dir: Path
+    client: httpx.Client, audio_assets: Path
 ) -> None:
-    data = (shared_audio_dir / "vibe_ace.mp3").read_bytes()
+    data = (audio_assets / "vibe_ace.mp3").read_bytes()
     response = post_similar(client, "half.mp3", data[: len(data) // 2], k=3)
     assert response.status_code == 200, response.text
-    assert 10.0 < response.json()["audio"]["seconds"] < 20.0
+    assert 3.0 < response.json()["audio"]["seconds"] < 5.0  # half of the 8-s excerpt
 
 
 def test_oversize_upload_is_413_before_the_body_is_read(
@@ -139,9 +137,9 @@ def test_oversize_upload_is_413_before_the_body_is_read(
     [({"k": 0}, 422), ({"k": 501}, 422), ({"k": "ten"}, 422), ({"k": 500}, 200), ({"k": 1}, 200)],
 )
 def test_k_bounds(
-    client: httpx.Client, shared_audio_dir: Path, params: dict[str, object], status: int
+    client: httpx.Client, audio_assets: Path, params: dict[str, object], status: int
 ) -> None:
-    data = (shared_audio_dir / "trumpet_loop.ogg").read_bytes()
+    data = (audio_assets / "trumpet_loop.ogg").read_bytes()
     response = post_similar(client, "trumpet_loop.ogg", data, **params)
     assert response.status_code == status, response.text
     if status == 200:  # k above the catalogue size gives the whole catalogue
@@ -150,8 +148,8 @@ def test_k_bounds(
         assert response.json()["error"]["code"] == "validation_error"
 
 
-def test_bad_space_and_missing_file_are_422(client: httpx.Client, shared_audio_dir: Path) -> None:
-    data = (shared_audio_dir / "trumpet_loop.ogg").read_bytes()
+def test_bad_space_and_missing_file_are_422(client: httpx.Client, audio_assets: Path) -> None:
+    data = (audio_assets / "trumpet_loop.ogg").read_bytes()
     response = post_similar(client, "trumpet_loop.ogg", data, space="sonic")
     assert response.status_code == 422
     assert "space" in response.json()["error"]["message"]

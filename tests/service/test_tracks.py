@@ -32,8 +32,8 @@ def add_track(
     )
 
 
-def test_writes_need_a_valid_key(writable: httpx.Client, shared_audio_dir: Path) -> None:
-    audio = shared_audio_dir / "trumpet_loop.ogg"
+def test_writes_need_a_valid_key(writable: httpx.Client, audio_assets: Path) -> None:
+    audio = audio_assets / "trumpet_loop.ogg"
     listens = {"listens": [{"user_id": "u", "song_id": "s"}]}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dTpw"}):
         answers = [
@@ -49,11 +49,11 @@ def test_writes_need_a_valid_key(writable: httpx.Client, shared_audio_dir: Path)
 
 def test_added_track_is_found_played_recommended_and_deleted(
     writable: httpx.Client,
-    shared_audio_dir: Path,
+    audio_assets: Path,
     auth: dict[str, str],
     registry: Any,
 ) -> None:
-    audio = shared_audio_dir / "lets_go_fishin.m4a"
+    audio = audio_assets / "lets_go_fishin.m4a"
     response = add_track(writable, audio, auth, title="Let's Go Fishin'", artist="Karissa Hobbs")
     assert response.status_code == 201, response.text
     created = response.json()
@@ -109,13 +109,11 @@ def test_added_track_is_found_played_recommended_and_deleted(
 
 
 def test_client_chosen_id_and_a_refused_recording(
-    writable: httpx.Client, shared_audio_dir: Path, auth: dict[str, str]
+    writable: httpx.Client, audio_assets: Path, auth: dict[str, str]
 ) -> None:
-    response = add_track(
-        writable, shared_audio_dir / "warzone_track.opus", auth, track_id="label-42"
-    )
+    response = add_track(writable, audio_assets / "warzone_track.opus", auth, track_id="label-42")
     assert response.status_code == 201 and response.json()["id"] == "label-42"
-    refused = add_track(writable, shared_audio_dir / "robin_chirp.ogg", auth, track_id="robin")
+    refused = add_track(writable, audio_assets / "robin_chirp.ogg", auth, track_id="robin")
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "audio_too_short"
     assert writable.get("/v1/tracks/robin").status_code == 404  # nothing stored
     assert (

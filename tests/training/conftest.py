@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from audio.config import FRONT_END
+from training.encoder import ContentEncoder, EncoderDims
 
 N_FACTORS = 4
 
@@ -53,3 +55,15 @@ def synthetic_world() -> SyntheticWorld:
         mels[f"s{song:03d}"] = (timbres[which].T + noise).astype(np.float16)
     users = rng.normal(size=(n_users, N_FACTORS)).astype(np.float32)
     return SyntheticWorld(list(mels), mels, factors, users)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ContentEncoder:
+    """A small untrained encoder (8 factors) in eval mode, with batch-norm statistics."""
+    torch.manual_seed(0)
+    net = ContentEncoder(EncoderDims(n_factors=8, channels=(16, 16, 32), hidden=(32,)))
+    # Fresh batch norms are identities; give them statistics so the tests mean something.
+    net.train()
+    with torch.no_grad():
+        net.forward_mel(torch.randn(8, FRONT_END.n_mels, 200) * 3 - 5)
+    return net.eval()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
-from evaluation.metrics import ranking_metrics
+from ranking.metrics import ranking_metrics
 from training.baseline import BaselineParams, LinearBaseline, fit_baseline, mfcc_frames
 
 TRAIN, VALID = slice(0, 120), slice(120, 160)

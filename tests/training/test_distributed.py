@@ -21,11 +21,11 @@ from artifacts.manifest import read_manifest
 from audio.config import FRONT_END
 from training.checkpoint import MANIFEST_KIND, load_encoder
 from training.datamodule import CropSampler, rank_share
+from training.inference import predict_cached
 from training.run import (
     CNNSettings,
     TrainingError,
     load_run_data,
-    predict_cached,
     ranking_scorer,
     train_cnn,
 )

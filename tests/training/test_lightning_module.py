@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from audio.config import FRONT_END
-from training.datamodule import CropSampler, MelDataModule, pad_clips
+from training.datamodule import CropSampler, MelDataModule
 from training.encoder import ContentEncoder, EncoderDims
+from training.inference import pad_clips
 from training.lightning_module import BestWeights, ContentModel
 
 TRAIN, VALID = slice(0, 120), slice(120, 160)
@@ -100,3 +101,22 @@ def test_tiny_fit_decreases_the_loss_and_logs_validation_map(synthetic_world, tm
     # The weights left in the net are the best epoch's.
     restored = net.state_dict()
     assert all(torch.equal(restored[name], value) for name, value in best.best_state.items())
+
+
+def test_spec_augment_masks_one_band_and_one_span_per_crop() -> None:
+    net = ContentEncoder(EncoderDims(n_factors=4), FRONT_END)
+    torch.manual_seed(0)
+    mel = torch.randn(16, FRONT_END.n_mels, WINDOW) + 5.0
+    assert ContentModel(net)._masked(mel) is mel  # off by default
+    masked = ContentModel(net, mask_bands=20, mask_frames=30)._masked(mel)
+    assert masked.shape == mel.shape
+    changed = masked != mel
+    for crop in range(16):
+        band_rows = changed[crop].all(dim=1)  # a masked band covers every frame
+        span_columns = changed[crop].all(dim=0)  # a masked span covers every band
+        assert int(band_rows.sum()) <= 20 and int(span_columns.sum()) <= 30
+        hit = changed[crop]
+        assert bool((hit == (band_rows[:, None] | span_columns[None, :])).all())
+        mean = mel[crop].mean()
+        assert torch.allclose(masked[crop][hit], mean.expand(int(hit.sum())))
+    assert changed.any()

@@ -9,7 +9,7 @@ import pytest
 
 from audio.cache import MelCache, default_cache_dir
 from training.checkpoint import load_encoder
-from training.run import predict_cached
+from training.inference import predict_cached
 from training.spark_embed import embed_on_spark
 
 

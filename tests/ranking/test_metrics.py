@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
-from evaluation.metrics import EXPECTED_RANDOM_AUC, expected_random_map, ranking_metrics
+from ranking.metrics import EXPECTED_RANDOM_AUC, expected_random_map, ranking_metrics
 
 # Five songs on a line: a user with factor +1 ranks them 0, 1, 2, 3, 4; with -1, 4, 3, 2, 1, 0.
 LINE = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)

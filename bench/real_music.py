@@ -1,0 +1,163 @@
+"""Real-music check: do content models trained on a synthetic world group real recordings?
+
+Builds, at run time, excerpts of the soundtracks of freely licensed Debian game-music
+packages (`apt-get download` + `dpkg-deb -x` into an ignored folder, never committed):
+each package is one soundtrack, the label. Every excerpt is embedded through the
+service's own embedding function (`training.inference.embed_audio`: decode, the
+checkpoint's log-mel, the CNN), and each excerpt's 5 nearest other excerpts by cosine,
+as the `content` space ranks them, are counted when they come from the same soundtrack
+(precision@5; neighbours among the excerpts only, the world's songs have no soundtrack).
+Side by side, in one run:
+
+- chance: the expected precision@5 of a random ranking, ((n_soundtrack - 1) / (N - 1));
+- log-mel statistics: per-excerpt mean and standard deviation of each log-mel band
+  (the front end's 128 bands), standardised over the excerpts, cosine;
+- one row per trained run given (`--run NAME=RUN_FOLDER`), e.g. the models trained on the
+  additive-synth and on the SoundFont world.
+
+The packages below are not among the ten kept for an independent check (asc-music,
+drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
+pushover-data, singularity-music, warzone2100-music, wesnoth-1.16-music).
+
+    .venv/bin/python -m bench.real_music --run synth=runs/demo-...-synth \\
+        --run soundfont=runs/demo-...-soundfont
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import wave  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from audio.config import FRONT_END  # noqa: E402
+from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
+from audio.mel import LogMel  # noqa: E402
+from training.checkpoint import load_encoder  # noqa: E402
+from training.inference import embed_audio  # noqa: E402
+
+# Debian package -> the folder (inside the package) holding its soundtrack: the audio files
+# under it with "music" in their path.
+PACKAGES: dict[str, str] = {
+    "supertuxkart-data": "usr/share/games/supertuxkart/data/music",
+    "supertux-data": "usr/share/games/supertux2/music",
+    "hedgewars-data": "usr/share/games/hedgewars/Data/Music",
+    "widelands-data": "usr/share/games/widelands/data/music",
+    "naev-data": "usr/share/naev/dat/snd/music",
+    "warmux-data": "usr/share/games/warmux/music",
+    "extremetuxracer-data": "usr/share/games/etr/music",
+    "xmoto-data": "usr/share/games/xmoto/Textures/Musics",
+    "scorched3d-data": "usr/share/games/scorched3d/data/globalmods/none/data/music",
+    "openclonk-data": "usr/share/games/openclonk/Music.ocg",
+    "megaglest-data": "usr/share/games/megaglest",  # the menu's and each faction's music
+}
+EXTENSIONS = (".ogg", ".mp3", ".flac", ".opus", ".wav")
+TRACKS_PER_PACKAGE = 14
+EXCERPT_SECONDS = 30.0
+MIN_TRACK_SECONDS = 20.0
+K = 5
+
+
+def unpack(package: str, folder: Path) -> Path:
+    """The package's files under `folder/package` (downloaded and unpacked once)."""
+    target = folder / package
+    if not (target / ".unpacked").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        if not any(folder.glob(f"{package}_*.deb")):
+            subprocess.run(["apt-get", "download", "-qq", package], cwd=folder, check=True)
+        deb = next(folder.glob(f"{package}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+        deb.unlink()
+        (target / ".unpacked").touch()
+    return target
+
+
+def excerpts(folder: Path) -> list[tuple[str, Path]]:
+    """(soundtrack, excerpt file): up to TRACKS_PER_PACKAGE tracks a package, each cut to
+    EXCERPT_SECONDS from a third of the way in, written as 22.05 kHz mono WAV once."""
+    made = []
+    for package, music in PACKAGES.items():
+        tracks = sorted(
+            p
+            for p in (unpack(package, folder) / music).rglob("*")
+            if p.suffix in EXTENSIONS and "music" in str(p.relative_to(folder)).lower()
+        )
+        count = 0
+        for track in tracks:
+            out = folder / "excerpts" / package / f"{track.stem}.wav"
+            if not out.is_file():
+                decoded = decode_audio(track)
+                if decoded.seconds < MIN_TRACK_SECONDS:
+                    continue
+                start = int(decoded.samples.size / 3)
+                cut = decoded.samples[start : start + int(EXCERPT_SECONDS * decoded.sample_rate)]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with wave.open(str(out), "wb") as handle:
+                    handle.setnchannels(1)
+                    handle.setsampwidth(2)
+                    handle.setframerate(decoded.sample_rate)
+                    handle.writeframes((np.clip(cut, -1, 1) * 32767).astype("<i2").tobytes())
+            made.append((package, out))
+            count += 1
+            if count == TRACKS_PER_PACKAGE:
+                break
+    return made
+
+
+def precision_at_k(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """Mean share of each row's K nearest other rows (cosine) that share its label."""
+    unit = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = np.argsort(-similarity, axis=1)[:, :K]
+    return float(np.mean(labels[nearest] == labels[:, None]))
+
+
+def log_mel_statistics(paths: list[Path]) -> np.ndarray:
+    """(n, 256) per-excerpt mean and std of each log-mel band, standardised over excerpts."""
+    front_end = LogMel(FRONT_END)
+    rows = []
+    with torch.inference_mode():
+        for path in paths:
+            mel = front_end(torch.from_numpy(decode_audio(path).samples))[0].numpy()
+            rows.append(np.concatenate([mel.mean(axis=-1), mel.std(axis=-1)]))
+    features = np.array(rows)
+    return (features - features.mean(0)) / (features.std(0) + 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, default=Path("data/real_music"))
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_FOLDER")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    clips = excerpts(args.folder)
+    labels = np.array([package for package, _ in clips])
+    paths = [path for _, path in clips]
+    names, counts = np.unique(labels, return_counts=True)
+    chance = float(np.mean([(counts[names == x][0] - 1) / (len(labels) - 1) for x in labels]))
+    rows = {"chance": chance, "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels)}
+    for spec in args.run:
+        name, run = spec.split("=", 1)
+        encoder = load_encoder(Path(run) / "models" / "cnn")
+        vectors = np.array(
+            [embed_audio(encoder, path, DEFAULT_LIMITS, path.name).vector for path in paths]
+        )
+        rows[f"cnn trained on {name}"] = precision_at_k(vectors, labels)
+    print(f"{len(paths)} excerpts of {EXCERPT_SECONDS:g} s from {len(names)} soundtracks:")
+    print("  " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
+    print(f"{'content space':32} precision@{K}")
+    for name, value in rows.items():
+        print(f"{name:32} {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()

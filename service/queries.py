@@ -1,0 +1,77 @@
+"""The searches the read routes run on the version a request is pinned to."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from index.vector_index import UnknownIdError
+from service import schemas
+from service.embedder import UploadEmbedder
+from service.errors import NotFound
+from service.placement import cf_placement
+from service.serving import ServedState
+from training.inference import Embedding
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An upload's embedding and its nearest songs as (id, cosine), with the search time
+    and how the query was placed ("hybrid" or "audio", `service.placement`)."""
+
+    embedding: Embedding
+    neighbours: list[tuple[str, float]]
+    search_ms: float
+    placement: schemas.Placement
+
+
+class Queries:
+    """Similar songs and recommendations, as (song id, score) lists best first."""
+
+    def __init__(self, state: ServedState, embedder: UploadEmbedder) -> None:
+        self.state = state
+        self.embedder = embedder
+
+    def similar_to_upload(
+        self, data: bytes, name: str, k: int, space: schemas.Space, artist: str | None = None
+    ) -> UploadResult:
+        """The `k` songs closest by cosine in `space` to an upload's predicted vector; in
+        the cf space placed with its `artist`'s prior when the version knows the artist,
+        exactly as POST /v1/tracks would place it (the content space is audio only)."""
+        version = self.state.require().version
+        embedding = self.embedder.embed(version, data, name)
+        vector = embedding.vector
+        placement: schemas.Placement = "audio"
+        if space == "cf":
+            vector, placement = cf_placement(version, embedding.vector, artist)
+        started = time.perf_counter()
+        neighbours = version.index.similar(vector, k, space)
+        return UploadResult(embedding, neighbours, (time.perf_counter() - started) * 1e3, placement)
+
+    def similar_to_track(
+        self, track_id: str, k: int, space: schemas.Space
+    ) -> list[tuple[str, float]]:
+        """The `k` songs closest to a track's own vector in `space`, itself left out."""
+        version = self.state.require().version
+        try:
+            return version.index.similar_to(track_id, k, space)
+        except UnknownIdError as error:
+            raise NotFound(
+                f"track {track_id!r} has no vector in the {space} space", code="track_not_found"
+            ) from error
+
+    def recommend(self, user_id: str, k: int, only_new: bool) -> list[tuple[str, float]]:
+        """The `k` songs of highest inner product with the user's factors (only new ones
+        with `only_new`); `NotFound` "user_not_found" for a user without factors."""
+        serving = self.state.require()
+        version = serving.version
+        user_vector = version.user_vector(user_id)
+        if user_vector is None:
+            raise NotFound(
+                f"user {user_id!r} has no factors in model version {version.version_id}"
+                " (users get them at the next factorization)",
+                code="user_not_found",
+            )
+        return version.index.recommend(
+            user_vector, k, only_ids=serving.new_ids if only_new else None
+        )

@@ -1,0 +1,131 @@
+"""Response objects built from catalogue rows and the served state: song hits and tracks,
+the recording a track plays, and what an upload's answer says about its audio."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from catalogue import Catalogue, TrackRecord
+from corpus.dataset import find_audio
+from service import schemas
+from service.errors import NotFound
+from service.serving import ServedState, Serving
+from training.inference import Embedding
+
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "m4a": "audio/mp4",
+}
+
+
+def audio_info(embedding: Embedding) -> schemas.AudioInfo:
+    """What the answer to an upload says about its audio, warnings included."""
+    warnings = []
+    if embedding.truncated:
+        warnings.append(
+            schemas.AudioWarning(
+                code="truncated", message=f"only the first {embedding.seconds:.0f} s used"
+            )
+        )
+    if embedding.normalised:
+        warnings.append(
+            schemas.AudioWarning(
+                code="peak_normalised",
+                message=f"samples peaked at {embedding.peak_dbfs:+.1f} dBFS, above full scale;"
+                " the recording was scaled down to peak at 0 dBFS",
+            )
+        )
+    return schemas.AudioInfo(
+        seconds=round(embedding.seconds, 3),
+        truncated=embedding.truncated,
+        peak_normalised=embedding.normalised,
+        warnings=warnings,
+    )
+
+
+class Views:
+    """Builds the answers about catalogue tracks; `catalogue()` is the open catalogue."""
+
+    def __init__(self, catalogue: Callable[[], Catalogue], state: ServedState) -> None:
+        self.catalogue = catalogue
+        self.state = state
+        self._dataset_audio: tuple[str, dict[str, Path]] | None = None
+
+    def records(self, song_ids: Iterable[str]) -> dict[str, TrackRecord]:
+        """The catalogue rows of `song_ids` (ids it does not hold are left out)."""
+        return self.catalogue().get_tracks(song_ids)
+
+    def hits(self, neighbours: list[tuple[str, float]]) -> list[schemas.SongHit]:
+        """Result rows with titles and artists; songs deleted meanwhile are left out."""
+        records = self.records(song_id for song_id, _ in neighbours)
+        return [
+            schemas.SongHit(
+                id=song_id,
+                title=records[song_id].title,
+                artist=records[song_id].artist,
+                score=score,
+                new=self.state.is_new(song_id),
+                has_audio=self._has_audio(records[song_id]),
+            )
+            for song_id, score in neighbours
+            if song_id in records
+        ]
+
+    def track(self, track_id: str) -> schemas.Track:
+        """The catalogue track `track_id`; `NotFound` "track_not_found"."""
+        serving = self.state.require()
+        record = self.records([track_id]).get(track_id)
+        if record is None:
+            raise NotFound(f"no track {track_id!r}", code="track_not_found")
+        return self.track_view(serving, record)
+
+    def track_view(self, serving: Serving, record: TrackRecord) -> schemas.Track:
+        """A track as `serving` holds it: its spaces and whether it is new."""
+        spaces: list[schemas.Space] = ["cf", "content"]
+        return schemas.Track(
+            id=record.id,
+            title=record.title,
+            artist=record.artist,
+            origin=record.origin,
+            new=record.id in serving.new_ids,
+            has_audio=self._has_audio(record),
+            added_at=record.added_at,
+            spaces=[space for space in spaces if record.id in serving.version.index.space(space)],
+        )
+
+    def audio_file(self, track_id: str) -> tuple[Path, str]:
+        """The file to play for a track, and its media type: its stored upload, or a warm
+        song's dataset file; `NotFound` "track_not_found" or "no_audio"."""
+        record = self.records([track_id]).get(track_id)
+        if record is None:
+            raise NotFound(f"no track {track_id!r}", code="track_not_found")
+        store = self.catalogue().audio_store
+        path: Path | None = None
+        if record.audio_path is not None and store is not None:
+            path = store.path(record.audio_path)
+        else:
+            path = self._dataset_audio_files().get(track_id)
+        if path is None or not path.is_file():
+            raise NotFound(f"track {track_id!r} has no stored audio", code="no_audio")
+        return path, MEDIA_TYPES.get(path.suffix[1:].lower(), "application/octet-stream")
+
+    def _has_audio(self, record: TrackRecord) -> bool:
+        return record.audio_path is not None or record.id in self._dataset_audio_files()
+
+    def _dataset_audio_files(self) -> dict[str, Path]:
+        """Warm songs' recordings in the dataset the served version was published from, if
+        that folder is still there (listed once per dataset folder)."""
+        serving = self.state.current()
+        root = serving.version.manifest["parameters"].get("dataset_root") if serving else None
+        if not root:
+            return {}
+        listed = self._dataset_audio
+        if listed is None or listed[0] != root:
+            listed = (root, find_audio(Path(root)))
+            self._dataset_audio = listed
+        return listed[1]

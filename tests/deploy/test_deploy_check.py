@@ -1,0 +1,52 @@
+"""`make deploy-check` end to end: the compose stack on a private Docker engine.
+
+It builds the image, runs the stack, two retrains, a hot swap under load, a stopped
+scheduler and a restart (deploy/check/deploy_check.py); here it must end with its summary
+line, no request failed, and two different versions. Needs root, dockerd, docker-compose
+and debootstrap (`make test` installs them) and Debian's archive and PyPI on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SUMMARY = re.compile(
+    r"deploy-check: (\d+) containers, (\d+) requests, (\d+) failed, version (\S+) -> (\S+)"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_compose_stack_retrains_and_swaps_with_no_failed_request():
+    if os.geteuid() != 0:
+        pytest.skip("the deployment check runs its own dockerd: it needs root")
+    missing = [
+        tool for tool in ("dockerd", "docker-compose", "debootstrap") if not shutil.which(tool)
+    ]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make docker` (or `make test`)")
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.check.deploy_check"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=3500,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    summary = SUMMARY.fullmatch(lines[-1])
+    assert summary, lines[-5:]
+    containers, requests, failed, version_a, version_b = summary.groups()
+    assert int(failed) == 0
+    assert int(containers) >= 10  # 5 services, the import, 5 again after down and up
+    assert int(requests) > 0
+    assert version_a != version_b

@@ -1,0 +1,181 @@
+"""The one embedding path: audio or cached log-mels -> a trained model's factor vectors.
+
+Every caller that turns audio into factors comes here: the service (an upload's bytes, a
+stored track's file), `coldstart predict` (files), the registry's publish step and the
+quality gate (songs of the mel cache). For audio the path is decode -> the front end's
+check (`audio.frontend.decode_usable`) -> the checkpoint's own `LogMel`
+(`ContentEncoder.front_end`) -> `ContentEncoder.forward_mel`; for the cache, the stored
+float16 log-mels of `coldstart featurize` -> `forward_mel`, whole clips zero-padded into
+batches with their lengths (the encoder masks the padding). The two agree to float16
+precision (tests/training/test_inference.py).
+
+Lightning-free (torch and the plain encoder only): the service imports this module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from audio.config import FRONT_END, FrontEndConfig
+from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
+from audio.errors import AudioError
+from audio.frontend import check_finite, decode_usable, log_mel
+from training.encoder import ClipTooShortError, ContentEncoder
+
+MODELS = ("cnn", "linear")
+
+
+class MelSource(Protocol):
+    """What the loaders read: `audio.cache.MelCache`, or any store of log-mels by song id."""
+
+    def n_frames(self, song_id: str) -> int: ...
+
+    def load(self, song_id: str) -> np.ndarray:
+        """The song's log-mel (n_mels, n_frames), float16 or float32, possibly a memmap."""
+        ...
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """`vector` (n_factors,) float32, finite, for `seconds` of audio (`truncated`: the
+    input was longer than the decode limit; `normalised`: it peaked at `peak_dbfs`, above
+    full scale, and was scaled down to it); the container it was read from (one of
+    `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds."""
+
+    vector: np.ndarray
+    seconds: float
+    truncated: bool
+    peak_dbfs: float
+    normalised: bool
+    container: str
+    decode_ms: float
+    features_ms: float
+    model_ms: float
+
+    @property
+    def extension(self) -> str:
+        """The file extension its container is filed under (`CONTAINER_EXTENSIONS`)."""
+        return CONTAINER_EXTENSIONS[self.container]
+
+
+def embed_audio(
+    encoder: ContentEncoder,
+    source: bytes | str | Path,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> Embedding:
+    """Predict the factors of one recording (a file path or a file's bytes) from the whole
+    clip; `AudioError` if the front end refuses it or the prediction is not finite
+    ("unembeddable"). `name` labels errors.
+
+    Runs on the calling thread with torch's current thread count: the service calls it
+    from its worker threads, never on the event loop.
+    """
+    label = source_name(source, name)
+    started = time.perf_counter()
+    decoded = decode_usable(source, encoder.config, limits, label)
+    decoded_at = time.perf_counter()
+    with torch.inference_mode():
+        mel = encoder.front_end(torch.from_numpy(decoded.samples))
+        featured_at = time.perf_counter()
+        try:
+            vector = encoder.forward_mel(mel)[0].numpy().astype(np.float32)
+        except ClipTooShortError as error:
+            raise AudioError("too_short", label, str(error)) from error
+    check_finite(vector, label, "predicted vector")
+    done = time.perf_counter()
+    return Embedding(
+        vector=vector,
+        seconds=decoded.seconds,
+        truncated=decoded.truncated,
+        peak_dbfs=decoded.peak_dbfs,
+        normalised=decoded.normalised,
+        container=decoded.container,
+        decode_ms=(decoded_at - started) * 1e3,
+        features_ms=(featured_at - decoded_at) * 1e3,
+        model_ms=(done - featured_at) * 1e3,
+    )
+
+
+def predict_cached(
+    encoder: ContentEncoder, cache: MelSource, song_ids: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
+    """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache, rows
+    following `song_ids`, `batch_size` clips per forward pass."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    rows = []
+    with torch.no_grad():
+        for mel, lengths, _ in clip_loader(cache, song_ids, batch_size):
+            rows.append(encoder.forward_mel(mel.to(device), lengths.to(device)).cpu())
+    if not rows:
+        return np.zeros((0, encoder.dims.n_factors), np.float32)
+    return torch.cat(rows).numpy().astype(np.float32)
+
+
+class ClipDataset(Dataset[tuple[Tensor, int]]):
+    """Index -> (the song's whole log-mel (n_mels, n_frames) float32, index)."""
+
+    def __init__(self, cache: MelSource, song_ids: Sequence[str]):
+        self.cache = cache
+        self.song_ids = list(song_ids)
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return torch.from_numpy(np.array(self.cache.load(self.song_ids[index]), np.float32)), index
+
+
+def pad_clips(items: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Collate whole clips: (mels (B, n_mels, T_max) zero-padded, lengths (B,), indices (B,))."""
+    mels = [mel for mel, _ in items]
+    lengths = torch.tensor([mel.shape[1] for mel in mels])
+    padded = mels[0].new_zeros((len(mels), mels[0].shape[0], int(lengths.max())))
+    for row, mel in enumerate(mels):
+        padded[row, :, : mel.shape[1]] = mel
+    return padded, lengths, torch.tensor([index for _, index in items])
+
+
+def clip_loader(
+    cache: MelSource, song_ids: Sequence[str], batch_size: int, num_workers: int = 0
+) -> DataLoader:
+    """Whole clips of `song_ids` in order, padded into batches (see `pad_clips`)."""
+    return DataLoader(
+        ClipDataset(cache, song_ids),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=pad_clips,
+    )
+
+
+def load_predictor(
+    folder: Path, model: str, config: FrontEndConfig = FRONT_END
+) -> Callable[[Path], np.ndarray]:
+    """Load the model saved in `folder` ("cnn" or "linear"); return `predict(file) -> (F,)`.
+
+    The CNN goes through `embed_audio`; the linear baseline gets the front end's checked
+    log-mel (`audio.frontend.log_mel`), as featurize stores it. `predict` raises
+    `AudioError` for audio the front end refuses.
+    """
+    if model == "cnn":
+        from training.checkpoint import load_encoder
+
+        encoder = load_encoder(folder, config)
+        return lambda file: embed_audio(encoder, file).vector
+    if model == "linear":
+        from training.baseline import LinearBaseline
+
+        baseline = LinearBaseline.load(folder, config)
+        return lambda file: baseline.predict([log_mel(file, config)])[0]
+    raise ValueError(f"model must be one of {MODELS}, got {model!r}")
