@@ -2,7 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/frontend.py [--audio-dir DIR] [--repeats N]
 
-Both pipelines read the real clips of `../shared/audio/`, in one run, interleaved, with
+Both pipelines read the real clips of `tests/assets/audio/`, in one run, interleaved, with
 one thread each: ours is `audio.frontend.log_mel` (decode, resample to 22050 Hz mono,
 checks, 128-band log-mel, n_fft 1024, hop 512); librosa's is `librosa.load(sr=22050,
 mono=True)` + `librosa.feature.melspectrogram` with the same parameters + `np.log`.
@@ -87,7 +87,7 @@ def time_pipelines(files: list[Path], repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--audio-dir", type=Path, default=REPO_ROOT.parent / "shared" / "audio")
+    parser.add_argument("--audio-dir", type=Path, default=REPO_ROOT / "tests" / "assets" / "audio")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)

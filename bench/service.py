@@ -1,7 +1,7 @@
 """Latency and throughput of POST /v1/similar over HTTP, beside the bare in-process path.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.service --registry REG \\
-        [--audio ../shared/audio/vibe_ace.mp3] [--requests 48] [--concurrency 4 16]
+        [--audio tests/assets/audio/vibe_ace.mp3] [--requests 48] [--concurrency 4 16]
 
 `coldstart serve` runs in a child process on loopback (its own catalogue in a temporary
 folder, default settings: `inference_slots` 2, one torch thread each). On the same
@@ -49,7 +49,7 @@ from service.settings import Settings
 from training.inference import embed_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_AUDIO = REPO_ROOT.parent / "shared" / "audio" / "vibe_ace.mp3"
+DEFAULT_AUDIO = REPO_ROOT / "tests" / "assets" / "audio" / "vibe_ace.mp3"
 K = 10
 WARM_UP = 3
 

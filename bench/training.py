@@ -1,6 +1,6 @@
 """Benchmark: CNN training throughput, and inference per clip split into decode / mel / CNN.
 
-On the real recordings in `../shared/audio/` (mel-cached into a temporary dataset folder):
+On the real recordings in `tests/assets/audio/` (mel-cached into a temporary dataset folder):
 
 - training: windows/s of a full step (forward, MSE, backward, Adam) of the default
   `ContentEncoder` on 3-second crops, beside windows/s of the crop loader alone (memmapped
@@ -139,7 +139,7 @@ def bench_inference(audio_dir: Path, dims: EncoderDims, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--audio", type=Path, default=REPO_ROOT.parent / "shared" / "audio")
+    parser.add_argument("--audio", type=Path, default=REPO_ROOT / "tests" / "assets" / "audio")
     parser.add_argument(
         "--cache", type=Path, help="mel cache to crop from (default: one made of --audio)"
     )

@@ -1,7 +1,7 @@
 """Benchmark: CNN training throughput on one process beside DDP over several.
 
 Each run is a real Lightning fit of the default `ContentEncoder` on 3-second crops of a mel
-cache (the real recordings of `../shared/audio/`, or `--cache`), placed by the same
+cache (the real recordings of `tests/assets/audio/`, or `--cache`), placed by the same
 `training.run.trainer_placement` as `coldstart train`, with the same total batch split
 across the processes as `train_cnn` splits it. Windows/s count the crops of every process
 over the timed steps (after `--warmup` steps), measured on rank 0. Runs are given as
@@ -133,7 +133,7 @@ def run(spec: str, cache: Path, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--audio", type=Path, default=REPO_ROOT.parent / "shared" / "audio")
+    parser.add_argument("--audio", type=Path, default=REPO_ROOT / "tests" / "assets" / "audio")
     parser.add_argument("--cache", type=Path, help="mel cache to crop from (default: --audio's)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--runs", nargs="+", default=["1", "2"], help="N or ddpN, in order")
