@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -93,12 +92,10 @@ def test_audio_needs_a_store(open_db):
     assert catalogue.add_track("warm-1", "A", origin="warm").audio_path is None
 
 
-def test_import_thousands_of_songs_fast_and_idempotently(db, tmp_path):
+def test_import_thousands_of_songs_idempotently(db, tmp_path):
+    # Speed is bench/load_listens.py's to measure, not a timed assertion's.
     songs_csv = write_songs_csv(tmp_path / "songs.csv", 5000)
-    start = time.perf_counter()
     assert db.import_songs(songs_csv, vector_version="v1") == 5000
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"5000 songs took {elapsed:.2f} s"
     assert db.count_tracks("warm") == 5000
     assert len(db.get_tracks(f"S{i:07d}" for i in range(0, 6000, 2))) == 2500
     song = db.get_track("S0000042")
