@@ -80,7 +80,14 @@ def test_ready_model_table_and_metrics(
     assert model["version"] == registry.version_id and model["created_at"]
     assert {"random", "upper_bound", "cnn"} <= set(model["evaluation"]["models"])
     assert model["counts"]["users"] > 0 and model["n_factors"] == 16
-    assert set(model["parents"]) == {"factorization", "model:cnn", "report", "index"}
+    assert set(model["parents"]) == {
+        "factorization",
+        "model:cnn",
+        "model:artist",
+        "model:hybrid",
+        "report",
+        "index",
+    }
 
     audio = audio_assets / "trumpet_loop.ogg"
     client.post("/v1/similar", files={"file": (audio.name, audio.read_bytes())})
