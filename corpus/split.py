@@ -181,12 +181,13 @@ def _by_listens(
     if artists is not None and len(artists) != len(song_ids):
         raise SplitError(f"{len(artists)} artists given for {len(song_ids)} songs")
     keys = normalise_artists(artists) if artists is not None else [UNKNOWN_ARTIST] * len(song_ids)
-    artist_of = dict(zip(song_ids, keys, strict=True))
-    catalogue = np.array(sorted(artist_of), dtype=object)
+    artist_of = pd.Series(keys, index=pd.Index(song_ids, dtype=object), dtype=object)
+    artist_of = artist_of[~artist_of.index.duplicated(keep="last")].sort_index()
+    catalogue = artist_of.index.to_numpy(dtype=object)
     counts = listener_counts(listens, catalogue.tolist())
     heard = counts > 0
     listened = catalogue[heard]
-    artist_keys = np.array([artist_of[song_id] for song_id in listened], dtype=object)
+    artist_keys = artist_of.to_numpy(dtype=object)[heard]  # vectorised: one row per song
     return listened, counts[heard], catalogue[~heard].tolist(), artist_keys
 
 
