@@ -1,10 +1,10 @@
 """Listens in bulk, at Taste Profile scale (48M rows): in and out of the database in chunks.
 
 PostgreSQL gets them by COPY (psycopg 3's `cursor.copy` on the raw connection of the
-SQLAlchemy transaction), as text rows that Arrow kernels build, and gives them through a
-server-side cursor; SQLite by `executemany` of one chunk's tuples and a cursor read
-`fetchmany` at a time. Either way memory is bounded
-by a chunk, and no ORM object or dict is built per listen. The table and column names come
+SQLAlchemy transaction), as text rows that Arrow kernels build, and gives them as Arrow
+batches (the ADBC PostgreSQL driver's COPY BINARY reader); SQLite by `executemany` of one
+chunk's tuples and a cursor read `fetchmany` at a time. Either way memory is bounded by a
+chunk, and no ORM object or dict is built per listen. The table and column names come
 from the models (`catalogue.models.Listen`), which stay the source of the schema.
 
 Validation is the caller's (`catalogue.repository`): these functions write what they are
@@ -13,16 +13,20 @@ given and read what the database holds.
 
 from __future__ import annotations
 
+import queue
+import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, func, select
+from adbc_driver_postgresql import dbapi as adbc_postgresql
+from sqlalchemy import Connection, Index, Table, func, select
 
 from catalogue.models import Listen
 from corpus.dataset import tsv_block
@@ -30,10 +34,10 @@ from corpus.dataset import tsv_block
 # Summed listens read per chunk.
 EXPORT_CHUNK_ROWS = 500_000
 WRITE_CHUNK_ROWS = 200_000  # listens per COPY block or executemany call
-# Memory PostgreSQL may use to sort and group the listens of one export (a session setting,
-# reset when the transaction ends); below it the server spills the sort to disk.
-_EXPORT_WORK_MEM = "256MB"
+_READ_AHEAD = 4  # Arrow batches (~16 MB each) read ahead of the export's consumer
 _SQLITE_IMPORT_CACHE_KIB = 512 << 10  # page cache for index inserts of one import (512 MiB)
+# dropped for a SQLite load, rebuilt after it
+_LISTEN_INDEXES: tuple[Index, ...] = tuple(cast(Table, Listen.__table__).indexes)
 _INSERTED = (Listen.user_id, Listen.track_id, Listen.count, Listen.played_at)
 
 
@@ -54,6 +58,7 @@ class ListenWriter:
         quote = connection.dialect.identifier_preparer.quote
         columns = ", ".join(quote(column.name) for column in _INSERTED)
         name = connection.dialect.identifier_preparer.format_table(table)
+        self.table_name = name
         if self.postgres:
             self.statement = f"COPY {name} ({columns}) FROM STDIN"
             self.stamp = played_at.astimezone(UTC).isoformat()
@@ -61,7 +66,9 @@ class ListenWriter:
             marks = ", ".join("?" for _ in _INSERTED)
             self.statement = f"INSERT INTO {name} ({columns}) VALUES ({marks})"
             process = table.c.played_at.type.bind_processor(connection.dialect)
-            self.stamp = process(played_at) if process else played_at
+            stamp = process(played_at) if process else played_at
+            # adapted to what SQLite stores once, as the driver would for every row
+            self.stamp = sqlite3.adapt(stamp, sqlite3.PrepareProtocol, stamp)
 
     def __enter__(self) -> ListenWriter:
         if self.postgres:
@@ -71,6 +78,10 @@ class ListenWriter:
         else:
             self._cache = self.raw.execute("PRAGMA cache_size").fetchone()[0]
             self.raw.execute(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
+            # What bulk loaders do: no index to update per row; each is rebuilt by one
+            # sort at the end. Inside the transaction: a failed import rolls the drop back.
+            for index in _LISTEN_INDEXES:
+                index.drop(self.connection)
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -99,10 +110,20 @@ class ListenWriter:
         if self.postgres:
             try:
                 self._copy_context.__exit__(*exc_info)
+                if exc_info[0] is None:
+                    # statistics of the rows just loaded, as PostgreSQL's "Populating a
+                    # Database" advises: the nightly GROUP BY is planned for the table's
+                    # real size, not for what it held before (autovacuum comes later)
+                    self._cursor.execute(f"ANALYZE {self.table_name}")
             finally:
                 self._cursor.close()
         else:
-            self.raw.execute(f"PRAGMA cache_size={self._cache}")
+            try:
+                if exc_info[0] is None:
+                    for index in _LISTEN_INDEXES:
+                        index.create(self.connection)
+            finally:
+                self.raw.execute(f"PRAGMA cache_size={self._cache}")
 
 
 def _values_and_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -139,18 +160,17 @@ def summed_listens(
 ) -> Iterator[pd.DataFrame]:
     """Plays summed per (user, song), sorted by user then song, as consecutive frames of
     `chunk_rows` rows (the last one shorter): user_id, song_id (categorical, each frame its
-    own categories) and play_count (int64, unclipped). Runs inside `connection`'s
-    transaction: on PostgreSQL through a server-side cursor (measured 3x faster than
-    reading COPY TO, whose rows psycopg hands over one message at a time), on SQLite
-    through a plain cursor; either way one chunk of rows is in memory at a time."""
-    raw: Any = connection.connection.dbapi_connection  # psycopg's or sqlite3's
+    own categories) and play_count (int64, unclipped); one chunk in memory at a time.
+
+    PostgreSQL: read as Arrow batches by the ADBC driver (COPY BINARY decoded in C++, no
+    Python object per row: measured 2.5x faster than psycopg's server-side cursor) on a
+    connection of its own to `connection`'s database; the one query reads one snapshot.
+    SQLite: a cursor of `connection`, inside its transaction, `fetchmany` at a time."""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SET LOCAL work_mem = '{_EXPORT_WORK_MEM}'")
-        cursor = raw.cursor(name="coldstart_summed_listens")
-        cursor.itersize = chunk_rows
-        cursor.execute(_summed_query(connection))
-    else:
-        cursor = raw.execute(_summed_query(connection))
+        yield from _postgres_summed(connection, chunk_rows)
+        return
+    raw: Any = connection.connection.dbapi_connection  # sqlite3's
+    cursor = raw.execute(_summed_query(connection))
     try:
         while rows := cursor.fetchmany(chunk_rows):
             users, songs, counts = zip(*rows, strict=True)
@@ -164,3 +184,70 @@ def summed_listens(
             )
     finally:
         cursor.close()
+
+
+def _postgres_summed(connection: Connection, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """`summed_listens` on PostgreSQL: the driver's batches (about 16 MB each) regrouped
+    into frames of `chunk_rows` rows."""
+    uri = connection.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with adbc_postgresql.connect(uri, autocommit=True) as adbc, adbc.cursor() as cursor:
+        cursor.execute(_summed_query(connection))
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for batch in _read_ahead(cursor.fetch_record_batch()):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= chunk_rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                yield _sums_frame(table.slice(0, chunk_rows))
+                rest = table.slice(chunk_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            yield _sums_frame(pa.Table.from_batches(pending).combine_chunks())
+
+
+def _read_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """`reader`'s batches, read by a thread up to `_READ_AHEAD` batches ahead, so that the
+    server streams the next rows while the caller works on the last ones (Arrow reads
+    without the GIL). The thread ends with the reader, or when the caller stops early."""
+    ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(_READ_AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        ready.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(None)
+        except BaseException as error:  # handed to the caller, raised there
+            ready.put(error)
+
+    thread = threading.Thread(target=read, name="coldstart-summed-listens", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _sums_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow columns (user, track, sum) as `summed_listens` frames them: ids dictionary-
+    encoded by Arrow, so pandas gets categoricals without a Python string per row."""
+    users, songs, counts = (table.column(i).combine_chunks() for i in range(3))
+    return pd.DataFrame(
+        {
+            "user_id": pc.dictionary_encode(users).to_pandas(),
+            "song_id": pc.dictionary_encode(songs).to_pandas(),
+            "play_count": counts.to_numpy().astype(np.int64, copy=False),
+        }
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from catalogue.errors import InvalidTrack
 from catalogue.models import Listen
@@ -33,6 +33,17 @@ def _summed_rows(db) -> list[tuple[str, str, int]]:
         return sorted((user, song, int(total)) for user, song, total in connection.execute(query))
 
 
+def _listen_indexes(db) -> set[tuple[str, tuple[str, ...]]]:
+    """The listens table's indexes as the database holds them: (name, columns)."""
+    return {
+        (index["name"], tuple(index["column_names"]))
+        for index in inspect(db.engine).get_indexes("listens")
+    }
+
+
+MODEL_INDEXES = {(index.name, tuple(index.columns.keys())) for index in Listen.__table__.indexes}
+
+
 def _frame_rows(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
     return sorted(
         zip(
@@ -55,6 +66,7 @@ def test_streamed_import_stores_every_listen_and_exports_the_sums(db, tiny_world
     stored = _stored_rows(db)
     assert [row[:3] for row in stored] == _frame_rows(expected)
     assert {row[3] for row in stored} == {AT}
+    assert _listen_indexes(db) == MODEL_INDEXES  # rebuilt after SQLite's load
 
     # the same listens again, as one frame: every pair now summed from two rows
     db.import_listens(expected, AT)
@@ -139,6 +151,7 @@ def test_a_bad_row_in_the_middle_of_a_large_import_leaves_nothing(
         db.import_listens(frames)  # three chunks written before the bad one
     assert db.count_listens() == 0
     assert db.export_listens().empty
+    assert _listen_indexes(db) == MODEL_INDEXES  # SQLite's load drops them: rolled back too
 
 
 def test_an_unknown_song_deep_in_a_streamed_file_leaves_nothing(db, tmp_path: Path) -> None:
