@@ -73,6 +73,9 @@ POSTGRES = os.environ.get(
     "COLDSTART_REHEARSAL_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 API_KEY = "rehearsal-key-0123456789"
+# Optional stages (`--stages`): the SQLite import, the snapshot alone beside a bare export,
+# the two nightly runs with the service between them.
+STAGES = ("sqlite", "snapshot", "nightly")
 _STEP = re.compile(r"^(\S+ \S+) INFO coldstart\.pipeline step (\w+): started")
 
 
@@ -580,159 +583,210 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     runs.mkdir()
     sqlite_url = f"sqlite:///{runs / 'catalogue.db'}"
     store = runs / "store"
-    with postgres_schema(args.keep) as (schema, pg_url):
-        # 1. imports, and the bare COPY of the same file beside them
-        stage, _ = run_stage(
-            "import into PostgreSQL",
-            coldstart(
-                "import",
-                "--dataset",
-                str(dataset),
-                "--database",
-                pg_url,
-                "--audio-store",
-                str(store),
-            ),
-            runs / "import-pg.log",
-        )
-        stages.append(stage)
-        psql(
-            schema,
-            "CREATE TABLE bare_listens (LIKE listens INCLUDING ALL);"
-            " ALTER TABLE bare_listens ADD FOREIGN KEY (track_id) REFERENCES tracks (id);"
-            " ALTER TABLE bare_listens ALTER COLUMN played_at SET DEFAULT now()",
-        )
-        copy = f"\\copy bare_listens (user_id, track_id, count) FROM '{dataset / LISTENS_FILE}'"
-        stage, _ = run_stage(
-            "bare psql \\copy of listens.tsv",
-            psql_command(schema, copy),
-            runs / "bare-copy.log",
-            psql_env(schema),
-        )
-        stages.append(stage)
-        psql(schema, "DROP TABLE bare_listens")
-        stage, _ = run_stage(
-            "import into SQLite",
-            coldstart(
-                "import", "--dataset", str(dataset), "--database", sqlite_url, "--no-copy-audio"
-            ),
-            runs / "import-sqlite.log",
-        )
-        stages.append(stage)
+    results["complete"] = False
+    try:
+        with postgres_schema(args.keep) as (schema, pg_url):
+            # 1. imports, and the bare COPY of the same file beside them
+            stage, _ = run_stage(
+                "import into PostgreSQL",
+                coldstart(
+                    "import",
+                    "--dataset",
+                    str(dataset),
+                    "--database",
+                    pg_url,
+                    "--audio-store",
+                    str(store),
+                ),
+                runs / "import-pg.log",
+            )
+            stages.append(stage)
+            psql(
+                schema,
+                "CREATE TABLE bare_listens (LIKE listens INCLUDING ALL);"
+                " ALTER TABLE bare_listens ADD FOREIGN KEY (track_id) REFERENCES tracks (id);"
+                " ALTER TABLE bare_listens ALTER COLUMN played_at SET DEFAULT now()",
+            )
+            copy = f"\\copy bare_listens (user_id, track_id, count) FROM '{dataset / LISTENS_FILE}'"
+            stage, _ = run_stage(
+                "bare psql \\copy of listens.tsv",
+                psql_command(schema, copy),
+                runs / "bare-copy.log",
+                psql_env(schema),
+            )
+            stages.append(stage)
+            psql(schema, "DROP TABLE bare_listens")
+            if "sqlite" in args.stages:
+                stage, _ = run_stage(
+                    "import into SQLite",
+                    coldstart(
+                        "import",
+                        "--dataset",
+                        str(dataset),
+                        "--database",
+                        sqlite_url,
+                        "--no-copy-audio",
+                    ),
+                    runs / "import-sqlite.log",
+                )
+                stages.append(stage)
 
-        # 2. the first nightly run, from scratch, and the bare export of the same sums
-        registry = runs / "registry"
-        database = ["--database", pg_url, "--audio-store", str(store)]
-        rows, first, _ = run_pipeline_stage(
-            "pipeline, first night (from scratch)", registry, database, "first", runs, args
-        )
-        stages.extend(rows)
-        sums = (
-            "\\copy (SELECT user_id, track_id, sum(count) FROM listens GROUP BY user_id, track_id"
-            f" ORDER BY user_id, track_id) TO '{runs / 'bare-sums.tsv'}'"
-        )
-        stage, _ = run_stage(
-            "bare psql \\copy of the sums TO a file",
-            psql_command(schema, sums),
-            runs / "bare-sums.log",
-            psql_env(schema),
-        )
-        stages.append(stage)
+            sums = (
+                "\\copy (SELECT user_id, track_id, sum(count) FROM listens"
+                " GROUP BY user_id, track_id ORDER BY user_id, track_id)"
+                f" TO '{runs / 'bare-sums.tsv'}'"
+            )
+            if "snapshot" in args.stages:
+                # the nightly run's first step alone, then the bare export of the same sums
+                stage, _ = run_stage(
+                    "snapshot alone", snapshot_command(pg_url, runs), runs / "snapshot.log"
+                )
+                stages.append(stage)
+                stage, _ = run_stage(
+                    "bare psql \\copy of the sums TO a file (beside the snapshot)",
+                    psql_command(schema, sums),
+                    runs / "bare-sums-snapshot.log",
+                    psql_env(schema),
+                )
+                stages.append(stage)
+            if "nightly" in args.stages:
+                nightly(args, work, runs, scale, (schema, pg_url, store, sums), stages)
+            results["complete"] = True
+    finally:  # what ran is kept when a stage fails or the run is interrupted (Ctrl-C)
+        results["stages"] = [asdict(stage) for stage in stages]
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        results["machine"]["load_at_end"] = os.getloadavg()
+        (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        print(markdown(results))
+    return results
 
-        # the demo-size version: the world alone
-        demo_registry = runs / "demo-registry"
-        demo_rows, _, _ = run_pipeline_stage(
-            "demo-size pipeline (the world alone)",
-            demo_registry,
-            ["--dataset", str(work / "world")],
-            "demo",
+
+def snapshot_command(database: str, runs: Path) -> list[str]:
+    """`pipeline.snapshot.snapshot_catalogue` of the catalogue at `database` into
+    `runs/snapshot/` (no CLI command runs the step alone), in a child process."""
+    code = (
+        "import sys; from pathlib import Path; from catalogue.db import open_catalogue;"
+        " from pipeline.snapshot import snapshot_catalogue;"
+        " print(snapshot_catalogue(open_catalogue(sys.argv[1]), Path(sys.argv[2])).counts)"
+    )
+    return [sys.executable, "-c", code, database, str(runs / "snapshot")]
+
+
+def nightly(
+    args: argparse.Namespace,
+    work: Path,
+    runs: Path,
+    scale: Scale,
+    postgres: tuple[str, str, Path, str],
+    stages: list[Stage],
+) -> None:
+    """Stages 2-4 of the module docstring, appended to `stages` as they end. `postgres`:
+    the schema, its URL, the audio store, the bare export's psql command."""
+    schema, pg_url, store, sums = postgres
+    dataset = work / "dataset"
+    # 2. the first nightly run, from scratch, and the bare export of the same sums
+    registry = runs / "registry"
+    database = ["--database", pg_url, "--audio-store", str(store)]
+    rows, first, _ = run_pipeline_stage(
+        "pipeline, first night (from scratch)", registry, database, "first", runs, args
+    )
+    stages.extend(rows)
+    stage, _ = run_stage(
+        "bare psql \\copy of the sums TO a file",
+        psql_command(schema, sums),
+        runs / "bare-sums.log",
+        psql_env(schema),
+    )
+    stages.append(stage)
+
+    # the demo-size version: the world alone
+    demo_registry = runs / "demo-registry"
+    demo_rows, _, _ = run_pipeline_stage(
+        "demo-size pipeline (the world alone)",
+        demo_registry,
+        ["--dataset", str(work / "world")],
+        "demo",
+        runs,
+        args,
+    )
+    stages.append(demo_rows[0])
+
+    # 3. serving the first version beside the demo-size one
+    clips = sorted(find_audio(work / "world").values())
+    body, content_type = multipart(clips[0].read_bytes(), clips[0].name)
+    server = start_server(registry, pg_url, store, runs / "serve.log")
+    demo_server = start_server(
+        demo_registry,
+        f"sqlite:///{runs / 'demo.db'}",
+        runs / "demo-store",
+        runs / "serve-demo.log",
+    )
+    try:
+        ready_memory = server.sampler.peak_mib()
+        latency = paired_latency(server, demo_server, body, content_type, args.requests)
+        serving = Stage(
+            "serve: start to /readyz",
+            server.ready_seconds,
+            *ready_memory,
+            "coldstart serve",
+            {
+                "demo_ready_seconds": demo_server.ready_seconds,
+                "demo_peak_rss_mib": demo_server.sampler.peak_mib()[0],
+                "rss_after_requests_mib": round(server.sampler.samples[-1][1] / 2**20, 1),
+                **latency,
+            },
+        )
+        stages.append(serving)
+        stop_server(demo_server)
+
+        # 4. a day through the API, the second night, the swap under load
+        day = day_of_listens(dataset, scale.new_listens, args.seed)
+        posted = post_day(server, day, clips, scale.new_tracks)
+        stages.append(
+            Stage(
+                "API: a day of listens and new tracks",
+                posted["listens_seconds"] + posted["tracks_seconds"],
+                *server.sampler.peak_mib(),
+                "POST /v1/listens, /v1/tracks",
+                posted,
+            )
+        )
+        before_swap = server.sampler.samples[-1][1] / 2**20
+        loop = RequestLoop(server, body, content_type, first["version_id"])
+        watcher = threading.Thread(
+            target=_start_at_publish,
+            args=(registry / "pipeline" / "runs" / "second", loop),
+            daemon=True,
+        )
+        watcher.start()
+        rows, second, _ = run_pipeline_stage(
+            "pipeline, second night (warm, fine-tune)",
+            registry,
+            database,
+            "second",
             runs,
             args,
         )
-        stages.append(demo_rows[0])
-
-        # 3. serving the first version beside the demo-size one
-        clips = sorted(find_audio(work / "world").values())
-        body, content_type = multipart(clips[0].read_bytes(), clips[0].name)
-        server = start_server(registry, pg_url, store, runs / "serve.log")
-        demo_server = start_server(
-            demo_registry,
-            f"sqlite:///{runs / 'demo.db'}",
-            runs / "demo-store",
-            runs / "serve-demo.log",
+        stages.extend(rows)
+        watcher.join()
+        swap = loop.join()
+        swap["rss_before_mib"] = round(before_swap, 1)
+        swap_memory = server.sampler.peak_mib(loop.started_at, loop.ended_at)
+        swap["peak_rss_mib"] = swap_memory[0]
+        swap["swapped_to"] = second["version_id"]
+        stages.append(
+            Stage(
+                "serve: hot swap under a request loop",
+                round(loop.ended_at - loop.started_at, 2),
+                *swap_memory,
+                "POST /v1/similar loop",
+                swap,
+            )
         )
-        try:
-            ready_memory = server.sampler.peak_mib()
-            latency = paired_latency(server, demo_server, body, content_type, args.requests)
-            serving = Stage(
-                "serve: start to /readyz",
-                server.ready_seconds,
-                *ready_memory,
-                "coldstart serve",
-                {
-                    "demo_ready_seconds": demo_server.ready_seconds,
-                    "demo_peak_rss_mib": demo_server.sampler.peak_mib()[0],
-                    "rss_after_requests_mib": round(server.sampler.samples[-1][1] / 2**20, 1),
-                    **latency,
-                },
-            )
-            stages.append(serving)
+    finally:
+        stop_server(server)
+        if demo_server.process.poll() is None:
             stop_server(demo_server)
-
-            # 4. a day through the API, the second night, the swap under load
-            day = day_of_listens(dataset, scale.new_listens, args.seed)
-            posted = post_day(server, day, clips, scale.new_tracks)
-            stages.append(
-                Stage(
-                    "API: a day of listens and new tracks",
-                    posted["listens_seconds"] + posted["tracks_seconds"],
-                    *server.sampler.peak_mib(),
-                    "POST /v1/listens, /v1/tracks",
-                    posted,
-                )
-            )
-            before_swap = server.sampler.samples[-1][1] / 2**20
-            loop = RequestLoop(server, body, content_type, first["version_id"])
-            watcher = threading.Thread(
-                target=_start_at_publish,
-                args=(registry / "pipeline" / "runs" / "second", loop),
-                daemon=True,
-            )
-            watcher.start()
-            rows, second, _ = run_pipeline_stage(
-                "pipeline, second night (warm, fine-tune)",
-                registry,
-                database,
-                "second",
-                runs,
-                args,
-            )
-            stages.extend(rows)
-            watcher.join()
-            swap = loop.join()
-            swap["rss_before_mib"] = round(before_swap, 1)
-            swap_memory = server.sampler.peak_mib(loop.started_at, loop.ended_at)
-            swap["peak_rss_mib"] = swap_memory[0]
-            swap["swapped_to"] = second["version_id"]
-            stages.append(
-                Stage(
-                    "serve: hot swap under a request loop",
-                    round(loop.ended_at - loop.started_at, 2),
-                    *swap_memory,
-                    "POST /v1/similar loop",
-                    swap,
-                )
-            )
-        finally:
-            stop_server(server)
-            if demo_server.process.poll() is None:
-                stop_server(demo_server)
-    results["stages"] = [asdict(stage) for stage in stages]
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_at_end"] = os.getloadavg()
-    (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    print(markdown(results))
-    return results
 
 
 def _start_at_publish(run_dir: Path, loop: RequestLoop) -> None:
@@ -787,12 +841,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="folder kept between runs (default: a temp one)")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
+    parser.add_argument(
+        "--stages",
+        type=_stages,
+        default=STAGES,
+        help=f"comma-separated, of {','.join(STAGES)} (default all): what runs after the"
+        " PostgreSQL import and its bare copy, which always run (the rest reads that catalogue)",
+    )
     args = parser.parse_args(argv)
     if args.work is None:
         args.work = (
             Path(tempfile.gettempdir()) / "coldstart-rehearsal" / f"fraction-{args.fraction}"
         )
     return rehearse(args)
+
+
+def _stages(value: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = set(chosen) - set(STAGES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stages {sorted(unknown)}: choose from {STAGES}")
+    return chosen
 
 
 if __name__ == "__main__":
