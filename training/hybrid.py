@@ -6,7 +6,8 @@ Fitted after the CNN (`train_run`), on the same factorization:
   chosen by validation mAP; its test song vectors are the priors of their artists (zero
   for a cold artist: the artist alone says nothing about it);
 - `hybrid`: `training.fusion` fitted on the validation songs with audio (the CNN's
-  whole-clip predictions, their artists' priors, their folded-in factors); its test song
+  whole-clip predictions, their artists' priors, their folded-in factors; the squares
+  those of the users' scores, `score_metric`); its test song
   vectors are `hybrid_vectors` of the CNN's test predictions, i.e. the CNN's own vectors
   for cold artists.
 
@@ -28,7 +29,13 @@ from artifacts.manifest import read_manifest, write_manifest
 from corpus.artists import UNKNOWN_ARTIST, normalise_artists
 from corpus.dataset import SONGS_FILE, read_songs
 from training.artist_prior import ARTIST_KIND, fit_artist_priors
-from training.fusion import FUSION_FILE, HYBRID_KIND, fit_fusion, hybrid_vectors
+from training.fusion import (
+    FUSION_FILE,
+    HYBRID_KIND,
+    fit_fusion,
+    hybrid_vectors,
+    score_metric,
+)
 from training.inference import predict_cached
 from training.run import (
     CNN_NAME,
@@ -93,7 +100,13 @@ def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, di
     valid_ids, valid_rows = data.cached(f.valid_song_ids)
     valid_cnn = predict_cached(encoder, data.cache, valid_ids, batch_size)
     valid_priors, valid_counts = priors.lookup([valid_artists[row] for row in valid_rows])
-    weights = fit_fusion(valid_cnn, valid_priors, valid_counts, f.valid_song_factors[valid_rows])
+    weights = fit_fusion(
+        valid_cnn,
+        valid_priors,
+        valid_counts,
+        f.valid_song_factors[valid_rows],
+        metric=score_metric(f.user_factors),
+    )
     score_valid = ranking_scorer(data, valid_rows)
     test_cnn = np.load(cnn_dir / TEST_FACTORS_FILE, allow_pickle=False)
     hybrid_dir = fresh_model_folder(data.run_dir / MODELS_DIR / HYBRID_NAME)
@@ -105,7 +118,7 @@ def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, di
         hybrid_dir,
         kind=HYBRID_KIND,
         files=[FUSION_FILE, TEST_FACTORS_FILE],
-        parameters={"edges": list(weights.edges)},
+        parameters={"edges": list(weights.edges), "objective": "user_scores"},
         parents={
             **data.parents,
             f"model:{CNN_NAME}": str(cnn_manifest["digest"]),

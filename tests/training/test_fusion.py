@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.artist_prior import ArtistPriors, artist_priors, fit_artist_priors
-from training.fusion import FusionWeights, fit_fusion, hybrid_vectors, placement
+from training.fusion import FusionWeights, fit_fusion, hybrid_vectors, placement, score_metric
 
 # Three training songs by "a" (at (1,0), (3,0), (2,3)), one by "b" at (0,4), one without
 # an artist at (2,-7): global mean (1.6, 0).
@@ -115,6 +115,23 @@ def test_fusion_recovers_known_weights_per_bucket() -> None:
     pooled = fit_fusion(cnn, prior, counts, target, edges=(1,), min_bucket_songs=1)
     assert (weights.cnn[1], weights.prior[1]) == (pooled.cnn[0], pooled.prior[0])
     assert FusionWeights.from_json(weights.to_json()) == weights
+
+
+def test_score_metric_fits_what_users_see_and_ignores_what_they_do_not() -> None:
+    """Users who look only at factor 0: the targets are 2 cnn + 0.5 prior there and noise
+    on factor 1. Fitting the users' scores recovers (2, 0.5); fitting the factors does not."""
+    rng = np.random.default_rng(4)
+    cnn = rng.standard_normal((40, 2))
+    prior = rng.standard_normal((40, 2))
+    target = np.c_[2 * cnn[:, 0] + 0.5 * prior[:, 0], 10 * rng.standard_normal(40)]
+    users = np.c_[rng.standard_normal(30), np.zeros(30)]
+    metric = score_metric(users)
+    np.testing.assert_allclose(metric @ metric.T, np.diag([1, 0]) + 1e-6 * np.eye(2), atol=1e-12)
+    counts = np.full(40, 4)
+    seen = fit_fusion(cnn, prior, counts, target, edges=(1,), metric=metric)
+    np.testing.assert_allclose([seen.cnn[0], seen.prior[0]], [2, 0.5], atol=1e-3)
+    plain = fit_fusion(cnn, prior, counts, target, edges=(1,))
+    assert abs(plain.cnn[0] - 2) + abs(plain.prior[0] - 0.5) > 0.1
 
 
 def test_fusion_ignores_songs_without_a_prior_and_falls_back_to_audio() -> None:
