@@ -9,7 +9,7 @@ system per bucket over every song and factor). Given the users' factors' Gram ma
 `G = UᵀU`, the squares are those of the *scores* users give the song, `||U (h - t)||² =
 (h - t)ᵀ G (h - t)`: an error along a direction that users' tastes spread over costs more
 than one along a direction no user looks at, as in the ranking the evaluation makes (on
-two 1,000-song worlds +6.2 and +1.9 points of the cold tracks' mAP@500 gap over plain
+two 1,000-song worlds +6.3 and +1.9 points of the cold tracks' mAP@500 gap over plain
 factors; BENCHMARKS.md). A bucket with fewer than
 `MIN_BUCKET_SONGS` validation songs takes the fit pooled over all of them. A song whose
 artist has no training song (`n == 0`: a cold artist, or no artist) is placed by its
