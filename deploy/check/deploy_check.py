@@ -294,14 +294,16 @@ def request_loop(stack: Stack, recording: Path, track_id: str) -> Iterator[dict[
     stop = threading.Event()
     data = recording.read_bytes()
 
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/similar?k=5", {"files": {"file": (recording.name, data)}}),
+        ("GET", f"/v1/tracks/{track_id}/similar?k=5", {}),
+    ]
+
     def loop() -> None:
         deadline = time.monotonic() + 1800
         with httpx.Client(timeout=120) as client:
             while not stop.is_set() and time.monotonic() < deadline:
-                for method, path, kwargs in (
-                    ("POST", "/v1/similar?k=5", {"files": {"file": (recording.name, data)}}),
-                    ("GET", f"/v1/tracks/{track_id}/similar?k=5", {}),
-                ):
+                for method, path, kwargs in requests:
                     tally["requests"] += 1
                     try:
                         body = stack.traffic.call(

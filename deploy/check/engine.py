@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -41,12 +42,23 @@ class CheckFailed(RuntimeError):
 
 
 def run(
-    args: list[str], *, timeout: float, env: dict[str, str] | None = None, **kwargs: object
+    args: list[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`args`, bounded by `timeout` seconds; a non-zero exit raises CheckFailed with its stderr."""
     try:
         result = subprocess.run(
-            args, env=env, text=True, capture_output=True, timeout=timeout, **kwargs
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as error:
         raise CheckFailed(f"{' '.join(args[:4])}...: no end after {timeout:.0f} s") from error
