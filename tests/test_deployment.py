@@ -239,8 +239,7 @@ def test_the_deploy_check_swaps_only_what_no_registry_serves_here(tmp_path, conf
     source of the build and the postgres and nginx images, nothing else."""
     standins = {
         "DEPLOY_CHECK_PYTHON_IMAGE": "local/python:3.11",
-        "DEPLOY_CHECK_TORCH_INDEX": "http://127.0.0.1:9/",
-        "DEPLOY_CHECK_TORCH_VERSION": "2.11.0+cpu",
+        "DEPLOY_CHECK_TORCH_INDEX": "https://pypi.org/simple",
         "DEPLOY_CHECK_POSTGRES_IMAGE": "local/postgres:15",
         "DEPLOY_CHECK_NGINX_IMAGE": "local/nginx:1.30",
     }
@@ -253,8 +252,7 @@ def test_the_deploy_check_swaps_only_what_no_registry_serves_here(tmp_path, conf
         assert build["network"] == "host"
         assert build["args"] == {
             "BASE_IMAGE": "local/python:3.11",
-            "TORCH_INDEX": "http://127.0.0.1:9/",
-            "TORCH_VERSION": "2.11.0+cpu",
+            "TORCH_INDEX": "https://pypi.org/simple",
         }
         assert config["services"][name].pop("build")["context"] == build["context"]
     assert checked["services"]["postgres"].pop("image") == "local/postgres:15"

@@ -45,11 +45,10 @@ from deploy.check.engine import (
     CheckFailed,
     Engine,
     StandIns,
-    TorchSource,
     build_standins,
     private_dockerd,
     run,
-    torch_source,
+    torch_index,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -268,7 +267,15 @@ def make_world(folder: Path) -> Path:
     """The tiny world (host side, this checkout's code), readable by the image's user."""
     world = folder / "world"
     run(
-        [sys.executable, "-m", "cli.main", "world", "--out", str(world), *WORLD_ARGS],
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import app; app()",
+            "world",
+            "--out",
+            str(world),
+            *WORLD_ARGS,
+        ],
         timeout=900,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -287,14 +294,16 @@ def request_loop(stack: Stack, recording: Path, track_id: str) -> Iterator[dict[
     stop = threading.Event()
     data = recording.read_bytes()
 
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/similar?k=5", {"files": {"file": (recording.name, data)}}),
+        ("GET", f"/v1/tracks/{track_id}/similar?k=5", {}),
+    ]
+
     def loop() -> None:
         deadline = time.monotonic() + 1800
         with httpx.Client(timeout=120) as client:
             while not stop.is_set() and time.monotonic() < deadline:
-                for method, path, kwargs in (
-                    ("POST", "/v1/similar?k=5", {"files": {"file": (recording.name, data)}}),
-                    ("GET", f"/v1/tracks/{track_id}/similar?k=5", {}),
-                ):
+                for method, path, kwargs in requests:
                     tally["requests"] += 1
                     try:
                         body = stack.traffic.call(
@@ -316,6 +325,8 @@ def request_loop(stack: Stack, recording: Path, track_id: str) -> Iterator[dict[
 def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     """The scenario of the module docstring; the versions of the first and second retrain."""
     replicas = 2
+    # What an interrupted earlier run left (containers, volumes with its catalogue) goes first.
+    stack.compose("down", "--volumes", "--remove-orphans", timeout=900)
     say("up: postgres, 2 api replicas, the balancer, the scheduler")
     stack.compose("up", "-d", timeout=900)
 
@@ -381,17 +392,16 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     track_id = created["id"]
 
     def found_everywhere() -> bool | None:
+        """The track's row, and its vector in the replica's index (a follower takes it in
+        within a poll or two of the catalogue's change log)."""
         answers = [
-            stack.traffic.call(
-                stack.client, "GET", f"{url}/v1/tracks/{track_id}", expect=(200, 404)
-            )
+            stack.traffic.call(stack.client, "GET", f"{url}{path}", expect=(200, 404))
             for url in others
+            for path in (f"/v1/tracks/{track_id}", f"/v1/tracks/{track_id}/similar?k=3")
         ]
         return True if all(answer.status_code == 200 for answer in answers) else None
 
     wait_for(f"track {track_id} on the other replicas", found_everywhere, 60)
-    for url in others:
-        stack.traffic.call(stack.client, "GET", f"{url}/v1/tracks/{track_id}/similar?k=3")
     listens = [
         {"user_id": f"check-user-{n}", "song_id": track_id, "count": n + 1} for n in range(3)
     ]
@@ -416,7 +426,7 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
 
     third = stack.retrain()
     stack.wait_status(third, "running", timeout=120)
-    time.sleep(10)  # well inside the pipeline
+    time.sleep(2)  # inside the pipeline: the tiny one runs for about 15 s in all
     stack.compose("stop", "scheduler", timeout=600)
     record = stack.wait_status(third, "failed", timeout=120)
     stack.every_replica_serves(version_b, replicas, timeout=30)
@@ -437,24 +447,35 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     return version_a, version_b
 
 
-def containers_started(engine: Engine, since: float) -> int:
-    """Distinct containers of the compose project started since `since` (one-off runs too)."""
-    started = engine.docker(
-        "events",
-        "--since",
-        str(int(since)),
-        "--until",
-        str(int(time.time()) + 1),
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=start",
-        "--filter",
-        f"label=com.docker.compose.project={PROJECT}",
-        "--format",
-        "{{.ID}}",
-    )
-    return len(set(started.split()))
+@contextlib.contextmanager
+def container_starts(engine: Engine, log: Path) -> Iterator[Callable[[], int]]:
+    """Follows the engine's start events of the compose project's containers (one-off runs
+    too) into `log` while the block runs; yields a count of the distinct containers so far.
+    Followed live: `docker events --since` replays only the last 256 events of any kind,
+    and every healthcheck's exec adds some."""
+    with log.open("w") as out:
+        follower = subprocess.Popen(
+            [
+                "docker",
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=start",
+                "--filter",
+                f"label=com.docker.compose.project={PROJECT}",
+                "--format",
+                "{{.ID}}",
+            ],
+            env=engine.env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        yield lambda: len(set(log.read_text().split()))
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
 
 
 def build_image(stack: Stack) -> None:
@@ -465,7 +486,7 @@ def build_image(stack: Stack) -> None:
     say(f"built coldstart:latest in {time.monotonic() - started:.0f} s, {size / 1e6:.0f} MB")
 
 
-def stack_env(engine: Engine, standins: StandIns, torch: TorchSource) -> dict[str, str]:
+def stack_env(engine: Engine, standins: StandIns, torch_index_url: str) -> dict[str, str]:
     """What compose interpolates: the secrets, the loopback port, the pipeline's settings,
     and the override's stand-ins."""
     return {
@@ -481,16 +502,8 @@ def stack_env(engine: Engine, standins: StandIns, torch: TorchSource) -> dict[st
         "DEPLOY_CHECK_PYTHON_IMAGE": standins.python,
         "DEPLOY_CHECK_POSTGRES_IMAGE": standins.postgres,
         "DEPLOY_CHECK_NGINX_IMAGE": standins.nginx,
-        "DEPLOY_CHECK_TORCH_INDEX": torch.index_url,
-        "DEPLOY_CHECK_TORCH_VERSION": torch.version,
+        "DEPLOY_CHECK_TORCH_INDEX": torch_index_url,
     }
-
-
-def pinned_torch() -> str:
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return next(dep.split("==")[1] for dep in project["dependencies"] if dep.startswith("torch=="))
 
 
 def main() -> int:
@@ -507,27 +520,30 @@ def main() -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on the way out
     options.cache.mkdir(parents=True, exist_ok=True)
-    started_wall, started = time.time(), time.monotonic()
+    started = time.monotonic()
     traffic = Traffic()
     outcome: dict[str, Any] = {"versions": ("-", "-"), "containers": 0, "failure": None}
-    with (
-        contextlib.ExitStack() as cleanup,
+    with (  # left in reverse: the stack's tear-down still has its env file and the lock
         tempfile.TemporaryDirectory(prefix="cdc-") as workdir,
         (options.cache / "lock").open("w") as lock,
+        contextlib.ExitStack() as cleanup,
     ):
         fcntl.flock(lock, fcntl.LOCK_EX)  # one check at a time on this data root
-        engine: Engine | None = None
+        started_containers: Callable[[], int] | None = None
         try:
             engine = cleanup.enter_context(
                 private_dockerd(options.cache, options.cache / "dockerd.log")
             )
             say(f"dockerd up (data root {options.cache / 'docker'})")
+            started_containers = cleanup.enter_context(
+                container_starts(engine, Path(workdir) / "starts.log")
+            )
             standins = build_standins(engine, options.cache)
-            torch = cleanup.enter_context(torch_source(pinned_torch()))
-            say(f"stand-ins built; torch {torch.version} from {torch.index_url}")
+            index = torch_index()
+            say(f"stand-ins built; torch from {index}")
             empty_env_file = Path(workdir) / "empty.env"
             empty_env_file.touch()
-            stack = Stack(engine, stack_env(engine, standins, torch), traffic, empty_env_file)
+            stack = Stack(engine, stack_env(engine, standins, index), traffic, empty_env_file)
             cleanup.callback(tear_down, stack, outcome)
             build_image(stack)
             outcome["versions"] = check(stack, Path(workdir))
@@ -535,9 +551,9 @@ def main() -> int:
             outcome["failure"] = f"{type(error).__name__}: {error}"
             traceback.print_exc()
         finally:
-            if engine is not None:
-                with contextlib.suppress(CheckFailed):
-                    outcome["containers"] = containers_started(engine, started_wall)
+            if started_containers is not None:
+                time.sleep(1)  # the last start's event on its way
+                outcome["containers"] = started_containers()
     if outcome["failure"]:
         print(f"deploy-check FAILED: {outcome['failure']}", file=sys.stderr, flush=True)
     say(f"deploy-check took {time.monotonic() - started:.0f} s")
@@ -553,15 +569,19 @@ def main() -> int:
 def tear_down(stack: Stack, outcome: dict[str, Any]) -> None:
     """The project's containers, networks and volumes go (after a failure, their logs
     first), and the leftovers of earlier builds."""
-    try:
-        if outcome["failure"]:
+    if outcome["failure"]:
+        try:
             print(stack.compose("logs", "--no-color", "--tail", "80"), file=sys.stderr)
+        except CheckFailed as error:
+            print(f"deploy-check: no logs: {error}", file=sys.stderr)
+    try:
         stack.compose("down", "--volumes", "--remove-orphans", timeout=900)
         # What a rebuild left behind (a failed step's container, the image it replaced):
         # the cache keeps only what the next run can use.
         stack.engine.docker("container", "prune", "--force", timeout=600)
         stack.engine.docker("image", "prune", "--force", timeout=600)
     except CheckFailed as error:
+        print(f"deploy-check: tear-down: {error}", file=sys.stderr)
         outcome["failure"] = outcome["failure"] or f"tear-down: {error}"
 
 

@@ -1,10 +1,11 @@
 """A private Docker engine for the deployment check, and the local images it stands in.
 
 The machine may have no Docker, no image registry and no PyTorch index. The engine is
-Debian's dockerd run as root on its own socket, data root and exec root (vfs: no overlay
-mounts needed; no iptables, no default bridge: compose's own networks are enough), stopped
-when the check ends however it ends. The data root outlives a run (under the cache folder),
-so that the base images, the stand-ins and Docker's build cache make a second run fast.
+Debian's dockerd run as root on its own socket, data root and exec root (overlay2 where the
+kernel allows the mounts, else vfs; no iptables, no default bridge: compose's own networks
+are enough), stopped when the check ends however it ends. The data root outlives a run
+(under the cache folder), so that the base images, the stand-ins and Docker's build cache
+make a second run fast.
 Base images come from Debian's archive (debootstrap, then `docker import`), tagged by what
 made them; the stand-ins for python:3.11-slim, postgres:16 and nginx are built from them
 (deploy/check/standins/).
@@ -13,21 +14,18 @@ made them; the stand-ins for python:3.11-slim, postgres:16 and nginx are built f
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import http.server
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -36,9 +34,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bookworm", "forky")  # Python 3.11 and PostgreSQL; nginx 1.27.3+
 CA_BUNDLE = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-TORCH_INDEX_PORT = 39845  # the local stand-in for it, on loopback
-# The torch a python:3.11 image takes: CPython 3.11, x86-64, PyTorch's CPU build.
-CPU_TORCH_WHEEL = re.compile(r"torch-(\d+\.\d+\.\d+\+cpu)-cp311-cp311-manylinux[\w.]*_x86_64\.whl")
+PYPI_INDEX = "https://pypi.org/simple"
 
 
 class CheckFailed(RuntimeError):
@@ -46,12 +42,23 @@ class CheckFailed(RuntimeError):
 
 
 def run(
-    args: list[str], *, timeout: float, env: dict[str, str] | None = None, **kwargs: object
+    args: list[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`args`, bounded by `timeout` seconds; a non-zero exit raises CheckFailed with its stderr."""
     try:
         result = subprocess.run(
-            args, env=env, text=True, capture_output=True, timeout=timeout, **kwargs
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as error:
         raise CheckFailed(f"{' '.join(args[:4])}...: no end after {timeout:.0f} s") from error
@@ -86,18 +93,40 @@ class Engine:
         return result.returncode == 0
 
 
+def storage_driver(cache: Path) -> str:
+    """overlay2 when this kernel mounts an overlay on `cache` (layers and containers share
+    their files); else vfs, where every layer and every container is a full copy of its
+    image (with a CUDA torch, gigabytes each: a disk fills up)."""
+    with tempfile.TemporaryDirectory(prefix="overlay-probe-", dir=cache) as probe:
+        folders = [Path(probe) / name for name in ("lower", "upper", "work", "merged")]
+        for folder in folders:
+            folder.mkdir()
+        lower, upper, work, merged = folders
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        mounted = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+            capture_output=True,
+            timeout=30,
+        )
+        if mounted.returncode != 0:
+            return "vfs"
+        subprocess.run(["umount", str(merged)], capture_output=True, timeout=30)
+        return "overlay2"
+
+
 @contextlib.contextmanager
 def private_dockerd(cache: Path, log: Path) -> Iterator[Engine]:
-    """dockerd on `cache`/docker as its data root; its socket and exec root in a short /tmp
-    folder (unix socket paths are limited to 107 bytes). Stopped on the way out: SIGTERM,
-    which stops its containers, then SIGKILL after a minute."""
+    """dockerd on `cache`/docker as its data root (overlay2 where possible, else vfs); its
+    socket and exec root in a short /tmp folder (unix socket paths are limited to 107
+    bytes). Stopped on the way out: SIGTERM, which stops its containers, then SIGKILL after
+    a minute."""
     if shutil.which("dockerd") is None:
         raise CheckFailed("dockerd is not installed: `apt-get install -y docker.io` (or make)")
     runtime = Path(tempfile.mkdtemp(prefix="cdc-", dir="/tmp"))
     socket = runtime / "docker.sock"
     command = [
         "dockerd",
-        "--storage-driver=vfs",
+        f"--storage-driver={storage_driver(cache)}",
         "--iptables=false",
         "--ip-masq=false",
         "--bridge=none",
@@ -215,11 +244,18 @@ class StandIn:
 
 
 PYTHON = StandIn(
-    # python:3.11-slim: `python` and `pip` on PATH, installing into /usr/local; pip and uv
+    # python:3.11-slim: `python` and `pip` on PATH, installing into /usr/local, with
+    # Python's C headers (sdists with extensions build against them: pyaudio); pip and uv
     # trust this machine's CA bundle (its TLS may be intercepted).
     name="coldstart-check/python",
     suite="bookworm",
-    packages=("python3", "python3-pip", "python-is-python3", "ca-certificates"),
+    packages=(
+        "python3",
+        "python3-pip",
+        "python-is-python3",
+        "libpython3.11-dev",
+        "ca-certificates",
+    ),
     files={str(CA_BUNDLE): "/etc/ssl/certs/ca-certificates.crt"},
     setup="rm -f /usr/lib/python3.11/EXTERNALLY-MANAGED",
     settings=(
@@ -311,69 +347,14 @@ def build_standins(engine: Engine, cache: Path) -> StandIns:
     return StandIns(python=python, postgres=postgres, nginx=nginx)
 
 
-@dataclass(frozen=True)
-class TorchSource:
-    """Where the image's build takes CPU-only torch from, and which version."""
-
-    index_url: str
-    version: str
-
-
-def pip_find_links() -> list[Path]:
-    """The folders the host's pip looks in for wheels (`find-links` of its configuration)."""
-    result = subprocess.run(
-        ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
-    )
-    folders = re.findall(r"find-links='([^']*)'", result.stdout)
-    folders.append(os.environ.get("PIP_FIND_LINKS", ""))
-    return [Path(folder) for entry in folders for folder in entry.split() if Path(folder).is_dir()]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Files of a folder, without a log line per request."""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
-        return
-
-
-@contextlib.contextmanager
-def torch_source(pinned_version: str) -> Iterator[TorchSource]:
-    """PyTorch's CPU index when this machine reaches it; else a CPU wheel of torch for
-    CPython 3.11 from the host pip's find-links folders, served as a one-project package
-    index on loopback for the build (host network) for as long as the block runs."""
+def torch_index() -> str:
+    """Where the image's build takes torch (the Dockerfile's pinned version) from: PyTorch's
+    CPU index when this machine reaches it; else PyPI, whose torch of that version is the
+    CUDA build (gigabytes more, the same CPU code). Never a wheel of another version:
+    torchaudio's wheels are built for one torch release, and another torch breaks
+    `import torchaudio`."""
     try:
         reachable = httpx.head(f"{PYTORCH_CPU_INDEX}/torch/", timeout=10).status_code < 400
     except httpx.HTTPError:
         reachable = False
-    if reachable:
-        yield TorchSource(PYTORCH_CPU_INDEX, pinned_version)
-        return
-    wheels = [
-        (wheel, match.group(1))
-        for folder in pip_find_links()
-        for wheel in folder.glob("torch-*.whl")
-        if (match := CPU_TORCH_WHEEL.fullmatch(wheel.name))
-    ]
-    if not wheels:
-        raise CheckFailed(
-            f"{PYTORCH_CPU_INDEX} is not reachable and the host's pip find-links hold no CPU"
-            " wheel of torch for CPython 3.11 (torch-X.Y.Z+cpu-cp311-...): put one there"
-        )
-    wheel, version = max(wheels, key=lambda item: tuple(map(int, item[1][:-4].split("."))))
-    with tempfile.TemporaryDirectory(prefix="cdc-torch-") as root:
-        project = Path(root) / "torch"
-        project.mkdir()
-        os.symlink(wheel, project / wheel.name)
-        (project / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
-        handler = functools.partial(QuietHandler, directory=root)
-        try:  # a fixed port: the index is a build argument, and a new one rebuilds the image
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
-        except OSError:
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield TorchSource(f"http://127.0.0.1:{server.server_address[1]}/", version)
-        finally:
-            server.shutdown()
-            server.server_close()
+    return PYTORCH_CPU_INDEX if reachable else PYPI_INDEX

@@ -28,7 +28,7 @@ SUMMARY = re.compile(
 def test_the_compose_stack_retrains_and_swaps_with_no_failed_request():
     if os.environ.get("COLDSTART_DEPLOY_CHECK") != "1":
         pytest.skip(
-            "the deployment check builds images and runs the stack (20+ minutes cold):"
+            "the deployment check builds images and runs the stack (minutes, gigabytes):"
             " set COLDSTART_DEPLOY_CHECK=1 (or run `make deploy-check`)"
         )
     if os.geteuid() != 0:

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The official postgres image's start for what docker-compose.yml uses: an empty $PGDATA gets
-# a cluster whose superuser is POSTGRES_USER (password POSTGRES_PASSWORD) and a database
-# POSTGRES_DB; then the command (postgres) runs as the postgres user, reached from the network
-# with a password.
+# a UTF-8 cluster (as the official image's; a minbase's locale would give SQL_ASCII, whose
+# text psycopg returns as bytes) whose superuser is POSTGRES_USER (password POSTGRES_PASSWORD)
+# and a database POSTGRES_DB; then the command (postgres) runs as the postgres user, reached
+# from the network with a password.
 set -eu
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 user=${POSTGRES_USER:-postgres}
@@ -17,7 +18,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     printf '%s' "$POSTGRES_PASSWORD" > "$password_file"
     chown postgres "$password_file"
     as_postgres initdb --username="$user" --pwfile="$password_file" \
-        --auth-local=trust --auth-host=scram-sha-256
+        --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256
     rm -f "$password_file"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
