@@ -63,7 +63,7 @@ java:
 	  ($(SUDO) apt-get update -qq && \
 	   $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless)
 
-test: $(STAMP) browser compose java soundfont
+test: $(STAMP) browser compose java soundfont docker
 	$(VENV)/bin/python -m pytest
 
 # Ruff (lint and format), mypy ([tool.mypy]) and the import contracts ([tool.importlinter]:

@@ -3,7 +3,8 @@
 It builds the image, runs the stack, two retrains, a hot swap under load, a stopped
 scheduler and a restart (deploy/check/deploy_check.py); here it must end with its summary
 line, no request failed, and two different versions. Needs root, dockerd, docker-compose
-and debootstrap (`make test` installs them) and Debian's archive and PyPI on the network.
+and debootstrap (`make test` installs them), Debian's archive and PyPI on the network and
+about 10 GB of disk; `COLDSTART_DEPLOY_CHECK=0` switches it off.
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ SUMMARY = re.compile(
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_the_compose_stack_retrains_and_swaps_with_no_failed_request():
-    if os.environ.get("COLDSTART_DEPLOY_CHECK") != "1":
-        pytest.skip(
-            "the deployment check builds images and runs the stack (minutes, gigabytes):"
-            " set COLDSTART_DEPLOY_CHECK=1 (or run `make deploy-check`)"
-        )
+    if os.environ.get("COLDSTART_DEPLOY_CHECK") == "0":
+        pytest.skip("COLDSTART_DEPLOY_CHECK=0: the deployment check was switched off")
     if os.geteuid() != 0:
         pytest.skip("the deployment check runs its own dockerd: it needs root")
     missing = [
