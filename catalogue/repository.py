@@ -426,9 +426,9 @@ class Catalogue:
         return results  # type: ignore[return-value]
 
     def iter_listens(self, chunk_rows: int = EXPORT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-        """Plays summed per (user, song), sorted by user then song, streamed from one read
-        transaction as consecutive frames of about `chunk_rows` rows (COPY TO on
-        PostgreSQL, a cursor on SQLite; `catalogue.bulk`): user_id and song_id
+        """Plays summed per (user, song), sorted by user then song, streamed by one query
+        as consecutive frames of about `chunk_rows` rows (Arrow batches from the ADBC
+        driver on PostgreSQL, a cursor on SQLite; `catalogue.bulk`): user_id and song_id
         (categorical, each frame its own categories), play_count (int32, sums clipped at
         2**31 - 1). What the nightly snapshot writes to `listens.tsv` as it reads."""
         with self._reading() as session:

@@ -39,6 +39,9 @@ def test_the_rehearsal_runs_every_stage_at_a_tiny_fraction(
     assert catalogue["listens"] > 24_000 and catalogue["users"] > 500
     for name in ("import into PostgreSQL", "import into SQLite", "bare psql \\copy of listens.tsv"):
         assert stages[name]["seconds"] > 0 and stages[name]["peak_rss_mib"] > 0
+    assert results["complete"] and stages["snapshot alone"]["seconds"] > 0
+    sums = tmp_path / "runs" / "bare-sums.tsv"  # the bare export: the same bytes as the snapshot
+    assert (tmp_path / "runs" / "snapshot" / "listens.tsv").read_bytes() == sums.read_bytes()
     first = stages["pipeline, first night (from scratch)"]["detail"]
     second = stages["pipeline, second night (warm, fine-tune)"]["detail"]
     assert first["version"] and second["outcome"] == "published"
@@ -54,3 +57,13 @@ def test_the_rehearsal_runs_every_stage_at_a_tiny_fraction(
     assert swap["failed"] == 0 and swap["requests"] > 0
     assert swap["versions"].get(swap["swapped_to"], 0) >= 1
     assert stages["serve: start to /readyz"]["detail"]["p50_ms"] > 0
+
+
+def test_stages_are_chosen_by_name() -> None:
+    import argparse
+
+    from bench.scale_rehearsal import _stages
+
+    assert _stages("snapshot, sqlite") == ("snapshot", "sqlite")
+    with pytest.raises(argparse.ArgumentTypeError, match="nightlly"):
+        _stages("sqlite,nightlly")

@@ -66,7 +66,7 @@ def test_streamed_import_stores_every_listen_and_exports_the_sums(db, tiny_world
     stored = _stored_rows(db)
     assert [row[:3] for row in stored] == _frame_rows(expected)
     assert {row[3] for row in stored} == {AT}
-    assert _listen_indexes(db) == MODEL_INDEXES  # rebuilt after SQLite's load
+    assert _listen_indexes(db) == MODEL_INDEXES  # rebuilt after the load
 
     # the same listens again, as one frame: every pair now summed from two rows
     db.import_listens(expected, AT)
@@ -151,7 +151,7 @@ def test_a_bad_row_in_the_middle_of_a_large_import_leaves_nothing(
         db.import_listens(frames)  # three chunks written before the bad one
     assert db.count_listens() == 0
     assert db.export_listens().empty
-    assert _listen_indexes(db) == MODEL_INDEXES  # SQLite's load drops them: rolled back too
+    assert _listen_indexes(db) == MODEL_INDEXES  # the load drops them: rolled back too
 
 
 def test_an_unknown_song_deep_in_a_streamed_file_leaves_nothing(db, tmp_path: Path) -> None:
