@@ -80,16 +80,23 @@ class ListenWriter:
         else:
             self._cache = self.raw.execute("PRAGMA cache_size").fetchone()[0]
             self.raw.execute(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
-        # What bulk loaders do: no index to update per row; each is rebuilt by one sort at
-        # the end. Inside the transaction, so a failed import rolls the drop back (on
-        # PostgreSQL the table is locked for the import's length: a bulk load, not a feed).
-        for index in _LISTEN_INDEXES:
-            index.drop(self.connection)
+        # What bulk loaders do for a first load: no index to update per row; each is rebuilt
+        # by one sort at the end. Inside the transaction, so a failed import rolls the drop
+        # back (on PostgreSQL the table is locked for the import's length). Into a table that
+        # already holds listens the indexes stay: rebuilding them would cost the whole table
+        # for what may be a day's append, and would block the live feed meanwhile.
+        self.rebuild_indexes = self._listens_table_is_empty()
+        if self.rebuild_indexes:
+            for index in _LISTEN_INDEXES:
+                index.drop(self.connection)
         if self.postgres:
             self._cursor = self.raw.cursor()
             self._copy_context = self._cursor.copy(self.statement)
             self._copy = self._copy_context.__enter__()
         return self
+
+    def _listens_table_is_empty(self) -> bool:
+        return self.connection.execute(select(Listen.id).limit(1)).first() is None
 
     def write(self, frame: pd.DataFrame) -> None:
         """Write `frame`, `WRITE_CHUNK_ROWS` rows at a time."""
@@ -120,7 +127,7 @@ class ListenWriter:
                     self._copy_context.__exit__(*exc_info)
                 finally:
                     self._cursor.close()
-            if exc_info[0] is None:
+            if exc_info[0] is None and self.rebuild_indexes:
                 for index in _LISTEN_INDEXES:
                     index.create(self.connection)
                 if self.postgres:
