@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.check.deploy_check import DEFAULT_CACHE
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+NEEDED_DISK_GIB = 15  # its data root after a run: ~7 GiB, more while it builds
 SUMMARY = re.compile(
     r"deploy-check: (\d+) containers, (\d+) requests, (\d+) failed, version (\S+) -> (\S+)"
 )
@@ -31,6 +34,10 @@ def test_the_compose_stack_retrains_and_swaps_with_no_failed_request():
         pytest.skip("COLDSTART_DEPLOY_CHECK=0: the deployment check was switched off")
     if os.geteuid() != 0:
         pytest.skip("the deployment check runs its own dockerd: it needs root")
+    cache = Path(os.environ.get("DEPLOY_CHECK_CACHE", DEFAULT_CACHE))
+    free_gib = shutil.disk_usage(cache if cache.exists() else cache.parent).free / 2**30
+    if free_gib < NEEDED_DISK_GIB:
+        pytest.skip(f"the deployment check needs ~{NEEDED_DISK_GIB} GiB free, {free_gib:.1f} here")
     missing = [
         tool for tool in ("dockerd", "docker-compose", "debootstrap") if not shutil.which(tool)
     ]
