@@ -10,7 +10,8 @@ by factors obtained in several ways, side by side (mean per-user AUC):
   classifier could give);
 - audible oracle: ridge regression from every audible attribute the generator used
   (genre, tempo, energy, brightness, mode, instrument families, groove, and their
-  interactions with the genre): roughly the best a content model could do;
+  interactions with the genre, and the artist's production axes when the world was
+  generated with `--production-taste`): roughly the best a content model could do;
 - audible + artist + popularity: the oracle told the inaudible part too;
 - upper bound: cold songs folded in from their held-out listens (the paper's upper bound).
 
@@ -44,6 +45,7 @@ from implicit.als import AlternatingLeastSquares  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 
 from corpus.dataset import load_dataset  # noqa: E402
+from corpus.world_gm import Production, production_sound  # noqa: E402
 
 FACTORS, REGULARIZATION, ALPHA, ITERATIONS = 32, 0.1, 10.0, 15
 RUN_MODELS = ("random", "linear", "cnn", "upper_bound")
@@ -74,8 +76,11 @@ def mean_auc(user_factors: np.ndarray, song_factors: np.ndarray, listened: np.nd
     return float(auc[usable].mean())
 
 
-def attributes(songs: list[dict], genres: list[str], with_inaudible: bool) -> np.ndarray:
-    """(n_songs, n_features) the generator's attributes of songs, one-hot and standardised."""
+def attributes(
+    songs: list[dict], genres: list[str], with_inaudible: bool, sound: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_songs, n_features) the generator's attributes of songs, one-hot and standardised;
+    `sound` (n_artists, n_axes): the artists' production, when listeners' taste used it."""
     genre = np.eye(len(genres))[[genres.index(s["genre"]) for s in songs]]
     continuous = np.array(
         [[np.log(s["tempo"]), s["energy"], s["brightness"], s["mode"] == "major"] for s in songs],
@@ -89,6 +94,8 @@ def attributes(songs: list[dict], genres: list[str], with_inaudible: bool) -> np
     both = np.concatenate([continuous, continuous**2], axis=1)
     by_genre = (genre[:, :, None] * both[:, None, :]).reshape(len(songs), -1)
     columns = [genre, both, by_genre, family, groove]
+    if sound is not None:
+        columns.append(sound[[s["artist"] for s in songs]])
     if with_inaudible:
         artists = sorted({s["artist"] for s in songs})
         columns.append(np.eye(len(artists))[[artists.index(s["artist"]) for s in songs]])
@@ -124,8 +131,13 @@ def oracle_aucs(world: Path, seed: int) -> tuple[dict[str, float], str]:
     listened = matrix[:, cold_index].toarray() > 0
 
     genre_only = np.eye(len(truth["genres"]))[[truth["genres"].index(s["genre"]) for s in songs]]
-    audible = attributes(songs, truth["genres"], with_inaudible=False)
-    everything = attributes(songs, truth["genres"], with_inaudible=True)
+    sound = (
+        production_sound([Production(**a["production"]) for a in truth["artists"]])
+        if "sound_axes" in truth
+        else None
+    )
+    audible = attributes(songs, truth["genres"], with_inaudible=False, sound=sound)
+    everything = attributes(songs, truth["genres"], with_inaudible=True, sound=sound)
     rows = {"random": rng.normal(size=(len(cold_index), FACTORS))}
     for name, features in (
         ("genre only", genre_only),

@@ -40,6 +40,15 @@ def world(
             " synth: the additive synthesizer, the fallback without a SoundFont.",
         ),
     ] = Instruments.soundfont,
+    production_taste: Annotated[
+        float,
+        typer.Option(
+            "--production-taste",
+            min=0.0,
+            help="Spread of listeners' likes of the artists' production (room, compression,"
+            " EQ, touch, register), sampled instruments only; 0: taste ignores production.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write listens.tsv, songs.csv and audio/ in the dataset contract, plus truth.json (every
     generative attribute, for diagnostics only)."""
@@ -59,6 +68,7 @@ def world(
             workers=workers,
             progress=True,
             instruments=instruments.value,
+            production_taste=production_taste,
         )
     except WorldError as error:
         console.print(f"[red]error:[/red] {error}")

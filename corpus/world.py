@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -36,15 +37,15 @@ from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE
 from corpus.world_audio import render_song
 from corpus.world_catalogue import Artist, Song, artist_truth, draw_catalogue, song_truth
 from corpus.world_encode import AudioFormat, draw_format, encode
-from corpus.world_gm import Production, draw_production
+from corpus.world_gm import SOUND_AXES, Production, draw_production, production_sound
 from corpus.world_soundfont import SoundFontMissing, render_song_soundfont, soundfont_path
 from corpus.world_style import GENRES
-from corpus.world_taste import SongFeatures, draw_listeners, sample_listens
+from corpus.world_taste import SongFeatures, draw_listeners, draw_sound_taste, sample_listens
 
 TRUTH_FILE = "truth.json"
 TRUTH_VERSION = 1
 # Independent random streams of one seed, so that e.g. more users leave the songs unchanged.
-_CATALOGUE, _FORMATS, _LISTENERS, _LISTENS, _PRODUCTION = 1, 2, 3, 4, 5
+_CATALOGUE, _FORMATS, _LISTENERS, _LISTENS, _PRODUCTION, _SOUND_TASTE = 1, 2, 3, 4, 5, 6
 INSTRUMENTS = ("soundfont", "synth")  # sampled GM instruments (default), additive synthesis
 
 
@@ -159,12 +160,16 @@ def generate_world(
     workers: int | None = None,
     progress: bool = False,
     instruments: str = "soundfont",
+    production_taste: float = 0.0,
 ) -> WorldSummary:
     """Generate a world of `n_songs` songs (clips of `clip_seconds`) and `n_users` listeners.
 
     `instruments` plays the notes on sampled General MIDI instruments ("soundfont", which
     needs Debian's fluid-soundfont-gm) or on the additive synthesizer ("synth"); the
-    catalogue, listeners and listens are the same either way. `workers` processes render
+    catalogue, listeners and listens are the same either way. `production_taste` > 0
+    (sampled instruments only) gives listeners likes and dislikes, of that spread, of the
+    artists' audible production (`world_gm.SOUND_AXES`); 0 leaves the listens as without
+    it, byte for byte. `workers` processes render
     the audio (default: the CPUs this process may use); the output does not depend on it.
     Returns the world's counts.
     """
@@ -175,6 +180,11 @@ def generate_world(
     if instruments not in INSTRUMENTS:
         raise WorldError(
             f"instruments must be one of {', '.join(INSTRUMENTS)} (got {instruments!r})"
+        )
+    if production_taste < 0.0 or (production_taste > 0.0 and instruments != "soundfont"):
+        raise WorldError(
+            "production taste must be >= 0, and > 0 only with sampled instruments (the"
+            f" synthesizer renders no production; got {production_taste} with {instruments})"
         )
     if instruments == "soundfont":
         try:
@@ -218,8 +228,14 @@ def generate_world(
         listeners = draw_listeners(
             np.random.default_rng([seed, _LISTENERS]), n_users, artists, n_songs
         )
+        features = SongFeatures.of(songs)
+        if production_taste > 0.0:
+            taste_rng = np.random.default_rng([seed, _SOUND_TASTE])
+            sound = draw_sound_taste(taste_rng, n_users, len(SOUND_AXES), production_taste)
+            listeners = dataclasses.replace(listeners, sound=sound)
+            features = SongFeatures.of(songs, production_sound(productions))
         users, items, plays = sample_listens(
-            np.random.default_rng([seed, _LISTENS]), listeners, SongFeatures.of(songs)
+            np.random.default_rng([seed, _LISTENS]), listeners, features
         )
         bar.advance(listen_task)
 
@@ -231,6 +247,11 @@ def generate_world(
         "seed": seed,
         "clip_seconds": clip_seconds,
         "instruments": instruments,
+        **(
+            {"production_taste": production_taste, "sound_axes": list(SOUND_AXES)}
+            if production_taste > 0.0
+            else {}
+        ),
         "genres": [g.name for g in GENRES],
         "artists": [
             artist_truth(a) | ({"production": p.truth()} if instruments == "soundfont" else {})

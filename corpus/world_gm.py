@@ -135,3 +135,27 @@ def draw_production(rng: np.random.Generator, artist: Artist) -> Production:
         high_shelf_db=float(rng.normal(0.0, 2.5)),
         width=float(rng.uniform(0.5, 1.0)),
     )
+
+
+# What of an artist's production a listener hears as its "sound", one axis each.
+SOUND_AXES = ("reverb", "compression", "low_shelf", "high_shelf", "touch", "register")
+
+
+def production_sound(productions: list[Production]) -> np.ndarray:
+    """(n_artists, len(SOUND_AXES)) the audible production of each artist, standardised over
+    the artists: room (reverb level), squash (log compressor ratio), bass and treble
+    shelves, touch (log velocity curve) and accompaniment register."""
+    raw = np.array(
+        [
+            [
+                p.reverb_wet,
+                np.log(p.compressor_ratio),
+                p.low_shelf_db,
+                p.high_shelf_db,
+                np.log(p.velocity_curve),
+                p.register / 12.0,
+            ]
+            for p in productions
+        ]
+    )
+    return (raw - raw.mean(axis=0)) / (raw.std(axis=0) + 1e-9)

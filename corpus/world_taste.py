@@ -3,7 +3,10 @@
 A listener's affinity for a song is mostly audible and partly not:
 - audible: a position on a map of genres with a breadth (eclectic or focused), a
   preferred tempo, energy and brightness with how much each matters, a leaning to major
-  or minor, and likes and dislikes of instrument families and drum grooves;
+  or minor, and likes and dislikes of instrument families and drum grooves; optionally
+  (`production_taste` > 0, sampled instruments only) likes and dislikes of the axes of an
+  artist's production (`world_gm.SOUND_AXES`: room, compression, EQ, touch, register), so
+  that telling one artist's sound from another's helps predict listening;
 - inaudible: loyalty to a few favourite artists (chosen among popular artists of the
   genres they like) and a taste for what is popular.
 Each listener samples as many distinct songs as their activity (power law) without
@@ -42,9 +45,12 @@ class SongFeatures:
     groove: np.ndarray  # int, index in GROOVES
     artist: np.ndarray  # int
     popularity: np.ndarray  # standardised log popularity
+    sound: np.ndarray | None = None  # (n_songs, n_axes) the artist's production, standardised
 
     @classmethod
-    def of(cls, songs: list[Song]) -> SongFeatures:
+    def of(cls, songs: list[Song], artist_sound: np.ndarray | None = None) -> SongFeatures:
+        """Features of `songs`; `artist_sound` (n_artists, n_axes) adds each song's
+        artist's production (`world_gm.production_sound`)."""
         families = np.zeros((len(songs), len(FAMILIES)), dtype=np.float32)
         for i, song in enumerate(songs):
             for family in song.families():
@@ -61,6 +67,7 @@ class SongFeatures:
             groove=np.array([GROOVES.index(song.groove()) for song in songs]),
             artist=np.array([song.artist for song in songs]),
             popularity=(log_popularity - log_popularity.mean()) / (log_popularity.std() + 1e-9),
+            sound=None if artist_sound is None else artist_sound[[song.artist for song in songs]],
         )
 
 
@@ -86,6 +93,7 @@ class Listeners:
     mainstream: np.ndarray  # weight of song popularity
     activity: np.ndarray  # distinct songs to listen to
     repeat: np.ndarray  # scale of the play counts
+    sound: np.ndarray | None = None  # (n_users, n_axes) likes and dislikes of production axes
 
     def truth(self, artists: list[Artist]) -> list[dict[str, Any]]:
         """One dict per user for truth.json (genre names, bpm, artist names)."""
@@ -119,6 +127,11 @@ class Listeners:
                     "activity": int(self.activity[u]),
                     "repeat": round(float(self.repeat[u]), 3),
                 }
+                | (
+                    {}
+                    if self.sound is None
+                    else {"production_taste": [round(float(w), 3) for w in self.sound[u]]}
+                )
             )
         return rows
 
@@ -182,6 +195,15 @@ def draw_listeners(
     )
 
 
+def draw_sound_taste(
+    rng: np.random.Generator, n_users: int, n_axes: int, weight: float
+) -> np.ndarray:
+    """(n_users, n_axes) each listener's likes (> 0) and dislikes of the production axes,
+    N(0, weight): with standardised axes, `weight` is the spread this part adds to affinity
+    per axis (the instrument families' is 0.8 per family heard)."""
+    return rng.normal(0.0, weight, size=(n_users, n_axes))
+
+
 def audible_affinity(listeners: Listeners, songs: SongFeatures, users: slice) -> np.ndarray:
     """(n_chunk_users, n_songs) the part of affinity that can be heard in the songs."""
     u = users
@@ -205,6 +227,8 @@ def audible_affinity(listeners: Listeners, songs: SongFeatures, users: slice) ->
     score += listeners.mode[u, None] * songs.major[None, :]
     score += listeners.families[u] @ songs.families.T.astype(np.float64)
     score += listeners.grooves[u][:, songs.groove]
+    if listeners.sound is not None and songs.sound is not None:
+        score += listeners.sound[u] @ songs.sound.T
     return score
 
 

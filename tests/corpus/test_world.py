@@ -4,6 +4,7 @@ that look like a real service's (power-law activity, heavy-tailed plays, taste b
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -22,7 +23,9 @@ from corpus.world_gm import (
     GM_DRUM_KEYS,
     GM_KITS,
     GM_PROGRAMS,
+    SOUND_AXES,
     draw_production,
+    production_sound,
 )
 from corpus.world_score import parse_chord
 from corpus.world_soundfont import (
@@ -32,6 +35,13 @@ from corpus.world_soundfont import (
     soundfont_path,
 )
 from corpus.world_style import GENRES, INSTRUMENTS, KITS, PATTERNS
+from corpus.world_taste import (
+    Listeners,
+    SongFeatures,
+    draw_listeners,
+    draw_sound_taste,
+    sample_listens,
+)
 
 TINY_SONGS, TINY_USERS, TINY_SECONDS = 120, 300, 6.0
 
@@ -329,3 +339,42 @@ def test_a_missing_soundfont_is_a_clear_error_naming_the_package(
     assert result.exit_code == 1
     said = " ".join(result.output.split())
     assert SOUNDFONT_PACKAGE in said and "--instruments synth" in said
+
+
+def test_a_taste_for_production_steers_listens_toward_the_liked_sound() -> None:
+    rng = np.random.default_rng(11)
+    artists, songs = draw_catalogue(rng, 400)
+    sound = production_sound([draw_production(rng, artist) for artist in artists])
+    listeners = draw_listeners(rng, 300, artists, len(songs))
+    features = SongFeatures.of(songs, sound)
+    assert features.sound is not None and features.sound.shape == (400, len(SOUND_AXES))
+    taste = draw_sound_taste(rng, 300, len(SOUND_AXES), 1.0)
+    likes = dataclasses.replace(listeners, sound=taste)
+
+    def liked_minus_catalogue(chosen: Listeners) -> float:
+        users, items, _ = sample_listens(np.random.default_rng(5), chosen, features)
+        projection = taste @ features.sound.T  # (users, songs) how much each user likes each sound
+        heard = np.bincount(users, weights=projection[users, items]) / np.bincount(users)
+        return float(np.mean(heard - projection.mean(axis=1)))
+
+    assert liked_minus_catalogue(listeners) == pytest.approx(0.0, abs=0.15)
+    assert liked_minus_catalogue(likes) > 0.5
+
+
+def test_production_taste_changes_listens_not_audio_and_needs_sampled_instruments(
+    tmp_path: Path,
+) -> None:
+    sizes = dict(n_songs=4, n_users=6, clip_seconds=3.0, seed=2, workers=1)
+    generate_world(tmp_path / "plain", **sizes)
+    generate_world(tmp_path / "taste", production_taste=1.0, **sizes)
+    plain, taste = digests(tmp_path / "plain"), digests(tmp_path / "taste")
+    assert {n: d for n, d in plain.items() if n != TRUTH_FILE and n != "listens.tsv"} == {
+        n: d for n, d in taste.items() if n != TRUTH_FILE and n != "listens.tsv"
+    }
+    truth = json.loads((tmp_path / "taste" / TRUTH_FILE).read_text(encoding="utf-8"))
+    assert truth["sound_axes"] == list(SOUND_AXES)
+    assert all(len(u["production_taste"]) == len(SOUND_AXES) for u in truth["users"])
+    plain_truth = json.loads((tmp_path / "plain" / TRUTH_FILE).read_text(encoding="utf-8"))
+    assert "production_taste" not in plain_truth["users"][0]
+    with pytest.raises(WorldError, match="sampled instruments"):
+        generate_world(tmp_path / "synth", instruments="synth", production_taste=1.0, **sizes)
