@@ -228,20 +228,24 @@ def _read_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
     ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(_READ_AHEAD)
     stop = threading.Event()
 
+    def offer(item: pa.RecordBatch | BaseException | None) -> bool:
+        """Queue `item` unless the caller stopped (then False): never blocks for good."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def read() -> None:
         try:
             for batch in reader:
-                while not stop.is_set():
-                    try:
-                        ready.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
-            ready.put(None)
+            offer(None)
         except BaseException as error:  # handed to the caller, raised there
-            ready.put(error)
+            offer(error)
 
     thread = threading.Thread(target=read, name="coldstart-summed-listens", daemon=True)
     thread.start()
