@@ -354,32 +354,45 @@ def stop_server(server: Server) -> None:
     server.sampler.stop()
 
 
-def similar(client: httpx.Client, body: bytes, content_type: str) -> tuple[float, str]:
-    """One POST /v1/similar: (seconds, the version that answered); raises on a failure."""
+def similar(
+    client: httpx.Client, body: bytes, content_type: str
+) -> tuple[float, str, dict[str, float]]:
+    """One POST /v1/similar: (seconds, the version that answered, the service's own
+    milliseconds per stage: decode, features, model, search, total); raises on a failure."""
     started = time.perf_counter()
     response = client.post(
         "/v1/similar", params={"k": 10}, content=body, headers={"content-type": content_type}
     )
     response.raise_for_status()
-    return time.perf_counter() - started, response.json()["model_version"]
+    answer = response.json()
+    return time.perf_counter() - started, answer["model_version"], answer["timings"]
 
 
 def paired_latency(
     big: Server, demo: Server, body: bytes, content_type: str, n: int
 ) -> dict[str, float]:
-    """The two services take turns, `n` requests each after a warm-up: p50/p99 in ms."""
+    """The two services take turns, `n` requests each after a warm-up: p50/p99 in ms, and
+    the median of each stage the services report themselves (`big_model_ms`, ...,
+    `demo_search_ms`), which says where a difference between them lies."""
     times: dict[str, list[float]] = {"big": [], "demo": []}
+    stages: dict[str, list[dict[str, float]]] = {"big": [], "demo": []}
     with (
         httpx.Client(base_url=big.url, timeout=120) as a,
         httpx.Client(base_url=demo.url, timeout=120) as b,
     ):
         for i in range(n + 3):
             for name, client in (("big", a), ("demo", b)):
-                seconds, _ = similar(client, body, content_type)
+                seconds, _, timings = similar(client, body, content_type)
                 if i >= 3:
                     times[name].append(seconds)
+                    stages[name].append(timings)
     big50, big99 = percentiles(times["big"])
     demo50, demo99 = percentiles(times["demo"])
+    medians = {
+        f"{name}_{stage}": round(float(np.median([t[stage] for t in stages[name]])), 1)
+        for name in ("big", "demo")
+        for stage in ("decode_ms", "features_ms", "model_ms", "search_ms", "total_ms")
+    }
     return {
         "p50_ms": round(big50, 1),
         "p99_ms": round(big99, 1),
@@ -387,6 +400,7 @@ def paired_latency(
         "demo_p99_ms": round(demo99, 1),
         "p50_ratio": round(big50 / demo50, 2),
         "requests": n,
+        **medians,
     }
 
 
@@ -447,7 +461,7 @@ class RequestLoop:
         with httpx.Client(base_url=self.server.url, timeout=120) as client:
             while new_answers < self.after and time.time() - self.started_at < self.limit_s:
                 try:
-                    seconds, version = similar(client, self.body, self.content_type)
+                    seconds, version, _ = similar(client, self.body, self.content_type)
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error)[:200])
                     continue
