@@ -75,6 +75,14 @@ def _songs_per_user(
     return counts
 
 
+def _holds(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Which of `values` are in the sorted array `sorted_keys`: a boolean mask like `values`."""
+    if sorted_keys.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), sorted_keys.size - 1)
+    return sorted_keys[at] == values
+
+
 def generate(folder: Path, n_rows: int, seed: int = 0) -> None:
     """Write `listens.tsv` and `songs.csv` of Taste Profile shape, scaled to `n_rows` listens.
 
@@ -89,11 +97,21 @@ def generate(folder: Path, n_rows: int, seed: int = 0) -> None:
     popularity = 1.0 / (np.arange(n_songs) + 20.0) ** 0.9
     cumulative = np.cumsum(popularity / popularity.sum())
 
-    keys = np.empty(0, dtype=np.int64)  # user * n_songs + song, sorted and distinct
-    while (deficit := wanted - np.bincount(keys // n_songs, minlength=n_users)).any():
+    # user * n_songs + song, sorted and distinct; the pairs of later rounds (few: only the
+    # users left short draw again) collect in `recent` and join `keys` when it has grown,
+    # so that a round costs its own draws, not a re-sort of every pair drawn so far
+    keys = recent = np.empty(0, dtype=np.int64)
+    counts = np.zeros(n_users, dtype=np.int64)
+    while (deficit := wanted - counts).any():
         users = np.repeat(np.arange(n_users, dtype=np.int64), deficit)
         songs = np.searchsorted(cumulative, rng.random(users.size), side="right")
-        keys = np.union1d(keys, users * n_songs + np.minimum(songs, n_songs - 1))
+        drawn = np.unique(users * n_songs + np.minimum(songs, n_songs - 1))
+        drawn = drawn[~(_holds(keys, drawn) | _holds(recent, drawn))]
+        counts += np.bincount(drawn // n_songs, minlength=n_users)
+        recent = np.union1d(recent, drawn)
+        if recent.size > keys.size // 8:
+            keys, recent = np.union1d(keys, recent), recent[:0]
+    keys = np.union1d(keys, recent)
     keys = keys[np.argsort(keys // n_songs + rng.random(keys.size))]  # songs shuffled per user
     user_index, song_index = np.divmod(keys, n_songs)
     del keys
