@@ -12,8 +12,10 @@ Side by side, in one run:
 - chance: the expected precision@5 of a random ranking, ((n_soundtrack - 1) / (N - 1));
 - log-mel statistics: per-excerpt mean and standard deviation of each log-mel band
   (the front end's 128 bands), standardised over the excerpts, cosine;
-- one row per trained run given (`--run NAME=RUN_FOLDER`), e.g. the models trained on the
-  additive-synth and on the SoundFont world.
+- two rows per trained run given (`--run NAME=RUN_FOLDER`), e.g. the models trained on
+  the additive-synth and on the SoundFont world: its content embedding (what the service's
+  `content` space holds) and its predicted factors (the `content` space of encoders saved
+  before the embedding existed, and still the cf placement of a new track).
 
 The packages below are not among the ten kept for an independent check (asc-music,
 drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
@@ -148,15 +150,17 @@ def main() -> None:
     for spec in args.run:
         name, run = spec.split("=", 1)
         encoder = load_encoder(Path(run) / "models" / "cnn")
-        vectors = np.array(
-            [embed_audio(encoder, path, DEFAULT_LIMITS, path.name).vector for path in paths]
-        )
-        rows[f"cnn trained on {name}"] = precision_at_k(vectors, labels)
+        embeddings = [embed_audio(encoder, path, DEFAULT_LIMITS, path.name) for path in paths]
+        content = np.array([embedding.content for embedding in embeddings])
+        factors = np.array([embedding.factors for embedding in embeddings])
+        rows[f"{name}: content embedding ({content.shape[1]})"] = precision_at_k(content, labels)
+        rows[f"{name}: predicted factors ({factors.shape[1]})"] = precision_at_k(factors, labels)
     print(f"{len(paths)} excerpts of {EXCERPT_SECONDS:g} s from {len(names)} soundtracks:")
     print("  " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
-    print(f"{'content space':32} precision@{K}")
+    width = max(len(name) for name in rows)
+    print(f"{'content space':{width}} precision@{K}")
     for name, value in rows.items():
-        print(f"{name:32} {value:.3f}")
+        print(f"{name:{width}} {value:.3f}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def paired(
         for i in range(WARM_UP + n):
             started = time.perf_counter()
             embedding = embed_audio(version.encoder, audio, limits, name)
-            version.index.similar(embedding.vector, K, "cf")
+            version.index.similar(embedding.factors, K, "cf")
             in_process_s = time.perf_counter() - started
             started = time.perf_counter()
             response = client.post(

@@ -1,7 +1,8 @@
-"""The predicted vectors of tracks added by audio, per model version (table `track_vectors`).
+"""The track vectors of tracks added by audio, per model version (table `track_vectors`).
 
-A cold track's place in both index spaces is the content model's prediction for its
-audio. The service keeps it here when the track is added, so that a restart puts the
+A cold track's place in both index spaces comes from the content model's track vector for
+its audio (`training.inference.track_vector`: its content embedding and predicted factors
+in one). The service keeps it here when the track is added, so that a restart puts the
 track back into the index without running the model again; a restart behind a newer
 model version finds no row for that version and re-embeds the stored audio (then stores
 the new vector). Vectors are float32 little-endian bytes with their length beside them:

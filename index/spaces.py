@@ -5,8 +5,10 @@ Two spaces, as in van den Oord et al. (2013):
 - "cf": the collaborative-filtering space. Warm songs sit at their WMF song factors; a cold
   track added by audio sits at the factors the content model predicts for it, which is
   what makes it recommendable before anyone has played it.
-- "content": every song at its predicted vector (warm songs included), so similarity there
-  is sonic similarity, untouched by listening data.
+- "content": every song with audio at the content model's embedding of it (warm songs
+  included; `training.content_space`: the CNN's pooled convolution features, not its
+  predicted factors), so similarity there is sonic similarity, untouched by listening data.
+  Its dimension is the embedding's, not the factors'.
 
 Requests:
 
@@ -145,9 +147,10 @@ class CatalogueIndex:
     def add_track(self, track_id: str, cf_vector: ArrayLike, content_vector: ArrayLike) -> None:
         """Add (or replace) a track in both spaces, no rebuild.
 
-        For a cold track both vectors are the content model's prediction, `cf_vector`
-        `(n_factors,)` and `content_vector` `(n_dims,)`. Both are checked before either
-        space changes, so a bad vector leaves the index as it was."""
+        For a cold track both vectors come from the content model: `cf_vector`
+        `(n_factors,)` placed from its predicted factors, `content_vector` `(n_dims,)` its
+        embedding. Both are checked before either space changes, so a bad vector leaves
+        the index as it was."""
         cf_matrix = _one_vector(cf_vector, "cf_vector")
         updates = {
             "cf": cf_matrix,

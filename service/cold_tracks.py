@@ -1,6 +1,8 @@
 """Cold tracks (added by audio) into a version's index: at the vector stored for that
 version, or re-embedded from their stored audio with its encoder (and the vector stored
-for the next start and every other replica).
+for the next start and every other replica). The stored vector is the track's content
+embedding and predicted factors in one (`training.inference.track_vector`): the content
+space takes the first, the cf space the second placed with the version's priors.
 
 Used by the version swapper (the tracks a new version lacks), the catalogue follower
 (tracks other replicas added) and at start-up. A stored vector that is unusable is
@@ -24,7 +26,7 @@ from catalogue.vectors import put_track_vector, track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
 from service.metrics import ServiceMetrics, TrackProblem
 from service.placement import cf_placement
-from training.inference import embed_audio
+from training.inference import embed_audio, split_track_vector, track_vector_dims
 
 log = logging.getLogger("coldstart.service")
 
@@ -59,16 +61,21 @@ class ColdTracks:
                     continue
                 self.store_vector(record.id, version.version_id, vector)
                 re_embedded.append(record.id)
-            version.index.add_track(
-                record.id, cf_placement(version, vector, record.artist)[0], vector
-            )
+            self.add_to_index(version, record, vector)
             placed.add(record.id)
         if re_embedded:
             catalogue.set_vector_version(re_embedded, version.version_id)
         return placed, len(re_embedded)
 
+    @staticmethod
+    def add_to_index(version: LoadedVersion, record: TrackRecord, vector: np.ndarray) -> None:
+        """Put `record` into both spaces of `version` by its usable track `vector`."""
+        factors, content = split_track_vector(version.encoder.dims, vector)
+        cf_vector = cf_placement(version, factors, record.artist)[0]
+        version.index.add_track(record.id, cf_vector, content)
+
     def re_embed(self, version: LoadedVersion, record: TrackRecord) -> np.ndarray | None:
-        """The track's vector for `version` from its stored audio; None (logged, counted)
+        """The track vector for `version` from its stored audio; None (logged, counted)
         when the audio is missing or unusable: the track is then left out of the index."""
         store = self.catalogue().audio_store
         if record.audio_path is None or store is None:
@@ -89,7 +96,7 @@ class ColdTracks:
             )
             self._track_problem(problem, record.id, f"cannot re-embed its audio ({error})")
             return None
-        problem_text = vector_problem(vector, version.index.space("content").dim)
+        problem_text = vector_problem(vector, track_vector_dims(version.encoder.dims))
         if problem_text is not None:
             self._track_problem("unembeddable", record.id, f"its predicted vector {problem_text}")
             return None
@@ -102,7 +109,7 @@ class ColdTracks:
         (then logged and counted: the caller re-embeds the track)."""
         if vector is None:
             return None
-        problem = vector_problem(vector, version.index.space("content").dim)
+        problem = vector_problem(vector, track_vector_dims(version.encoder.dims))
         if problem is None:
             return vector
         self._track_problem("unusable_vector", track_id, f"its stored vector {problem}")
@@ -119,12 +126,13 @@ class ColdTracks:
 
     @staticmethod
     def holds(version: LoadedVersion, track_id: str, vector: np.ndarray) -> bool:
-        """Whether both spaces hold `track_id` at `vector` already."""
+        """Whether both spaces hold `track_id` at its track `vector` already."""
         index = version.index
         if track_id not in index.space("cf") or track_id not in index.space("content"):
             return False
         content = index.space("content")
-        expected = content.check_vectors(vector[np.newaxis])[0]
+        embedding = split_track_vector(version.encoder.dims, vector)[1]
+        expected = content.check_vectors(embedding[np.newaxis])[0]
         return bool(np.allclose(content.vector(track_id), expected, atol=1e-5))
 
     def _track_problem(self, problem: TrackProblem, track_id: str, detail: str) -> None:

@@ -27,7 +27,6 @@ from catalogue.vectors import track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
 from service.cold_tracks import ColdTracks
 from service.metrics import ServiceMetrics
-from service.placement import cf_placement
 from service.serving import ServedState
 
 log = logging.getLogger("coldstart.service")
@@ -140,8 +139,7 @@ class CatalogueFollower:
                         self._pending[track_id] = (version.version_id, -VECTOR_GRACE_S)
                         continue
                     if not self.cold_tracks.holds(version, track_id, vector):
-                        cf_vector = cf_placement(version, vector, records[track_id].artist)[0]
-                        version.index.add_track(track_id, cf_vector, vector)
+                        self.cold_tracks.add_to_index(version, records[track_id], vector)
                         placed += 1
                     new_ids.add(track_id)
                 elif track_id in cold:

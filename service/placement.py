@@ -1,7 +1,8 @@
 """Where a cold track sits in a version's cf space: by its audio and, when the version knows
 its artist, by the artist's earlier songs (`training.fusion`, the rule the evaluation
-scored). The content space always holds the CNN's own vector; the catalogue stores that
-one too, so a version swap or a replica re-derives the cf vector with its own priors.
+scored). The content space holds the CNN's content embedding; the catalogue stores it with
+the CNN's predicted factors (`training.inference.track_vector`), so a version swap or a
+replica re-derives the cf vector from those factors with its own priors.
 """
 
 from __future__ import annotations

@@ -35,15 +35,16 @@ class Queries:
     def similar_to_upload(
         self, data: bytes, name: str, k: int, space: schemas.Space, artist: str | None = None
     ) -> UploadResult:
-        """The `k` songs closest by cosine in `space` to an upload's predicted vector; in
-        the cf space placed with its `artist`'s prior when the version knows the artist,
+        """The `k` songs closest by cosine in `space` to an upload's vector there: its
+        content embedding, or in the cf space its predicted factors placed with its
+        `artist`'s prior when the version knows the artist,
         exactly as POST /v1/tracks would place it (the content space is audio only)."""
         version = self.state.require().version
         embedding = self.embedder.embed(version, data, name)
-        vector = embedding.vector
+        vector = embedding.content
         placement: schemas.Placement = "audio"
         if space == "cf":
-            vector, placement = cf_placement(version, embedding.vector, artist)
+            vector, placement = cf_placement(version, embedding.factors, artist)
         started = time.perf_counter()
         neighbours = version.index.similar(vector, k, space)
         return UploadResult(embedding, neighbours, (time.perf_counter() - started) * 1e3, placement)

@@ -114,7 +114,10 @@ class TrackCreated(Track):
     cf_vector: list[float] = Field(
         description="Where it sits in the cf space (float32 values, exactly as indexed)."
     )
-    content_vector: list[float] = Field(description="The CNN's prediction from its audio.")
+    content_vector: list[float] = Field(
+        description="Where it sits in the content space: the CNN's content embedding of its"
+        " audio (float32 values, before the index normalises them)."
+    )
     audio: AudioInfo
     timings: Timings
 

@@ -27,13 +27,14 @@ from service.metrics import ServiceMetrics
 from service.placement import cf_placement
 from service.serving import ServedState
 from service.views import Views
-from training.inference import Embedding
+from training.inference import Embedding, split_track_vector, track_vector_dims
 
 
 @dataclass(frozen=True)
 class Placed:
     """A new track's cf vector `(F,)` float32 and how it was placed ("hybrid": audio and
-    artist, "audio": audio alone; `service.placement`), and its content vector."""
+    artist, "audio": audio alone; `service.placement`), and its content vector (the
+    encoder's content embedding)."""
 
     placement: schemas.Placement
     cf_vector: np.ndarray
@@ -85,7 +86,7 @@ class TrackWriter:
                 if version is pinned.version
                 else self.embedder.embed(version, data, filename).vector
             )
-            problem = vector_problem(vector, version.index.space("content").dim)
+            problem = vector_problem(vector, track_vector_dims(version.encoder.dims))
             if problem is not None:
                 unusable = AudioError("unembeddable", filename, f"the predicted vector {problem}")
                 raise from_audio_error(unusable)
@@ -102,13 +103,14 @@ class TrackWriter:
                 )
             except CatalogueError as error:
                 raise from_catalogue_error(error) from error
-            cf_vector, placement = cf_placement(version, vector, artist)
-            version.index.add_track(track_id, cf_vector, vector)
+            factors, content = split_track_vector(version.encoder.dims, vector)
+            cf_vector, placement = cf_placement(version, factors, artist)
+            version.index.add_track(track_id, cf_vector, content)
             serving = dataclasses.replace(serving, new_ids=serving.new_ids | {track_id})
             state.serving = serving
             state.touch([track_id])
         state.count_songs(self.metrics)
-        placed = Placed(placement, cf_vector, vector)
+        placed = Placed(placement, cf_vector, content)
         return self.views.track_view(serving, record), embedding, placed
 
     def delete_track(self, track_id: str) -> None:

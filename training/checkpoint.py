@@ -2,11 +2,15 @@
 
 A checkpoint folder holds
 - `encoder.pt`: the state dict (tensors only), loaded with `torch.load(weights_only=True)`;
-- `encoder.json`: the front-end config and the `EncoderDims` the weights belong to;
+- `encoder.json`: the checkpoint format, the front-end config and the `EncoderDims` the
+  weights belong to;
 - `manifest.json` (written last, see `artifacts.manifest`): sha256 of every file, parents.
 
 Loading compares the saved front end with the one in use and refuses a different one, so
-a model never runs behind mel features it was not trained on. This module imports torch
+a model never runs behind mel features it was not trained on. Format 2 added the content
+embedding (`EncoderDims.content_dims`, its projection in the state dict); a format-1
+checkpoint loads as an encoder whose content embedding is its factors, which is what its
+versions indexed. This module imports torch
 and the encoder only: the service loads models without Lightning or implicit.
 """
 
@@ -26,7 +30,9 @@ from training.encoder import ContentEncoder, EncoderDims
 
 WEIGHTS_FILE = "encoder.pt"
 CONFIG_FILE = "encoder.json"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+# Format 1: no content embedding (the content space was the predicted factors).
+_FACTORS_AS_CONTENT_FORMAT = 1
 MANIFEST_KIND = "content_model"
 
 
@@ -82,13 +88,17 @@ def load_encoder(
         saved = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ArtifactError(f"{folder / CONFIG_FILE}: unreadable ({error})") from error
-    if saved.get("format") != CHECKPOINT_FORMAT:
+    saved_format = saved.get("format")
+    if saved_format not in (_FACTORS_AS_CONTENT_FORMAT, CHECKPOINT_FORMAT):
         raise ArtifactError(
-            f"{folder / CONFIG_FILE}: checkpoint format {saved.get('format')!r}, "
-            f"expected {CHECKPOINT_FORMAT}"
+            f"{folder / CONFIG_FILE}: checkpoint format {saved_format!r}, expected"
+            f" {_FACTORS_AS_CONTENT_FORMAT} or {CHECKPOINT_FORMAT}"
         )
     config.require_same(saved["front_end"], what=f"encoder checkpoint {folder}")
-    encoder = ContentEncoder(EncoderDims.from_dict(saved["dims"]), config)
+    dims = saved["dims"]
+    if saved_format == _FACTORS_AS_CONTENT_FORMAT:
+        dims = {**dims, "content_dims": None}
+    encoder = ContentEncoder(EncoderDims.from_dict(dims), config)
     state = torch.load(folder / WEIGHTS_FILE, map_location=device, weights_only=True)
     encoder.load_state_dict(state)
     return encoder.to(device).eval()

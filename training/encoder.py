@@ -1,4 +1,4 @@
-"""The content encoder: audio in, a song's latent factor vector out.
+"""The content encoder: audio in, a song's latent factor vector and its content embedding out.
 
 Architecture after van den Oord, Dieleman & Schrauwen (NIPS 2013) and Dieleman &
 Schrauwen (ICASSP 2014): the shared log-mel front end (`audio.mel.LogMel`, inside the
@@ -13,6 +13,15 @@ through the stack and padded frames masked out of the global pooling, a padded b
 gives the same vectors as one clip at a time. The global pooling is what lets a whole
 clip of any length (at least `min_frames`) go through in one forward pass; training
 uses 3-second crops, serving the whole clip.
+
+Two outputs from one pass: the head's predicted factors (the cf space's placement of a new
+song, and what the evaluation scores), and the content embedding (the service's "content"
+space): the globally pooled convolution features projected onto their leading singular
+directions over the training songs (`set_content_projection`, fitted once training is done
+by `training.content_space`). The head, trained to regress listening,
+discards much of what tells recordings apart (BENCHMARKS.md, real music); the pooled
+features keep it. `EncoderDims.content_dims` None: the content embedding is the factors
+themselves (encoders saved before the embedding existed).
 """
 
 from __future__ import annotations
@@ -27,6 +36,10 @@ from torch import Tensor, nn
 from audio.config import FRONT_END, FrontEndConfig
 from audio.mel import LogMel
 
+# Leading singular directions of the pooled features kept as the content embedding: on the
+# real-music check (BENCHMARKS.md) they group as the full 384 do, at a third of the bytes.
+CONTENT_DIMS = 128
+
 
 @dataclass(frozen=True)
 class EncoderDims:
@@ -35,9 +48,11 @@ class EncoderDims:
     `channels[i]` is the width of conv layer i; `pools[i]` the max-pooling after conv
     layer i (the last conv layer is followed by the global pooling instead, so
     `len(pools) == len(channels) - 1`). `hidden` lists the dense layers between the
-    global pooling and the output. The defaults (about 0.2 M weights) train on two CPU
-    cores in minutes on the demo world; the paper's network was of the order of
-    channels=(256, 256, 512), hidden=(2048, 2048).
+    global pooling and the output. `content_dims`: the content embedding's size, the
+    pooled features' leading singular directions (all of them for a narrower stack; None:
+    the factors themselves, as in encoders saved before the embedding existed). The
+    defaults (about 0.2 M weights) train on two CPU cores in minutes on the demo world;
+    the paper's network was of the order of channels=(256, 256, 512), hidden=(2048, 2048).
     """
 
     n_factors: int = 32
@@ -46,6 +61,7 @@ class EncoderDims:
     pools: tuple[int, ...] = (4, 2)
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.1
+    content_dims: int | None = CONTENT_DIMS
 
     def __post_init__(self) -> None:
         if len(self.pools) != len(self.channels) - 1:
@@ -55,6 +71,8 @@ class EncoderDims:
             )
         if self.n_factors < 1 or self.kernel_size < 1 or min(self.pools, default=1) < 1:
             raise ValueError(f"EncoderDims: sizes must be positive ({self})")
+        if self.content_dims is not None and self.content_dims < 1:
+            raise ValueError(f"EncoderDims: content_dims must be positive or None ({self})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,6 +85,19 @@ class EncoderDims:
         if unknown:
             raise ValueError(f"EncoderDims: unknown fields {sorted(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    @property
+    def pooled_dims(self) -> int:
+        """Width of the global pooling's output: mean, max and L2 of the last conv layer."""
+        return 3 * self.channels[-1]
+
+    @property
+    def embedding_dims(self) -> int:
+        """Width of the content embedding: `content_dims` (at most `pooled_dims`), or
+        `n_factors` when the factors are the content embedding."""
+        if self.content_dims is None:
+            return self.n_factors
+        return min(self.content_dims, self.pooled_dims)
 
     def frames_out(self, frames: Tensor) -> Tensor:
         """Frames left after the conv stack for inputs of `frames` frames (any int tensor)."""
@@ -111,7 +142,10 @@ def masked_global_pool(features: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 class ContentEncoder(nn.Module):
-    """Waveform or log-mel -> predicted latent factors (B, n_factors) float32."""
+    """Waveform or log-mel -> predicted latent factors (B, n_factors) float32 (`forward`,
+    `forward_mel`), and with them the content embedding (`embed_mel`)."""
+
+    content_projection: Tensor
 
     def __init__(self, dims: EncoderDims, config: FrontEndConfig = FRONT_END) -> None:
         super().__init__()
@@ -139,9 +173,14 @@ class ContentEncoder(nn.Module):
             width = hidden
         dense += [nn.Dropout(dims.dropout), nn.Linear(width, dims.n_factors)]
         self.head = nn.Sequential(*dense)
+        if dims.content_dims is not None:
+            # Saved with the weights; identity-like until `set_content_projection`.
+            self.register_buffer(
+                "content_projection", torch.eye(dims.pooled_dims)[:, : dims.embedding_dims]
+            )
 
-    def forward_mel(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Log-mels (B, n_mels, T) float -> factors (B, n_factors) float32.
+    def pooled_mel(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Log-mels (B, n_mels, T) float -> globally pooled conv features (B, pooled_dims).
 
         `lengths` (B,) int: the real frames of each row of a padded batch (None: all T).
         Each row must hold at least `dims.min_frames` frames.
@@ -157,7 +196,44 @@ class ContentEncoder(nn.Module):
             )
         features = self.convs(self.input_norm(mel.float()))
         pooled_lengths = None if lengths is None else self.dims.frames_out(lengths.to(mel.device))
-        return self.head(masked_global_pool(features, pooled_lengths))
+        return masked_global_pool(features, pooled_lengths)
+
+    def forward_mel(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Log-mels (B, n_mels, T) float -> factors (B, n_factors) float32 (see `pooled_mel`)."""
+        return self.head(self.pooled_mel(mel, lengths))
+
+    def embed_mel(self, mel: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Log-mels (B, n_mels, T) -> (factors (B, n_factors), content (B, embedding_dims))
+        from one pass (see `pooled_mel`)."""
+        pooled = self.pooled_mel(mel, lengths)
+        factors = self.head(pooled)
+        if self.dims.content_dims is None:
+            return factors, factors
+        return factors, pooled @ self.content_projection
+
+    def set_content_projection(self, projection: Tensor) -> None:
+        """Fix the content embedding `pooled @ projection`, `projection` (pooled_dims,
+        embedding_dims) (`training.content_space` fits it)."""
+        if self.dims.content_dims is None:
+            raise ValueError("this encoder's content embedding is its factors: no projection")
+        expected = tuple(self.content_projection.shape)
+        if tuple(projection.shape) != expected:
+            raise ValueError(
+                f"content projection of shape {tuple(projection.shape)}; expected {expected}"
+            )
+        self.content_projection.copy_(projection)
+
+    def with_content_dims(self, content_dims: int | None) -> ContentEncoder:
+        """This encoder's weights behind a content embedding of `content_dims` (itself when
+        that is its own; else the projection starts as in a fresh encoder, to be fitted)."""
+        if content_dims == self.dims.content_dims:
+            return self
+        other = ContentEncoder(
+            dataclasses.replace(self.dims, content_dims=content_dims), self.config
+        )
+        weights = {k: v for k, v in self.state_dict().items() if not k.startswith("content_")}
+        other.load_state_dict({**other.state_dict(), **weights})
+        return other.to(next(self.parameters()).device).train(self.training)
 
     def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Mono waveforms (B, samples) or (samples,) at the front end's rate -> (B, n_factors).

@@ -1,13 +1,18 @@
-"""The one embedding path: audio or cached log-mels -> a trained model's factor vectors.
+"""The one embedding path: audio or cached log-mels -> a trained model's factor vectors and
+content embeddings.
 
-Every caller that turns audio into factors comes here: the service (an upload's bytes, a
+Every caller that turns audio into vectors comes here: the service (an upload's bytes, a
 stored track's file), `coldstart predict` (files), the registry's publish step and the
 quality gate (songs of the mel cache). For audio the path is decode -> the front end's
 check (`audio.frontend.decode_usable`) -> the checkpoint's own `LogMel`
-(`ContentEncoder.front_end`) -> `ContentEncoder.forward_mel`; for the cache, the stored
-float16 log-mels of `coldstart featurize` -> `forward_mel`, whole clips zero-padded into
-batches with their lengths (the encoder masks the padding). The two agree to float16
-precision (tests/training/test_inference.py).
+(`ContentEncoder.front_end`) -> `ContentEncoder.embed_mel`; for the cache, the stored
+float16 log-mels of `coldstart featurize` -> `embed_mel` (`forward_mel` where only the
+factors are wanted), whole clips zero-padded into batches with their lengths (the encoder
+masks the padding). The two agree to float16 precision (tests/training/test_inference.py).
+
+A track's two vectors travel as one (`track_vector`): the catalogue stores it per model
+version, and the cf placement (the factors) and the content space (the embedding) are
+both read back from it (`split_track_vector`).
 
 Lightning-free (torch and the plain encoder only): the service imports this module.
 """
@@ -29,7 +34,7 @@ from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
 from audio.errors import AudioError
 from audio.frontend import check_finite, decode_usable, log_mel
-from training.encoder import ClipTooShortError, ContentEncoder
+from training.encoder import ClipTooShortError, ContentEncoder, EncoderDims
 
 MODELS = ("cnn", "linear")
 
@@ -44,13 +49,40 @@ class MelSource(Protocol):
         ...
 
 
+def track_vector_dims(dims: EncoderDims) -> int:
+    """Length of a track's stored vector under an encoder of `dims` (see `track_vector`)."""
+    if dims.content_dims is None:
+        return dims.n_factors
+    return dims.embedding_dims + dims.n_factors
+
+
+def track_vector(dims: EncoderDims, factors: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The one vector kept for a track: its content embedding then its factors,
+    (..., embedding_dims + n_factors) float32 (one track, or one row per track); the factors
+    alone (..., n_factors) for an encoder whose content embedding is its factors."""
+    if dims.content_dims is None:
+        return np.asarray(factors, np.float32)
+    return np.concatenate([content, factors], axis=-1).astype(np.float32)
+
+
+def split_track_vector(dims: EncoderDims, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `track_vector`: (factors (..., n_factors), content (..., embedding_dims))."""
+    if dims.content_dims is None:
+        return vector, vector
+    return vector[..., dims.embedding_dims :], vector[..., : dims.embedding_dims]
+
+
 @dataclass(frozen=True)
 class Embedding:
-    """`vector` (n_factors,) float32, finite, for `seconds` of audio (`truncated`: the
+    """`factors` (n_factors,) and `content` (the encoder's `embedding_dims`,) float32,
+    finite, and `vector`, the two as the catalogue stores them (`track_vector`), for
+    `seconds` of audio (`truncated`: the
     input was longer than the decode limit; `normalised`: it peaked at `peak_dbfs`, above
     full scale, and was scaled down to it); the container it was read from (one of
     `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds."""
 
+    factors: np.ndarray
+    content: np.ndarray
     vector: np.ndarray
     seconds: float
     truncated: bool
@@ -73,9 +105,9 @@ def embed_audio(
     limits: DecodeLimits = DEFAULT_LIMITS,
     name: str | None = None,
 ) -> Embedding:
-    """Predict the factors of one recording (a file path or a file's bytes) from the whole
-    clip; `AudioError` if the front end refuses it or the prediction is not finite
-    ("unembeddable"). `name` labels errors.
+    """Predict the factors and content embedding of one recording (a file path or a file's
+    bytes) from the whole clip; `AudioError` if the front end refuses it or a vector is not
+    finite ("unembeddable"). `name` labels errors.
 
     Runs on the calling thread with torch's current thread count: the service calls it
     from its worker threads, never on the event loop.
@@ -88,12 +120,15 @@ def embed_audio(
         mel = encoder.front_end(torch.from_numpy(decoded.samples))
         featured_at = time.perf_counter()
         try:
-            vector = encoder.forward_mel(mel)[0].numpy().astype(np.float32)
+            factors, content = (row[0].numpy().astype(np.float32) for row in encoder.embed_mel(mel))
         except ClipTooShortError as error:
             raise AudioError("too_short", label, str(error)) from error
+    vector = track_vector(encoder.dims, factors, content)
     check_finite(vector, label, "predicted vector")
     done = time.perf_counter()
     return Embedding(
+        factors=factors,
+        content=content,
         vector=vector,
         seconds=decoded.seconds,
         truncated=decoded.truncated,
@@ -111,14 +146,45 @@ def predict_cached(
 ) -> np.ndarray:
     """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache, rows
     following `song_ids`, `batch_size` clips per forward pass."""
+    return cached_rows(
+        encoder, cache, song_ids, batch_size, encoder.forward_mel, encoder.dims.n_factors
+    )
+
+
+def embed_cached(
+    encoder: ContentEncoder, cache: MelSource, song_ids: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
+    """Whole-clip track vectors (len(song_ids), `track_vector_dims`) float32 for songs in
+    the mel cache, rows following `song_ids` (`split_track_vector` on each row, or on the
+    matrix's columns, gives the factors and the content embedding)."""
+
+    def track_rows(mel: Tensor, lengths: Tensor) -> Tensor:
+        factors, content = (t.cpu().numpy() for t in encoder.embed_mel(mel, lengths))
+        return torch.from_numpy(track_vector(encoder.dims, factors, content))
+
+    width = track_vector_dims(encoder.dims)
+    return cached_rows(encoder, cache, song_ids, batch_size, track_rows, width)
+
+
+def cached_rows(
+    encoder: ContentEncoder,
+    cache: MelSource,
+    song_ids: Sequence[str],
+    batch_size: int,
+    forward: Callable[[Tensor, Tensor], Tensor],
+    width: int,
+) -> np.ndarray:
+    """`forward(mels, lengths)` -> (B, width) over the whole clips of `song_ids`, in order,
+    zero-padded into batches on the encoder's device (eval mode, no gradients): (n, width)
+    float32, rows following `song_ids`."""
     encoder.eval()
     device = next(encoder.parameters()).device
     rows = []
     with torch.no_grad():
         for mel, lengths, _ in clip_loader(cache, song_ids, batch_size):
-            rows.append(encoder.forward_mel(mel.to(device), lengths.to(device)).cpu())
+            rows.append(forward(mel.to(device), lengths.to(device)).cpu())
     if not rows:
-        return np.zeros((0, encoder.dims.n_factors), np.float32)
+        return np.zeros((0, width), np.float32)
     return torch.cat(rows).numpy().astype(np.float32)
 
 
@@ -172,7 +238,7 @@ def load_predictor(
         from training.checkpoint import load_encoder
 
         encoder = load_encoder(folder, config)
-        return lambda file: embed_audio(encoder, file).vector
+        return lambda file: embed_audio(encoder, file).factors
     if model == "linear":
         from training.baseline import LinearBaseline
 

@@ -317,7 +317,9 @@ def train_cnn(
     """Train the CNN with Lightning, predict the test songs, save `RUN/models/cnn/`.
 
     `init_from` (a checkpoint folder) starts from that encoder's weights and sizes instead
-    of `settings.dims` and fresh ones; see `initial_encoder` for when it is refused.
+    of `settings.dims` and fresh ones (the content embedding's size is `settings.dims`');
+    see `initial_encoder` for when it is refused. The content projection is fitted on the
+    training songs once the fit is done (`training.content_space`).
     Under DDP every process calls this; global rank 0 writes the folder, and every
     process returns its manifest.
     """
@@ -327,6 +329,7 @@ def train_cnn(
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from training.checkpoint import save_encoder
+    from training.content_space import fit_content_space
     from training.datamodule import MelDataModule
     from training.lightning_module import BestWeights, ContentModel
 
@@ -340,6 +343,9 @@ def train_cnn(
         )
     else:
         net, init_digest = initial_encoder(Path(init_from), data)
+        # An encoder saved before the content embedding (or with another size) gets this
+        # run's; its projection is fitted after the fit like a fresh one's.
+        net = net.with_content_dims(settings.dims.content_dims).train()
     train_ids, train_rows = data.cached(f.song_ids)
     valid_ids, valid_rows = data.cached(f.valid_song_ids)
     test_ids, test_rows = data.cached(f.test_song_ids)
@@ -405,6 +411,9 @@ def train_cnn(
     manifest = None
     if trainer.is_global_zero:
         net = net.cpu().eval()
+        content_space = fit_content_space(
+            net, data.cache, train_ids, settings.clip_batch_size, seed
+        )
         test_factors = _scatter(
             len(f.test_song_ids),
             test_rows,
@@ -425,6 +434,7 @@ def train_cnn(
             extra_files=[TEST_FACTORS_FILE],
             extra={
                 "validation": {"map": best.best_score, "best_epoch": best.best_epoch},
+                "content_space": content_space,
                 "epochs_run": trainer.current_epoch,
                 "train_songs": len(train_ids),
                 "processes": processes,

@@ -1,11 +1,11 @@
-"""Content vectors for a whole catalogue on Spark: `predict_cached`, spread over a cluster.
+"""Track vectors for a whole catalogue on Spark: `embed_cached`, spread over a cluster.
 
 The re-embedding step of a published version predicts every song with audio; on tens of
 millions of songs that is a Spark job. The encoder travels as its checkpoint: the driver
 saves it with `training.checkpoint.save_encoder` and broadcasts the files' bytes (the
 state dict, `encoder.json` with the dims and front end, the manifest), and each task
 loads them with `load_encoder`, the one loader, which checks the hashes and refuses
-another front end than the cache's. Songs go out in the very batches `predict_cached`
+another front end than the cache's. Songs go out in the very batches `embed_cached`
 makes (runs of `batch_size` in order, one row each, through `mapInPandas`), so that each
 song meets the very computation it meets there (padding and batched kernels can move the
 last bits). Executors read the mels from the cache folder, which must lie on a file
@@ -28,7 +28,7 @@ from audio.cache import MelCache
 from audio.config import FrontEndConfig
 from training.checkpoint import load_encoder, save_encoder
 from training.encoder import ContentEncoder
-from training.inference import predict_cached
+from training.inference import embed_cached, track_vector_dims
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -45,8 +45,8 @@ def embed_on_spark(
     spark_master: str | None = None,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """Whole-clip predictions (len(song_ids), F) float32 for songs in the mel cache, rows
-    following `song_ids`: `training.inference.predict_cached`'s vectors, computed on Spark at
+    """Whole-clip track vectors (len(song_ids), `track_vector_dims`) float32 for songs in the
+    mel cache, rows following `song_ids`: `training.inference.embed_cached`'s, computed on Spark at
     `spark_master` (default: `cluster.spark.spark_session`'s). Raises `KeyError` for a
     song without a mel and `FrontEndMismatchError` if the encoder and cache differ."""
     from cluster.spark import spark_session
@@ -54,8 +54,9 @@ def embed_on_spark(
     song_ids = list(song_ids)
     cache.config.require_same(encoder.config, what="encoder")
     n_frames = [cache.n_frames(song_id) for song_id in song_ids]  # KeyError with the reason
+    width = track_vector_dims(encoder.dims)
     if not song_ids:
-        return np.zeros((0, encoder.dims.n_factors), np.float32)
+        return np.zeros((0, width), np.float32)
     starts = range(0, len(song_ids), batch_size)
     batches = pd.DataFrame(
         {
@@ -90,7 +91,7 @@ def embed_on_spark(
         checkpoint.destroy()
     if len(predicted) != len(song_ids):
         raise RuntimeError(f"Spark returned {len(predicted)} vectors for {len(song_ids)} songs")
-    vectors = np.empty((len(song_ids), encoder.dims.n_factors), np.float32)
+    vectors = np.empty((len(song_ids), width), np.float32)
     vectors[predicted["row"].to_numpy()] = np.stack(predicted["vector"].to_list())
     return vectors
 
@@ -117,7 +118,7 @@ def _embed_partition(
     config: FrontEndConfig,
     batch_size: int,
 ) -> Iterator[pd.DataFrame]:
-    """Executor: each batch row through `predict_cached`; one vector row per song."""
+    """Executor: each batch row through `embed_cached`; one vector row per song."""
     import torch
 
     torch.set_num_threads(1)  # the cluster's cores are the parallelism
@@ -126,7 +127,7 @@ def _embed_partition(
         for first_row, song_ids, n_frames in rows.itertuples(index=False):
             # Only this batch's songs: no executor reads the whole index.json.
             songs = MelCache(cache_dir, config, dict(zip(song_ids, n_frames, strict=True)), {})
-            vectors = predict_cached(encoder, songs, list(song_ids), batch_size)
+            vectors = embed_cached(encoder, songs, list(song_ids), batch_size)
             yield pd.DataFrame(
                 {
                     "row": np.arange(first_row, first_row + len(song_ids)),

@@ -71,10 +71,10 @@ def place_songs(
 def usable_predictions(
     song_ids: list[str], vectors: np.ndarray
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Drop the songs whose predicted vector (a row of `vectors` (n, F)) is NaN, inf or all
-    zeros: one bad recording is left out of the content space (named in the version
-    manifest's `left_out`), not the cause of a failed publish. Returns the kept ids, their
-    vectors and the ids left out."""
+    """Drop the songs whose predicted track vector (a row of `vectors` (n, d),
+    `training.inference.track_vector`) is NaN, inf or all zeros: one bad recording is left
+    out of the content space (named in the version manifest's `left_out`), not the cause of
+    a failed publish. Returns the kept ids, their vectors and the ids left out."""
     from catalogue.vectors import usable_rows
 
     usable = usable_rows(vectors)

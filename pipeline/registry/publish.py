@@ -166,7 +166,7 @@ def _build_version(
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
     from training.checkpoint import load_encoder
     from training.fusion import load_hybrid
-    from training.inference import predict_cached
+    from training.inference import embed_cached, split_track_vector
 
     factorization = load_factorization(run_dir)
     model_dir = run_dir / MODELS_DIR / CONTENT_MODEL
@@ -188,12 +188,13 @@ def _build_version(
     catalogue_ids = songs["song_id"].tolist()
     content_ids = [song_id for song_id in catalogue_ids if song_id in cache]
     if spark_master is None:
-        content_vectors = predict_cached(encoder, cache, content_ids, batch_size)
+        track_vectors = embed_cached(encoder, cache, content_ids, batch_size)
     else:
         from training.spark_embed import embed_on_spark
 
-        content_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
-    content_ids, content_vectors, unembeddable = usable_predictions(content_ids, content_vectors)
+        track_vectors = embed_on_spark(encoder, cache, content_ids, spark_master, batch_size)
+    content_ids, track_vectors, unembeddable = usable_predictions(content_ids, track_vectors)
+    predicted_factors, content_vectors = split_track_vector(encoder.dims, track_vectors)
     if unembeddable:
         log.warning(
             "%d songs left out: their predicted vectors are unusable (e.g. %s)",
@@ -214,9 +215,9 @@ def _build_version(
     hybrid = load_hybrid(*hybrid_dirs) if hybrid_dirs else None
     artist_of = dict(zip(songs["song_id"], songs["artist"], strict=True))
     cf_content_vectors = (
-        hybrid.place(content_vectors, [artist_of[song_id] for song_id in content_ids])[0]
+        hybrid.place(predicted_factors, [artist_of[song_id] for song_id in content_ids])[0]
         if hybrid
-        else content_vectors
+        else predicted_factors
     )
     cf = place_songs(
         np.asarray(warm_ids, dtype=object),
@@ -286,6 +287,7 @@ def _build_version(
                 "users": len(factorization.user_ids),
             },
             "n_factors": factorization.n_factors,
+            "content_dims": encoder.dims.embedding_dims,
         },
     )
 

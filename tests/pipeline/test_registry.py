@@ -84,10 +84,15 @@ def test_content_vectors_match_the_serving_path(published: Published, tiny_world
     from training.inference import embed_audio
 
     version = load_current(published.registry)
+    dims = version.encoder.dims
+    content = version.index.space("content")
+    assert dims.content_dims is not None
+    assert content.dim == dims.embedding_dims == version.manifest["content_dims"] != dims.n_factors
+    assert version.index.space("cf").dim == dims.n_factors
     song = sorted((tiny_world / "audio").iterdir())[0]
-    served = embed_audio(version.encoder, song, DEFAULT_LIMITS, song.name).vector
-    stored = version.index.space("content").vector(song.stem)  # L2-normalised at build
-    cosine = float(served @ stored / np.linalg.norm(served))
+    served = embed_audio(version.encoder, song, DEFAULT_LIMITS, song.name)
+    stored = content.vector(song.stem)  # L2-normalised at build
+    cosine = float(served.content @ stored / np.linalg.norm(served.content))
     assert cosine > 0.999  # float16 mel cache at publish vs float32 mel when serving
 
 

@@ -62,6 +62,18 @@ def test_added_track_is_found_played_recommended_and_deleted(
     assert created["origin"] == "cold" and created["new"] and created["has_audio"]
     assert created["spaces"] == ["cf", "content"]
     assert created["model_version"] == registry.version_id
+    # The content space holds the encoder's content embedding, the cf space (a new artist:
+    # by audio alone) its predicted factors: the in-process path's vectors.
+    from pipeline.registry import load_version
+    from training.inference import embed_audio
+
+    encoder = load_version(registry.folder, registry.version_id).encoder
+    dims, expected = encoder.dims, embed_audio(encoder, audio)
+    content = np.asarray(created["content_vector"], np.float32)
+    assert content.shape == (dims.embedding_dims,) and dims.embedding_dims != dims.n_factors
+    np.testing.assert_allclose(content, expected.content, rtol=1e-4, atol=1e-5)
+    assert created["placement"] == "audio"
+    np.testing.assert_allclose(created["cf_vector"], expected.factors, rtol=1e-4, atol=1e-5)
 
     track = writable.get(f"/v1/tracks/{track_id}").json()
     assert track["title"] == "Let's Go Fishin'" and track["artist"] == "Karissa Hobbs"

@@ -59,11 +59,19 @@ def synthetic_world() -> SyntheticWorld:
 
 @pytest.fixture(scope="module")
 def encoder() -> ContentEncoder:
-    """A small untrained encoder (8 factors) in eval mode, with batch-norm statistics."""
+    """A small untrained encoder (8 factors, a 12-d content embedding) in eval mode, with
+    batch-norm statistics and a fitted content projection."""
+    from training.content_space import projection_of
+
     torch.manual_seed(0)
-    net = ContentEncoder(EncoderDims(n_factors=8, channels=(16, 16, 32), hidden=(32,)))
+    net = ContentEncoder(
+        EncoderDims(n_factors=8, channels=(16, 16, 32), hidden=(32,), content_dims=12)
+    )
     # Fresh batch norms are identities; give them statistics so the tests mean something.
     net.train()
     with torch.no_grad():
         net.forward_mel(torch.randn(8, FRONT_END.n_mels, 200) * 3 - 5)
-    return net.eval()
+        net.eval()
+        pooled = net.pooled_mel(torch.randn(40, FRONT_END.n_mels, 200) * 3 - 5).numpy()
+    net.set_content_projection(torch.from_numpy(projection_of(pooled, 12)))
+    return net

@@ -1,4 +1,4 @@
-"""The encoder's shapes and its masked global pooling."""
+"""The encoder's shapes, its masked global pooling and its two outputs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,37 @@ def test_shapes(encoder: ContentEncoder) -> None:
         assert encoder.forward_mel(torch.randn(3, FRONT_END.n_mels, 130)).shape == (3, 8)
         assert encoder(torch.randn(2, FRONT_END.min_samples)).shape == (2, 8)
         assert encoder(torch.randn(FRONT_END.min_samples)).shape == (1, 8)
+
+
+def test_one_pass_gives_the_factors_and_the_content_embedding(encoder: ContentEncoder) -> None:
+    """`embed_mel`'s factors are `forward_mel`'s; its content embedding is the fitted
+    projection of the pooled features, `content_dims` wide."""
+    mel = torch.randn(3, FRONT_END.n_mels, 150)
+    with torch.no_grad():
+        factors, content = encoder.embed_mel(mel)
+        pooled = encoder.pooled_mel(mel)
+        torch.testing.assert_close(factors, encoder.forward_mel(mel))
+        torch.testing.assert_close(factors, encoder.head(pooled))
+    assert pooled.shape == (3, encoder.dims.pooled_dims) == (3, 96)
+    assert content.shape == (3, encoder.dims.embedding_dims) == (3, 12)
+    torch.testing.assert_close(content, pooled @ encoder.content_projection)
+
+
+def test_content_dims_none_makes_the_factors_the_embedding(encoder: ContentEncoder) -> None:
+    """An encoder without its own embedding (as saved before it existed) embeds by its
+    factors, with the same weights; `content_dims` wider than the pool is the whole pool."""
+    plain = encoder.with_content_dims(None)
+    mel = torch.randn(2, FRONT_END.n_mels, 150)
+    with torch.no_grad():
+        factors, content = plain.embed_mel(mel)
+        torch.testing.assert_close(factors, encoder.forward_mel(mel))
+    assert content is factors and plain.dims.embedding_dims == 8
+    assert "content_projection" not in plain.state_dict()
+    assert EncoderDims(channels=(8, 8, 16), content_dims=500).embedding_dims == 48
+    with pytest.raises(ValueError, match="no projection"):
+        plain.set_content_projection(torch.zeros(96, 8))
+    with pytest.raises(ValueError, match="shape"):
+        encoder.with_content_dims(5).set_content_projection(torch.zeros(96, 4))
 
 
 def test_min_frames_is_exact(encoder: ContentEncoder) -> None:

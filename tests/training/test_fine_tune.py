@@ -70,6 +70,28 @@ def test_fine_tune_starts_from_the_given_encoder(run_copy: Path, init_encoder: P
     )
 
 
+def test_fine_tuning_an_encoder_without_an_embedding_gives_it_one(
+    run_copy: Path, init_encoder: Path, tmp_path: Path
+) -> None:
+    """An encoder saved before the content embedding (its factors were the content space)
+    is fine-tuned into one with the run's embedding, fitted; its weights carried over."""
+    old = load_encoder(init_encoder).with_content_dims(None)
+    save_encoder(old, tmp_path / "old")
+    manifests = train_run(
+        run_copy, cnn=FROZEN, linear=None, progress=False, init_encoder=tmp_path / "old"
+    )
+    after = load_encoder(run_copy / "models" / "cnn")
+    assert old.dims.content_dims is None
+    assert after.dims.content_dims == FROZEN.dims.content_dims
+    assert manifests["cnn"]["content_space"]["dims"] == after.dims.embedding_dims
+    for (name, before), (_, new) in zip(
+        old.named_parameters(), after.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(new, before, rtol=0, atol=0, msg=name)
+    fresh = ContentEncoder(after.dims).content_projection
+    assert not torch.equal(after.content_projection, fresh)  # fitted, not a fresh encoder's
+
+
 def test_encoder_of_another_factor_count_is_refused(run_copy: Path, tmp_path: Path) -> None:
     folder = tmp_path / "narrow"
     save_encoder(ContentEncoder(EncoderDims(n_factors=8, channels=(8, 8, 8), hidden=(8,))), folder)
