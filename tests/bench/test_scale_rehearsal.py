@@ -39,6 +39,8 @@ def test_the_rehearsal_runs_every_stage_at_a_tiny_fraction(
     assert catalogue["listens"] > 24_000 and catalogue["users"] > 500
     for name in ("import into PostgreSQL", "import into SQLite", "bare psql \\copy of listens.tsv"):
         assert stages[name]["seconds"] > 0 and stages[name]["peak_rss_mib"] > 0
+        # where in the stage its peak fell, from the samples
+        assert 0 <= stages[name]["detail"]["peak_at_s"] <= stages[name]["seconds"]
     assert results["complete"] and stages["snapshot alone"]["seconds"] > 0
     sums = tmp_path / "runs" / "bare-sums.tsv"  # the bare export: the same bytes as the snapshot
     assert (tmp_path / "runs" / "snapshot" / "listens.tsv").read_bytes() == sums.read_bytes()
@@ -65,5 +67,6 @@ def test_stages_are_chosen_by_name() -> None:
     from bench.scale_rehearsal import _stages
 
     assert _stages("snapshot, sqlite") == ("snapshot", "sqlite")
+    assert _stages("bare-copy,nightly") == ("bare-copy", "nightly")
     with pytest.raises(argparse.ArgumentTypeError, match="nightlly"):
         _stages("sqlite,nightlly")
