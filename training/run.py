@@ -77,6 +77,10 @@ class CNNSettings:
     the crops of one optimiser step, split evenly across the processes, so the settings
     above mean the same steps on any number of devices; batch norm, though, normalises each
     process's share (torch syncs it on GPUs only), so keep the share at 16 crops or more.
+
+    `contrastive_weight` > 0 adds the song-contrastive objective beside the factor MSE
+    (`training.contrastive`: batches of pairs of crops of one song, so `crops_per_song` and
+    each process's share of `batch_size` must be even).
     """
 
     dims: EncoderDims = EncoderDims()
@@ -90,6 +94,8 @@ class CNNSettings:
     normalise_targets: bool = False
     mask_bands: int = 0
     mask_frames: int = 0
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -364,6 +370,8 @@ def train_cnn(
         normalise_targets=settings.normalise_targets,
         mask_bands=settings.mask_bands,
         mask_frames=settings.mask_frames,
+        contrastive_weight=settings.contrastive_weight,
+        contrastive_temperature=settings.contrastive_temperature,
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
@@ -404,6 +412,7 @@ def train_cnn(
         clip_batch_size=settings.clip_batch_size,
         num_workers=settings.num_workers,
         seed=seed,
+        pair_crops=settings.contrastive_weight > 0,
     )
     if trainer.is_global_zero:
         fresh_model_folder(folder)
