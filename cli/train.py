@@ -58,6 +58,13 @@ def train(
             " factor MSE (0: off).",
         ),
     ] = None,
+    contrastive_classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Positives of the contrastive loss: song (the other crop of the song) or"
+            " artist (every crop of the artist's songs)."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -116,6 +123,7 @@ def train(
         "mask_bands": mask_bands,
         "mask_frames": mask_frames,
         "contrastive_weight": contrastive_weight,
+        "contrastive_classes": contrastive_classes,
         "num_workers": workers,
     }
     try:

@@ -48,7 +48,8 @@ class ContentModel(pl.LightningModule):
     that many frames are set to the crop's mean (validation and prediction see whole mels).
     `contrastive_weight` > 0: the loss is MSE + that weight times the song-contrastive loss
     at `contrastive_temperature` (the batches must carry song indices: `MelDataModule(...,
-    pair_crops=True)`).
+    pair_crops=True)`). `contrastive_classes` (n_train_songs,) int: the class of each
+    training song in that loss (e.g. its artist); None: every song is its own class.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class ContentModel(pl.LightningModule):
         mask_frames: int = 0,
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.1,
+        contrastive_classes: np.ndarray | None = None,
         k: int = 500,
     ):
         super().__init__()
@@ -74,11 +76,20 @@ class ContentModel(pl.LightningModule):
         if contrastive_weight < 0 or contrastive_temperature <= 0:
             raise ValueError("contrastive_weight must be >= 0 and contrastive_temperature > 0")
         self.save_hyperparameters(
-            ignore=["net", "user_factors", "valid_relevance", "valid_factors"]
+            ignore=[
+                "net",
+                "user_factors",
+                "valid_relevance",
+                "valid_factors",
+                "contrastive_classes",
+            ]
         )
         self.net = net
         # Built after the net, so a seeded run draws the net's weights as it always did.
         self.projection = ProjectionHead(net.dims.pooled_dims) if contrastive_weight > 0 else None
+        self.contrastive_classes = (
+            None if contrastive_classes is None else torch.as_tensor(contrastive_classes).long()
+        )
         self.user_factors = user_factors
         self.valid_relevance = valid_relevance
         self.valid_factors = None if valid_factors is None else torch.from_numpy(valid_factors)
@@ -115,13 +126,23 @@ class ContentModel(pl.LightningModule):
             if len(batch) < 3:
                 raise ValueError("the contrastive objective needs batches with song indices")
             self.log("train/mse", loss, on_step=False, on_epoch=True)
-            contrastive = song_contrastive_loss(
-                self.projection(pooled), batch[2], self.hparams.contrastive_temperature
-            )
+            contrastive = self.contrastive_loss(pooled, batch[2])
             self.log("train/contrastive", contrastive, on_step=False, on_epoch=True)
             loss = loss + self.hparams.contrastive_weight * contrastive
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
+
+    def contrastive_loss(self, pooled: Tensor, songs: Tensor) -> Tensor:
+        """The contrastive loss of pooled features (B, pooled_dims) of crops of the training
+        songs `songs` (B,) (their classes: `contrastive_classes`, or the songs themselves)."""
+        if self.projection is None:
+            raise ValueError("this model has no contrastive objective (contrastive_weight 0)")
+        classes = songs
+        if self.contrastive_classes is not None:
+            classes = self.contrastive_classes.to(songs.device)[songs]
+        return song_contrastive_loss(
+            self.projection(pooled), classes, self.hparams.contrastive_temperature
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._valid_predictions.clear()

@@ -117,3 +117,19 @@ def test_off_by_default_and_needs_song_indices() -> None:
         model.training_step((torch.randn(4, FRONT_END.n_mels, WINDOW), torch.zeros(4, 4)), 0)
     with pytest.raises(ValueError):
         ContentModel(net, contrastive_weight=-1.0)
+
+
+def test_artist_classes_make_every_crop_of_the_artist_a_positive() -> None:
+    torch.manual_seed(0)
+    net = ContentEncoder(EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
+    artists = np.array([0, 0, 1, 1])  # songs 0 and 1 by one artist, 2 and 3 by another
+    by_song = ContentModel(net, contrastive_weight=1.0).eval()
+    by_artist = ContentModel(net, contrastive_weight=1.0, contrastive_classes=artists).eval()
+    by_artist.projection.load_state_dict(by_song.projection.state_dict())
+    pooled, songs = torch.rand(8, net.dims.pooled_dims), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    z = by_song.projection(pooled)
+    assert torch.equal(
+        by_song.contrastive_loss(pooled, songs), song_contrastive_loss(z, songs, 0.1)
+    )
+    expected = song_contrastive_loss(z, torch.from_numpy(artists)[songs], 0.1)
+    assert torch.equal(by_artist.contrastive_loss(pooled, songs), expected)
