@@ -50,6 +50,21 @@ def train(
         int | None,
         typer.Option(min=0, help="SpecAugment: most frames masked per training crop (0: off)."),
     ] = None,
+    contrastive_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the song-contrastive loss (pairs of crops of one song) beside the"
+            " factor MSE (0: off).",
+        ),
+    ] = None,
+    contrastive_classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Positives of the contrastive loss: song (the other crop of the song) or"
+            " artist (every crop of the artist's songs)."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -107,6 +122,8 @@ def train(
         "lr": lr,
         "mask_bands": mask_bands,
         "mask_frames": mask_frames,
+        "contrastive_weight": contrastive_weight,
+        "contrastive_classes": contrastive_classes,
         "num_workers": workers,
     }
     try:

@@ -56,6 +56,12 @@ class CropSampler(Sampler[tuple[int, int]]):
     for the few songs repeated to even them out. One process keeps every song and draws
     from (seed, epoch): numpy's `SeedSequence` ignores trailing zeros, so rank 0's stream
     is the one a single process always drew from.
+
+    `group` > 1 keeps a song's crops together in runs of `group` (the contrastive
+    objective's pairs, `training.contrastive`): the shuffled units are a song's
+    `crops_per_song // group` groups, each yielding `group` crops of that song in a row
+    (each from its own random start), so a batch whose size `group` divides holds whole
+    groups. `group` 1 is the plain stream, crop for crop.
     """
 
     def __init__(
@@ -67,7 +73,10 @@ class CropSampler(Sampler[tuple[int, int]]):
         *,
         rank: int = 0,
         world_size: int = 1,
+        group: int = 1,
     ):
+        if group < 1 or crops_per_song % group:
+            raise ValueError(f"crops_per_song {crops_per_song} is no multiple of group {group}")
         if n_frames.size and int(n_frames.min()) < window_frames:
             raise ValueError(f"every song needs at least {window_frames} frames to be cropped")
         if not 0 <= rank < world_size:
@@ -78,6 +87,7 @@ class CropSampler(Sampler[tuple[int, int]]):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.group = group
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -97,7 +107,8 @@ class CropSampler(Sampler[tuple[int, int]]):
         shard = self.shard()
         rng = np.random.default_rng([self.seed, self.epoch, self.rank])
         self.epoch += 1
-        songs = rng.permutation(np.repeat(shard, self.crops_per_song))
+        units = rng.permutation(np.repeat(shard, self.crops_per_song // self.group))
+        songs = np.repeat(units, self.group)
         room = self.n_frames[songs] - self.window_frames + 1
         starts = (rng.random(songs.size) * room).astype(np.int64)
         return iter(zip(songs.tolist(), starts.tolist(), strict=True))
@@ -119,10 +130,17 @@ class CropDataset(Dataset[tuple[Tensor, Tensor]]):
     DataLoader fetches a whole batch through `__getitems__`, which copies the crops
     straight into one array (use `collate_fn=stacked`). Crops stay float16 as cached:
     half the bytes to copy and to move to a GPU; the encoder casts the batch at once.
+    `with_songs`: each batch also carries its crops' song indices (B,) int64, the
+    contrastive objective's classes.
     """
 
     def __init__(
-        self, cache: MelSource, song_ids: Sequence[str], factors: np.ndarray, window_frames: int
+        self,
+        cache: MelSource,
+        song_ids: Sequence[str],
+        factors: np.ndarray,
+        window_frames: int,
+        with_songs: bool = False,
     ):
         if len(song_ids) != factors.shape[0]:
             raise ValueError(f"{len(song_ids)} songs but {factors.shape[0]} factor rows")
@@ -130,6 +148,7 @@ class CropDataset(Dataset[tuple[Tensor, Tensor]]):
         self.song_ids = list(song_ids)
         self.factors = torch.from_numpy(np.ascontiguousarray(factors, dtype=np.float32))
         self.window_frames = window_frames
+        self.with_songs = with_songs
         self._open: Callable[[str], np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -144,21 +163,23 @@ class CropDataset(Dataset[tuple[Tensor, Tensor]]):
             self._open = functools.lru_cache(maxsize=open_mel_limit())(self.cache.load)
         return self._open(self.song_ids[song])
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        mels, factors = self.__getitems__([key])
-        return mels[0], factors[0]
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, ...]:
+        return tuple(part[0] for part in self.__getitems__([key]))
 
-    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
-        """A batch: crops (B, n_mels, window) in the cache's dtype and factors (B, F) float32."""
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> tuple[Tensor, ...]:
+        """A batch: crops (B, n_mels, window) in the cache's dtype and factors (B, F) float32
+        (and the song indices (B,) with `with_songs`)."""
         first = self._mel(keys[0][0])
         crops = np.empty((len(keys), first.shape[0], self.window_frames), dtype=first.dtype)
         for row, (song, start) in enumerate(keys):
             crops[row] = self._mel(song)[:, start : start + self.window_frames]
         songs = torch.tensor([song for song, _ in keys])
+        if self.with_songs:
+            return torch.from_numpy(crops), self.factors[songs], songs
         return torch.from_numpy(crops), self.factors[songs]
 
 
-def stacked(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def stacked(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Collate for `CropDataset`: its `__getitems__` already returns the stacked batch."""
     return batch
 
@@ -172,6 +193,8 @@ class MelDataModule(pl.LightningDataModule):
     `batch_size` is per process: each rank reads its own share of both song lists (the
     attached trainer's rank and world size; one process without a trainer), so Lightning
     must leave the samplers alone (`Trainer(use_distributed_sampler=False)`).
+    `pair_crops`: training batches hold pairs of crops of one song and carry the song
+    indices (the contrastive objective's; `batch_size` must be even).
     """
 
     def __init__(
@@ -187,8 +210,11 @@ class MelDataModule(pl.LightningDataModule):
         clip_batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        pair_crops: bool = False,
     ):
         super().__init__()
+        if pair_crops and batch_size % 2:
+            raise ValueError(f"pairs of crops need an even batch_size, got {batch_size}")
         self.cache = cache
         self.train_song_ids = list(train_song_ids)
         self.train_factors = train_factors
@@ -199,6 +225,7 @@ class MelDataModule(pl.LightningDataModule):
         self.clip_batch_size = clip_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.pair_crops = pair_crops
         self.n_frames = np.array([cache.n_frames(song) for song in self.train_song_ids], np.int64)
 
     def _rank(self) -> tuple[int, int]:
@@ -216,9 +243,16 @@ class MelDataModule(pl.LightningDataModule):
             self.seed,
             rank=rank,
             world_size=world_size,
+            group=2 if self.pair_crops else 1,
         )
         return DataLoader(
-            CropDataset(self.cache, self.train_song_ids, self.train_factors, self.window_frames),
+            CropDataset(
+                self.cache,
+                self.train_song_ids,
+                self.train_factors,
+                self.window_frames,
+                with_songs=self.pair_crops,
+            ),
             batch_size=self.batch_size,
             sampler=sampler,
             collate_fn=stacked,

@@ -8,6 +8,10 @@ ranks those songs for every user with the same metric code as the evaluation
 choice of the best weights, which `BestWeights` keeps in memory and puts back at the end.
 Only the plain net is ever saved (see `training.checkpoint`).
 
+`contrastive_weight` > 0 adds a content objective beside the regression: the supervised
+contrastive loss of `training.contrastive` over the pooled features of the batch's pairs
+of crops of one song (through a projection head held here, never saved), weighted by it.
+
 Under DDP each rank predicts its share of the validation songs; the shares are gathered
 so that every rank ranks the full set and logs the same `val/map`: early stopping and
 `BestWeights` then decide alike on every rank.
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ranking.metrics import ranking_metrics
+from training.contrastive import ProjectionHead, song_contrastive_loss
 from training.encoder import ContentEncoder
 
 SCHEDULES = ("none", "cosine", "plateau")
@@ -41,6 +46,10 @@ class ContentModel(pl.LightningModule):
     `mask_bands` / `mask_frames` > 0 is SpecAugment-style masking (Park et al. 2019) of the
     training crops: per crop one band of up to that many mel bands and one span of up to
     that many frames are set to the crop's mean (validation and prediction see whole mels).
+    `contrastive_weight` > 0: the loss is MSE + that weight times the song-contrastive loss
+    at `contrastive_temperature` (the batches must carry song indices: `MelDataModule(...,
+    pair_crops=True)`). `contrastive_classes` (n_train_songs,) int: the class of each
+    training song in that loss (e.g. its artist); None: every song is its own class.
     """
 
     def __init__(
@@ -56,15 +65,31 @@ class ContentModel(pl.LightningModule):
         normalise_targets: bool = False,
         mask_bands: int = 0,
         mask_frames: int = 0,
+        contrastive_weight: float = 0.0,
+        contrastive_temperature: float = 0.1,
+        contrastive_classes: np.ndarray | None = None,
         k: int = 500,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if contrastive_weight < 0 or contrastive_temperature <= 0:
+            raise ValueError("contrastive_weight must be >= 0 and contrastive_temperature > 0")
         self.save_hyperparameters(
-            ignore=["net", "user_factors", "valid_relevance", "valid_factors"]
+            ignore=[
+                "net",
+                "user_factors",
+                "valid_relevance",
+                "valid_factors",
+                "contrastive_classes",
+            ]
         )
         self.net = net
+        # Built after the net, so a seeded run draws the net's weights as it always did.
+        self.projection = ProjectionHead(net.dims.pooled_dims) if contrastive_weight > 0 else None
+        self.contrastive_classes = (
+            None if contrastive_classes is None else torch.as_tensor(contrastive_classes).long()
+        )
         self.user_factors = user_factors
         self.valid_relevance = valid_relevance
         self.valid_factors = None if valid_factors is None else torch.from_numpy(valid_factors)
@@ -93,11 +118,31 @@ class ContentModel(pl.LightningModule):
         mean = mel.mean(dim=(1, 2), keepdim=True).expand_as(mel)
         return torch.where(mask, mean, mel)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        mel, factors = batch
-        loss = F.mse_loss(self.net.forward_mel(self._masked(mel)), self._targets(factors))
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        mel, factors = batch[:2]
+        pooled = self.net.pooled_mel(self._masked(mel))
+        loss = F.mse_loss(self.net.head(pooled), self._targets(factors))
+        if self.projection is not None:
+            if len(batch) < 3:
+                raise ValueError("the contrastive objective needs batches with song indices")
+            self.log("train/mse", loss, on_step=False, on_epoch=True)
+            contrastive = self.contrastive_loss(pooled, batch[2])
+            self.log("train/contrastive", contrastive, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.contrastive_weight * contrastive
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
+
+    def contrastive_loss(self, pooled: Tensor, songs: Tensor) -> Tensor:
+        """The contrastive loss of pooled features (B, pooled_dims) of crops of the training
+        songs `songs` (B,) (their classes: `contrastive_classes`, or the songs themselves)."""
+        if self.projection is None:
+            raise ValueError("this model has no contrastive objective (contrastive_weight 0)")
+        classes = songs
+        if self.contrastive_classes is not None:
+            classes = self.contrastive_classes.to(songs.device)[songs]
+        return song_contrastive_loss(
+            self.projection(pooled), classes, self.hparams.contrastive_temperature
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._valid_predictions.clear()
@@ -137,7 +182,7 @@ class ContentModel(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.Adam(
-            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         if self.hparams.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -54,6 +54,7 @@ from training.encoder import ContentEncoder, EncoderDims
 from training.inference import predict_cached
 
 STRATEGIES = ("auto", "ddp")
+CONTRASTIVE_CLASSES = ("song", "artist")
 
 
 class TrainingError(RuntimeError):
@@ -77,6 +78,11 @@ class CNNSettings:
     the crops of one optimiser step, split evenly across the processes, so the settings
     above mean the same steps on any number of devices; batch norm, though, normalises each
     process's share (torch syncs it on GPUs only), so keep the share at 16 crops or more.
+
+    `contrastive_weight` > 0 adds the song-contrastive objective beside the factor MSE
+    (`training.contrastive`: batches of pairs of crops of one song, so `crops_per_song` and
+    each process's share of `batch_size` must be even); `contrastive_classes` "artist" makes
+    every crop of the same artist (songs.csv) a positive, not only the other crop of its song.
     """
 
     dims: EncoderDims = EncoderDims()
@@ -90,6 +96,9 @@ class CNNSettings:
     normalise_targets: bool = False
     mask_bands: int = 0
     mask_frames: int = 0
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
+    contrastive_classes: str = "song"
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -101,6 +110,11 @@ class CNNSettings:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.contrastive_classes not in CONTRASTIVE_CLASSES:
+            raise ValueError(
+                f"contrastive_classes must be one of {CONTRASTIVE_CLASSES},"
+                f" got {self.contrastive_classes!r}"
+            )
         if self.num_nodes < 1:
             raise ValueError(f"num_nodes must be at least 1, got {self.num_nodes}")
 
@@ -364,6 +378,9 @@ def train_cnn(
         normalise_targets=settings.normalise_targets,
         mask_bands=settings.mask_bands,
         mask_frames=settings.mask_frames,
+        contrastive_weight=settings.contrastive_weight,
+        contrastive_temperature=settings.contrastive_temperature,
+        contrastive_classes=contrastive_classes(data, train_ids, settings),
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
@@ -404,6 +421,7 @@ def train_cnn(
         clip_batch_size=settings.clip_batch_size,
         num_workers=settings.num_workers,
         seed=seed,
+        pair_crops=settings.contrastive_weight > 0,
     )
     if trainer.is_global_zero:
         fresh_model_folder(folder)
@@ -450,6 +468,27 @@ def train_cnn(
         trainer.strategy.barrier("leave")
         torch.distributed.destroy_process_group()
     return manifest
+
+
+def contrastive_classes(
+    data: RunData, train_ids: Sequence[str], settings: CNNSettings
+) -> np.ndarray | None:
+    """The class of each training song in the contrastive loss: None (each song its own)
+    unless `settings.contrastive_classes` is "artist": then the index of its normalised
+    artist in songs.csv (a song without one stays a class of its own)."""
+    if settings.contrastive_weight <= 0 or settings.contrastive_classes == "song":
+        return None
+    from corpus.artists import UNKNOWN_ARTIST
+    from training.hybrid import song_artists
+
+    artist_of = song_artists(data.dataset_root)
+    names = [artist_of.get(song, UNKNOWN_ARTIST) for song in train_ids]
+    names = [
+        f"\0{song}" if name == UNKNOWN_ARTIST else name
+        for song, name in zip(train_ids, names, strict=True)
+    ]
+    _, classes = np.unique(np.array(names, dtype=object), return_inverse=True)
+    return classes.astype(np.int64)
 
 
 def _missing(f: Factorization, data: RunData) -> dict[str, list[str]]:

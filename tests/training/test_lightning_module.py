@@ -35,22 +35,21 @@ def test_pad_clips_keeps_lengths_and_order() -> None:
     assert float(mels[1, :, 2:].abs().sum()) == 0.0
 
 
-def _datamodule(world) -> MelDataModule:
+def tiny_datamodule(world, **options) -> MelDataModule:
+    """The tests' DataModule over the synthetic world (`options` replace its settings)."""
+    settings = {"crops_per_song": 4, "batch_size": 32, "clip_batch_size": 16, "seed": 0}
     return MelDataModule(
         world,
         world.song_ids[TRAIN],
         world.factors[TRAIN],
         world.song_ids[VALID],
         window_frames=WINDOW,
-        crops_per_song=4,
-        batch_size=32,
-        clip_batch_size=16,
-        seed=0,
+        **{**settings, **options},
     )
 
 
 def test_datamodule_batches(synthetic_world) -> None:
-    datamodule = _datamodule(synthetic_world)
+    datamodule = tiny_datamodule(synthetic_world)
     mel, factors = next(iter(datamodule.train_dataloader()))
     assert mel.shape == (32, FRONT_END.n_mels, WINDOW) and mel.dtype == torch.float16  # as cached
     assert factors.shape == (32, 4)
@@ -72,7 +71,7 @@ def test_tiny_fit_decreases_the_loss_and_logs_validation_map(synthetic_world, tm
         lr=3e-3,
         k=10,
     )
-    datamodule = _datamodule(world)
+    datamodule = tiny_datamodule(world)
     crops, targets = next(iter(datamodule.train_dataloader()))
 
     def crop_loss() -> float:
