@@ -239,9 +239,9 @@ def generate_world(
         )
         bar.advance(listen_task)
 
-    _write_listens(out / LISTENS_FILE, listeners.user_ids, songs, users, items, plays)
-    _write_songs(out / SONGS_FILE, songs, artists)
-    listeners_per_song = np.bincount(items, minlength=n_songs)
+    listeners_per_song = write_listens_and_songs(
+        out, listeners.user_ids, songs, artists, users, items, plays
+    )
     truth = {
         "version": TRUTH_VERSION,
         "seed": seed,
@@ -284,6 +284,21 @@ def generate_world(
         audio_bytes=sum(sizes),
         formats=dict(Counter(_format_name(f) for f in formats).most_common()),
     )
+
+
+def write_listens_and_songs(
+    out: Path,
+    user_ids: list[str],
+    songs: list[Song],
+    artists: list[Artist],
+    users: np.ndarray,
+    items: np.ndarray,
+    plays: np.ndarray,
+) -> np.ndarray:
+    """Write listens.tsv and songs.csv into `out`; returns the listeners of each song."""
+    _write_listens(out / LISTENS_FILE, user_ids, songs, users, items, plays)
+    _write_songs(out / SONGS_FILE, songs, artists)
+    return np.bincount(items, minlength=len(songs))
 
 
 def _write_listens(
