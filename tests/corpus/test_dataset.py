@@ -16,6 +16,7 @@ from corpus.dataset import (
     DatasetError,
     dataset_fingerprint,
     find_audio,
+    iter_listens,
     load_dataset,
     read_listens,
     read_songs,
@@ -108,6 +109,44 @@ def test_bad_listens_raise(root: Path, listens_tsv: str, complaint: str) -> None
     with pytest.raises(DatasetError, match="listens.tsv") as raised:
         load_dataset(root)
     assert complaint in str(raised.value)
+
+
+@pytest.mark.parametrize("block_bytes", [24, 45, 1 << 20])
+@pytest.mark.parametrize("last_newline", [True, False])
+def test_streamed_blocks_hold_every_row_once(
+    root: Path, block_bytes: int, last_newline: bool
+) -> None:
+    text = (root / LISTENS_FILE).read_text()
+    (root / LISTENS_FILE).write_text(text if last_newline else text.rstrip("\n"))
+    frames = list(iter_listens(root / LISTENS_FILE, block_bytes=block_bytes))
+    # lines of 11-20 bytes: small blocks cut the file in several frames; 1 MiB holds it in
+    # one, or two when the last line has no end (known a line's end only once it is read)
+    assert len(frames) > 1 if block_bytes < 100 else len(frames) == 2 - last_newline
+    rows = [
+        row
+        for frame in frames
+        for row in zip(
+            frame["user_id"].astype(str),
+            frame["song_id"].astype(str),
+            frame["play_count"],
+            strict=True,
+        )
+    ]
+    assert rows == list(LISTENS.itertuples(index=False, name=None))
+
+
+def test_streamed_listens_refuse_a_line_longer_than_a_block_and_an_empty_file(
+    root: Path,
+) -> None:
+    (root / LISTENS_FILE).write_text("u1\tSOAAA\t1\n" + "u" * 200 + "\tSOAAA\t1\n")
+    with pytest.raises(DatasetError, match="no line end in 117 bytes from byte 11"):
+        list(iter_listens(root / LISTENS_FILE, block_bytes=64))
+    (root / LISTENS_FILE).write_text("u1\tSOAAA\t1\nu2\tSOAAA\n")
+    with pytest.raises(DatasetError, match=r"after line 1\).*Expected 3 columns"):
+        list(iter_listens(root / LISTENS_FILE, block_bytes=12))
+    (root / LISTENS_FILE).write_bytes(b"")
+    with pytest.raises(DatasetError, match="no listens"):
+        list(iter_listens(root / LISTENS_FILE))
 
 
 @pytest.mark.parametrize(
