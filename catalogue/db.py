@@ -3,7 +3,8 @@
 SQLite (a file; the default for one machine) and PostgreSQL (by URL, for a shared
 deployment) behave the same to callers:
 
-- SQLite runs in WAL mode (readers never wait for the writer) with foreign keys on
+- SQLite runs in WAL mode (readers never wait for the writer; a first bulk load of listens
+  alone on the file leaves it for the rollback journal, `catalogue.bulk`) with foreign keys on
   (SQLite leaves them off per connection) and `synchronous=FULL` (a committed listen
   survives power loss). Write transactions start with `BEGIN IMMEDIATE`: a deferred
   transaction that reads and then writes fails at once with "database is locked" when

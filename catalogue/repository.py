@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from catalogue.audio_store import AudioStore, StoredAudio
-from catalogue.bulk import EXPORT_CHUNK_ROWS, ListenWriter, summed_listens
+from catalogue.bulk import EXPORT_CHUNK_ROWS, ListenWriter, first_load_journal, summed_listens
 from catalogue.errors import CatalogueError, DuplicateTrack, InvalidTrack, TrackNotFound
 from catalogue.events import record_event
 from catalogue.models import (
@@ -372,14 +372,15 @@ class Catalogue:
         played_at = played_at or utc_now()
         frames = [listens] if isinstance(listens, pd.DataFrame) else listens
         added = 0
-        with self._writing.begin() as session:
-            connection = session.connection()
-            known = pd.Index(connection.execute(select(Track.id)).scalars().all(), dtype=object)
-            with ListenWriter(connection, played_at) as writer:
-                for frame in frames:
-                    _check_listens(frame, known, first_row=added)
-                    writer.write(frame)
-                    added += len(frame)
+        with self.engine.connect() as connection, first_load_journal(connection):
+            with connection.execution_options(**{WRITE_OPTION: True}).begin():
+                tracks = connection.execute(select(Track.id)).scalars().all()
+                known = pd.Index(tracks, dtype=object)
+                with ListenWriter(connection, played_at) as writer:
+                    for frame in frames:
+                        _check_listens(frame, known, first_row=added)
+                        writer.write(frame)
+                        added += len(frame)
         return added
 
     def count_listens(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,3 +199,78 @@ def test_a_malformed_line_rejects_the_whole_import_command(tmp_path: Path) -> No
 
     with open_catalogue(database) as catalogue:
         assert catalogue.count_listens() == 0
+
+
+def _sqlite_catalogue(path: Path, listens: pd.DataFrame):
+    from catalogue import open_catalogue
+
+    db = open_catalogue(path)
+    db.import_songs(
+        pd.DataFrame({"song_id": listens["song_id"].cat.categories, "title": "t", "artist": ""})
+    )
+    return db
+
+
+def _journal_mode(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_a_first_sqlite_load_skips_the_write_ahead_log_and_leaves_the_file_in_wal(
+    tmp_path: Path,
+) -> None:
+    listens = _large_listens(60_000, 300)
+    path = tmp_path / "catalogue.db"
+    with _sqlite_catalogue(path, listens) as db:
+        size_before = path.stat().st_size
+        wal_before = _wal_bytes(path)
+        assert db.import_listens(listens, AT) == len(listens)
+        grown = path.stat().st_size - size_before
+        # under the rollback journal the new pages go to the file once, not through the log
+        assert grown > 1 << 20 and _wal_bytes(path) - wal_before < grown // 10
+        assert _journal_mode(path) == "wal"
+        # a second import appends to a table that holds listens: it goes through the log
+        db.import_listens(listens.iloc[:20_000], AT)
+        assert _wal_bytes(path) > 256 << 10
+        assert db.count_listens() == len(listens) + 20_000
+    assert _journal_mode(path) == "wal"
+
+
+def test_a_first_sqlite_load_beside_another_connection_stays_in_wal(tmp_path: Path) -> None:
+    listens = _large_listens(60_000, 300)
+    path = tmp_path / "catalogue.db"
+    with _sqlite_catalogue(path, listens) as db, closing(sqlite3.connect(path)) as reader:
+        reader.execute("SELECT count(*) FROM tracks").fetchone()  # a service holding the file
+        assert db.import_listens(listens, AT) == len(listens)
+        assert _wal_bytes(path) > 1 << 20  # it could not have the file alone: WAL, no waiting
+        assert reader.execute("SELECT count(*) FROM listens").fetchone() == (len(listens),)
+        assert _stored_rows(db) == sorted(
+            (user, song, int(count), AT)
+            for user, song, count in zip(
+                listens["user_id"].astype(str),
+                listens["song_id"].astype(str),
+                listens["play_count"],
+                strict=True,
+            )
+        )
+    assert _journal_mode(path) == "wal"
+
+
+def test_a_bad_row_in_a_first_sqlite_load_leaves_nothing_and_the_file_in_wal(
+    tmp_path: Path,
+) -> None:
+    listens = _large_listens(90_000, 300).astype({"play_count": object})
+    listens.loc[70_000, "play_count"] = -1
+    path = tmp_path / "catalogue.db"
+    with _sqlite_catalogue(path, listens) as db:
+        chunks = (listens.iloc[start : start + 20_000] for start in range(0, 90_000, 20_000))
+        with pytest.raises(InvalidTrack, match="listens row 70000 "):
+            db.import_listens(chunks, AT)
+        assert db.count_listens() == 0
+        assert _listen_indexes(db) == MODEL_INDEXES
+    assert _journal_mode(path) == "wal" and not Path(f"{path}-journal").exists()
