@@ -274,3 +274,14 @@ def test_a_bad_row_in_a_first_sqlite_load_leaves_nothing_and_the_file_in_wal(
         assert db.count_listens() == 0
         assert _listen_indexes(db) == MODEL_INDEXES
     assert _journal_mode(path) == "wal" and not Path(f"{path}-journal").exists()
+
+
+def test_song_ids_that_are_not_text_are_not_in_the_catalogue(db) -> None:
+    db.import_songs(pd.DataFrame({"song_id": ["5", "s1"], "title": "t", "artist": ""}))
+    mixed = pd.DataFrame({"user_id": ["u1", "u2"], "song_id": ["s1", 5], "play_count": [1, 2]})
+    with pytest.raises(InvalidTrack, match="listens row 1 .*not in the catalogue"):
+        db.import_listens(mixed, AT)
+    numbers = pd.DataFrame({"user_id": ["u1"], "song_id": [5], "play_count": [1]})
+    with pytest.raises(InvalidTrack, match="listens row 0 .*not in the catalogue"):
+        db.import_listens(numbers, AT)
+    assert db.count_listens() == 0
