@@ -157,7 +157,7 @@ def _finish_split(
     valid_mask = np.zeros(listened.size, dtype=bool)
     valid_mask[picked] = True
     train_mask = ~test_mask & ~valid_mask
-    known = np.isin(artists[test_mask], artists[train_mask]) & (
+    known = pd.Index(artists[test_mask]).isin(artists[train_mask]) & (
         artists[test_mask] != UNKNOWN_ARTIST
     )
     return SongSplit(
@@ -209,7 +209,7 @@ def _cold_artist_mask(
     eligible = np.flatnonzero(~blocked)
     drawn = _stratified_sample(artist_popularity[eligible], round(fraction * eligible.size), rng)
     picked = names[eligible[drawn]]
-    return np.isin(artists, picked) & named, sorted(picked.tolist())
+    return pd.Index(artists).isin(picked) & named, sorted(picked.tolist())
 
 
 def cold_split(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,11 @@ def place_songs(
     """
     factor_ids = np.asarray(factor_ids, dtype=object)
     content_ids = np.asarray(content_ids, dtype=object)
-    has_audio = np.isin(factor_ids, content_ids)
+    # membership by pandas' hash tables: numpy's isin sorts object arrays by Python
+    # comparisons (109 s for 386k catalogue songs against 4.5k with audio)
+    has_audio = pd.Index(factor_ids).isin(content_ids)
     at_factors = has_factors(factors) & ((listeners >= min_listeners) | ~has_audio)
-    predicted = ~np.isin(content_ids, factor_ids[at_factors])
+    predicted = ~pd.Index(content_ids).isin(factor_ids[at_factors])
     return CfPlacement(
         ids=np.concatenate([factor_ids[at_factors], content_ids[predicted]]),
         vectors=np.concatenate([factors[at_factors], content_vectors[predicted]]).astype(
