@@ -65,6 +65,14 @@ def train(
             " artist (every crop of the artist's songs)."
         ),
     ] = None,
+    artist_head_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the cross-entropy of a linear artist classifier on the pooled"
+            " features beside the factor MSE (0: off).",
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -124,6 +132,7 @@ def train(
         "mask_frames": mask_frames,
         "contrastive_weight": contrastive_weight,
         "contrastive_classes": contrastive_classes,
+        "artist_head_weight": artist_head_weight,
         "num_workers": workers,
     }
     try:

@@ -131,7 +131,7 @@ class CropDataset(Dataset[tuple[Tensor, Tensor]]):
     straight into one array (use `collate_fn=stacked`). Crops stay float16 as cached:
     half the bytes to copy and to move to a GPU; the encoder casts the batch at once.
     `with_songs`: each batch also carries its crops' song indices (B,) int64, the
-    contrastive objective's classes.
+    contrastive objective's classes and the artist head's.
     """
 
     def __init__(
@@ -194,7 +194,8 @@ class MelDataModule(pl.LightningDataModule):
     attached trainer's rank and world size; one process without a trainer), so Lightning
     must leave the samplers alone (`Trainer(use_distributed_sampler=False)`).
     `pair_crops`: training batches hold pairs of crops of one song and carry the song
-    indices (the contrastive objective's; `batch_size` must be even).
+    indices (the contrastive objective's; `batch_size` must be even). `with_songs` alone:
+    the plain crop stream, its batches carrying the song indices (the artist head's).
     """
 
     def __init__(
@@ -211,6 +212,7 @@ class MelDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pair_crops: bool = False,
+        with_songs: bool = False,
     ):
         super().__init__()
         if pair_crops and batch_size % 2:
@@ -226,6 +228,7 @@ class MelDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.pair_crops = pair_crops
+        self.with_songs = with_songs or pair_crops
         self.n_frames = np.array([cache.n_frames(song) for song in self.train_song_ids], np.int64)
 
     def _rank(self) -> tuple[int, int]:
@@ -251,7 +254,7 @@ class MelDataModule(pl.LightningDataModule):
                 self.train_song_ids,
                 self.train_factors,
                 self.window_frames,
-                with_songs=self.pair_crops,
+                with_songs=self.with_songs,
             ),
             batch_size=self.batch_size,
             sampler=sampler,

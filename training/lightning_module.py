@@ -11,6 +11,8 @@ Only the plain net is ever saved (see `training.checkpoint`).
 `contrastive_weight` > 0 adds a content objective beside the regression: the supervised
 contrastive loss of `training.contrastive` over the pooled features of the batch's pairs
 of crops of one song (through a projection head held here, never saved), weighted by it.
+`artist_head_weight` > 0 adds another: the cross-entropy of a linear artist classifier on
+the same pooled features (`training.artist_head`, the head held here too, never saved).
 
 Under DDP each rank predicts its share of the validation songs; the shares are gathered
 so that every rank ranks the full set and logs the same `val/map`: early stopping and
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ranking.metrics import ranking_metrics
+from training.artist_head import ArtistHead, artist_loss
 from training.contrastive import ProjectionHead, song_contrastive_loss
 from training.encoder import ContentEncoder
 
@@ -50,6 +53,10 @@ class ContentModel(pl.LightningModule):
     at `contrastive_temperature` (the batches must carry song indices: `MelDataModule(...,
     pair_crops=True)`). `contrastive_classes` (n_train_songs,) int: the class of each
     training song in that loss (e.g. its artist); None: every song is its own class.
+    `artist_head_weight` > 0: the loss also adds that weight times the cross-entropy of a
+    linear classifier of the pooled features into the artists `artist_classes`
+    (n_train_songs,) int, `NO_ARTIST` where unknown (required then; the batches must carry
+    song indices: `MelDataModule(..., with_songs=True)`).
     """
 
     def __init__(
@@ -68,6 +75,8 @@ class ContentModel(pl.LightningModule):
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.1,
         contrastive_classes: np.ndarray | None = None,
+        artist_head_weight: float = 0.0,
+        artist_classes: np.ndarray | None = None,
         k: int = 500,
     ):
         super().__init__()
@@ -75,6 +84,10 @@ class ContentModel(pl.LightningModule):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if contrastive_weight < 0 or contrastive_temperature <= 0:
             raise ValueError("contrastive_weight must be >= 0 and contrastive_temperature > 0")
+        if artist_head_weight < 0:
+            raise ValueError(f"artist_head_weight must be >= 0, got {artist_head_weight}")
+        if artist_head_weight > 0 and artist_classes is None:
+            raise ValueError("the artist head needs the training songs' artist_classes")
         self.save_hyperparameters(
             ignore=[
                 "net",
@@ -82,6 +95,7 @@ class ContentModel(pl.LightningModule):
                 "valid_relevance",
                 "valid_factors",
                 "contrastive_classes",
+                "artist_classes",
             ]
         )
         self.net = net
@@ -90,6 +104,12 @@ class ContentModel(pl.LightningModule):
         self.contrastive_classes = (
             None if contrastive_classes is None else torch.as_tensor(contrastive_classes).long()
         )
+        self.artist_head: ArtistHead | None = None
+        self.artist_classes: Tensor | None = None
+        if artist_head_weight > 0 and artist_classes is not None:
+            self.artist_classes = torch.as_tensor(artist_classes).long()
+            n_artists = max(1, int(self.artist_classes.max()) + 1)
+            self.artist_head = ArtistHead(net.dims.pooled_dims, n_artists)
         self.user_factors = user_factors
         self.valid_relevance = valid_relevance
         self.valid_factors = None if valid_factors is None else torch.from_numpy(valid_factors)
@@ -122,13 +142,18 @@ class ContentModel(pl.LightningModule):
         mel, factors = batch[:2]
         pooled = self.net.pooled_mel(self._masked(mel))
         loss = F.mse_loss(self.net.head(pooled), self._targets(factors))
-        if self.projection is not None:
+        if self.projection is not None or self.artist_head is not None:
             if len(batch) < 3:
-                raise ValueError("the contrastive objective needs batches with song indices")
+                raise ValueError("the contrastive and artist objectives need song indices")
             self.log("train/mse", loss, on_step=False, on_epoch=True)
+        if self.projection is not None:
             contrastive = self.contrastive_loss(pooled, batch[2])
             self.log("train/contrastive", contrastive, on_step=False, on_epoch=True)
             loss = loss + self.hparams.contrastive_weight * contrastive
+        if self.artist_head is not None:
+            artist = self.artist_loss(pooled, batch[2])
+            self.log("train/artist", artist, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.artist_head_weight * artist
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
@@ -143,6 +168,14 @@ class ContentModel(pl.LightningModule):
         return song_contrastive_loss(
             self.projection(pooled), classes, self.hparams.contrastive_temperature
         )
+
+    def artist_loss(self, pooled: Tensor, songs: Tensor) -> Tensor:
+        """The artist head's cross-entropy on pooled features (B, pooled_dims) of crops of the
+        training songs `songs` (B,), against their `artist_classes`."""
+        if self.artist_head is None or self.artist_classes is None:
+            raise ValueError("this model has no artist head (artist_head_weight 0)")
+        artists = self.artist_classes.to(songs.device)[songs]
+        return artist_loss(self.artist_head(pooled), artists)
 
     def on_validation_epoch_start(self) -> None:
         self._valid_predictions.clear()

@@ -83,6 +83,8 @@ class CNNSettings:
     (`training.contrastive`: batches of pairs of crops of one song, so `crops_per_song` and
     each process's share of `batch_size` must be even); `contrastive_classes` "artist" makes
     every crop of the same artist (songs.csv) a positive, not only the other crop of its song.
+    `artist_head_weight` > 0 adds the cross-entropy of a linear classifier of the pooled
+    features into the training songs' artists (songs.csv; `training.artist_head`).
     """
 
     dims: EncoderDims = EncoderDims()
@@ -99,6 +101,7 @@ class CNNSettings:
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
     contrastive_classes: str = "song"
+    artist_head_weight: float = 0.0
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -115,6 +118,8 @@ class CNNSettings:
                 f"contrastive_classes must be one of {CONTRASTIVE_CLASSES},"
                 f" got {self.contrastive_classes!r}"
             )
+        if self.artist_head_weight < 0:
+            raise ValueError(f"artist_head_weight must be >= 0, got {self.artist_head_weight}")
         if self.num_nodes < 1:
             raise ValueError(f"num_nodes must be at least 1, got {self.num_nodes}")
 
@@ -381,6 +386,8 @@ def train_cnn(
         contrastive_weight=settings.contrastive_weight,
         contrastive_temperature=settings.contrastive_temperature,
         contrastive_classes=contrastive_classes(data, train_ids, settings),
+        artist_head_weight=settings.artist_head_weight,
+        artist_classes=artist_classes(data, train_ids) if settings.artist_head_weight else None,
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
@@ -422,6 +429,7 @@ def train_cnn(
         num_workers=settings.num_workers,
         seed=seed,
         pair_crops=settings.contrastive_weight > 0,
+        with_songs=settings.artist_head_weight > 0,
     )
     if trainer.is_global_zero:
         fresh_model_folder(folder)
@@ -478,17 +486,34 @@ def contrastive_classes(
     artist in songs.csv (a song without one stays a class of its own)."""
     if settings.contrastive_weight <= 0 or settings.contrastive_classes == "song":
         return None
+    names = [
+        f"\0{song}" if name is None else name
+        for song, name in zip(train_ids, _train_artists(data, train_ids), strict=True)
+    ]
+    _, classes = np.unique(np.array(names, dtype=object), return_inverse=True)
+    return classes.astype(np.int64)
+
+
+def artist_classes(data: RunData, train_ids: Sequence[str]) -> np.ndarray:
+    """The artist head's class of each training song (n_train,) int64: the index of its
+    normalised artist in songs.csv among the training songs' artists, `NO_ARTIST` (left out
+    of the loss) for a song without one."""
+    from training.artist_head import NO_ARTIST
+
+    names = _train_artists(data, train_ids)
+    known = sorted({name for name in names if name is not None})
+    index = {name: position for position, name in enumerate(known)}
+    return np.array([NO_ARTIST if name is None else index[name] for name in names], np.int64)
+
+
+def _train_artists(data: RunData, train_ids: Sequence[str]) -> list[str | None]:
+    """Each training song's normalised artist from songs.csv, None where it has none."""
     from corpus.artists import UNKNOWN_ARTIST
     from training.hybrid import song_artists
 
     artist_of = song_artists(data.dataset_root)
     names = [artist_of.get(song, UNKNOWN_ARTIST) for song in train_ids]
-    names = [
-        f"\0{song}" if name == UNKNOWN_ARTIST else name
-        for song, name in zip(train_ids, names, strict=True)
-    ]
-    _, classes = np.unique(np.array(names, dtype=object), return_inverse=True)
-    return classes.astype(np.int64)
+    return [None if name == UNKNOWN_ARTIST else name for name in names]
 
 
 def _missing(f: Factorization, data: RunData) -> dict[str, list[str]]:
