@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 
 from audio.config import FRONT_END
 from cli.main import app
-from tests.training.test_lightning_module import TRAIN, WINDOW, tiny_datamodule
+from tests.training.test_lightning_module import (
+    TRAIN,
+    WINDOW,
+    tiny_datamodule,
+    training_only_trainer,
+)
 from training.artist_head import NO_ARTIST, ArtistHead, artist_loss
 from training.encoder import ContentEncoder, EncoderDims
 from training.lightning_module import ContentModel
@@ -113,17 +118,7 @@ def _fit(world, root: Path, **options) -> tuple[ContentModel, pl.Trainer]:
     """A seeded 2-epoch fit of the small net with `options` for the module."""
     pl.seed_everything(0, verbose=False)
     model = ContentModel(ContentEncoder(SMALL), lr=3e-3, **options)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=root,
-        deterministic=True,
-    )
+    trainer = training_only_trainer(root)
     with_songs = options.get("artist_head_weight", 0) > 0
     trainer.fit(model, datamodule=tiny_datamodule(world, with_songs=with_songs))
     return model, trainer

@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from audio.config import FRONT_END
-from tests.training.test_lightning_module import TRAIN, WINDOW, tiny_datamodule
+from tests.training.test_lightning_module import (
+    TRAIN,
+    WINDOW,
+    tiny_datamodule,
+    training_only_trainer,
+)
 from training.contrastive import ProjectionHead, song_contrastive_loss
 from training.datamodule import CropSampler, MelDataModule
 from training.encoder import ContentEncoder, EncoderDims
@@ -82,17 +87,7 @@ def _fit(world, tmp_path, weight: float) -> tuple[ContentModel, float, float]:
 
     before = contrastive()
     model.train()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        deterministic=True,
-    )
+    trainer = training_only_trainer(tmp_path)
     trainer.fit(model, datamodule=datamodule)
     assert {"train/mse", "train/contrastive"} <= set(trainer.callback_metrics)
     return model, before, contrastive()

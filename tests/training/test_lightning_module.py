@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -45,6 +47,22 @@ def tiny_datamodule(world, **options) -> MelDataModule:
         world.song_ids[VALID],
         window_frames=WINDOW,
         **{**settings, **options},
+    )
+
+
+def training_only_trainer(root: Path) -> pl.Trainer:
+    """A deterministic 2-epoch CPU trainer with no validation, logger or checkpoint: the
+    fits of the content objectives' tests."""
+    return pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=root,
+        deterministic=True,
     )
 
 
