@@ -15,7 +15,13 @@ Side by side, in one run:
 - two rows per trained run given (`--run NAME=RUN_FOLDER`), e.g. the models trained on
   the additive-synth and on the SoundFont world: its content embedding (what the service's
   `content` space holds) and its predicted factors (the `content` space of encoders saved
-  before the embedding existed, and still the cf placement of a new track).
+  before the embedding existed, and still the cf placement of a new track);
+- and a third, the run's untrained twins (`untrained_twin`, TWIN_SEEDS of them, their
+  mean and range): the same architecture with seeded random weights, its batch norms'
+  statistics and its content projection measured on the run's training songs, nothing
+  learned. What a world teaches its model shows only as the trained row's lead over this
+  one: random convolutions over normalised log-mels already group recordings by their
+  spectral texture, and one twin differs from the next by as much as 0.06.
 
 The packages below are not among the ten kept for an independent check (asc-music,
 drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
@@ -43,7 +49,10 @@ from audio.config import FRONT_END  # noqa: E402
 from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
+from training.content_space import fit_content_space  # noqa: E402
+from training.encoder import ContentEncoder  # noqa: E402
 from training.inference import embed_audio  # noqa: E402
+from training.run import load_run_data  # noqa: E402
 
 # Debian package -> the folder (inside the package) holding its soundtrack: the audio files
 # under it with "music" in their path.
@@ -65,6 +74,7 @@ TRACKS_PER_PACKAGE = 14
 EXCERPT_SECONDS = 30.0
 MIN_TRACK_SECONDS = 20.0
 K = 5
+TWIN_SEEDS = (0, 1, 2)
 
 
 def unpack(package: str, folder: Path) -> Path:
@@ -134,6 +144,39 @@ def log_mel_statistics(paths: list[Path]) -> np.ndarray:
     return (features - features.mean(0)) / (features.std(0) + 1e-9)
 
 
+def untrained_twin(run: Path, seed: int = 0, songs: int = 500) -> ContentEncoder:
+    """An encoder of `run`'s trained CNN's sizes with torch's default initialisation (seeded
+    by `seed`) and nothing learned: its batch norms' running statistics are measured over
+    the whole clips of up to `songs` of the run's training songs, one clip a batch (no
+    padding enters them), and its content projection is fitted on them as `coldstart
+    train` fits a trained one's (`fit_content_space`). Eval mode."""
+    trained = load_encoder(run / "models" / "cnn")
+    data = load_run_data(run)
+    song_ids, _ = data.cached(data.factorization.song_ids)
+    song_ids = song_ids[:songs]
+    torch.manual_seed(seed)
+    twin = ContentEncoder(trained.dims, trained.config)
+    for norm in twin.modules():
+        if isinstance(norm, torch.nn.BatchNorm1d):
+            norm.momentum = None  # a cumulative average over every clip
+    twin.train()
+    with torch.no_grad():
+        for song_id in song_ids:
+            twin.pooled_mel(torch.from_numpy(np.array(data.cache.load(song_id), np.float32))[None])
+    twin.eval()
+    fit_content_space(twin, data.cache, song_ids, seed=seed)
+    return twin
+
+
+def embed_all(encoder: ContentEncoder, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(content (n, embedding_dims), factors (n, n_factors)) of each file, as served."""
+    embeddings = [embed_audio(encoder, path, DEFAULT_LIMITS, path.name) for path in paths]
+    return (
+        np.array([embedding.content for embedding in embeddings]),
+        np.array([embedding.factors for embedding in embeddings]),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("data/real_music"))
@@ -146,21 +189,27 @@ def main() -> None:
     paths = [path for _, path in clips]
     names, counts = np.unique(labels, return_counts=True)
     chance = float(np.mean([(counts[names == x][0] - 1) / (len(labels) - 1) for x in labels]))
-    rows = {"chance": chance, "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels)}
+    rows: dict[str, float | str] = {
+        "chance": chance,
+        "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels),
+    }
     for spec in args.run:
         name, run = spec.split("=", 1)
-        encoder = load_encoder(Path(run) / "models" / "cnn")
-        embeddings = [embed_audio(encoder, path, DEFAULT_LIMITS, path.name) for path in paths]
-        content = np.array([embedding.content for embedding in embeddings])
-        factors = np.array([embedding.factors for embedding in embeddings])
+        content, factors = embed_all(load_encoder(Path(run) / "models" / "cnn"), paths)
         rows[f"{name}: content embedding ({content.shape[1]})"] = precision_at_k(content, labels)
         rows[f"{name}: predicted factors ({factors.shape[1]})"] = precision_at_k(factors, labels)
+        twins = [
+            precision_at_k(embed_all(untrained_twin(Path(run), seed), paths)[0], labels)
+            for seed in TWIN_SEEDS
+        ]
+        rows[f"{name}, untrained twins: content, mean"] = float(np.mean(twins))
+        rows[f"{name}, untrained twins: content, range"] = f"{min(twins):.3f}-{max(twins):.3f}"
     print(f"{len(paths)} excerpts of {EXCERPT_SECONDS:g} s from {len(names)} soundtracks:")
     print("  " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
     width = max(len(name) for name in rows)
     print(f"{'content space':{width}} precision@{K}")
     for name, value in rows.items():
-        print(f"{name:{width}} {value:.3f}")
+        print(f"{name:{width}} {value if isinstance(value, str) else f'{value:.3f}'}")
 
 
 if __name__ == "__main__":
