@@ -16,7 +16,7 @@ Side by side, in one run:
   the additive-synth and on the SoundFont world: its content embedding (what the service's
   `content` space holds) and its predicted factors (the `content` space of encoders saved
   before the embedding existed, and still the cf placement of a new track);
-- and a third, the run's untrained twins (`untrained_twin`, TWIN_SEEDS of them, their
+- and a third, the run's untrained twins (`untrained_twins`, TWIN_SEEDS of them, their
   mean and range): the same architecture with seeded random weights, its batch norms'
   statistics and its content projection measured on the run's training songs, nothing
   learned. What a world teaches its model shows only as the trained row's lead over this
@@ -40,6 +40,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLA
 import argparse  # noqa: E402
 import subprocess  # noqa: E402
 import wave  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -144,28 +145,32 @@ def log_mel_statistics(paths: list[Path]) -> np.ndarray:
     return (features - features.mean(0)) / (features.std(0) + 1e-9)
 
 
-def untrained_twin(run: Path, seed: int = 0, songs: int = 500) -> ContentEncoder:
-    """An encoder of `run`'s trained CNN's sizes with torch's default initialisation (seeded
-    by `seed`) and nothing learned: its batch norms' running statistics are measured over
-    the whole clips of up to `songs` of the run's training songs, one clip a batch (no
-    padding enters them), and its content projection is fitted on them as `coldstart
-    train` fits a trained one's (`fit_content_space`). Eval mode."""
+def untrained_twins(run: Path, seeds: Sequence[int], songs: int = 500) -> list[ContentEncoder]:
+    """One encoder per seed of `seeds`, of `run`'s trained CNN's sizes, with torch's default
+    initialisation (seeded) and nothing learned: its batch norms' running statistics are
+    measured over the whole clips of up to `songs` of the run's training songs, one clip a
+    batch (no padding enters them), and its content projection is fitted on them as
+    `coldstart train` fits a trained one's (`fit_content_space`). Eval mode. The run's data
+    is read once for all the seeds."""
     trained = load_encoder(run / "models" / "cnn")
     data = load_run_data(run)
-    song_ids, _ = data.cached(data.factorization.song_ids)
-    song_ids = song_ids[:songs]
-    torch.manual_seed(seed)
-    twin = ContentEncoder(trained.dims, trained.config)
-    for norm in twin.modules():
-        if isinstance(norm, torch.nn.BatchNorm1d):
-            norm.momentum = None  # a cumulative average over every clip
-    twin.train()
-    with torch.no_grad():
-        for song_id in song_ids:
-            twin.pooled_mel(torch.from_numpy(np.array(data.cache.load(song_id), np.float32))[None])
-    twin.eval()
-    fit_content_space(twin, data.cache, song_ids, seed=seed)
-    return twin
+    song_ids = data.cached(data.factorization.song_ids)[0][:songs]
+    twins = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        twin = ContentEncoder(trained.dims, trained.config)
+        for norm in twin.modules():
+            if isinstance(norm, torch.nn.BatchNorm1d):
+                norm.momentum = None  # a cumulative average over every clip
+        twin.train()
+        with torch.no_grad():
+            for song_id in song_ids:
+                mel = np.array(data.cache.load(song_id), np.float32)
+                twin.pooled_mel(torch.from_numpy(mel)[None])
+        twin.eval()
+        fit_content_space(twin, data.cache, song_ids, seed=seed)
+        twins.append(twin)
+    return twins
 
 
 def embed_all(encoder: ContentEncoder, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -199,8 +204,8 @@ def main() -> None:
         rows[f"{name}: content embedding ({content.shape[1]})"] = precision_at_k(content, labels)
         rows[f"{name}: predicted factors ({factors.shape[1]})"] = precision_at_k(factors, labels)
         twins = [
-            precision_at_k(embed_all(untrained_twin(Path(run), seed), paths)[0], labels)
-            for seed in TWIN_SEEDS
+            precision_at_k(embed_all(twin, paths)[0], labels)
+            for twin in untrained_twins(Path(run), TWIN_SEEDS)
         ]
         rows[f"{name}, untrained twins: content, mean"] = float(np.mean(twins))
         rows[f"{name}, untrained twins: content, range"] = f"{min(twins):.3f}-{max(twins):.3f}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.real_music import K, precision_at_k, untrained_twin
+from bench.real_music import K, precision_at_k, untrained_twins
 from training.checkpoint import load_encoder
 from training.run import load_run_data
 
@@ -27,12 +27,12 @@ def test_precision_counts_same_label_neighbours() -> None:
 
 def test_untrained_twin_has_the_run_sizes_and_nothing_learned(trained_run: Path) -> None:
     trained = load_encoder(trained_run / "models" / "cnn")
-    twin = untrained_twin(trained_run, seed=0, songs=20)
+    twin, again, other = untrained_twins(trained_run, seeds=(0, 0, 1), songs=20)
     assert twin.dims == trained.dims and not twin.training
     first = twin.convs[0].weight
     assert not torch.allclose(first, trained.convs[0].weight)
-    assert torch.equal(untrained_twin(trained_run, seed=0, songs=20).convs[0].weight, first)
-    assert not torch.equal(untrained_twin(trained_run, seed=1, songs=20).convs[0].weight, first)
+    assert torch.equal(again.convs[0].weight, first)
+    assert not torch.equal(other.convs[0].weight, first)
     # nothing learned: the affine parts of the batch norms are torch's initial ones
     assert torch.equal(twin.input_norm.weight, torch.ones_like(twin.input_norm.weight))
     # its input statistics are the clips' own: the mean over songs of each clip's band means
