@@ -9,8 +9,7 @@ FROM ${BASE_IMAGE}
 # CPU-only torch from PyTorch's own index: PyPI's default wheels carry CUDA (gigabytes this
 # image never uses). The versions equal pyproject.toml's pins (tests/test_deployment.py).
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.11.0
-ARG TORCHAUDIO_VERSION=2.11.0
+ARG TORCH_VERSION=2.13.0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -41,7 +40,7 @@ RUN apt-get update \
     && pip install --target /tmp/uv uv \
     && /tmp/uv/bin/uv pip install --system --index "$TORCH_INDEX" \
         --default-index https://pypi.org/simple \
-        "torch==$TORCH_VERSION" "torchaudio==$TORCHAUDIO_VERSION" \
+        "torch==$TORCH_VERSION" \
     && echo "torch==$TORCH_VERSION" > /tmp/uv/torch.txt \
     && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt /tmp/coldstart \
     && rm -rf /tmp/uv /tmp/coldstart \

@@ -350,9 +350,8 @@ def build_standins(engine: Engine, cache: Path) -> StandIns:
 def torch_index() -> str:
     """Where the image's build takes torch (the Dockerfile's pinned version) from: PyTorch's
     CPU index when this machine reaches it; else PyPI, whose torch of that version is the
-    CUDA build (gigabytes more, the same CPU code). Never a wheel of another version:
-    torchaudio's wheels are built for one torch release, and another torch breaks
-    `import torchaudio`."""
+    CUDA build (gigabytes more, the same CPU code). The version is the pinned one either
+    way: the image runs the torch the tests ran."""
     try:
         reachable = httpx.head(f"{PYTORCH_CPU_INDEX}/torch/", timeout=10).status_code < 400
     except httpx.HTTPError:
