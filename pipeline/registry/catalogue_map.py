@@ -83,7 +83,10 @@ def map_space(
         return None
     rows = hash_order(ids, max(FIT_MAX_SONGS, MAP_MAX_POINTS))
     stored = stored_form(np.asarray(vectors)[rows])
-    pca = PCA(n_components=2, svd_solver="full").fit(stored[:FIT_MAX_SONGS].astype(np.float64))
+    # "auto": the covariance's eigenvectors when songs far outnumber dimensions (exact, and
+    # ~20x faster than a full SVD at 50,000 x 128), seeded where it would draw.
+    pca = PCA(n_components=2, svd_solver="auto", random_state=0)
+    pca.fit(stored[:FIT_MAX_SONGS].astype(np.float64))
     drawn = rows[:MAP_MAX_POINTS]
     fitted = SpaceMap(
         mean=pca.mean_.astype(np.float32),
