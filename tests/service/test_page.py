@@ -1,7 +1,8 @@
 """The web page in real headless Chromium: pick a recording, see where it lands on the
 catalogue's map and hear its nearest songs; the served model's card; the nightly runs with
 the quality gate's decisions; a user's recommendations. Elements are checked, not pixels;
-a full-page screenshot is kept under the test's tmp path (printed)."""
+full-page screenshots of the last run are kept in `test-artifacts/page/` (ignored by git;
+the test prints where)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "page"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
@@ -123,8 +125,11 @@ def test_upload_a_recording_and_see_and_hear_similar_songs(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#recs-results tbody tr.result")) == 10
 
 
-def save_full_page(browser: Any, path: Path) -> None:
-    """A screenshot of the whole page (the window stretched to its height, then restored)."""
+def save_full_page(browser: Any, name: str) -> None:
+    """A screenshot of the whole page (the window stretched to its height, then restored)
+    as `SCREENSHOTS/name`."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, height)
     browser.execute_script("window.scrollTo(0, 0)")
@@ -139,7 +144,6 @@ def test_after_an_upload_the_card_the_map_the_neighbours_and_the_runs_are_there(
     registry: Any,
     trained_run: Path,
     audio_assets: Path,
-    tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -247,7 +251,7 @@ def test_after_an_upload_the_card_the_map_the_neighbours_and_the_runs_are_there(
     # The runs need the write key: without it the page says so; with it, the gate's decisions.
     status = browser.find_element(By.ID, "runs-status")
     assert "notice" in status.get_attribute("class") and "API keys" in status.text
-    save_full_page(browser, tmp_path / "page-without-key.png")
+    save_full_page(browser, "page-without-key.png")
     browser.find_element(By.CSS_SELECTOR, "details.key summary").click()
     browser.find_element(By.ID, "api-key").send_keys(API_KEY)
     browser.find_element(By.ID, "runs-reload").click()
@@ -259,4 +263,4 @@ def test_after_an_upload_the_card_the_map_the_neighbours_and_the_runs_are_there(
     gate.find_element(By.TAG_NAME, "summary").click()
     assert decision.reason in gate.text
     assert registry.version_id in runs[1].text and "not yet" in runs[0].text
-    save_full_page(browser, tmp_path / "page.png")
+    save_full_page(browser, "page.png")
