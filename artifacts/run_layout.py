@@ -11,6 +11,7 @@ LINEAR_NAME = "linear"
 MODEL_NAMES = (CNN_NAME, LINEAR_NAME)
 TEST_FACTORS_FILE = "test_song_factors.npy"  # a model's (n_test_songs, F) predictions
 REPORT_FILE = "report.json"  # RUN/report.json: the evaluation (copied into a registry version)
+PLOTS_DIR = "plots"  # RUN/plots/*.png: the report's figures (copied into a registry version)
 
 # The nightly run's work folder (`REG/pipeline/` unless another is named): run folders under
 # `runs/<run id>/`, each with its summary and log, beside the catalogue snapshot.

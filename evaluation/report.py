@@ -35,7 +35,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from artifacts.files import write_atomic, write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
-from artifacts.run_layout import MODELS_DIR, REPORT_FILE, SPLIT_DIR, TEST_FACTORS_FILE
+from artifacts.run_layout import (
+    MODELS_DIR,
+    PLOTS_DIR,
+    REPORT_FILE,
+    SPLIT_DIR,
+    TEST_FACTORS_FILE,
+)
 from corpus.dataset import load_dataset
 from corpus.split import KINDS, load_split
 from factorization.matrices import play_count_matrix
@@ -51,7 +57,6 @@ from ranking.metrics import (
 REPORT_KIND = "report"
 PREDICTIONS_FILE = "predictions.npz"
 MARKDOWN_FILE = "report.md"
-PLOTS_DIR = "plots"
 METRICS_PLOT = f"{PLOTS_DIR}/metrics.png"
 SONG_MAP_PLOT = f"{PLOTS_DIR}/song_map.png"
 TRUTH_FILE = "truth.json"

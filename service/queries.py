@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from index.vector_index import UnknownIdError
+from pipeline.registry.read import LoadedVersion
 from service import schemas
 from service.embedder import UploadEmbedder
 from service.errors import NotFound
@@ -16,13 +19,44 @@ from training.inference import Embedding
 
 @dataclass(frozen=True)
 class UploadResult:
-    """An upload's embedding and its nearest songs as (id, cosine), with the search time
-    and how the query was placed ("hybrid" or "audio", `service.placement`)."""
+    """An upload's embedding and its nearest songs as (id, cosine), with the search time,
+    how the query was placed ("hybrid" or "audio", `service.placement`) and where it and
+    its neighbours sit on the version's map of the space (None: the version has none)."""
 
     embedding: Embedding
     neighbours: list[tuple[str, float]]
     search_ms: float
     placement: schemas.Placement
+    on_map: schemas.UploadOnMap | None
+
+
+def on_map(
+    version: LoadedVersion, space: schemas.Space, query: np.ndarray, neighbour_ids: list[str]
+) -> schemas.UploadOnMap | None:
+    """Where the query vector `(D,)` and the neighbours' stored vectors land on the
+    version's map of `space` (an IVF-PQ space stores approximations: near, not exact);
+    neighbours gone from the index since the search are left out."""
+    space_map = version.catalogue_map.get(space)
+    if space_map is None:
+        return None
+    index = version.index.space(space)
+    mapped: list[str] = []
+    stored = [index.check_vectors(query[None, :])[0]]
+    for song_id in neighbour_ids:
+        try:
+            stored.append(index.vector(song_id))
+        except UnknownIdError:
+            continue
+        mapped.append(song_id)
+    (x, y), *points = space_map.project(np.stack(stored)).tolist()
+    return schemas.UploadOnMap(
+        x=x,
+        y=y,
+        neighbours=[
+            schemas.MapPoint(id=song_id, x=px, y=py)
+            for song_id, (px, py) in zip(mapped, points, strict=True)
+        ],
+    )
 
 
 class Queries:
@@ -47,7 +81,9 @@ class Queries:
             vector, placement = cf_placement(version, embedding.factors, artist)
         started = time.perf_counter()
         neighbours = version.index.similar(vector, k, space)
-        return UploadResult(embedding, neighbours, (time.perf_counter() - started) * 1e3, placement)
+        search_ms = (time.perf_counter() - started) * 1e3
+        mapped = on_map(version, space, vector, [song_id for song_id, _ in neighbours])
+        return UploadResult(embedding, neighbours, search_ms, placement, mapped)
 
     def similar_to_track(
         self, track_id: str, k: int, space: schemas.Space

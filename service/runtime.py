@@ -155,6 +155,9 @@ class Runtime:
     def track(self, track_id: str) -> schemas.Track:
         return self.views.track(track_id)
 
+    def map_songs(self, space: schemas.Space, limit: int) -> schemas.CatalogueMapResponse:
+        return self.views.map_songs(space, limit)
+
     def audio_file(self, track_id: str) -> tuple[Path, str]:
         return self.views.audio_file(track_id)
 

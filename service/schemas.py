@@ -75,6 +75,28 @@ PLACEMENT_DESCRIPTION = (
 )
 
 
+class MapPoint(BaseModel):
+    """A song on the 2-D map of a space (GET /v1/model/map)."""
+
+    id: str
+    x: float
+    y: float
+
+
+class MapSong(MapPoint):
+    title: str
+    artist: str
+
+
+class UploadOnMap(BaseModel):
+    """Where the upload and its neighbours sit on GET /v1/model/map of the space searched:
+    their vectors through the version's projection, as the catalogue's songs were."""
+
+    x: float
+    y: float
+    neighbours: list[MapPoint]
+
+
 class SimilarResponse(BaseModel):
     model_version: str
     space: Space
@@ -84,6 +106,9 @@ class SimilarResponse(BaseModel):
     results: list[SongHit]
     audio: AudioInfo
     timings: Timings
+    on_map: UploadOnMap | None = Field(
+        default=None, description="null when the model version carries no map of the space."
+    )
 
 
 class TrackSimilarResponse(BaseModel):
@@ -180,17 +205,35 @@ class ListensResponse(BaseModel):
 
 
 class ModelMetrics(BaseModel):
+    # Whatever other metrics the report holds pass through as they are.
+    model_config = ConfigDict(extra="allow")
+
     map: float = Field(description="mAP@k on the cold test songs.")
     auc: float
 
 
-class Evaluation(BaseModel):
-    k: int
+class ModelTable(BaseModel):
+    """The report's model table over one set of cold test songs."""
+
     n_users: int
     n_test_songs: int
-    n_train_songs: int
     models: dict[str, ModelMetrics]
     expected_random: ModelMetrics
+    gap_closed: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per model and metric: (model - expected random) / (upper_bound -"
+        " expected random).",
+    )
+
+
+class Evaluation(ModelTable):
+    k: int
+    n_train_songs: int
+    kinds: dict[str, ModelTable] = Field(
+        default_factory=dict,
+        description="The table per kind of test song: `cold_track` (a new song by an artist"
+        " with training songs), `cold_artist` (by an artist without).",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -200,6 +243,28 @@ class ModelInfo(BaseModel):
     counts: dict[str, int]
     evaluation: Evaluation
     parents: dict[str, str]
+    plots: list[str] = Field(
+        default_factory=list,
+        description="The evaluation's figures, at GET /v1/model/plots/{name}.",
+    )
+
+
+class CatalogueMapResponse(BaseModel):
+    """A 2-D map of one space: its L2-normalised vectors on their two principal axes
+    (PCA fitted at publish). An upload lands on it through the same projection
+    (POST /v1/similar's `on_map`)."""
+
+    model_version: str
+    space: Space
+    projection: Literal["pca"] = "pca"
+    explained_variance: list[float] = Field(
+        description="The share of the space's variance each axis holds."
+    )
+    n_songs: int = Field(description="Songs the space held when the version was published.")
+    points: list[MapSong] = Field(
+        description="At most `limit` of them, always the same ones for a version: those of"
+        " smallest hash of their id (songs deleted since are left out)."
+    )
 
 
 class Health(BaseModel):

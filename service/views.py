@@ -76,6 +76,39 @@ class Views:
             if song_id in records
         ]
 
+    def map_songs(self, space: schemas.Space, limit: int) -> schemas.CatalogueMapResponse:
+        """The served version's map of `space` with its first `limit` songs, titled; songs
+        gone from the index or the catalogue since are left out; `NotFound`
+        "map_not_available" for a version without one."""
+        version = self.state.require().version
+        space_map = version.catalogue_map.get(space)
+        if space_map is None:
+            raise NotFound(
+                f"model version {version.version_id} has no map of the {space} space"
+                " (published before maps, or with fewer than three songs there)",
+                code="map_not_available",
+            )
+        index = version.index.space(space)
+        ids = space_map.ids[:limit]
+        records = self.records(song_id for song_id in ids if song_id in index)
+        return schemas.CatalogueMapResponse(
+            model_version=version.version_id,
+            space=space,
+            explained_variance=space_map.explained.tolist(),
+            n_songs=space_map.n_songs,
+            points=[
+                schemas.MapSong(
+                    id=song_id,
+                    x=x,
+                    y=y,
+                    title=records[song_id].title,
+                    artist=records[song_id].artist,
+                )
+                for song_id, (x, y) in zip(ids, space_map.points[:limit].tolist(), strict=True)
+                if song_id in records
+            ],
+        )
+
     def track(self, track_id: str) -> schemas.Track:
         """The catalogue track `track_id`; `NotFound` "track_not_found"."""
         serving = self.state.require()

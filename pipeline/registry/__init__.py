@@ -19,6 +19,8 @@ A version is built from a finished run (factorization + `models/cnn` + `report.j
         cold_song_ids.json    catalogue songs without listening data: their cf vector is the
                               content model's prediction, as for a track added by audio
         report.json           the run's evaluation (the model table of GET /v1/model)
+        plots/*.png           the report's figures
+        map.npz               each space's 2-D map (`catalogue_map`)
         manifest.json         kind "model-version", sha256 of every file above, parents
                               (the artifacts, and the version it replaced), the dataset
                               fingerprint, `parameters.source` ("dataset" | "database")
@@ -32,7 +34,8 @@ whose prediction is usable (finite, not all zeros; the others are named in the m
 One job per module: `layout` (names, version ids, the writers' lock), `read` (the current
 version and loading one verified: all the service imports), `publish` (a run -> a version,
 the pointer switch), `placement` (which songs sit at their WMF factors in the cf space,
-which at the CNN's prediction) and `retention` (pruning, crash debris). The names below
+which at the CNN's prediction), `catalogue_map` (the 2-D map of each space, fitted at
+publish, applied to uploads) and `retention` (pruning, crash debris). The names below
 are re-exported for the callers of the registry as a whole (CLI, nightly run, tests).
 """
 

@@ -23,9 +23,10 @@ import numpy as np
 
 from artifacts.files import fsync_dir, fsync_file, write_text_atomic
 from artifacts.manifest import MANIFEST_NAME, read_manifest, write_manifest
-from artifacts.run_layout import MODELS_DIR
+from artifacts.run_layout import MODELS_DIR, PLOTS_DIR
 from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
+from pipeline.registry.catalogue_map import MAP_FILE, map_space, save_catalogue_map
 from pipeline.registry.layout import (
     ARTIST_DIR,
     COLD_SONGS_FILE,
@@ -235,6 +236,11 @@ def _build_version(
     for source, target in zip(hybrid_dirs, (ARTIST_DIR, HYBRID_DIR), strict=False):
         _copy_artifact(source, folder / target)
     index_manifest = index.save(folder / INDEX_DIR)
+    maps = {
+        "cf": map_space(cf.ids, cf.vectors, index.space("cf").check_vectors),
+        "content": map_space(content_ids, content_vectors, index.space("content").check_vectors),
+    }
+    save_catalogue_map(folder / MAP_FILE, {space: m for space, m in maps.items() if m})
     np.save(folder / USER_FACTORS_FILE, factorization.user_factors, allow_pickle=False)
     (folder / USER_IDS_FILE).write_text(json.dumps(factorization.user_ids))
     listened = has_factors(warm_factors)
@@ -245,6 +251,10 @@ def _build_version(
     (folder / COLD_SONGS_FILE).write_text(json.dumps(cf.predicted_ids))
     songs.to_csv(folder / SONGS_FILE, index=False)
     shutil.copyfile(run_dir / REPORT_FILE, folder / REPORT_FILE)
+    for name in report_manifest["files"]:
+        if name.startswith(f"{PLOTS_DIR}/"):  # the report's figures, for the web page
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / name, folder / name)
     files = sorted(
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")

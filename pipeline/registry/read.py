@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
+from artifacts.run_layout import PLOTS_DIR
 from index.spaces import CatalogueIndex
+from pipeline.registry.catalogue_map import MAP_FILE, SpaceMap, load_catalogue_map
 from pipeline.registry.layout import (
     ARTIST_DIR,
     COLD_SONGS_FILE,
@@ -48,7 +50,9 @@ class LoadedVersion:
 
     `user_factors` (n_users, F) float32, rows follow `user_ids`; `index` holds the cf and
     content spaces; `cold_song_ids` are the published songs whose cf vector is predicted;
-    `hybrid` the artist priors and fusion new tracks are placed with (None: by audio alone).
+    `hybrid` the artist priors and fusion new tracks are placed with (None: by audio alone);
+    `catalogue_map` each space's 2-D map (`pipeline.registry.catalogue_map`; empty for a
+    version published before maps).
     """
 
     version_id: str
@@ -61,6 +65,7 @@ class LoadedVersion:
     cold_song_ids: frozenset[str]
     report: dict[str, Any]
     hybrid: HybridPlacement | None = None
+    catalogue_map: dict[str, SpaceMap] = field(default_factory=dict)
     user_rows: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +79,17 @@ class LoadedVersion:
     def songs_file(self) -> Path:
         """`songs.csv` (header song_id,title,artist) of this version's catalogue."""
         return self.folder / SONGS_FILE
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        """The run report's figures this version carries, by file name (`metrics.png`, ...);
+        only names its manifest lists, so nothing else of the folder can be named."""
+        prefix = f"{PLOTS_DIR}/"
+        return {
+            name.removeprefix(prefix): self.folder / name
+            for name in self.manifest["files"]
+            if name.startswith(prefix)
+        }
 
     def user_vector(self, user_id: str) -> np.ndarray | None:
         """The user's (F,) WMF factors, or None for a user the factorization never saw."""
@@ -150,6 +166,9 @@ def load_version(
         cold_song_ids=frozenset(json.loads((folder / COLD_SONGS_FILE).read_text())),
         report=json.loads((folder / REPORT_FILE).read_text()),
         hybrid=load_hybrid(folder / ARTIST_DIR, folder / HYBRID_DIR),
+        catalogue_map=(
+            load_catalogue_map(folder / MAP_FILE) if MAP_FILE in manifest["files"] else {}
+        ),
     )
 
 

@@ -65,4 +65,5 @@ async def similar_to_upload(
             search_ms=result.search_ms,
             total_ms=(time.perf_counter() - started) * 1e3,
         ),
+        on_map=result.on_map,
     )

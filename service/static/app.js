@@ -1,61 +1,73 @@
-// The coldstart page: upload a recording -> similar songs; a user id -> recommendations.
-// Plain browser JavaScript, no build step; every request goes to this service's /v1 API.
+// The coldstart page: upload a recording -> where it lands on the catalogue's map, its
+// nearest songs to hear (and its tags, when the answer has them); the served model's card;
+// the nightly runs; a user's recommendations. Plain browser JavaScript modules, no build
+// step; every request goes to this service's /v1 API.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
+import { $, ApiError, call, element, formatDate, showStatus } from "./api.js";
+import { fillCard } from "./card.js";
+import { drawMap, linkRowsToMap, loadMap } from "./map.js";
+import { loadRuns } from "./runs.js";
 
-function headers() {
-  const key = $("api-key").value.trim();
-  return key ? { Authorization: `Bearer ${key}` } : {};
-}
-
-async function call(url, options = {}) {
-  const response = await fetch(url, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const error = body && body.error ? body.error : { code: String(response.status), message: response.statusText };
-    throw new Error(`${error.message} (${error.code})`);
-  }
-  return body;
-}
-
-function showStatus(element, text, isError = false) {
-  element.textContent = text;
-  element.classList.toggle("error", isError);
-}
+let servedVersion = null;
 
 function fillTable(table, results) {
   const body = table.querySelector("tbody");
   body.replaceChildren();
   results.forEach((song, position) => {
-    const row = document.createElement("tr");
-    row.className = "result";
+    const row = element("tr", { className: "result", parent: body });
     row.dataset.songId = song.id;
-    const cells = [String(position + 1), song.title || song.id, song.artist, song.score.toFixed(4)];
-    cells.forEach((text, column) => {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      if (column === 1 && song.new) {
-        const badge = document.createElement("span");
-        badge.className = "new";
-        badge.textContent = "new";
-        cell.append(badge);
-      }
-      if (column === 3) cell.className = "score";
-      row.append(cell);
-    });
-    const listen = document.createElement("td");
+    element("td", { className: "rank", text: String(position + 1), parent: row });
+    const title = element("td", { text: song.title || song.id, parent: row });
+    if (song.new) element("span", { className: "new", text: "new", parent: title });
+    element("td", { text: song.artist, parent: row });
+    element("td", { className: "score", text: song.score.toFixed(4), parent: row });
+    const listen = element("td", { parent: row });
     if (song.has_audio) {
-      const audio = document.createElement("audio");
+      const audio = element("audio", { parent: listen });
       audio.controls = true;
       audio.preload = "none";
       audio.src = `/v1/tracks/${encodeURIComponent(song.id)}/audio`;
-      listen.append(audio);
     }
-    row.append(listen);
-    body.append(row);
   });
   table.hidden = results.length === 0;
+}
+
+/** The answer's `tags`, if it has any: strings, {tag|name|label, score|probability}, or {tag: score}. */
+function fillTags(container, tags) {
+  container.replaceChildren();
+  const list = Array.isArray(tags) ? tags : tags && typeof tags === "object" ? Object.entries(tags) : [];
+  for (const tag of list) {
+    let name = tag;
+    let score;
+    if (Array.isArray(tag)) [name, score] = tag;
+    else if (tag && typeof tag === "object") {
+      name = tag.tag ?? tag.name ?? tag.label ?? "";
+      score = tag.score ?? tag.probability ?? tag.confidence;
+    }
+    const chip = element("span", { className: "tag", text: String(name), parent: container });
+    if (typeof score === "number") element("small", { text: score.toFixed(2), parent: chip });
+  }
+  if (list.length) container.prepend(element("span", { className: "muted", text: "tags" }));
+  container.hidden = list.length === 0;
+}
+
+let mapRequests = 0; // only the latest request draws: an older one may answer later
+
+async function showMap(space, answer = null) {
+  const caption = $("map-caption");
+  const request = ++mapRequests;
+  if (!servedVersion) return;
+  try {
+    const map = await loadMap(answer ? answer.model_version : servedVersion, space);
+    if (request !== mapRequests) return;
+    drawMap($("map"), caption, map, answer ? answer.on_map : null, answer ? answer.results : []);
+  } catch (error) {
+    if (request !== mapRequests) return;
+    $("map").replaceChildren();
+    const missing = error instanceof ApiError && error.code === "map_not_available";
+    showStatus(caption, missing ? `No map: ${error.message}` : `The map could not be read: ${error.message}`, !missing);
+  }
 }
 
 let chosenFile = null;
@@ -86,6 +98,9 @@ drop.addEventListener("drop", (event) => {
   if (file) choose(file);
 });
 
+$("space").addEventListener("change", () => showMap($("space").value));
+linkRowsToMap($("map"), $("similar-results"));
+
 $("similar-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const status = $("similar-status");
@@ -108,9 +123,12 @@ $("similar-form").addEventListener("submit", async (event) => {
       ` decode ${t.decode_ms.toFixed(0)} ms, features ${t.features_ms.toFixed(0)} ms,` +
       ` model ${t.model_ms.toFixed(0)} ms, search ${t.search_ms.toFixed(1)} ms)`);
     fillTable($("similar-results"), result.results);
+    fillTags($("tags"), result.tags);
+    await showMap(result.space, result);
   } catch (error) {
     showStatus(status, error.message, true);
     $("similar-results").hidden = true;
+    $("tags").hidden = true;
   } finally {
     $("similar-button").disabled = false;
   }
@@ -133,7 +151,23 @@ $("recs-form").addEventListener("submit", async (event) => {
   }
 });
 
-call("/v1/model").then(
-  (model) => { $("model").textContent = `model ${model.version}, published ${model.created_at}`; },
-  (error) => { showStatus($("model"), `no model: ${error.message}`, true); },
-);
+async function loadModel() {
+  try {
+    const model = await call("/v1/model");
+    servedVersion = model.version;
+    showStatus($("model"), `model ${model.version}, published ${formatDate(model.created_at)}`);
+    fillCard(model);
+    await showMap($("space").value);
+  } catch (error) {
+    showStatus($("model"), `no model: ${error.message}`, true);
+    showStatus($("map-caption"), "No map without a model.");
+  }
+}
+
+$("runs-reload").addEventListener("click", loadRuns);
+$("api-key").addEventListener("change", () => {
+  if (!servedVersion) loadModel();
+  loadRuns();
+});
+loadModel();
+loadRuns();

@@ -40,6 +40,8 @@ def test_schema_documents_every_route_and_error(fuzzed_server: Any) -> None:
         ("GET", "/v1/users/{user_id}/recommendations"),
         ("POST", "/v1/listens"),
         ("GET", "/v1/model"),
+        ("GET", "/v1/model/map"),
+        ("GET", "/v1/model/plots/{name}"),
         ("POST", "/v1/admin/retrain"),
         ("GET", "/v1/admin/runs"),
         ("GET", "/v1/admin/runs/{run_id}"),
