@@ -2,7 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Where the installers' output goes (apt.log, pip.log).
+# The packages by exact version, written by `make lock` from pyproject.toml: LOCK what
+# `pip install .` needs (the image installs it), LOCK_ALL that and every extra (make installs it).
+LOCK := requirements.lock
+LOCK_ALL := requirements-all.lock
+# Where the installers' output goes (apt.log, pip.log, lock.log).
 LOGS := $(VENV)/logs
 export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
@@ -14,16 +18,42 @@ QUIETLY = quietly() { log="$(LOGS)/$$1.log"; shift; mkdir -p "$(LOGS)"; \
   "$$@" >>"$$log" 2>&1 || { status=$$?; tail -n 30 "$$log" >&2; \
   echo "failed: $$* (the whole output: $$log)" >&2; return $$status; }; };
 
-.PHONY: demo test install lint browser compose java soundfont docker deploy-check
+.PHONY: demo test install lock lint browser compose java soundfont docker deploy-check
 
-$(STAMP): pyproject.toml | soundfont
-	@echo "installing the project and its packages into $(VENV) (output: $(LOGS)/pip.log)"
+# The lock's torch is PyTorch's CPU build, which PyPI does not carry: pip takes it from its
+# usual sources where they have it (this machine's wheel folder), else from PyTorch's index.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+PIP_INSTALL = $(PY) -m pip install --progress-bar off
+$(STAMP): $(LOCK_ALL) pyproject.toml | soundfont
+	@echo "installing $(LOCK_ALL) and the project into $(VENV) (output: $(LOGS)/pip.log)"
 	@$(QUIETLY) quietly pip python3 -m venv $(VENV) && \
-	  quietly pip $(PY) -m pip install --progress-bar off --upgrade pip && \
-	  quietly pip $(PY) -m pip install --progress-bar off -e '.[dev]'
+	  quietly pip $(PIP_INSTALL) --upgrade pip && \
+	  torch=$$(grep -o '^torch==[^ ]*' $(LOCK_ALL)) && \
+	  { $(PIP_INSTALL) --no-deps "$$torch" >>"$(LOGS)/pip.log" 2>&1 || \
+	    quietly pip $(PIP_INSTALL) --no-deps --index-url $(TORCH_CPU_INDEX) "$$torch"; } && \
+	  quietly pip $(PIP_INSTALL) -r $(LOCK_ALL) && \
+	  quietly pip $(PIP_INSTALL) --no-deps -e . && \
+	  quietly pip $(PY) -m pip check
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Both locks again from pyproject.toml, for CPython 3.11 on x86-64 Linux (this machine, the
+# image): after a change to the dependencies or the extras (LOCK_ALL holds every extra), or
+# with LOCK_FLAGS=--upgrade to take the newest releases pyproject allows (otherwise the pins
+# already in the locks stay where they can). LOCK takes LOCK_ALL's versions. torch resolves
+# to the CPU build in pip's wheel folder here (PIP_FIND_LINKS); the image takes that build
+# from PyTorch's CPU index.
+UV := $(VENV)/uv/bin/uv
+LOCK_FLAGS ?=
+COMPILE = $(UV) pip compile pyproject.toml --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 $(addprefix --find-links ,$(PIP_FIND_LINKS)) \
+  --custom-compile-command 'make lock' --annotation-style line $(LOCK_FLAGS)
+lock:
+	@$(QUIETLY) [ -x $(UV) ] || quietly lock python3 -m pip install --target $(VENV)/uv uv
+	@$(QUIETLY) quietly lock $(COMPILE) --all-extras -o $(LOCK_ALL) && \
+	  quietly lock $(COMPILE) --constraint $(LOCK_ALL) -o $(LOCK)
+	@echo "wrote $(LOCK_ALL) and $(LOCK) (output: $(LOGS)/lock.log)"
 
 demo: $(STAMP) soundfont
 	$(VENV)/bin/coldstart demo
