@@ -7,7 +7,7 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 # CPU-only torch from PyTorch's own index: PyPI's default wheels carry CUDA (gigabytes this
-# image never uses). The versions equal pyproject.toml's pins (tests/test_deployment.py).
+# image never uses). The version equals pyproject.toml's pin (tests/test_deployment.py).
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 
@@ -25,9 +25,11 @@ CMD ["--help"]
 
 # One layer for everything installed: on a storage driver without shared layers (vfs) each
 # step copies the whole file system (hence also the settings above, before it). uv installs
-# (fast; its override keeps the torch installed first: the project's pin names the version,
-# TORCH_INDEX the build), compiling the bytecode as pip would: without it every container
-# start compiles torch's modules again (minutes on a busy machine). libgomp1: OpenMP of
+# (fast) torch from TORCH_INDEX, then requirements.lock, every package at the version `make`
+# installs (`make lock` writes it; the override keeps the torch installed first: the lock
+# names its CPU build, TORCH_INDEX may hold another), then the project without dependencies;
+# it compiles the bytecode as pip would: without it every container start compiles torch's
+# modules again (minutes on a busy machine). libgomp1: OpenMP of
 # implicit and faiss; the synthetic world's General MIDI SoundFont (`coldstart world`), and
 # PortAudio with a C compiler for tinysoundfont's pyaudio build. The user: not root; /data
 # (registry, audio store) belongs to it, and a fresh named volume mounted there takes that
@@ -42,7 +44,9 @@ RUN apt-get update \
         --default-index https://pypi.org/simple \
         "torch==$TORCH_VERSION" \
     && echo "torch==$TORCH_VERSION" > /tmp/uv/torch.txt \
-    && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt /tmp/coldstart \
+    && /tmp/uv/bin/uv pip install --system --override /tmp/uv/torch.txt \
+        -r /tmp/coldstart/requirements.lock \
+    && /tmp/uv/bin/uv pip install --system --no-deps /tmp/coldstart \
     && rm -rf /tmp/uv /tmp/coldstart \
     && useradd --create-home --uid 10001 coldstart \
     && chown coldstart:coldstart /data

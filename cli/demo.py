@@ -37,6 +37,9 @@ def demo(
     ] = True,
     host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8000,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also Lightning's info lines and model summary.")
+    ] = False,
 ) -> None:
     """Generate the demo world (reused when present), featurize it, factorize, train the
     content models, evaluate them, publish the model with its indexes, and serve it."""
@@ -78,7 +81,7 @@ def demo(
     step("3/6 factorize (WMF)")
     factorize(dataset=world_dir, run=run_dir, seed=seed)
     step("4/6 train (CNN and MFCC baseline)")
-    train(run=run_dir, seed=seed)
+    train(run=run_dir, seed=seed, verbose=verbose)
     step("5/6 evaluate (mAP@500, AUC on cold songs)")
     evaluate(run=run_dir, seed=seed)
     step("6/6 publish (indexes, registry, catalogue)")

@@ -101,6 +101,9 @@ def train(
             " run's finished models/cnn/).",
         ),
     ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also Lightning's info lines and model summary.")
+    ] = False,
 ) -> None:
     """Train the content models on a factorized run: the CNN (RUN/models/cnn/), the paper's
     MFCC bag-of-words linear baseline (RUN/models/linear/), the artist prior
@@ -156,6 +159,7 @@ def train(
             cnn=settings if cnn else None,
             linear=BaselineParams() if linear else None,
             hybrid=hybrid,
+            verbose=verbose,
         )
     except (TrainingError, ArtifactError) as error:
         console.print(f"[red]error:[/red] {error}")

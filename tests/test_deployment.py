@@ -215,6 +215,9 @@ def test_the_dockerfile_pins_the_torch_of_pyproject():
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.MULTILINE)
     assert '"torch==$TORCH_VERSION"' in dockerfile
     assert '--index "$TORCH_INDEX"' in dockerfile  # torch from there, before PyPI
+    # then the rest at the versions `make` installs (tests/test_lock.py), the project alone
+    assert "-r /tmp/coldstart/requirements.lock" in dockerfile
+    assert "--no-deps /tmp/coldstart" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["coldstart"]' in dockerfile

@@ -304,7 +304,7 @@ LIBRARY_CHATTER = (
 def quiet_lightning() -> None:
     """Keep library chatter off the console where a Trainer is built: Lightning's info lines
     (placement, the litlogger tip, "fit stopped") and the warnings of `LIBRARY_CHATTER`. Our
-    progress bar, model summary and summaries, and every other warning, still show."""
+    progress bar and summaries, and every other warning, still show."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning_fabric.utilities.rank_zero").setLevel(logging.WARNING)
     for message in LIBRARY_CHATTER:
@@ -332,13 +332,15 @@ def train_cnn(
     seed: int = 0,
     progress: bool = True,
     init_from: Path | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Train the CNN with Lightning, predict the test songs, save `RUN/models/cnn/`.
 
     `init_from` (a checkpoint folder) starts from that encoder's weights and sizes instead
     of `settings.dims` and fresh ones (the content embedding's size is `settings.dims`');
     see `initial_encoder` for when it is refused. The content projection is fitted on the
-    training songs once the fit is done (`training.content_space`).
+    training songs once the fit is done (`training.content_space`). `verbose` lets Lightning
+    print its info lines and model summary.
     Under DDP every process calls this; global rank 0 writes the folder, and every
     process returns its manifest.
     """
@@ -391,7 +393,8 @@ def train_cnn(
     )
     folder = data.run_dir / MODELS_DIR / CNN_NAME
     best = BestWeights(monitor="val/map", mode="max")
-    quiet_lightning()
+    if not verbose:
+        quiet_lightning()
     try:
         trainer = pl.Trainer(
             **trainer_placement(settings),
@@ -404,7 +407,7 @@ def train_cnn(
             callbacks=[EarlyStopping("val/map", mode="max", patience=settings.patience), best],
             enable_checkpointing=False,
             enable_progress_bar=progress,
-            enable_model_summary=progress,
+            enable_model_summary=verbose,
             num_sanity_val_steps=0,
             log_every_n_steps=10,
             deterministic="warn",  # some CUDA kernels have no deterministic version
@@ -538,6 +541,7 @@ def train_run(
     hybrid: bool = True,
     progress: bool = True,
     init_encoder: Path | None = None,
+    verbose: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Train the models asked for (None skips one) on `run_dir`; return their manifests by name.
 
@@ -554,7 +558,7 @@ def train_run(
         # First: under DDP every process runs this function, and only once its Trainer is
         # built does a process know for sure whether it is the one that writes.
         manifests[CNN_NAME] = train_cnn(
-            data, cnn, seed=seed, progress=progress, init_from=init_encoder
+            data, cnn, seed=seed, progress=progress, init_from=init_encoder, verbose=verbose
         )
     if hybrid and is_global_zero():
         from training.hybrid import train_artist_and_hybrid

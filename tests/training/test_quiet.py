@@ -4,12 +4,16 @@ torch's deprecation notices about Lightning's own code."""
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 from torch.utils._pytree import LeafSpec
+from typer.testing import CliRunner
 
+from cli.main import app
 from training.run import quiet_lightning
 
 
@@ -28,3 +32,18 @@ def test_only_the_chatter_warnings_are_dropped() -> None:
         LeafSpec()
         warnings.warn("a real problem", UserWarning, stacklevel=1)
     assert [str(warning.message) for warning in caught] == ["a real problem"]
+
+
+def test_train_prints_lightnings_model_summary_only_when_verbose(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    train = ["train", "--run", str(run), "--epochs", "1", "--crops-per-song", "1"]
+    train += ["--no-linear", "--no-hybrid"]
+    quiet = CliRunner().invoke(app, train)
+    assert quiet.exit_code == 0, quiet.output
+    assert "validation mAP@500" in quiet.output
+    assert "Total params" not in quiet.output
+    verbose = CliRunner().invoke(app, [*train, "--verbose"])
+    assert verbose.exit_code == 0, verbose.output
+    assert "Total params" in verbose.output
