@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 from torch.utils._pytree import LeafSpec
 
-from training.run import quiet_lightning
+from training.encoder_fit import quiet_lightning
 
 
 def test_a_quiet_trainer_logs_no_tip_and_no_placement(caplog: pytest.LogCaptureFixture) -> None:

@@ -16,11 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from training.encoder import EncoderDims
-from training.run import CNNSettings, TrainingError, load_run_data, train_run
+from training.encoder_fit import CNNSettings
+from training.encoders.dieleman import DielemanDims
+from training.run import train_run
+from training.run_data import TrainingError, load_run_data
 
 SMALL_CNN = CNNSettings(
-    dims=EncoderDims(channels=(32, 32, 64), hidden=(128,)),
+    dims=DielemanDims(channels=(32, 32, 64), hidden=(128,)),
     max_minutes=None,  # a fixed number of epochs: the same result however busy the machine
     batch_size=32,
 )
