@@ -208,7 +208,7 @@ class EncoderPlan:
         if base is None:
             return cls(architecture, False, "no current version")
         if settings.from_scratch:
-            return cls(architecture, False, "asked for (from_scratch)")
+            return cls(architecture, False, "asked for: --from-scratch")
         if architecture != current:
             return cls(architecture, False, f"asked for {architecture}; the current is {current}")
         return cls(architecture, True, None)

@@ -102,11 +102,16 @@ def further_encoder_folders(cnn: CNNSettings | None, others: Sequence[CNNSetting
 
 
 def _front_end_read(
-    run_dir: Path, cnn: CNNSettings | None, hybrid: bool, init_encoder: Path | None
+    run_dir: Path,
+    cnn: CNNSettings | None,
+    others: Sequence[CNNSettings],
+    hybrid: bool,
+    init_encoder: Path | None,
 ) -> FrontEndConfig:
-    """The front end whose mel cache the served encoder trains on: its checkpoint's when it
-    is fine-tuned, else its architecture's; without one to train, that of the finished
-    `models/cnn/` the hybrid reads, else the baseline's."""
+    """The front end of the mel cache the run is first read through: the served encoder's
+    (its checkpoint's when it is fine-tuned, else its architecture's); without one to
+    train, that of the finished `models/cnn/` the hybrid reads, else the first further
+    encoder's, else the baseline's. (Each model then reads its own: `RunData.with_front_end`.)"""
     try:
         if cnn is not None and init_encoder is not None:
             return read_encoder_config(init_encoder).front_end
@@ -116,6 +121,8 @@ def _front_end_read(
         return default_front_end(cnn.encoder)
     if hybrid:
         return read_encoder_config(run_dir / MODELS_DIR / CNN_NAME).front_end
+    if others:
+        return default_front_end(others[0].encoder)
     return BASELINE_FRONT_END
 
 
@@ -145,7 +152,7 @@ def train_run(
     """
     folders = further_encoder_folders(cnn, others)
     data = load_run_data(
-        run_dir, dataset_root, _front_end_read(Path(run_dir), cnn, hybrid, init_encoder)
+        run_dir, dataset_root, _front_end_read(Path(run_dir), cnn, others, hybrid, init_encoder)
     )
     manifests: dict[str, dict[str, Any]] = {}
     if cnn is not None:

@@ -33,7 +33,7 @@ from training.encoders import (
     default_front_end,
     encoder_class,
 )
-from training.encoders.base import ContentEncoder
+from training.encoders.base import ClipTooShortError, ContentEncoder
 from training.inference import embed_audio, embed_cached, predict_cached, track_vector
 from training.run import train_run
 
@@ -138,6 +138,27 @@ def test_serving_a_real_recording_agrees_with_training(
     np.testing.assert_array_equal(
         embed_audio(load_encoder(tmp_path / "again"), source).vector, served.vector
     )
+
+
+@pytest.mark.parametrize("name", available_encoders())
+def test_a_padded_batch_gives_each_clip_its_own_vectors(name: str) -> None:
+    """What the protocol asks of `pool`: padding takes no part, so a zero-padded batch of
+    clips of any length (at least `min_frames`) gives the vectors each gives alone."""
+    torch.manual_seed(1)
+    encoder = build_encoder(name, encoder_class(name).small_dims).eval()
+    shortest, window = encoder.dims.min_frames, encoder.config.window_frames
+    lengths = torch.tensor([window, shortest, 2 * window + 37])
+    mels = [torch.randn(encoder.input_bands, int(n)) - 4 for n in lengths]
+    padded = torch.full((3, encoder.input_bands, int(lengths.max())), 1e4)  # must not leak
+    for row, mel in enumerate(mels):
+        padded[row, :, : mel.shape[1]] = mel
+    with torch.no_grad():
+        batched = encoder.embed_mel(padded, lengths)
+        alone = [encoder.embed_mel(mel[None]) for mel in mels]
+        with pytest.raises(ClipTooShortError, match=str(shortest)):
+            encoder.forward_mel(mels[1][None, :, :-1])
+    for output, column in zip(batched, zip(*alone, strict=True), strict=True):
+        torch.testing.assert_close(output, torch.cat(column), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", available_encoders())
