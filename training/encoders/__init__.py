@@ -11,6 +11,7 @@ names (the command line's help texts) does not import torch.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +74,7 @@ def build_encoder(
     cls = encoder_class(name)
     sizes = cls.dims_type() if dims is None else dims
     if n_factors is not None:
-        sizes = type(sizes).from_dict({**sizes.to_dict(), "n_factors": n_factors})
+        sizes = dataclasses.replace(sizes, n_factors=n_factors)
     return cls(sizes, cls.default_front_end if config is None else config)
 
 
