@@ -25,7 +25,7 @@ from ranking.metrics import ranking_metrics
 from training.baseline import LinearBaseline
 from training.checkpoint import load_encoder
 from training.inference import predict_cached
-from training.run import load_run_data, ranking_scorer
+from training.run_data import load_run_data, ranking_scorer
 
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 

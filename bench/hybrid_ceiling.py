@@ -102,7 +102,7 @@ from factorization.run import Factorization, factorize_run, load_factorization
 from ranking.metrics import expected_random_map, ranking_metrics
 from training.artist_prior import fit_artist_priors
 from training.fusion import fit_fusion, hybrid_vectors, score_metric
-from training.hybrid import song_artists
+from training.run_data import song_artists
 
 K = 500
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)

@@ -44,9 +44,8 @@ from ranking.metrics import ranking_metrics
 from training.artist_prior import artist_priors
 from training.checkpoint import load_encoder
 from training.fusion import COUNT_EDGES, MIN_BUCKET_SONGS, score_metric
-from training.hybrid import song_artists
 from training.inference import predict_cached
-from training.run import RunData, load_run_data
+from training.run_data import RunData, load_run_data, song_artists
 
 CACHE_FILE = "bench_hybrid_cnn.npz"
 ROLES = ("valid", "test")

@@ -51,9 +51,9 @@ from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
 from training.content_space import fit_content_space  # noqa: E402
-from training.encoder import ContentEncoder  # noqa: E402
+from training.encoders.base import ContentEncoder  # noqa: E402
 from training.inference import embed_audio  # noqa: E402
-from training.run import load_run_data  # noqa: E402
+from training.run_data import load_run_data  # noqa: E402
 
 # Debian package -> the folder (inside the package) holding its soundtrack: the audio files
 # under it with "music" in their path.
@@ -146,19 +146,19 @@ def log_mel_statistics(paths: list[Path]) -> np.ndarray:
 
 
 def untrained_twins(run: Path, seeds: Sequence[int], songs: int = 500) -> list[ContentEncoder]:
-    """One encoder per seed of `seeds`, of `run`'s trained CNN's sizes, with torch's default
-    initialisation (seeded) and nothing learned: its batch norms' running statistics are
-    measured over the whole clips of up to `songs` of the run's training songs, one clip a
-    batch (no padding enters them), and its content projection is fitted on them as
-    `coldstart train` fits a trained one's (`fit_content_space`). Eval mode. The run's data
-    is read once for all the seeds."""
+    """One encoder per seed of `seeds`, of `run`'s trained CNN's architecture and sizes,
+    with torch's default initialisation (seeded) and nothing learned: its batch norms'
+    running statistics are measured over the whole clips of up to `songs` of the run's
+    training songs, one clip a batch (no padding enters them), and its content projection is
+    fitted on them as `coldstart train` fits a trained one's (`fit_content_space`). Eval
+    mode. The run's data is read once for all the seeds."""
     trained = load_encoder(run / "models" / "cnn")
-    data = load_run_data(run)
+    data = load_run_data(run, config=trained.config)
     song_ids = data.cached(data.factorization.song_ids)[0][:songs]
     twins = []
     for seed in seeds:
         torch.manual_seed(seed)
-        twin = ContentEncoder(trained.dims, trained.config)
+        twin = type(trained)(trained.dims, trained.config)
         for norm in twin.modules():
             if isinstance(norm, torch.nn.BatchNorm1d):
                 norm.momentum = None  # a cumulative average over every clip

@@ -1,17 +1,19 @@
-"""Benchmark: CNN training throughput, and inference per clip split into decode / mel / CNN.
+"""Benchmark: encoder training throughput, and inference per clip split into decode / mel / CNN.
 
-On the real recordings in `tests/assets/audio/` (mel-cached into a temporary dataset folder):
+On the real recordings in `tests/assets/audio/` (mel-cached into a temporary dataset folder,
+behind the encoder's own front end):
 
-- training: windows/s of a full step (forward, MSE, backward, Adam) of the default
-  `ContentEncoder` on 3-second crops, beside windows/s of the crop loader alone (memmapped
-  float16 cache -> float32 batch, in process), on a first pass (opening every song's
-  memmap) and a later one, i.e. how much a step's time the data loading adds
-  (`--cache` crops from another mel cache, e.g. the demo world's);
+- training: windows/s of a full step (forward, MSE, backward, Adam) of an encoder at its
+  default sizes (`--encoder`, default the default encoder) on 3-second crops, beside
+  windows/s of the crop loader alone (memmapped float16 cache -> float32 batch, in
+  process), on a first pass (opening every song's memmap) and a later one, i.e. how much
+  a step's time the data loading adds (`--cache` crops from another mel cache, e.g. the
+  demo world's);
 - inference: per clip, median seconds of decode (the floor: what any model must pay),
-  log-mel (the encoder's `LogMel`), and the CNN on the whole clip, with the end-to-end
+  log-mel (the encoder's front end), and the CNN on the whole clip, with the end-to-end
   serving path (decode -> `encoder.forward(waveform)`) and its ratio to decode alone.
 
-    .venv/bin/python -m bench.training --steps 30 --repeats 5
+    .venv/bin/python -m bench.training --steps 30 --repeats 5 [--encoder NAME]
 """
 
 from __future__ import annotations
@@ -37,10 +39,15 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from audio.cache import MelCache, default_cache_dir, featurize_dataset  # noqa: E402
-from audio.config import FRONT_END  # noqa: E402
+from audio.config import FrontEndConfig  # noqa: E402
 from audio.decode import decode_audio  # noqa: E402
 from training.datamodule import CropDataset, CropSampler, stacked  # noqa: E402
-from training.encoder import ContentEncoder, EncoderDims  # noqa: E402
+from training.encoders import (  # noqa: E402
+    DEFAULT_ENCODER,
+    available_encoders,
+    build_encoder,
+    default_front_end,
+)
 
 
 def median_seconds(action: Callable[[], object], repeats: int) -> float:
@@ -54,21 +61,25 @@ def median_seconds(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def cached_clips(audio_dir: Path, workdir: Path) -> MelCache:
-    """Mel-cache the recordings of `audio_dir` through a dataset folder of symlinks."""
+def cached_clips(audio_dir: Path, workdir: Path, config: FrontEndConfig) -> MelCache:
+    """Mel-cache the recordings of `audio_dir` for the front end `config`, through a dataset
+    folder of symlinks."""
     (workdir / "audio").mkdir()
     for file in sorted(audio_dir.iterdir()):
         if file.suffix[1:] in ("wav", "flac", "ogg", "opus", "mp3", "m4a"):
             (workdir / "audio" / file.name).symlink_to(file)
-    featurize_dataset(workdir, workers=1, progress=False)
-    return MelCache.open(default_cache_dir(workdir))
+    featurize_dataset(workdir, config=config, workers=1, progress=False)
+    return MelCache.open(default_cache_dir(workdir, config))
 
 
-def bench_training(cache: MelCache, dims: EncoderDims, batch_size: int, steps: int) -> None:
+def bench_training(cache: MelCache, name: str, batch_size: int, steps: int) -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder(name).train()
+    cache.config.require_same(encoder.config, what=f"{name}'s front end")
     songs = cache.song_ids
-    window = FRONT_END.window_frames
+    window = cache.config.window_frames
     n_frames = np.array([cache.n_frames(song) for song in songs])
-    factors = np.random.default_rng(0).normal(size=(len(songs), dims.n_factors))
+    factors = np.random.default_rng(0).normal(size=(len(songs), encoder.dims.n_factors))
     dataset = CropDataset(cache, songs, factors.astype(np.float32), window)
     crops_per_song = max(1, -(-steps * batch_size // len(songs)))
     sampler = CropSampler(n_frames, window, crops_per_song, seed=0)
@@ -82,8 +93,6 @@ def bench_training(cache: MelCache, dims: EncoderDims, batch_size: int, steps: i
     loaded, cold_rate = load_pass()  # opens each song's memmap
     _, warm_rate = load_pass()  # memmaps already open, as in every later epoch
 
-    torch.manual_seed(0)
-    encoder = ContentEncoder(dims).train()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
 
     def step(mel: torch.Tensor, target: torch.Tensor) -> None:
@@ -100,7 +109,7 @@ def bench_training(cache: MelCache, dims: EncoderDims, batch_size: int, steps: i
     step_rate = steps * batch_size / (time.perf_counter() - start)
     weights = sum(p.numel() for p in encoder.parameters())
     print(
-        f"training: default encoder ({weights:,} weights), batch {batch_size}, {steps} steps,"
+        f"training: {name} ({weights:,} weights), batch {batch_size}, {steps} steps,"
         f" crops of {len(songs):,} cached songs"
     )
     print(f"  training step (fwd+bwd+Adam)  {step_rate:8.0f} windows/s")
@@ -111,26 +120,27 @@ def bench_training(cache: MelCache, dims: EncoderDims, batch_size: int, steps: i
         )
 
 
-def bench_inference(audio_dir: Path, dims: EncoderDims, repeats: int) -> None:
+def bench_inference(audio_dir: Path, name: str, repeats: int) -> None:
     torch.manual_seed(0)
-    encoder = ContentEncoder(dims).eval()
+    encoder = build_encoder(name).eval()
+    config = encoder.config
     print(f"inference per clip (median of {repeats}, ms):")
     print(f"  {'clip':32}{'s':>6}{'decode':>9}{'mel':>8}{'cnn':>8}{'serve':>9}{'serve/decode':>14}")
     for file in sorted(audio_dir.iterdir()):
         if file.suffix == ".md":
             continue
-        samples = torch.from_numpy(decode_audio(file).samples)
-        if samples.numel() < FRONT_END.min_samples:
+        samples = torch.from_numpy(decode_audio(file, config).samples)
+        if samples.numel() < config.min_samples:
             continue
         mel = encoder.front_end(samples)
         with torch.inference_mode():
-            decode = median_seconds(lambda f=file: decode_audio(f), repeats)
+            decode = median_seconds(lambda f=file: decode_audio(f, config), repeats)
             log_mel = median_seconds(lambda s=samples: encoder.front_end(s), repeats)
             cnn = median_seconds(lambda m=mel: encoder.forward_mel(m), repeats)
             serve = median_seconds(
-                lambda f=file: encoder(torch.from_numpy(decode_audio(f).samples)), repeats
+                lambda f=file: encoder(torch.from_numpy(decode_audio(f, config).samples)), repeats
             )
-        seconds = samples.numel() / FRONT_END.sample_rate
+        seconds = samples.numel() / config.sample_rate
         print(
             f"  {file.name:32}{seconds:6.1f}{1e3 * decode:9.1f}{1e3 * log_mel:8.1f}"
             f"{1e3 * cnn:8.1f}{1e3 * serve:9.1f}{serve / decode:14.2f}"
@@ -146,8 +156,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--encoder", choices=available_encoders(), default=DEFAULT_ENCODER)
     args = parser.parse_args()
-    dims = EncoderDims()
     print(
         f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU,"
@@ -156,9 +166,13 @@ def main() -> None:
         else f"GPU {torch.cuda.get_device_name()}"
     )
     with tempfile.TemporaryDirectory() as workdir:
-        cache = MelCache.open(args.cache) if args.cache else cached_clips(args.audio, Path(workdir))
-        bench_training(cache, dims, args.batch_size, args.steps)
-    bench_inference(args.audio, dims, args.repeats)
+        cache = (
+            MelCache.open(args.cache)
+            if args.cache
+            else cached_clips(args.audio, Path(workdir), default_front_end(args.encoder))
+        )
+        bench_training(cache, args.encoder, args.batch_size, args.steps)
+    bench_inference(args.audio, args.encoder, args.repeats)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Each run is a real Lightning fit of the default `ContentEncoder` on 3-second crops of a mel
 cache (the real recordings of `tests/assets/audio/`, or `--cache`), placed by the same
-`training.run.trainer_placement` as `coldstart train`, with the same total batch split
-across the processes as `train_cnn` splits it. Windows/s count the crops of every process
+`training.encoder_fit.trainer_placement` as `coldstart train`, with the same total batch
+split across the processes as `train_encoder` splits it. Windows/s count the crops of every process
 over the timed steps (after `--warmup` steps), measured on rank 0. Runs are given as
 `N` (one process: a plain single-device fit; more: DDP) or `ddpN` (DDP even for N = 1,
 the cost of the DDP machinery alone):
@@ -36,9 +36,9 @@ import torch  # noqa: E402
 from audio.cache import MelCache  # noqa: E402
 from bench.training import cached_clips  # noqa: E402
 from training.datamodule import MelDataModule  # noqa: E402
-from training.encoder import ContentEncoder, EncoderDims  # noqa: E402
+from training.encoder_fit import CNNSettings, quiet_lightning, trainer_placement  # noqa: E402
+from training.encoders import DEFAULT_ENCODER, build_encoder, default_front_end  # noqa: E402
 from training.lightning_module import ContentModel  # noqa: E402
-from training.run import CNNSettings, quiet_lightning, trainer_placement  # noqa: E402
 
 RESULT_TAG = "training_ddp:"
 
@@ -90,12 +90,12 @@ def worker(args: argparse.Namespace) -> None:
     cache = MelCache.open(args.cache)
     window = cache.config.window_frames
     songs = [song for song in cache.song_ids if cache.n_frames(song) >= window]
-    dims = EncoderDims()
-    factors = np.random.default_rng(0).normal(size=(len(songs), dims.n_factors))
     steps = args.warmup + args.steps
     # Enough crops that one epoch holds every step, on every rank.
     crops_per_song = -(-steps * args.batch_size // len(songs)) + processes
     pl.seed_everything(0, verbose=False)
+    encoder = build_encoder(DEFAULT_ENCODER, config=cache.config)
+    factors = np.random.default_rng(0).normal(size=(len(songs), encoder.dims.n_factors))
     datamodule = MelDataModule(
         cache,
         songs,
@@ -105,7 +105,7 @@ def worker(args: argparse.Namespace) -> None:
         crops_per_song=crops_per_song,
         batch_size=args.batch_size // processes,
     )
-    trainer.fit(ContentModel(ContentEncoder(dims, cache.config)), datamodule=datamodule)
+    trainer.fit(ContentModel(encoder), datamodule=datamodule)
     if trainer.is_global_zero:
         rate = args.steps * args.batch_size / clock.seconds
         result = {"processes": processes, "threads": torch.get_num_threads(), "windows_per_s": rate}
@@ -157,7 +157,10 @@ def main() -> None:
         f" {args.steps} timed steps after {args.warmup}"
     )
     with tempfile.TemporaryDirectory() as workdir:
-        cache = args.cache or cached_clips(args.audio, Path(workdir)).cache_dir
+        cache = (
+            args.cache
+            or cached_clips(args.audio, Path(workdir), default_front_end(DEFAULT_ENCODER)).cache_dir
+        )
         results = [(spec, run(spec, cache, args)) for spec in args.runs]
     print(
         f"  {'run':8}{'processes':>10}{'threads each':>14}{'crops each':>12}"

@@ -9,6 +9,16 @@ from typing import Any
 
 import typer
 
+from training.encoders import (
+    DEFAULT_ENCODER,
+    UnknownEncoderError,
+    available_encoders,
+    check_encoder_name,
+)
+
+# For the help texts of every command that takes --encoder (the table imports no torch).
+ENCODER_NAMES = ", ".join(available_encoders())
+
 app = typer.Typer(
     name="coldstart",
     help="Cold-start music recommendation: world -> features -> WMF -> CNN -> index -> API.",
@@ -27,3 +37,18 @@ def given(**options: Any) -> dict[str, Any]:
     default to None and pass only these on, so that the settings dataclass (`WMFParams`,
     `PipelineSettings`, ...) stays the one source of every default."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+def encoders_given(names: list[str] | None) -> list[str]:
+    """The `--encoder` values as given (the default encoder when none), each once;
+    `typer.BadParameter` (one line, exit code 2) naming the available ones otherwise."""
+    try:
+        checked = [check_encoder_name(name) for name in names or [DEFAULT_ENCODER]]
+    except UnknownEncoderError as error:
+        raise typer.BadParameter(str(error), param_hint="--encoder") from error
+    repeated = sorted({name for name in checked if checked.count(name) > 1})
+    if repeated:
+        raise typer.BadParameter(
+            f"{', '.join(repeated)} given twice: each encoder trains once", param_hint="--encoder"
+        )
+    return checked

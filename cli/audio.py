@@ -1,14 +1,20 @@
-"""`coldstart featurize`: the log-mel cache of a dataset's audio."""
+"""`coldstart featurize`: the mel cache of a dataset's audio, for an encoder's front end."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import ENCODER_NAMES, app, encoders_given
+from training.encoders import DEFAULT_ENCODER
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from audio.config import FrontEndConfig
 
 _FAILURES_SHOWN = 20
 
@@ -23,6 +29,14 @@ class Engine(StrEnum):
 @app.command()
 def featurize(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (audio/ holds the songs).")],
+    encoder: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encoder",
+            help=f"Cache for this encoder's front end: {ENCODER_NAMES} (default"
+            f" {DEFAULT_ENCODER}); give it again for several.",
+        ),
+    ] = None,
     cache: Annotated[
         Path | None,
         typer.Option(
@@ -44,27 +58,48 @@ def featurize(
         ),
     ] = None,
 ) -> None:
-    """Store every song's log-mel (float16) for training; skip songs already cached.
+    """Store every song's model input (float16 log-mel) behind the front end of each encoder
+    named, the one `coldstart train --encoder` reads; skip songs already cached.
 
     Songs too short, silent or undecodable are listed and left out. With --engine spark the
     dataset and the cache folder must be on a file system every executor sees."""
     from rich.console import Console
 
-    from audio.cache import featurize_dataset
-    from audio.config import FrontEndMismatchError
+    from training.encoders import default_front_end
 
+    names = encoders_given(encoder)
     if engine is Engine.spark and workers is not None:
         raise typer.BadParameter("applies to --engine local only", param_hint="--workers")
     if engine is Engine.local and spark_master is not None:
         raise typer.BadParameter("applies to --engine spark only", param_hint="--spark-master")
+    front_ends = list(dict.fromkeys(default_front_end(name) for name in names))
+    if cache is not None and len(front_ends) > 1:
+        raise typer.BadParameter("one folder holds one front end's mels", param_hint="--cache")
     console = Console()
+    for config in front_ends:
+        _featurize_for(console, dataset, cache, config, workers, engine, spark_master)
+
+
+def _featurize_for(
+    console: Console,
+    dataset: Path,
+    cache: Path | None,
+    config: FrontEndConfig,
+    workers: int | None,
+    engine: Engine,
+    spark_master: str | None,
+) -> None:
+    """Featurize `dataset` for the front end `config` and print what it did."""
+    from audio.cache import featurize_dataset
+    from audio.config import FrontEndMismatchError
+
     try:
         if engine is Engine.spark:
             from audio.spark_featurize import featurize_on_spark
 
-            summary = featurize_on_spark(dataset, cache, spark_master=spark_master)
+            summary = featurize_on_spark(dataset, cache, config, spark_master=spark_master)
         else:
-            summary = featurize_dataset(dataset, cache, workers=workers)
+            summary = featurize_dataset(dataset, cache, config, workers=workers)
     except (FileNotFoundError, FrontEndMismatchError, RuntimeError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error

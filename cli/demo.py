@@ -15,8 +15,9 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import ENCODER_NAMES, app, encoders_given
 from cli.world import Instruments
+from training.encoders import DEFAULT_ENCODER
 
 
 @app.command()
@@ -32,6 +33,9 @@ def demo(
         Instruments,
         typer.Option(help="What plays the world's notes (see `coldstart world --help`)."),
     ] = Instruments.soundfont,
+    encoder: Annotated[
+        str, typer.Option(help=f"Encoder architecture to train and serve: {ENCODER_NAMES}.")
+    ] = DEFAULT_ENCODER,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the published model at the end.")
     ] = True,
@@ -52,7 +56,12 @@ def demo(
     from cli.serve import serve
     from cli.train import train
     from cli.world import world
+    from training.baseline import BASELINE_FRONT_END
+    from training.encoders import encoder_of_front_end
 
+    encoders_given([encoder])
+    # The encoder's front end, and the baseline's (its MFCCs come from the project's log-mel).
+    front_ends = list(dict.fromkeys([encoder, encoder_of_front_end(BASELINE_FRONT_END) or encoder]))
     console = Console()
     name = f"{songs}x{users}-{clip_seconds:g}s-seed{seed}-{instruments.value}"
     world_dir = workdir / "worlds" / f"demo-{name}"
@@ -77,11 +86,11 @@ def demo(
             instruments=instruments,
         )
     step("2/6 featurize (log-mel cache)")
-    featurize(dataset=world_dir)
+    featurize(dataset=world_dir, encoder=front_ends)
     step("3/6 factorize (WMF)")
     factorize(dataset=world_dir, run=run_dir, seed=seed)
-    step("4/6 train (CNN and MFCC baseline)")
-    train(run=run_dir, seed=seed, verbose=verbose)
+    step(f"4/6 train ({encoder} CNN and MFCC baseline)")
+    train(run=run_dir, seed=seed, encoder=[encoder], verbose=verbose)
     step("5/6 evaluate (mAP@500, AUC on cold songs)")
     evaluate(run=run_dir, seed=seed)
     step("6/6 publish (indexes, registry, catalogue)")

@@ -33,7 +33,7 @@ def evaluate(
 
     from artifacts.manifest import ArtifactError
     from corpus.dataset import DatasetError
-    from evaluation.report import MARKDOWN_FILE, evaluate_run, model_order
+    from evaluation.report import MARKDOWN_FILE, evaluate_run, model_label, model_order
 
     console = Console()
     try:
@@ -52,7 +52,7 @@ def evaluate(
     for name in model_order(report):
         closed = report["gap_closed"][name]["map"]
         table.add_row(
-            name,
+            model_label(name, report["models"][name]),
             f"{report['models'][name]['map']:.5f}",
             f"{report['models'][name]['auc']:.4f}",
             "" if closed is None else f"{closed:.1%}",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.app import app, given
+from cli.app import ENCODER_NAMES, app, encoders_given, given
 
 if TYPE_CHECKING:
     from index.settings import IndexSettings
@@ -71,6 +71,14 @@ def pipeline(
         typer.Option(
             min=1,
             help="WMF factors of a first version (later: current's) (default: PipelineSettings).",
+        ),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Encoder architecture to train: {ENCODER_NAMES}. Default: the current"
+            " version's, fine-tuned (the default encoder for a first version); another than"
+            " the current's trains from scratch.",
         ),
     ] = None,
     epochs: Annotated[
@@ -136,7 +144,8 @@ def pipeline(
         typer.Option(min=0.001, help="Memory budget of one ivfpq index; above it, shards."),
     ] = None,
 ) -> None:
-    """The nightly run: snapshot -> featurize -> factorize (warm) -> train (fine-tune) ->
+    """The nightly run: snapshot -> featurize (for the encoder it trains) -> factorize
+    (warm) -> train (fine-tune the current encoder, or --encoder from scratch) ->
     evaluate -> quality gate -> publish -> retention. Exit code: 0 published, 3 refused by
     the gate, 75 another run is going, 1 failed; the current version serves throughout."""
     from rich.console import Console
@@ -145,7 +154,10 @@ def pipeline(
     from catalogue.db import url_or_path
     from evaluation.gate import GateSettings
     from pipeline.nightly import PipelineSettings, run_pipeline
-    from training.run import CNN_DEFAULTS
+    from training.encoder_fit import CNN_DEFAULTS
+
+    if encoder is not None:
+        encoders_given([encoder])
 
     console = Console(stderr=True)
     logging.basicConfig(
@@ -166,6 +178,7 @@ def pipeline(
             spark_master=spark_master,
             index=_index_settings(index_kind, index_factory, index_nprobe, index_memory_gb),
             **given(
+                encoder=encoder,
                 factors=factors,
                 fine_tune_epochs=fine_tune_epochs,
                 keep_versions=keep_versions,

@@ -35,7 +35,7 @@ def publish(
     from artifacts.manifest import ArtifactError
     from catalogue.db import url_or_path
     from pipeline.registry import publish_run
-    from training.run import TrainingError
+    from training.run_data import TrainingError
 
     console = Console()
     if database is not None:

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import ENCODER_NAMES, app, encoders_given
+from training.encoders import DEFAULT_ENCODER
 
 
 def _yielding_threads() -> None:
@@ -24,6 +25,15 @@ def _yielding_threads() -> None:
 @app.command()
 def train(
     run: Annotated[Path, typer.Option("--run", help="Run folder made by `coldstart factorize`.")],
+    encoder: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encoder",
+            help=f"Encoder architecture: {ENCODER_NAMES} (default {DEFAULT_ENCODER}). Give it"
+            " again for more: the first is the served one (RUN/models/cnn/), each further one"
+            " trains into RUN/models/<name>/ and is scored beside it.",
+        ),
+    ] = None,
     dataset: Annotated[
         Path | None,
         typer.Option(help="Dataset folder, if the factorization manifest does not record it."),
@@ -105,11 +115,12 @@ def train(
         bool, typer.Option("--verbose", help="Also Lightning's info lines and model summary.")
     ] = False,
 ) -> None:
-    """Train the content models on a factorized run: the CNN (RUN/models/cnn/), the paper's
-    MFCC bag-of-words linear baseline (RUN/models/linear/), the artist prior
-    (RUN/models/artist/) and the hybrid of CNN and artist (RUN/models/hybrid/); each
-    predicts the test songs.
-    CNN options left out take the defaults of `training.run.CNNSettings`.
+    """Train the content models on a factorized run: the served encoder (RUN/models/cnn/,
+    from the mel cache of its front end: `coldstart featurize DATASET --encoder NAME`), any
+    further encoders (RUN/models/<name>/), the paper's MFCC bag-of-words linear baseline
+    (RUN/models/linear/), the artist prior (RUN/models/artist/) and the hybrid of CNN and
+    artist (RUN/models/hybrid/); each predicts the test songs.
+    Encoder options left out take the defaults of `training.encoder_fit.CNNSettings`.
 
     Several devices or nodes train the CNN with DDP: on one machine this command starts the
     other processes itself; across machines run it on each with MASTER_ADDR, MASTER_PORT and
@@ -122,8 +133,11 @@ def train(
     from artifacts.manifest import ArtifactError
     from artifacts.run_layout import MODELS_DIR
     from training.baseline import BaselineParams
-    from training.run import CNNSettings, TrainingError, is_global_zero, train_run
+    from training.encoder_fit import CNNSettings, is_global_zero
+    from training.run import train_run
+    from training.run_data import TrainingError
 
+    names = encoders_given(encoder)
     if not (cnn or linear or hybrid):
         raise typer.BadParameter("nothing to train: --no-cnn, --no-linear and --no-hybrid")
     given = {
@@ -141,6 +155,7 @@ def train(
     try:
         settings = CNNSettings(
             **{name: value for name, value in given.items() if value is not None},
+            encoder=names[0],
             accelerator=accelerator,
             devices=int(devices) if devices.lstrip("-").isdigit() else devices,
             num_nodes=num_nodes,
@@ -157,6 +172,7 @@ def train(
             dataset_root=dataset,
             seed=seed,
             cnn=settings if cnn else None,
+            others=[settings.for_encoder(name) for name in names[1:]],
             linear=BaselineParams() if linear else None,
             hybrid=hybrid,
             verbose=verbose,
@@ -181,7 +197,13 @@ def predict(
         list[Path], typer.Argument(help="Audio files (any format the decoder reads).")
     ],
     run: Annotated[Path, typer.Option("--run", help="Run folder with trained models.")],
-    model: Annotated[str, typer.Option(help="Which model: cnn or linear.")] = "cnn",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Which model of RUN/models/: cnn (the served encoder), linear, or a further"
+            f" encoder's name ({ENCODER_NAMES})."
+        ),
+    ] = "cnn",
     out: Annotated[
         Path | None, typer.Option(help="Save the (n_files, F) float32 factors to this .npy.")
     ] = None,
@@ -197,12 +219,17 @@ def predict(
     from artifacts.run_layout import MODELS_DIR
     from audio.config import FrontEndMismatchError
     from audio.errors import AudioError
-    from training.inference import MODELS, load_predictor
+    from training.inference import load_predictor
 
-    if model not in MODELS:
-        raise typer.BadParameter(f"--model must be one of {', '.join(MODELS)}")
+    folder = run / MODELS_DIR / model
+    if not folder.is_dir():
+        there = sorted(path.name for path in (run / MODELS_DIR).glob("*") if path.is_dir())
+        raise typer.BadParameter(
+            f"no {MODELS_DIR}/{model}/ in {run} (there: {', '.join(there) or 'none'})",
+            param_hint="--model",
+        )
     try:
-        predictor = load_predictor(run / MODELS_DIR / model, model)
+        predictor = load_predictor(folder)
     except (ArtifactError, FrontEndMismatchError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

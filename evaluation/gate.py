@@ -5,8 +5,9 @@ The nightly pipeline calls `quality_gate(RUN, current, floor=...)` after `evalua
 before `publish_run`. The models are scored by `ranking.metrics.ranking_metrics` (mAP@k
 with pessimistic ties, AUC with ties as 1/2, as in `report.json`) on one common ground:
 
-- songs: the run's test songs that have a cached mel (a song without audio has no
-  prediction from either model);
+- songs: the run's test songs that have a cached mel behind the candidate's front end and
+  behind the current's (a song without audio has no prediction from either model; the two
+  encoders may hear through different front ends, each read from its own cache);
 - users: those that the candidate's factorization and the current version both know and
   that listened to at least one of those songs; their held-out listens are the truth.
 
@@ -41,9 +42,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from artifacts.run_layout import CNN_NAME, MODELS_DIR, TEST_FACTORS_FILE
+from artifacts.run_layout import CNN_NAME, HYBRID_NAME, MODELS_DIR, TEST_FACTORS_FILE
 from audio.cache import MelCache, default_cache_dir
-from audio.config import FRONT_END
+from audio.config import FrontEndConfig
 from corpus.dataset import LISTENS_FILE, SONGS_FILE, read_listens, read_songs
 from factorization.matrices import play_count_matrix
 from factorization.run import dataset_root_of, load_factorization
@@ -54,13 +55,13 @@ from ranking.metrics import (
     expected_random_map,
     ranking_metrics,
 )
+from training.checkpoint import read_encoder_config
 from training.inference import predict_cached
 
 if TYPE_CHECKING:
-    from training.encoder import ContentEncoder
+    from training.encoders.base import ContentEncoder
     from training.fusion import HybridPlacement
 
-HYBRID_NAME = "hybrid"
 GATED_MODELS = (CNN_NAME, HYBRID_NAME)
 METRICS = ("map", "auc")
 
@@ -320,6 +321,14 @@ def _current_vectors(
     return vectors
 
 
+def _open_cache(root: Path, config: FrontEndConfig) -> MelCache:
+    """The dataset's mel cache for the front end `config`; `GateError` when there is none."""
+    try:
+        return MelCache.open(default_cache_dir(root, config))
+    except FileNotFoundError as error:
+        raise GateError(f"no test song has audio: no usable mel cache ({error})") from error
+
+
 def quality_gate(
     run_dir: Path,
     current: ScoredVersion | None,
@@ -340,17 +349,18 @@ def quality_gate(
     run_dir = Path(run_dir)
     factorization = load_factorization(run_dir)
     root = dataset_root_of(factorization, dataset_root)
-    cache_dir = default_cache_dir(root, current.encoder.config if current else FRONT_END)
-    try:
-        cache = MelCache.open(cache_dir)
-    except FileNotFoundError as error:
-        raise GateError(f"no test song has audio: no usable mel cache ({error})") from error
-
-    song_rows = np.flatnonzero(np.isin(factorization.test_song_ids, cache.song_ids))
+    candidate_front_end = read_encoder_config(run_dir / MODELS_DIR / CNN_NAME).front_end
+    cache = _open_cache(root, candidate_front_end)
+    current_cache = cache if current is None else _open_cache(root, current.encoder.config)
+    song_rows = np.flatnonzero(
+        np.isin(factorization.test_song_ids, cache.song_ids)
+        & np.isin(factorization.test_song_ids, current_cache.song_ids)
+    )
     if song_rows.size == 0:
         raise GateError(
             f"{run_dir}: none of its {len(factorization.test_song_ids)} test songs has a"
-            f" cached mel in {cache_dir}"
+            f" cached mel in {cache.cache_dir}"
+            + ("" if current_cache is cache else f" and in {current_cache.cache_dir}")
         )
     song_ids = [factorization.test_song_ids[row] for row in song_rows]
     vectors = _candidate_vectors(run_dir, factorization.test_song_factors.shape)
@@ -392,7 +402,7 @@ def quality_gate(
         current_metrics = {
             model: _metrics(ranking_metrics(current_users, song_vectors, relevance, k=settings.k))
             for model, song_vectors in _current_vectors(
-                current, cache, root, song_ids, batch_size
+                current, current_cache, root, song_ids, batch_size
             ).items()
         }
     digest = songs_digest(song_ids)

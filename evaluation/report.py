@@ -7,7 +7,9 @@ test song, and scores with `ranking.metrics.ranking_metrics`:
 - `random`: seeded Gaussian song vectors, the floor, beside its analytic expectation;
 - `upper_bound`: the folded-in WMF factors, what a perfect content model could reach;
 - every finished content model `RUN/models/<name>/test_song_factors.npy` (`linear`, `cnn`,
-  and the `artist` prior and the `hybrid` of CNN and artist, `training.hybrid`).
+  the served encoder, further encoders named by their architecture, and the `artist` prior
+  and the `hybrid` of CNN and artist, `training.hybrid`). An encoder's row records its
+  architecture (`models.<name>.architecture`; report.md labels `cnn (dieleman)`).
 
 When the split records each test song's kind (`corpus.split`: `cold_track`, a new song by
 an artist with training songs; `cold_artist`, one by an artist without), the table is
@@ -36,6 +38,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from artifacts.files import write_atomic, write_json_atomic
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest, write_manifest
 from artifacts.run_layout import (
+    CNN_NAME,
+    HYBRID_NAME,
     MODELS_DIR,
     PLOTS_DIR,
     REPORT_FILE,
@@ -53,6 +57,8 @@ from ranking.metrics import (
     expected_random_map,
     ranking_metrics,
 )
+from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
+from training.checkpoint import read_encoder_config
 
 REPORT_KIND = "report"
 PREDICTIONS_FILE = "predictions.npz"
@@ -62,8 +68,6 @@ SONG_MAP_PLOT = f"{PLOTS_DIR}/song_map.png"
 TRUTH_FILE = "truth.json"
 RANDOM = "random"
 UPPER_BOUND = "upper_bound"
-CNN = "cnn"
-HYBRID = "hybrid"
 PREDICTION_KEYS = (
     "user_ids",
     "user_factors",
@@ -87,16 +91,18 @@ def _progress(enabled: bool) -> Progress:
 
 def _content_models(
     run_dir: Path, factorization: Factorization
-) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str], dict[str, str]]:
     """Test song vectors of every finished model under `RUN/models/`.
 
-    Returns `(vectors by name, manifest digest by name, skipped: reason by name)`. A folder
-    without a manifest is unfinished and skipped; a finished one that was trained on another
-    factorization, or whose vectors do not follow the test songs, is an error.
+    Returns `(vectors by name, manifest digest by name, skipped: reason by name,
+    architecture by name of the models that are encoders)`. A folder without a manifest is
+    unfinished and skipped; a finished one that was trained on another factorization, or
+    whose vectors do not follow the test songs, is an error.
     """
     vectors: dict[str, np.ndarray] = {}
     digests: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    architectures: dict[str, str] = {}
     models_dir = Path(run_dir) / MODELS_DIR
     folders = sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
     expected_shape = factorization.test_song_factors.shape
@@ -127,7 +133,9 @@ def _content_models(
             raise ArtifactError(f"{folder}: {TEST_FACTORS_FILE} holds NaN or infinite values")
         vectors[name] = factors
         digests[name] = str(manifest["digest"])
-    return vectors, digests, skipped
+        if ENCODER_CONFIG_FILE in manifest["files"]:
+            architectures[name] = read_encoder_config(folder).architecture
+    return vectors, digests, skipped, architectures
 
 
 def _gap_closed(value: float, floor: float, ceiling: float) -> float | None:
@@ -217,11 +225,11 @@ def _hybrid_effect(tables: dict[str, Any]) -> dict[str, dict[str, float]]:
     """hybrid minus cnn, mAP and AUC, in each table that has both."""
     return {
         kind: {
-            metric: table["models"][HYBRID][metric] - table["models"][CNN][metric]
+            metric: table["models"][HYBRID_NAME][metric] - table["models"][CNN_NAME][metric]
             for metric in ("map", "auc")
         }
         for kind, table in tables.items()
-        if {HYBRID, CNN} <= table["models"].keys()
+        if {HYBRID_NAME, CNN_NAME} <= table["models"].keys()
     }
 
 
@@ -378,7 +386,8 @@ def _plot_metrics(path: Path, report: dict[str, Any], order: list[str]) -> None:
         (axes[1], "auc", "AUC"),
     ):
         values = [report["models"][name][metric] for name in order]
-        bars = ax.bar(order, values, color="tab:blue")
+        labels = [model_label(name, report["models"][name]) for name in order]
+        bars = ax.bar(labels, values, color="tab:blue")
         ax.bar_label(bars, fmt="%.4f", fontsize=8)
         ax.axhline(expected[metric], color="grey", linestyle="--", label="random (expected)")
         ax.set_title(title)
@@ -402,6 +411,13 @@ KIND_TITLES = {
 }
 
 
+def model_label(name: str, row: dict[str, Any]) -> str:
+    """A row's name in the tables: an encoder's with its architecture when the folder is
+    named for its role (`cnn (dieleman)`), the bare name otherwise."""
+    architecture = row.get("architecture")
+    return name if architecture in (None, name) else f"{name} ({architecture})"
+
+
 def _table_lines(table: dict[str, Any], k: int) -> list[str]:
     """A markdown model table (best mAP first) with the random expectation, then a blank."""
     lines = [
@@ -415,7 +431,8 @@ def _table_lines(table: dict[str, Any], k: int) -> list[str]:
             for value in (table["gap_closed"][name][metric] for metric in ("map", "auc"))
         ]
         lines.append(
-            f"| {name} | {row['map']:.5f} | {row['auc']:.4f} | {closed[0]} | {closed[1]} |"
+            f"| {model_label(name, row)} | {row['map']:.5f} | {row['auc']:.4f} | {closed[0]}"
+            f" | {closed[1]} |"
         )
     expected = table["expected_random"]
     return [
@@ -529,7 +546,7 @@ def evaluate_run(
         user_factors = factorization.user_factors[evaluated]
         bar.advance(step)
 
-        content, digests, skipped = _content_models(run_dir, factorization)
+        content, digests, skipped, architectures = _content_models(run_dir, factorization)
         rng = np.random.default_rng(seed)
         vectors = {
             RANDOM: rng.standard_normal(factorization.test_song_factors.shape).astype(np.float32),
@@ -539,6 +556,9 @@ def evaluate_run(
         table = _score_table(user_factors, relevance, vectors, k, bar)
         kinds = _test_kinds(run_dir, factorization.test_song_ids)
         by_kind = _by_kind(user_factors, relevance, vectors, kinds, k, bar)
+        for scored in (table, *by_kind.values()):
+            for name, architecture in architectures.items():
+                scored["models"][name]["architecture"] = architecture
         report: dict[str, Any] = {
             "k": k,
             "n_users": table["n_users"],

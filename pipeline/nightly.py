@@ -3,6 +3,12 @@
     lock -> snapshot -> featurize -> factorize (warm-started) -> train (fine-tuned)
          -> evaluate -> quality gate -> publish -> retention
 
+The encoder keeps the current version's architecture (`PipelineSettings.encoder` None) and
+is fine-tuned from it; told another architecture, the run trains that one from scratch
+(the train step's `architecture` and `from_scratch` in the summary say so). Featurize
+caches the mels of every front end the run reads: the trained encoder's, and the current
+encoder's, which the quality gate scores the current version through.
+
 Each step is the same function the single commands call (with `engine="spark"` the
 featurization, the factorization and the embedding run as Spark jobs), on a run folder of its own
 (`WORK/runs/<run id>/`, WORK = `REG/pipeline/`). Nothing touches the registry before the
@@ -60,7 +66,8 @@ from pipeline.lock import PipelineBusy, pipeline_lock
 from pipeline.outcome import EXIT_CODES, Outcome
 from pipeline.registry import WARM_MIN_LISTENERS, RetrainingBase, current_version_or_none
 from pipeline.snapshot import Snapshot
-from training.run import CNN_DEFAULTS, CNNSettings
+from training.encoder_fit import CNN_DEFAULTS, CNNSettings
+from training.encoders import check_encoder_name, default_front_end
 
 log = logging.getLogger("coldstart.pipeline")
 
@@ -78,8 +85,11 @@ class PipelineSettings:
     """What one nightly run does. Exactly one of `dataset` and `database_url` is given.
 
     `factors` applies to the first version only: later runs keep the current version's
-    factor count, so the warm start and the fine-tuning apply. `cnn` trains from scratch;
-    fine-tuning runs `fine_tune_epochs` of the same settings from the current encoder.
+    factor count, so the warm start and the fine-tuning apply. `encoder` names the
+    architecture to train (None: the current version's, or `cnn.encoder` for a first
+    version); one other than the current's trains from scratch. `cnn` trains from scratch
+    (its sizes apply to its own architecture, another takes its defaults); fine-tuning runs
+    `fine_tune_epochs` of the same settings from the current encoder.
     """
 
     registry: Path
@@ -88,6 +98,7 @@ class PipelineSettings:
     audio_store: Path | None = None
     work_dir: Path | None = None
     run_id: str | None = None
+    encoder: str | None = None
     factors: int = 50
     wmf_iterations: int = 15
     regularization: float | Literal["auto"] = "auto"
@@ -105,6 +116,8 @@ class PipelineSettings:
     index: IndexSettings = field(default_factory=IndexSettings)
 
     def __post_init__(self) -> None:
+        if self.encoder is not None:
+            check_encoder_name(self.encoder)  # UnknownEncoderError names the others
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if (self.dataset is None) == (self.database_url is None):
@@ -176,6 +189,29 @@ class RunSummary:
         values["outcome"] = str(self.outcome)
         values["exit_code"] = self.exit_code
         return values
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """Which encoder a run trains: `architecture`, fine-tuned from the current version's
+    encoder (`fine_tune`) or from scratch, and why from scratch (`from_scratch`, None when
+    it fine-tunes)."""
+
+    architecture: str
+    fine_tune: bool
+    from_scratch: str | None
+
+    @classmethod
+    def of(cls, settings: PipelineSettings, base: RetrainingBase | None) -> EncoderPlan:
+        current = base.encoder.name if base is not None else None
+        architecture = settings.encoder or current or settings.cnn.encoder
+        if base is None:
+            return cls(architecture, False, "no current version")
+        if settings.from_scratch:
+            return cls(architecture, False, "asked for: --from-scratch")
+        if architecture != current:
+            return cls(architecture, False, f"asked for {architecture}; the current is {current}")
+        return cls(architecture, True, None)
 
 
 def new_run_id() -> str:
@@ -256,28 +292,10 @@ class _Run:
         snapshot = self._snapshot(base)
         gone = "missing_audio: its stored file is gone"
         self.summary.leave_out(dict.fromkeys(snapshot.missing_audio, gone), "snapshot")
-        with self.step("featurize") as detail:
-            if settings.engine == "spark":
-                from audio.spark_featurize import featurize_on_spark
-
-                featurized = featurize_on_spark(
-                    snapshot.root, spark_master=settings.spark_master, progress=False
-                )
-            else:
-                from audio.cache import featurize_dataset
-
-                featurized = featurize_dataset(
-                    snapshot.root, workers=settings.workers, progress=False
-                )
-            detail.update(
-                computed=featurized.computed,
-                up_to_date=featurized.skipped_up_to_date,
-                failed=len(featurized.failed),
-                cached=featurized.cached,
-            )
-        self.summary.leave_out(featurized.failed, "featurize")
+        plan = EncoderPlan.of(settings, base)
+        self._featurize(snapshot.root, plan, base)
         self._factorize(snapshot.root, base)
-        self._train(snapshot.root, base)
+        self._train(snapshot.root, base, plan)
         with self.step("evaluate") as detail:
             from evaluation.report import evaluate_run
 
@@ -370,6 +388,41 @@ class _Run:
             detail.update(source=snapshot.source, root=str(snapshot.root), **snapshot.counts)
         return snapshot
 
+    def _featurize(self, root: Path, plan: EncoderPlan, base: RetrainingBase | None) -> None:
+        """Cache the mels of every front end the run reads: the one the encoder trains
+        behind (the current encoder's when fine-tuning, else its architecture's, also the
+        fallback when fine-tuning is refused), and the current encoder's (the gate's)."""
+        settings = self.settings
+        own = default_front_end(plan.architecture)
+        current = [base.encoder.config] if base is not None else []
+        front_ends = [*current, own, *current] if plan.fine_tune else [own, *current]
+        failed: dict[str, str] = {}
+        with self.step("featurize") as detail:
+            for config in dict.fromkeys(front_ends):
+                if settings.engine == "spark":
+                    from audio.spark_featurize import featurize_on_spark
+
+                    featurized = featurize_on_spark(
+                        root, config=config, spark_master=settings.spark_master, progress=False
+                    )
+                else:
+                    from audio.cache import featurize_dataset
+
+                    featurized = featurize_dataset(
+                        root, config=config, workers=settings.workers, progress=False
+                    )
+                counts = {
+                    "computed": featurized.computed,
+                    "up_to_date": featurized.skipped_up_to_date,
+                    "failed": len(featurized.failed),
+                    "cached": featurized.cached,
+                }
+                if not detail:
+                    detail.update(counts)  # the front end the encoder trains behind
+                detail.setdefault("front_ends", {})[config.fingerprint()[:12]] = counts
+                failed.update(featurized.failed)
+        self.summary.leave_out(failed, "featurize")
+
     def _factorize(self, root: Path, base: RetrainingBase | None) -> None:
         from factorization.run import factorize_run
         from factorization.warm_start import WarmStart
@@ -442,17 +495,24 @@ class _Run:
         path.write_text("".join(f"{song_id}\n" for song_id in kept))
         return path
 
-    def _train(self, root: Path, base: RetrainingBase | None) -> None:
-        from training.run import TrainingError, train_run
+    def _train(self, root: Path, base: RetrainingBase | None, plan: EncoderPlan) -> None:
+        from training.run import train_run
+        from training.run_data import TrainingError
 
         settings = self.settings
         with self.step("train") as detail:
-            init = None
-            if base is not None and not settings.from_scratch:
-                init = base.encoder_dir
-            cnn = settings.cnn
-            if init is not None:
-                cnn = dataclasses.replace(cnn, epochs=settings.fine_tune_epochs)
+            init = base.encoder_dir if plan.fine_tune and base is not None else None
+            fresh = settings.cnn.for_encoder(plan.architecture)
+            cnn = (
+                fresh
+                if init is None
+                else dataclasses.replace(fresh, epochs=settings.fine_tune_epochs)
+            )
+            detail.update(
+                architecture=plan.architecture,
+                previous_architecture=base.encoder.name if base else None,
+                from_scratch=plan.from_scratch,
+            )
             try:
                 manifests = train_run(
                     self.run_dir,
@@ -468,12 +528,13 @@ class _Run:
                     raise
                 log.warning("cannot fine-tune from %s (%s): training from scratch", init, error)
                 detail["fine_tune_refused"] = str(error)
+                detail["from_scratch"] = f"fine-tuning refused: {error}"
                 init = None
                 manifests = train_run(
                     self.run_dir,
                     dataset_root=root,
                     seed=settings.seed,
-                    cnn=settings.cnn,
+                    cnn=fresh,
                     linear=None,
                     progress=False,
                 )

@@ -210,6 +210,9 @@ class ModelMetrics(BaseModel):
 
     map: float = Field(description="mAP@k on the cold test songs.")
     auc: float
+    architecture: str | None = Field(
+        default=None, description="The encoder's architecture, for a model that is an encoder."
+    )
 
 
 class ModelTable(BaseModel):
@@ -239,6 +242,7 @@ class Evaluation(ModelTable):
 class ModelInfo(BaseModel):
     version: str
     created_at: str
+    architecture: str = Field(description="The served content encoder's architecture.")
     n_factors: int
     counts: dict[str, int]
     evaluation: Evaluation

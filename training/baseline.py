@@ -30,6 +30,9 @@ from artifacts.files import write_json_atomic
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from audio.config import FRONT_END, FrontEndConfig
 
+# The front end whose cached log-mels the baseline's MFCCs come from: the project's (the
+# paper's 128 bands), whatever the encoders of the run hear through.
+BASELINE_FRONT_END = FRONT_END
 ARRAYS_FILE = "linear.npz"
 CONFIG_FILE = "linear.json"
 MANIFEST_KIND = "content_model"

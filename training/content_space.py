@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from training.encoder import ContentEncoder
+from training.encoders.base import ContentEncoder
 from training.inference import MelSource, cached_rows
 
 FIT_SONGS = 20_000

@@ -19,16 +19,23 @@ the weights: what a published version serves with (`pipeline.registry`).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from artifacts.files import write_json_atomic
 from artifacts.manifest import read_manifest, write_manifest
-from corpus.artists import UNKNOWN_ARTIST, normalise_artists
-from corpus.dataset import SONGS_FILE, read_songs
+from artifacts.run_layout import (
+    ARTIST_NAME,
+    CNN_NAME,
+    HYBRID_NAME,
+    MODELS_DIR,
+    TEST_FACTORS_FILE,
+)
+from corpus.artists import UNKNOWN_ARTIST
 from training.artist_prior import ARTIST_KIND, fit_artist_priors
+from training.checkpoint import MANIFEST_KIND as CNN_KIND
+from training.checkpoint import load_encoder
 from training.fusion import (
     FUSION_FILE,
     HYBRID_KIND,
@@ -37,31 +44,13 @@ from training.fusion import (
     score_metric,
 )
 from training.inference import predict_cached
-from training.run import (
-    CNN_NAME,
-    MODELS_DIR,
-    TEST_FACTORS_FILE,
-    RunData,
-    fresh_model_folder,
-    ranking_scorer,
-)
-
-ARTIST_NAME = "artist"
-HYBRID_NAME = "hybrid"
-
-
-def song_artists(dataset_root: Path) -> dict[str, str]:
-    """Song id -> normalised artist, from the dataset's songs.csv."""
-    songs = read_songs(Path(dataset_root) / SONGS_FILE)
-    return dict(zip(songs["song_id"], normalise_artists(songs["artist"]), strict=True))
+from training.run_data import RunData, fresh_model_folder, ranking_scorer, song_artists
 
 
 def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, dict[str, Any]]:
     """Fit the priors and the fusion on `data`, write both model folders; return their
-    manifests by name. Needs a finished `models/cnn/` trained on the same factorization."""
-    from training.checkpoint import MANIFEST_KIND as CNN_KIND
-    from training.checkpoint import load_encoder
-
+    manifests by name. Needs a finished `models/cnn/` trained on the same factorization,
+    and `data` reading the mel cache of its front end."""
     started = time.perf_counter()
     f = data.factorization
     artist_of = song_artists(data.dataset_root)

@@ -4,11 +4,13 @@ content embeddings.
 Every caller that turns audio into vectors comes here: the service (an upload's bytes, a
 stored track's file), `coldstart predict` (files), the registry's publish step and the
 quality gate (songs of the mel cache). For audio the path is decode -> the front end's
-check (`audio.frontend.decode_usable`) -> the checkpoint's own `LogMel`
-(`ContentEncoder.front_end`) -> `ContentEncoder.embed_mel`; for the cache, the stored
-float16 log-mels of `coldstart featurize` -> `embed_mel` (`forward_mel` where only the
+check (`audio.frontend.decode_usable`, with the encoder's own front-end config) -> the
+checkpoint's own front end (`ContentEncoder.front_end`, whichever the architecture
+carries) -> `ContentEncoder.embed_mel`; for the cache, the stored float16 model input of
+`coldstart featurize` for that front end -> `embed_mel` (`forward_mel` where only the
 factors are wanted), whole clips zero-padded into batches with their lengths (the encoder
-masks the padding). The two agree to float16 precision (tests/training/test_inference.py).
+masks the padding). The two agree to float16 precision for every architecture
+(tests/training/test_inference.py, tests/training/encoders/test_every_encoder.py).
 
 A track's two vectors travel as one (`track_vector`): the catalogue stores it per model
 version, and the cf placement (the factors) and the content space (the embedding) are
@@ -30,13 +32,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from artifacts.manifest import ArtifactError
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
 from audio.errors import AudioError
 from audio.frontend import check_finite, decode_usable, log_mel
-from training.encoder import ClipTooShortError, ContentEncoder, EncoderDims
-
-MODELS = ("cnn", "linear")
+from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
+from training.checkpoint import load_encoder
+from training.encoders.base import ClipTooShortError, ContentEncoder, EncoderDims
 
 
 class MelSource(Protocol):
@@ -226,22 +229,27 @@ def clip_loader(
 
 
 def load_predictor(
-    folder: Path, model: str, config: FrontEndConfig = FRONT_END
+    folder: Path, config: FrontEndConfig = FRONT_END
 ) -> Callable[[Path], np.ndarray]:
-    """Load the model saved in `folder` ("cnn" or "linear"); return `predict(file) -> (F,)`.
+    """Load the model saved in `folder` (a content encoder of any architecture, or the
+    linear baseline); return `predict(file) -> (F,)`.
 
-    The CNN goes through `embed_audio`; the linear baseline gets the front end's checked
-    log-mel (`audio.frontend.log_mel`), as featurize stores it. `predict` raises
-    `AudioError` for audio the front end refuses.
+    An encoder goes through `embed_audio` behind its own front end; the linear baseline
+    (saved behind `config`) gets the front end's checked log-mel (`audio.frontend.log_mel`),
+    as featurize stores it. `predict` raises `AudioError` for audio the front end refuses.
+    Raises `ArtifactError` for a folder that holds neither.
     """
-    if model == "cnn":
-        from training.checkpoint import load_encoder
+    # Here, not at the top: scikit-learn stays out of the service, which imports this module.
+    from training.baseline import CONFIG_FILE as LINEAR_CONFIG_FILE
+    from training.baseline import LinearBaseline
 
-        encoder = load_encoder(folder, config)
+    folder = Path(folder)
+    if (folder / ENCODER_CONFIG_FILE).is_file():
+        encoder = load_encoder(folder)
         return lambda file: embed_audio(encoder, file).factors
-    if model == "linear":
-        from training.baseline import LinearBaseline
-
+    if (folder / LINEAR_CONFIG_FILE).is_file():
         baseline = LinearBaseline.load(folder, config)
         return lambda file: baseline.predict([log_mel(file, config)])[0]
-    raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    raise ArtifactError(
+        f"{folder}: no model there (neither {ENCODER_CONFIG_FILE} nor {LINEAR_CONFIG_FILE})"
+    )

@@ -1,4 +1,8 @@
-"""The Lightning wrapper around the plain `ContentEncoder` (it holds the net, never is it).
+"""The Lightning wrapper around a plain content encoder (it holds the net, never is it).
+
+The net is any architecture of `training.encoders`: this module uses only the protocol
+(`training.encoders.base.ContentEncoder`: `pooled_mel`, `head`, `forward_mel`,
+`dims.pooled_dims`), never one class.
 
 Training regresses the WMF song factors from 3-second log-mel crops with the mean squared
 error (van den Oord et al. 2013 found MSE on the factors better than the weighted
@@ -34,7 +38,7 @@ from torch import Tensor
 from ranking.metrics import ranking_metrics
 from training.artist_head import ArtistHead, artist_loss
 from training.contrastive import ProjectionHead, song_contrastive_loss
-from training.encoder import ContentEncoder
+from training.encoders.base import ContentEncoder
 
 SCHEDULES = ("none", "cosine", "plateau")
 

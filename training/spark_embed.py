@@ -27,7 +27,7 @@ import pandas as pd
 from audio.cache import MelCache
 from audio.config import FrontEndConfig
 from training.checkpoint import load_encoder, save_encoder
-from training.encoder import ContentEncoder
+from training.encoders.base import ContentEncoder
 from training.inference import embed_cached, track_vector_dims
 
 if TYPE_CHECKING:

@@ -270,6 +270,7 @@ def _build_version(
             "run_dir": str(run_dir.resolve()),
             "dataset_root": str(root),
             "content_model": CONTENT_MODEL,
+            "architecture": encoder.name,
             "placement": "hybrid" if hybrid_dirs else "audio",
             "index": asdict(index_settings),
             "warm_min_listeners": warm_min_listeners,

@@ -41,7 +41,7 @@ from pipeline.registry.layout import (
 from training.fusion import HybridPlacement, load_hybrid
 
 if TYPE_CHECKING:
-    from training.encoder import ContentEncoder
+    from training.encoders.base import ContentEncoder
 
 
 @dataclass

@@ -26,15 +26,16 @@ def _not_found(description: str) -> dict[int | str, dict[str, Any]]:
     summary="The model version being served and its evaluation",
 )
 def model_info(runtime: RuntimeDep) -> ModelInfo:
-    """The version's id and creation time, its counts, the artifacts it came from, and the
-    run's model table (mAP@k and AUC, and whatever else the report holds, on cold test
-    songs beside random and the WMF upper bound; per kind of cold song too), with the
-    names of the evaluation's figures."""
+    """The version's id and creation time, its encoder's architecture, its counts, the
+    artifacts it came from, and the run's model table (mAP@k and AUC, and whatever else the
+    report holds, on cold test songs beside random and the WMF upper bound; per kind of cold
+    song too), with the names of the evaluation's figures."""
     version = runtime.require_version()
     manifest = version.manifest
     return ModelInfo(
         version=version.version_id,
         created_at=version.created_at,
+        architecture=version.encoder.name,
         n_factors=int(manifest["n_factors"]),
         counts={name: int(value) for name, value in manifest["counts"].items()},
         evaluation=Evaluation.model_validate(version.report),

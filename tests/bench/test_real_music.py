@@ -10,7 +10,7 @@ import torch
 
 from bench.real_music import K, precision_at_k, untrained_twins
 from training.checkpoint import load_encoder
-from training.run import load_run_data
+from training.run_data import load_run_data
 
 
 def test_precision_counts_same_label_neighbours() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio.config import FRONT_END
 from catalogue import Catalogue
 from evaluation.gate import GateSettings
 from pipeline.lock import pipeline_lock
@@ -30,7 +31,8 @@ from pipeline.registry import (
     load_current,
     publish_run,
 )
-from tests.tiny import TINY_CNN
+from tests import narrowband
+from tests.tiny import TINY_CNN, tiny_settings
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +92,10 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     assert steps["factorize"]["warm_start_from"] == before
     assert steps["factorize"]["test_split"] == "kept"
     assert steps["train"]["fine_tuned_from"] == before
+    # told nothing, the run keeps the current version's architecture (and front end)
+    assert steps["train"]["architecture"] == steps["train"]["previous_architecture"] == "dieleman"
+    assert steps["train"]["from_scratch"] is None
+    assert set(steps["featurize"]["front_ends"]) == {FRONT_END.fingerprint()[:12]}
     assert summary.drift is not None and summary.drift["songs"]["n_shared"] > 0
     assert summary.gate is not None and summary.gate["current_version"] == before
 
@@ -131,6 +137,44 @@ def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_wor
     assert candidate["map"] < current["map"] or candidate["auc"] < current["auc"]
     assert summary.gate["decided_by"] == "current" and "decided by current" in summary.message
     assert before in summary.message and "publish" not in [s.name for s in summary.steps]
+
+
+def test_told_another_architecture_it_trains_that_one_then_keeps_it(
+    registry: Path, tiny_world: Path, audio_assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--encoder` another than the current's: that one from scratch, behind its own front
+    end (featurized for it; the gate scores the current version through its own), recorded
+    in the summary; the next night, told nothing, fine-tunes it."""
+    from training.inference import embed_audio
+
+    name = narrowband.register(monkeypatch)
+    before = current_version_id(registry)
+    tiny = tiny_settings(name)
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world, encoder=name, cnn=tiny))
+
+    assert summary.outcome == Outcome.PUBLISHED, summary.message
+    train = {step.name: step.detail for step in summary.steps}["train"]
+    assert train["architecture"] == name and train["previous_architecture"] == "dieleman"
+    assert train["fine_tuned_from"] is None
+    assert train["from_scratch"] == f"asked for {name}; the current is dieleman"
+    featurized = {step.name: step.detail for step in summary.steps}["featurize"]["front_ends"]
+    assert set(featurized) == {
+        narrowband.FRONT_END_16K.fingerprint()[:12],
+        FRONT_END.fingerprint()[:12],
+    }
+    assert summary.gate is not None and summary.gate["current_version"] == before
+    version = load_current(registry)
+    assert version.encoder.name == name and version.encoder.config == narrowband.FRONT_END_16K
+    assert version.manifest["parameters"]["architecture"] == name
+    served = embed_audio(version.encoder, audio_assets / "vibe_ace.mp3")  # decoded at 16 kHz
+    assert served.content.shape == (version.encoder.dims.embedding_dims,)
+
+    again = run_pipeline(settings_for(registry, dataset=tiny_world, cnn=tiny))
+    assert again.outcome == Outcome.PUBLISHED, again.message
+    train = {step.name: step.detail for step in again.steps}["train"]
+    assert train["architecture"] == train["previous_architecture"] == name
+    assert train["fine_tuned_from"] == summary.version_id and train["from_scratch"] is None
+    assert load_current(registry).encoder.name == name
 
 
 def test_a_second_run_is_turned_away_while_one_holds_the_lock(

@@ -270,6 +270,50 @@ def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
     assert f"model version {tampered} not loaded, still serving {old}" in server.log.read_text()
 
 
+def _reseal(folder: Path, kind: str) -> None:
+    """Write `folder`'s manifest again over its files as they are now, all else kept."""
+    from artifacts.manifest import read_manifest, write_manifest
+
+    manifest = read_manifest(folder, verify=False)
+    sealed = {"schema_version", "kind", "parameters", "parents", "dataset_fingerprint", "files"}
+    write_manifest(
+        folder,
+        kind=kind,
+        files=list(manifest["files"]),
+        parameters=manifest["parameters"],
+        parents=manifest["parents"],
+        dataset_fingerprint=manifest["dataset_fingerprint"],
+        extra={k: v for k, v in manifest.items() if k not in {*sealed, "digest", "created_at"}},
+    )
+
+
+def test_a_version_of_an_unknown_architecture_is_refused_in_one_line(
+    start_server: Any, own_registry: Any
+) -> None:
+    """A version whose files are intact but whose encoder names an architecture this code
+    does not have: not served, the old one keeps serving, and the log says why in one line
+    naming the architectures it has (no traceback)."""
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    old = own_registry.version_id
+    versions = own_registry.folder / "versions"
+    unknown = f"{old}-8"
+    shutil.copytree(versions / old, versions / unknown)
+    config = versions / unknown / "encoder" / "encoder.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "architecture": "wavenet"}))
+    _reseal(versions / unknown / "encoder", "content_model")
+    _reseal(versions / unknown, "model-version")
+    (own_registry.folder / "current").write_text(unknown + "\n")
+    deadline = time.monotonic() + SWAP_TIMEOUT_S
+    while metric(server, "coldstart_model_swap_failures_total") < 1:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.1)
+    assert ready_version(server) == old
+    log = server.log.read_text()
+    assert f"model version {unknown} not loaded, still serving {old}" in log
+    assert "unknown encoder architecture 'wavenet' (available: dieleman" in log
+    assert "Traceback" not in log
+
+
 def test_a_server_started_on_an_empty_registry_becomes_ready_when_one_is_published(
     start_server: Any, trained_run: Path, tmp_path: Path
 ) -> None:

@@ -79,6 +79,9 @@ def test_ready_model_table_and_metrics(
     model = client.get("/v1/model").json()
     assert model["version"] == registry.version_id and model["created_at"]
     assert {"random", "upper_bound", "cnn"} <= set(model["evaluation"]["models"])
+    assert model["architecture"] == "dieleman"
+    assert model["evaluation"]["models"]["cnn"]["architecture"] == "dieleman"
+    assert model["evaluation"]["models"]["random"]["architecture"] is None
     assert model["counts"]["users"] > 0 and model["n_factors"] == 16
     assert set(model["parents"]) == {
         "factorization",

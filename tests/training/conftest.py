@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import torch
 
 from audio.config import FRONT_END
-from training.encoder import ContentEncoder, EncoderDims
+from training.encoders.base import ContentEncoder
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
 
 N_FACTORS = 4
 
@@ -64,8 +65,8 @@ def encoder() -> ContentEncoder:
     from training.content_space import projection_of
 
     torch.manual_seed(0)
-    net = ContentEncoder(
-        EncoderDims(n_factors=8, channels=(16, 16, 32), hidden=(32,), content_dims=12)
+    net = DielemanEncoder(
+        DielemanDims(n_factors=8, channels=(16, 16, 32), hidden=(32,), content_dims=12)
     )
     # Fresh batch norms are identities; give them statistics so the tests mean something.
     net.train()

@@ -23,11 +23,11 @@ from tests.training.test_lightning_module import (
     training_only_trainer,
 )
 from training.artist_head import NO_ARTIST, ArtistHead, artist_loss
-from training.encoder import ContentEncoder, EncoderDims
+from training.encoder_fit import CNNSettings, artist_classes
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
 from training.lightning_module import ContentModel
-from training.run import CNNSettings, artist_classes
 
-SMALL = EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,))
+SMALL = DielemanDims(n_factors=4, channels=(16, 16, 32), hidden=(32,))
 
 
 def test_loss_is_cross_entropy_over_the_songs_with_an_artist() -> None:
@@ -84,7 +84,7 @@ def test_the_option_reaches_the_settings(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_off_by_default_and_needs_classes_and_song_indices() -> None:
-    net = ContentEncoder(SMALL)
+    net = DielemanEncoder(SMALL)
     assert ContentModel(net).artist_head is None
     assert ContentModel(net, artist_classes=np.zeros(3, np.int64)).artist_head is None
     with pytest.raises(ValueError, match="artist_classes"):
@@ -117,7 +117,7 @@ def _artists(world) -> np.ndarray:
 def _fit(world, root: Path, **options) -> tuple[ContentModel, pl.Trainer]:
     """A seeded 2-epoch fit of the small net with `options` for the module."""
     pl.seed_everything(0, verbose=False)
-    model = ContentModel(ContentEncoder(SMALL), lr=3e-3, **options)
+    model = ContentModel(DielemanEncoder(SMALL), lr=3e-3, **options)
     trainer = training_only_trainer(root)
     with_songs = options.get("artist_head_weight", 0) > 0
     trainer.fit(model, datamodule=tiny_datamodule(world, with_songs=with_songs))

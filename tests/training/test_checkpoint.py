@@ -1,4 +1,5 @@
-"""Checkpoints: round trip without pickle, refusal of another front end, a Lightning-free load."""
+"""Checkpoints: round trip without pickle, the architecture by name (old checkpoints are
+dieleman, an unknown name is refused), refusal of another front end, a Lightning-free load."""
 
 from __future__ import annotations
 
@@ -20,16 +21,17 @@ from training.checkpoint import (
     load_encoder,
     save_encoder,
 )
-from training.encoder import ContentEncoder, EncoderDims
+from training.encoders.base import ContentEncoder
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DIMS = EncoderDims(n_factors=6, channels=(8, 8, 16), hidden=(16,))
+DIMS = DielemanDims(n_factors=6, channels=(8, 8, 16), hidden=(16,))
 
 
 @pytest.fixture
 def saved(tmp_path: Path) -> tuple[Path, ContentEncoder]:
     torch.manual_seed(3)
-    encoder = ContentEncoder(DIMS)
+    encoder = DielemanEncoder(DIMS)
     with torch.no_grad():  # move the batch-norm statistics away from their initial values
         encoder.train().forward_mel(torch.randn(4, FRONT_END.n_mels, 140) - 4)
     pooled = 3 * DIMS.channels[-1]
@@ -58,18 +60,62 @@ def test_the_content_projection_is_saved(saved: tuple[Path, ContentEncoder]) -> 
     mel = torch.randn(2, FRONT_END.n_mels, 140)
     with torch.no_grad():
         torch.testing.assert_close(loaded.embed_mel(mel)[1], encoder.eval().embed_mel(mel)[1])
-    assert json.loads((folder / CONFIG_FILE).read_text())["format"] == 2
+    assert json.loads((folder / CONFIG_FILE).read_text())["format"] == 3
+
+
+def _rewrite_config(folder: Path, config: dict) -> None:
+    """Replace `encoder.json` and re-seal the manifest over it (as an older code wrote it)."""
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    write_manifest(folder, kind=MANIFEST_KIND, files=read_manifest(folder, verify=False)["files"])
+
+
+def test_the_architecture_is_saved_and_built_again(saved: tuple[Path, ContentEncoder]) -> None:
+    folder, encoder = saved
+    saved_json = json.loads((folder / CONFIG_FILE).read_text())
+    assert saved_json["architecture"] == "dieleman"
+    assert read_manifest(folder)["parameters"]["architecture"] == "dieleman"
+    assert type(load_encoder(folder)) is type(encoder)
+
+
+def test_a_format_2_checkpoint_is_a_dieleman(saved: tuple[Path, ContentEncoder]) -> None:
+    """An `encoder.json` as the code before architectures wrote it (format 2: format, front
+    end, dims; no architecture) loads as `dieleman` and gives the same vectors."""
+    folder, encoder = saved
+    saved_json = json.loads((folder / CONFIG_FILE).read_text())
+    legacy = {key: saved_json[key] for key in ("format", "front_end", "dims")}
+    _rewrite_config(folder, {**legacy, "format": 2})
+    loaded = load_encoder(folder)
+    assert loaded.name == "dieleman" and loaded.dims == DIMS
+    mel = torch.randn(2, FRONT_END.n_mels, 140)
+    with torch.no_grad():
+        for mine, theirs in zip(loaded.embed_mel(mel), encoder.eval().embed_mel(mel), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_an_unknown_architecture_is_refused_naming_the_known_ones(
+    saved: tuple[Path, ContentEncoder],
+) -> None:
+    folder, _ = saved
+    saved_json = json.loads((folder / CONFIG_FILE).read_text())
+    _rewrite_config(folder, {**saved_json, "architecture": "wavenet"})
+    with pytest.raises(
+        ArtifactError, match=r"unknown encoder architecture 'wavenet' \(available: dieleman"
+    ):
+        load_encoder(folder)
+    _rewrite_config(folder, {**saved_json, "dims": {**saved_json["dims"], "heads": 8}})
+    with pytest.raises(ArtifactError, match="dieleman dims .* unknown fields \\['heads'\\]"):
+        load_encoder(folder)
 
 
 def test_a_format_1_checkpoint_embeds_by_its_factors(tmp_path: Path) -> None:
     """Saved before the content embedding existed (no `content_dims`, no projection): it
     loads as an encoder whose content embedding is its factors, what its versions indexed."""
     torch.manual_seed(4)
-    plain = ContentEncoder(dataclasses.replace(DIMS, content_dims=None)).eval()
+    plain = DielemanEncoder(dataclasses.replace(DIMS, content_dims=None)).eval()
     folder = tmp_path / "old"
     save_encoder(plain, folder)
     saved_json = json.loads((folder / CONFIG_FILE).read_text())
-    del saved_json["dims"]["content_dims"]
+    del saved_json["dims"]["content_dims"], saved_json["architecture"]
     (folder / CONFIG_FILE).write_text(json.dumps({**saved_json, "format": 1}))
     write_manifest(folder, kind=MANIFEST_KIND, files=read_manifest(folder, verify=False)["files"])
     loaded = load_encoder(folder)
@@ -79,9 +125,9 @@ def test_a_format_1_checkpoint_embeds_by_its_factors(tmp_path: Path) -> None:
         factors, content = loaded.embed_mel(mel)
         torch.testing.assert_close(factors, plain.forward_mel(mel))
     assert content is factors
-    (folder / CONFIG_FILE).write_text(json.dumps({**saved_json, "format": 3}))
+    (folder / CONFIG_FILE).write_text(json.dumps({**saved_json, "format": 4}))
     write_manifest(folder, kind=MANIFEST_KIND, files=read_manifest(folder, verify=False)["files"])
-    with pytest.raises(ArtifactError, match="checkpoint format 3"):
+    with pytest.raises(ArtifactError, match="checkpoint format 4"):
         load_encoder(folder)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.content_space import fit_content_space, pooled_cached, projection_of
-from training.encoder import ContentEncoder
+from training.encoders.base import ContentEncoder
 
 
 def test_projection_keeps_the_leading_directions_uncentred() -> None:

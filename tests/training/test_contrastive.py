@@ -19,7 +19,7 @@ from tests.training.test_lightning_module import (
 )
 from training.contrastive import ProjectionHead, song_contrastive_loss
 from training.datamodule import CropSampler, MelDataModule
-from training.encoder import ContentEncoder, EncoderDims
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
 from training.lightning_module import ContentModel
 
 
@@ -75,7 +75,7 @@ def test_paired_batches_carry_song_indices(synthetic_world) -> None:
 def _fit(world, tmp_path, weight: float) -> tuple[ContentModel, float, float]:
     """A seeded 2-epoch fit; the contrastive loss on one batch before and after, in eval mode."""
     pl.seed_everything(0, verbose=False)
-    net = ContentEncoder(EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
+    net = DielemanEncoder(DielemanDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
     model = ContentModel(net, lr=3e-3, contrastive_weight=weight)
     datamodule = _paired(world)
     mel, _, songs = next(iter(datamodule.train_dataloader()))
@@ -105,7 +105,7 @@ def test_tiny_fit_lowers_the_contrastive_loss_and_is_seeded(synthetic_world, tmp
 
 
 def test_off_by_default_and_needs_song_indices() -> None:
-    net = ContentEncoder(EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
+    net = DielemanEncoder(DielemanDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
     assert ContentModel(net).projection is None
     model = ContentModel(net, contrastive_weight=0.5)
     with pytest.raises(ValueError, match="song indices"):
@@ -116,7 +116,7 @@ def test_off_by_default_and_needs_song_indices() -> None:
 
 def test_artist_classes_make_every_crop_of_the_artist_a_positive() -> None:
     torch.manual_seed(0)
-    net = ContentEncoder(EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
+    net = DielemanEncoder(DielemanDims(n_factors=4, channels=(16, 16, 32), hidden=(32,)))
     artists = np.array([0, 0, 1, 1])  # songs 0 and 1 by one artist, 2 and 3 by another
     by_song = ContentModel(net, contrastive_weight=1.0).eval()
     by_artist = ContentModel(net, contrastive_weight=1.0, contrastive_classes=artists).eval()

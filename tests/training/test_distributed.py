@@ -21,14 +21,9 @@ from artifacts.manifest import read_manifest
 from audio.config import FRONT_END
 from training.checkpoint import MANIFEST_KIND, load_encoder
 from training.datamodule import CropSampler, rank_share
+from training.encoder_fit import CNNSettings, train_encoder
 from training.inference import predict_cached
-from training.run import (
-    CNNSettings,
-    TrainingError,
-    load_run_data,
-    ranking_scorer,
-    train_cnn,
-)
+from training.run_data import TrainingError, load_run_data, ranking_scorer
 
 WINDOW = FRONT_END.window_frames
 COLDSTART = Path(sys.executable).parent / "coldstart"
@@ -113,7 +108,7 @@ def run_copy(trained_run: Path, tmp_path: Path) -> Path:
 def test_batch_that_does_not_split_across_processes_is_refused(run_copy: Path) -> None:
     settings = CNNSettings(accelerator="cpu", devices=2, batch_size=9)
     with pytest.raises(TrainingError, match="batch_size 9 does not split into 2 processes"):
-        train_cnn(load_run_data(run_copy), settings, progress=False)
+        train_encoder(load_run_data(run_copy), settings, progress=False)
     assert (run_copy / "models" / "cnn" / "manifest.json").is_file()  # left as it was
 
 

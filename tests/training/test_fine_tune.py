@@ -16,12 +16,14 @@ import torch
 from artifacts.manifest import read_manifest
 from audio.config import FRONT_END
 from training.checkpoint import MANIFEST_KIND, load_encoder, save_encoder
-from training.encoder import ContentEncoder, EncoderDims
-from training.run import CNNSettings, TrainingError, load_run_data, train_cnn, train_run
+from training.encoder_fit import CNNSettings, train_encoder
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
+from training.run import train_run
+from training.run_data import TrainingError, load_run_data
 
 # Other sizes than the init's, and a learning rate of 0: training runs, the weights stay.
 FROZEN = CNNSettings(
-    dims=EncoderDims(channels=(8, 8, 8), hidden=(8,)),
+    dims=DielemanDims(channels=(8, 8, 8), hidden=(8,)),
     epochs=1,
     max_minutes=None,
     lr=0.0,
@@ -88,16 +90,18 @@ def test_fine_tuning_an_encoder_without_an_embedding_gives_it_one(
         old.named_parameters(), after.named_parameters(), strict=True
     ):
         torch.testing.assert_close(new, before, rtol=0, atol=0, msg=name)
-    fresh = ContentEncoder(after.dims).content_projection
+    fresh = DielemanEncoder(after.dims).content_projection
     assert not torch.equal(after.content_projection, fresh)  # fitted, not a fresh encoder's
 
 
 def test_encoder_of_another_factor_count_is_refused(run_copy: Path, tmp_path: Path) -> None:
     folder = tmp_path / "narrow"
-    save_encoder(ContentEncoder(EncoderDims(n_factors=8, channels=(8, 8, 8), hidden=(8,))), folder)
+    save_encoder(
+        DielemanEncoder(DielemanDims(n_factors=8, channels=(8, 8, 8), hidden=(8,))), folder
+    )
     data = load_run_data(run_copy)
     with pytest.raises(TrainingError, match="predicts 8 factors, the factorization has 16"):
-        train_cnn(data, FROZEN, progress=False, init_from=folder)
+        train_encoder(data, FROZEN, progress=False, init_from=folder)
     # refused before anything was written: the run's own model is untouched
     read_manifest(run_copy / "models" / "cnn", kind=MANIFEST_KIND)
 
@@ -107,10 +111,10 @@ def test_encoder_behind_another_front_end_or_unfinished_is_refused(
 ) -> None:
     other = dataclasses.replace(FRONT_END, hop_length=256)
     foreign = tmp_path / "foreign"
-    save_encoder(ContentEncoder(EncoderDims(n_factors=16, channels=(8, 8, 8)), other), foreign)
+    save_encoder(DielemanEncoder(DielemanDims(n_factors=16, channels=(8, 8, 8)), other), foreign)
     data = load_run_data(run_copy)
     with pytest.raises(TrainingError, match="hop_length"):
-        train_cnn(data, FROZEN, progress=False, init_from=foreign)
+        train_encoder(data, FROZEN, progress=False, init_from=foreign)
     (init_encoder / "manifest.json").unlink()
     with pytest.raises(TrainingError, match="unfinished"):
-        train_cnn(data, FROZEN, progress=False, init_from=init_encoder)
+        train_encoder(data, FROZEN, progress=False, init_from=init_encoder)

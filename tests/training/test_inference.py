@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from artifacts.manifest import ArtifactError
 from audio.decode import DecodeLimits
 from audio.errors import AudioError
-from training.encoder import ContentEncoder
+from training.encoders.base import ContentEncoder
 from training.inference import (
     embed_audio,
     embed_cached,
@@ -130,7 +131,8 @@ def test_coldstart_predict_loads_the_checkpoint_into_the_same_path(
     rate = encoder.config.sample_rate
     song = tmp_path / "song.wav"
     song.write_bytes(wav_bytes(tone(4.0, rate), rate))
-    predicted = load_predictor(tmp_path / "cnn", "cnn")(song)
+    predicted = load_predictor(tmp_path / "cnn")(song)
     np.testing.assert_allclose(predicted, embed_audio(encoder, song).factors, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="model must be one of"):
-        load_predictor(tmp_path / "cnn", "rnn")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="no model there"):
+        load_predictor(tmp_path / "empty")

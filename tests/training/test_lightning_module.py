@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from audio.config import FRONT_END
 from training.datamodule import CropSampler, MelDataModule
-from training.encoder import ContentEncoder, EncoderDims
+from training.encoders.dieleman import DielemanDims, DielemanEncoder
 from training.inference import pad_clips
 from training.lightning_module import BestWeights, ContentModel
 
@@ -80,7 +80,9 @@ def test_datamodule_batches(synthetic_world) -> None:
 def test_tiny_fit_decreases_the_loss_and_logs_validation_map(synthetic_world, tmp_path) -> None:
     world = synthetic_world
     pl.seed_everything(0, verbose=False)
-    net = ContentEncoder(EncoderDims(n_factors=4, channels=(16, 16, 32), hidden=(32,), dropout=0.1))
+    net = DielemanEncoder(
+        DielemanDims(n_factors=4, channels=(16, 16, 32), hidden=(32,), dropout=0.1)
+    )
     model = ContentModel(
         net,
         user_factors=world.users,
@@ -121,7 +123,7 @@ def test_tiny_fit_decreases_the_loss_and_logs_validation_map(synthetic_world, tm
 
 
 def test_spec_augment_masks_one_band_and_one_span_per_crop() -> None:
-    net = ContentEncoder(EncoderDims(n_factors=4), FRONT_END)
+    net = DielemanEncoder(DielemanDims(n_factors=4), FRONT_END)
     torch.manual_seed(0)
     mel = torch.randn(16, FRONT_END.n_mels, WINDOW) + 5.0
     assert ContentModel(net)._masked(mel) is mel  # off by default

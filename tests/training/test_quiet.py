@@ -14,7 +14,7 @@ from torch.utils._pytree import LeafSpec
 from typer.testing import CliRunner
 
 from cli.main import app
-from training.run import quiet_lightning
+from training.encoder_fit import quiet_lightning
 
 
 def test_a_quiet_trainer_logs_no_tip_and_no_placement(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,7 @@ songs on the CNN led by 0.03 mAP or more for every world and model seed tried.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from training.encoder import EncoderDims
-from training.run import CNNSettings, TrainingError, load_run_data, train_run
+from tests import narrowband
+from tests.tiny import TINY_CNN, tiny_settings
+from training.encoder_fit import CNNSettings
+from training.encoders.dieleman import DielemanDims
+from training.run import train_run
+from training.run_data import TrainingError, load_run_data
 
 SMALL_CNN = CNNSettings(
-    dims=EncoderDims(channels=(32, 32, 64), hidden=(128,)),
+    dims=DielemanDims(channels=(32, 32, 64), hidden=(128,)),
     max_minutes=None,  # a fixed number of epochs: the same result however busy the machine
     batch_size=32,
 )
@@ -34,15 +39,63 @@ def _factorize(world: Path, run: Path) -> Path:
     return run
 
 
-def test_missing_mel_cache_says_to_featurize(tiny_world: Path, tmp_path: Path) -> None:
+def test_missing_mel_cache_says_to_featurize(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = _factorize(tiny_world, tmp_path / "run")
     # The same dataset (same fingerprint) in a folder that was never featurized.
     unfeaturized = tmp_path / "dataset"
     unfeaturized.mkdir()
     for name in ("listens.tsv", "songs.csv", "audio"):
         (unfeaturized / name).symlink_to(tiny_world / name)
-    with pytest.raises(TrainingError, match=f"coldstart featurize {unfeaturized}"):
+    with pytest.raises(TrainingError, match=f"coldstart featurize {unfeaturized}`"):
         load_run_data(run, dataset_root=unfeaturized)
+    # An encoder behind another front end reads another cache, and is told which command.
+    name = narrowband.register(monkeypatch)
+    with pytest.raises(
+        TrainingError, match=f"coldstart featurize {unfeaturized} --encoder {name}`"
+    ):
+        train_run(run, dataset_root=unfeaturized, cnn=tiny_settings(name), progress=False)
+
+
+def test_further_encoders_train_into_their_folders_and_are_scored_beside_the_cnn(
+    trained_run: Path, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--encoder` twice: the first is the served `models/cnn/`, the second trains into
+    `models/<its name>/` behind its own front end; the report names each row's architecture."""
+    from audio.cache import featurize_dataset
+    from evaluation.report import evaluate_run
+
+    name = narrowband.register(monkeypatch)
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    featurize_dataset(tiny_world, config=narrowband.FRONT_END_16K, workers=2, progress=False)
+    with pytest.raises(ValueError, match="asked for twice"):
+        train_run(run, cnn=TINY_CNN, others=[TINY_CNN], progress=False)
+    manifests = train_run(
+        run, cnn=None, others=[tiny_settings(name)], linear=None, hybrid=False, progress=False
+    )
+    assert set(manifests) == {name} and manifests[name]["parameters"]["architecture"] == name
+    assert (run / "models" / name / "test_song_factors.npy").is_file()
+    report = evaluate_run(run, seed=0, progress=False)
+    assert report["models"]["cnn"]["architecture"] == "dieleman"
+    assert report["models"][name]["architecture"] == name
+    assert "architecture" not in report["models"]["hybrid"]
+    for table in report["kinds"].values():
+        assert table["models"][name]["architecture"] == name
+    rows = [
+        line.split("|")[1].strip()
+        for line in (run / "report.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    assert {"cnn (dieleman)", name, "hybrid", "random"} <= set(rows)
+
+    # `coldstart predict` reads any model folder through its own front end.
+    song = sorted((tiny_world / "audio").iterdir())[0]
+    result = CliRunner().invoke(app, ["predict", "--run", str(run), "--model", name, str(song)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output.splitlines()[0])["factors"]) == 16
+    result = CliRunner().invoke(app, ["predict", "--run", str(run), "--model", "rnn", str(song)])
+    assert result.exit_code == 2 and "no models/rnn/" in result.output
 
 
 @pytest.mark.slow

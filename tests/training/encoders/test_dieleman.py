@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from audio.config import FRONT_END
-from training.encoder import ClipTooShortError, ContentEncoder, EncoderDims
+from training.encoders.base import ClipTooShortError, ContentEncoder
+from training.encoders.dieleman import DielemanDims
 
 
 def test_shapes(encoder: ContentEncoder) -> None:
@@ -42,7 +43,7 @@ def test_content_dims_none_makes_the_factors_the_embedding(encoder: ContentEncod
         torch.testing.assert_close(factors, encoder.forward_mel(mel))
     assert content is factors and plain.dims.embedding_dims == 8
     assert "content_projection" not in plain.state_dict()
-    assert EncoderDims(channels=(8, 8, 16), content_dims=500).embedding_dims == 48
+    assert DielemanDims(channels=(8, 8, 16), content_dims=500).embedding_dims == 48
     with pytest.raises(ValueError, match="no projection"):
         plain.set_content_projection(torch.zeros(96, 8))
     with pytest.raises(ValueError, match="shape"):
@@ -85,6 +86,6 @@ def test_padded_waveform_batch_equals_one_by_one(encoder: ContentEncoder) -> Non
 
 def test_dims_survive_json(encoder: ContentEncoder) -> None:
     dims = encoder.dims
-    assert EncoderDims.from_dict(json.loads(json.dumps(dims.to_dict()))) == dims
+    assert DielemanDims.from_dict(json.loads(json.dumps(dims.to_dict()))) == dims
     with pytest.raises(ValueError, match="poolings"):
-        EncoderDims(channels=(8, 8), pools=(4, 2))
+        DielemanDims(channels=(8, 8), pools=(4, 2))
