@@ -6,7 +6,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 # torch threads spin-wait by default, which starves the other core on a busy 2-core machine
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install lint browser compose java soundfont docker deploy-check
+.PHONY: demo test install lint browser compose java soundfont docker deploy-check teacher
 
 $(STAMP): pyproject.toml | soundfont
 	python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 demo: $(STAMP) soundfont
 	$(VENV)/bin/coldstart demo
+
+# The teacher's weights (musicnn trained on the Million Song Dataset): PyPI's musicnn 0.1.0
+# wheel, sha256-checked, converted to PyTorch into ~/.cache/coldstart (or $COLDSTART_CACHE).
+teacher: $(STAMP)
+	$(VENV)/bin/coldstart teacher fetch
 
 # Headless Chromium + its driver for the web page's test (tests/service/test_page.py):
 # Debian's packages, installed once when missing (as root, or through sudo).

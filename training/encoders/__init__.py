@@ -1,0 +1,1 @@
+"""Content encoders by architecture, one module each (issue #26)."""
