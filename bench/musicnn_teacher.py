@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from rich.console import Console
@@ -98,7 +99,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         with torch.inference_mode():
             per_batch = {
-                b: best_cost(lambda b=b: network(patch_batches[b]), args.repeats) for b in BATCHES
+                b: best_cost(partial(network, patch_batches[b]), args.repeats) for b in BATCHES
             }
             rows = {
                 "musicnn log-mel": best_cost(lambda: front_end(clip), args.repeats),

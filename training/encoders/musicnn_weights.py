@@ -39,7 +39,7 @@ from torch import Tensor
 
 from artifacts.files import file_lock, write_atomic
 from artifacts.manifest import ArtifactError, read_manifest, sha256_file, write_manifest
-from training.encoders.musicnn import TEMPORAL_FRAMES, TIMBRAL_BANDS, Musicnn
+from training.encoders.musicnn import MID_END_LAYERS, TEMPORAL_FRAMES, TIMBRAL_BANDS, Musicnn
 from training.encoders.tf_checkpoint import CheckpointFormatError, read_checkpoint
 
 WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
@@ -112,7 +112,7 @@ def tensorflow_to_torch(tensors: dict[str, np.ndarray]) -> dict[str, Tensor]:
     state = norm("input_norm", 0)
     blocks = [f"timbral.{i}" for i in range(len(TIMBRAL_BANDS))]
     blocks += [f"temporal.{i}" for i in range(len(TEMPORAL_FRAMES))]
-    blocks += [f"mid_end.{i}" for i in range(3)]
+    blocks += [f"mid_end.{i}" for i in range(MID_END_LAYERS)]
     for index, block in enumerate(blocks):
         kernel = tensor("conv2d", index, "kernel")
         if block.startswith("mid_end"):  # (7, width, 1, 64): 1-D over time
@@ -211,6 +211,14 @@ def fetch_wheel(
     return wheel
 
 
+def _complete(folder: Path) -> bool:
+    try:
+        read_manifest(folder, WEIGHTS_KIND)
+    except ArtifactError:
+        return False
+    return True
+
+
 def fetch_weights(
     root: Path | None = None, copy_of: Path | None = None, timeout: float = 60.0
 ) -> Path:
@@ -223,13 +231,13 @@ def fetch_weights(
     """
     root = root or cache_root()
     folder = root / FOLDER_NAME
+    if _complete(folder):  # renamed into place whole: no lock needed to read it
+        return folder
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / f".{FOLDER_NAME}.lock"):
-        try:
-            read_manifest(folder, WEIGHTS_KIND)
+        if _complete(folder):  # another process made it meanwhile
             return folder
-        except ArtifactError:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         wheel = fetch_wheel(root, copy_of, timeout)
         with tempfile.TemporaryDirectory(dir=root, prefix=f".{FOLDER_NAME}.") as staging:
             out = Path(staging) / FOLDER_NAME

@@ -12,14 +12,7 @@ import torch
 
 from audio.decode import decode_audio
 from audio.musicnn_input import MUSICNN_FRONT_END, MusicnnLogMel
-from training.encoder import ClipTooShortError
-from training.encoders.musicnn import (
-    PENULTIMATE_DIMS,
-    POOLED_DIMS,
-    Musicnn,
-    MusicnnFeatures,
-    clip_patches,
-)
+from training.encoders.musicnn import Musicnn, MusicnnFeatures, clip_patches
 from training.encoders.musicnn_weights import load_weights
 
 REFERENCE = json.loads(
@@ -78,13 +71,13 @@ def test_a_whole_clip_goes_through_in_one_pass_and_batches_do_not_mix() -> None:
         alone = [network(patch[None]) for patch in patches]
         whole = network(clip[None])
         tags = network.tag_probabilities(patches)
-    assert together.pooled.shape == (2, POOLED_DIMS)
-    assert together.penultimate.shape == (2, PENULTIMATE_DIMS)
+    assert (network.frame_dims, network.pooled_dims) == (753, 1506)  # the wheel's sizes
+    assert together.pooled.shape == (2, 1506) and together.penultimate.shape == (2, 200)
     assert together.logits.shape == tags.shape == (2, 3)
     for index, one in enumerate(alone):
         for got, want in zip(together, one, strict=True):
             torch.testing.assert_close(got[index], want[0], rtol=1e-5, atol=1e-5)
-    assert whole.pooled.shape == (1, POOLED_DIMS) and bool(torch.isfinite(whole.pooled).all())
+    assert whole.pooled.shape == (1, 1506) and bool(torch.isfinite(whole.pooled).all())
     # "same" padding: a frame farther than the receptive field's reach (64 frames of the
     # longest temporal filter + 3 x 3 of the mid end) from a patch's end is the clip's frame
     with torch.inference_mode():
@@ -95,10 +88,30 @@ def test_a_whole_clip_goes_through_in_one_pass_and_batches_do_not_mix() -> None:
     assert bool(((tags > 0) & (tags < 1)).all())
 
 
+def test_a_padded_batch_gives_each_clip_its_own_features() -> None:
+    torch.manual_seed(0)
+    network = Musicnn(("a", "b"), width=0.2, mid_end_filters=16, penultimate_units=32).eval()
+    clips = [torch.rand(96, frames) * 4 for frames in (187, 260, 400)]
+    lengths = torch.tensor([clip.shape[1] for clip in clips])
+    batch = torch.zeros(3, 96, 400)
+    for row, clip in enumerate(clips):
+        batch[row, :, : clip.shape[1]] = clip
+    with torch.inference_mode():
+        together = network(batch, lengths)
+        unmasked = network(batch)
+        for row, clip in enumerate(clips):
+            alone = network(clip[None])
+            for got, want in zip(together, alone, strict=True):
+                torch.testing.assert_close(got[row], want[0], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(unmasked.pooled[0], together.pooled[0])  # the padding would leak
+
+
 def test_clips_shorter_than_a_patch_or_of_other_bands_are_refused() -> None:
     network = Musicnn().eval()
-    with pytest.raises(ClipTooShortError, match="186 frames"):
+    with pytest.raises(ValueError, match="186 frames"):
         network(torch.zeros(1, 96, 186))
+    with pytest.raises(ValueError, match="186 frames"):
+        network(torch.zeros(2, 96, 300), torch.tensor([300, 186]))
     with pytest.raises(ValueError, match=r"\(B, 96, T\)"):
         network(torch.zeros(1, 128, 200))
 
@@ -107,9 +120,11 @@ def test_trained_from_scratch_every_layer_learns() -> None:
     """Without a tag head (the `musicnn` encoder trained here): logits of width 0, and a
     loss on the pooled and penultimate features reaches every weight."""
     torch.manual_seed(0)
-    network = Musicnn().train()
+    network = Musicnn(width=0.2, mid_end_filters=16, penultimate_units=32).train()
+    assert network.pooled_dims == 2 * (2 * 25 + 3 * 6 + 3 * 16)
     features = network.features(torch.randn(4, 16000 * 3) * 0.1)
-    assert features.logits.shape == (4, 0)
+    assert features.pooled.shape == (4, network.pooled_dims)
+    assert features.penultimate.shape == (4, 32) and features.logits.shape == (4, 0)
     (features.pooled.square().mean() + features.penultimate.square().mean()).backward()
     silent = [
         name
