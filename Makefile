@@ -18,7 +18,7 @@ QUIETLY = quietly() { log="$(LOGS)/$$1.log"; shift; mkdir -p "$(LOGS)"; \
   "$$@" >>"$$log" 2>&1 || { status=$$?; tail -n 30 "$$log" >&2; \
   echo "failed: $$* (the whole output: $$log)" >&2; return $$status; }; };
 
-.PHONY: demo test install lock lint browser compose java soundfont docker deploy-check
+.PHONY: demo test install lock lint browser compose java soundfont docker deploy-check teacher
 
 # The lock's torch is PyTorch's CPU build, which PyPI does not carry: pip takes it from its
 # usual sources where they have it (this machine's wheel folder), else from PyTorch's index.
@@ -57,6 +57,11 @@ lock:
 
 demo: $(STAMP) soundfont
 	$(VENV)/bin/coldstart demo
+
+# The teacher's weights (musicnn trained on the Million Song Dataset): PyPI's musicnn 0.1.0
+# wheel, sha256-checked, converted to PyTorch into ~/.cache/coldstart (or $COLDSTART_CACHE).
+teacher: $(STAMP)
+	$(VENV)/bin/coldstart teacher fetch
 
 # `$(APT) package...`: Debian's packages, installed as root or through sudo (the targets below
 # call it only for what is missing), their output in $(LOGS)/apt.log.

@@ -8,6 +8,7 @@ import cli.pipeline  # noqa: F401
 import cli.publish  # noqa: F401
 import cli.scheduler  # noqa: F401
 import cli.serve  # noqa: F401
+import cli.teacher  # noqa: F401
 import cli.train  # noqa: F401
 import cli.validate  # noqa: F401
 import cli.world  # noqa: F401
