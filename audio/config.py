@@ -17,12 +17,26 @@ class FrontEndMismatchError(ValueError):
     """A saved artifact was made with a front end that differs from the one in use."""
 
 
+# The mel scales, band normalisations and log compressions a front end may name
+# (`audio.mel` implements them).
+MEL_SCALE_NAMES = ("htk", "slaney")
+MEL_NORMS = (None, "slaney")
+LOG_COMPRESSIONS = ("log", "log10_1p")
+# Fields added after caches and checkpoints were made with their defaults: left out of the
+# fingerprint while they hold those defaults, so existing mel caches keep their folder.
+_LATER_FIELDS = {"mel_scale": "htk", "mel_norm": None, "log_compression": "log"}
+
+
 @dataclass(frozen=True)
 class FrontEndConfig:
-    """Constants of the log-mel front end (van den Oord et al. 2013: 128 bands, 1024/512).
+    """Constants of a log-mel front end; the defaults are the project's (van den Oord et al.
+    2013: 128 HTK bands, 1024/512, ln(mel + 1e-5)).
 
     `window_frames` = 130 frames is 3 s at 22050 Hz with hop 512 and centred frames
-    (1 + 66150 // 512 = 130).
+    (1 + 66150 // 512 = 130). `mel_scale` ("htk" or "slaney") spaces the bands, `mel_norm`
+    ("slaney": each band divided by its width, equal area; None: peaks at 1) scales them, and
+    `log_compression` is "log", ln(mel + `log_offset`), or "log10_1p", log10(1 + mel /
+    `log_offset`) (musicnn's log10(1 + 10000 x) with `log_offset` 1e-4).
     """
 
     sample_rate: int = 22050
@@ -34,6 +48,22 @@ class FrontEndConfig:
     window_frames: int = 130
     log_offset: float = 1e-5
     schema_version: int = 1
+    mel_scale: str = "htk"
+    mel_norm: str | None = None
+    log_compression: str = "log"
+
+    def __post_init__(self) -> None:
+        if self.mel_scale not in MEL_SCALE_NAMES:
+            raise FrontEndMismatchError(
+                f"unknown mel scale {self.mel_scale!r} (one of {', '.join(MEL_SCALE_NAMES)})"
+            )
+        if self.mel_norm not in MEL_NORMS:
+            raise FrontEndMismatchError(f"unknown mel norm {self.mel_norm!r} (slaney or None)")
+        if self.log_compression not in LOG_COMPRESSIONS:
+            raise FrontEndMismatchError(
+                f"unknown log compression {self.log_compression!r}"
+                f" (one of {', '.join(LOG_COMPRESSIONS)})"
+            )
 
     @property
     def window_seconds(self) -> float:
@@ -56,8 +86,14 @@ class FrontEndConfig:
         return cls(**values)
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of every field: equal fingerprints, equal front ends."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of every field (the later fields only where they
+        differ from their defaults): equal fingerprints, equal front ends."""
+        fields = {
+            name: value
+            for name, value in self.to_dict().items()
+            if name not in _LATER_FIELDS or value != _LATER_FIELDS[name]
+        }
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def require_same(self, saved: FrontEndConfig | dict[str, Any], what: str = "model") -> None:

@@ -2,16 +2,21 @@
 
 Training (through the mel cache), the content encoder (which holds one, so that a
 checkpoint carries its front end) and the service all call this class; nothing else in
-the project computes a mel spectrogram.
+the project computes a mel spectrogram. Each front end (`audio.config.FrontEndConfig`)
+names its mel scale, band normalisation and log compression: the project's default is HTK
+bands and ln(mel + 1e-5), musicnn's Slaney bands with Slaney's normalisation and
+log10(1 + 10000 x).
 
 Written on `torch.stft` rather than taken from torchaudio, whose last release holds torch
-back: the numbers are torchaudio's `MelSpectrogram` (centred reflect-padded frames,
-periodic Hann window, power 2, HTK bands without normalisation) within 1e-5
-(tests/audio/test_mel.py, against a reference torchaudio made).
+back (and knows no Slaney normalisation): for the default front end the numbers are
+torchaudio's `MelSpectrogram` (centred reflect-padded frames, periodic Hann window, power 2,
+HTK bands without normalisation) within 1e-5 (tests/audio/test_mel.py, against a reference
+torchaudio made); for musicnn's, librosa's `feature.melspectrogram` (tests/audio/test_mel.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +27,41 @@ from audio.config import FRONT_END, FrontEndConfig
 
 MelScale = tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]
 
-# Mel scales by name: (hz -> mel, mel -> hz). HTK's (O'Shaughnessy 1987) is the front end's;
-# another scale (Slaney's, librosa's default) is one more row.
+# The Slaney (Auditory Toolbox) scale, librosa's default: linear below 1 kHz at 200/3 Hz a
+# mel, then logarithmic with 27 mels per factor 6.4 of frequency.
+_SLANEY_HZ_PER_MEL = 200.0 / 3.0
+_SLANEY_BREAK_HZ = 1000.0
+_SLANEY_BREAK_MEL = _SLANEY_BREAK_HZ / _SLANEY_HZ_PER_MEL
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0
+
+
+def _slaney_hz_to_mel(hz: Tensor) -> Tensor:
+    logarithmic = _SLANEY_BREAK_MEL + torch.log(
+        hz.clamp(min=_SLANEY_BREAK_HZ) / _SLANEY_BREAK_HZ
+    ) / (_SLANEY_LOG_STEP)
+    return torch.where(hz >= _SLANEY_BREAK_HZ, logarithmic, hz / _SLANEY_HZ_PER_MEL)
+
+
+def _slaney_mel_to_hz(mel: Tensor) -> Tensor:
+    logarithmic = _SLANEY_BREAK_HZ * torch.exp(
+        _SLANEY_LOG_STEP * (mel.clamp(min=_SLANEY_BREAK_MEL) - _SLANEY_BREAK_MEL)
+    )
+    return torch.where(mel >= _SLANEY_BREAK_MEL, logarithmic, mel * _SLANEY_HZ_PER_MEL)
+
+
+# Mel scales by name (`FrontEndConfig.mel_scale`): (hz -> mel, mel -> hz). HTK's
+# (O'Shaughnessy 1987) is the project's front end's; Slaney's is musicnn's.
 MEL_SCALES: dict[str, MelScale] = {
     "htk": (
         lambda hz: 2595.0 * torch.log10(1.0 + hz / 700.0),
         lambda mel: 700.0 * (10.0 ** (mel / 2595.0) - 1.0),
     ),
+    "slaney": (_slaney_hz_to_mel, _slaney_mel_to_hz),
 }
+# The precision each scale's filters are built in: the one the models trained behind them
+# saw (torchaudio built HTK's in float32, librosa Slaney's in float64; they differ by up to
+# 2e-5, which moves a log-mel near silence by up to 1e-3).
+_BUILT_IN: dict[str, torch.dtype] = {"htk": torch.float32, "slaney": torch.float64}
 
 # State-dict names of the window and the filterbank when LogMel wrapped torchaudio's
 # MelSpectrogram (checkpoints saved before it went), by their names today.
@@ -43,31 +75,55 @@ def mel_filterbank(
     f_min: float,
     f_max: float,
     mel_scale: str = "htk",
+    norm: str | None = None,
 ) -> Tensor:
     """Triangular mel filters (1 + n_fft // 2, n_mels) float32: power spectrum @ filters.
 
     Band edges are `n_mels + 2` points equally spaced on `mel_scale` (a name in
     `MEL_SCALES`) from `f_min` to `f_max`; each filter rises from 0 at its left edge to 1
-    at its centre and falls to 0 at its right edge, unnormalised (librosa's
-    `filters.mel(..., htk=True, norm=None)`, transposed). Built in float32 in torchaudio's
-    order of operations, so that the models trained behind torchaudio's filters see the
-    same numbers; librosa's, built in float64, differ by up to 2e-5.
+    at its centre and falls to 0 at its right edge (librosa's `filters.mel`, transposed);
+    `norm` "slaney" then divides each by its width in Hz over 2 (equal area), None leaves
+    its peak at 1. HTK's filters are built in float32 in torchaudio's order of operations
+    (bit for bit its `melscale_fbanks`), Slaney's in float64 as librosa builds them.
     """
     if mel_scale not in MEL_SCALES:
         raise ValueError(f"unknown mel scale {mel_scale!r}; known: {sorted(MEL_SCALES)}")
+    if norm not in (None, "slaney"):
+        raise ValueError(f"unknown mel norm {norm!r} (slaney or None)")
     if not 0.0 <= f_min < f_max <= sample_rate / 2:
         raise ValueError(
             f"need 0 <= f_min < f_max <= sample_rate / 2, got {f_min}, {f_max}, {sample_rate}"
         )
+    if n_mels < 1 or n_fft < 2:
+        raise ValueError(f"n_mels {n_mels} and n_fft {n_fft} must be positive")
     hz_to_mel, mel_to_hz = MEL_SCALES[mel_scale]
-    bin_hz = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    dtype = _BUILT_IN[mel_scale]
+    bin_hz = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=dtype)
     mel_low, mel_high = hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64)).tolist()
-    edges_hz = mel_to_hz(torch.linspace(mel_low, mel_high, n_mels + 2))  # (n_mels + 2,)
+    edges_hz = mel_to_hz(torch.linspace(mel_low, mel_high, n_mels + 2, dtype=dtype))
     widths = edges_hz.diff()  # (n_mels + 1,)
     offsets = edges_hz[None, :] - bin_hz[:, None]  # (n_bins, n_mels + 2)
     rising = -offsets[:, :-2] / widths[:-1]
     falling = offsets[:, 2:] / widths[1:]
-    return torch.minimum(rising, falling).clamp(min=0.0)
+    filters = torch.minimum(rising, falling).clamp(min=0.0)
+    if norm == "slaney":
+        filters = filters * (2.0 / (edges_hz[2:] - edges_hz[:-2]))
+    return filters.float()
+
+
+def log_compress(mel_power: Tensor, compression: str, log_offset: float) -> Tensor:
+    """Mel power (any shape) -> its log (`FrontEndConfig.log_compression`), float32.
+
+    "log": ln(power + log_offset), silence floored at ln(log_offset) (the project's front
+    end, log_offset 1e-5); "log10_1p": log10(1 + power / log_offset), silence at 0
+    (musicnn's log10(1 + 10000 x), log_offset 1e-4).
+    """
+    power = mel_power.float()
+    if compression == "log":
+        return torch.log(power + log_offset)
+    if compression == "log10_1p":
+        return torch.log10(1.0 + power * (1.0 / log_offset))
+    raise ValueError(f"unknown log compression {compression!r} (log or log10_1p)")
 
 
 class LogMel(nn.Module):
@@ -75,9 +131,9 @@ class LogMel(nn.Module):
     (batch, n_mels, 1 + samples // hop_length) float32.
 
     Centred frames (reflect padding) with a periodic Hann window of `n_fft`, power
-    spectrum, HTK mel bands from `f_min` to `f_max` (`mel_filterbank`), then
-    log(mel + `log_offset`): the offset floors silence at log(1e-5) instead of -inf. Needs
-    more than n_fft / 2 samples (reflect padding).
+    spectrum, the config's mel bands from `f_min` to `f_max` (`mel_filterbank`), then its
+    log compression (`log_compress`; the offset keeps silence finite). Needs more than
+    n_fft / 2 samples (reflect padding).
     """
 
     window: Tensor
@@ -90,7 +146,13 @@ class LogMel(nn.Module):
         self.register_buffer(
             "filterbank",
             mel_filterbank(
-                config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max
+                config.sample_rate,
+                config.n_fft,
+                config.n_mels,
+                config.f_min,
+                config.f_max,
+                config.mel_scale,
+                config.mel_norm,
             ),
         )
 
@@ -112,7 +174,7 @@ class LogMel(nn.Module):
         )  # (batch, 1 + n_fft // 2, n_frames)
         power = spectrum.abs().pow(2.0)
         mel = torch.matmul(power.transpose(-1, -2), self.filterbank).transpose(-1, -2)
-        return torch.log(mel + self.config.log_offset)
+        return log_compress(mel, self.config.log_compression, self.config.log_offset)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any

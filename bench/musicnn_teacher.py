@@ -32,9 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from audio.config import FRONT_END
-from audio.musicnn_input import MUSICNN_FRONT_END, MusicnnLogMel
+from audio.mel import LogMel
 from training.encoders import build_encoder
-from training.encoders.musicnn import Musicnn, clip_patches
+from training.encoders.musicnn import MUSICNN_FRONT_END, Musicnn, clip_patches
 from training.encoders.musicnn_weights import MusicnnWeightsError, load_weights
 
 THREADS = (1, 2)
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     network, weights = teacher()
-    front_end = MusicnnLogMel()
+    front_end = LogMel(MUSICNN_FRONT_END)
     today = build_encoder("dieleman").eval()
     generator = torch.Generator().manual_seed(0)
     clip = torch.randn(CLIP_SECONDS * MUSICNN_FRONT_END.sample_rate, generator=generator) * 0.1

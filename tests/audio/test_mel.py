@@ -1,5 +1,5 @@
-"""LogMel on torch.stft against the torchaudio LogMel it replaced, and its filterbank against
-librosa's."""
+"""LogMel on torch.stft against the torchaudio LogMel it replaced, musicnn's front end against
+librosa's pipeline, and the filterbanks and log compressions against librosa's."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from audio.config import FRONT_END, FrontEndConfig
-from audio.mel import LogMel, mel_filterbank
+from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
+from audio.mel import LogMel, log_compress, mel_filterbank
+from training.encoders.musicnn import MUSICNN_FRONT_END
 
 REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "mel" / "torchaudio_log_mel.npz"
 
@@ -54,6 +55,74 @@ def test_filterbank_is_librosas_htk_filterbank(config: FrontEndConfig) -> None:
     assert (filterbank.amax(dim=0) > 0).all()  # no empty band
 
 
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels", "f_min", "f_max"),
+    [(16000, 512, 96, 0.0, 8000.0), (22050, 1024, 128, 0.0, 11025.0), (44100, 2048, 40, 50.0, 9e3)],
+)
+@pytest.mark.parametrize("norm", ["slaney", None])
+def test_slaney_filterbanks_are_librosas(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, norm: str | None
+) -> None:
+    """Slaney's filters are built in float64 as librosa builds them (musicnn learnt on those)."""
+    expected = librosa.filters.mel(
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, norm=norm
+    ).T
+    filters = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, "slaney", norm)
+    assert filters.dtype == torch.float32 and filters.shape == (n_fft // 2 + 1, n_mels)
+    np.testing.assert_allclose(filters.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("recording", ["brahms_hungarian_dance_5.flac", "speech_librispeech.ogg"])
+def test_musicnns_log_mel_is_librosas(audio_assets: Path, recording: str) -> None:
+    """musicnn's front end (16 kHz, 96 Slaney bands, log10(1 + 10000 x)) is the pipeline its
+    MSD and MTT weights learnt on: librosa's mel power, reflect-padded, compressed in float32."""
+    samples, rate = librosa.load(audio_assets / recording, sr=MUSICNN_FRONT_END.sample_rate)
+    power = librosa.feature.melspectrogram(
+        y=samples, sr=rate, n_fft=512, hop_length=256, n_mels=96, pad_mode="reflect"
+    )
+    expected = np.log10(1 + 10000 * power)
+    with torch.inference_mode():
+        log_mel = LogMel(MUSICNN_FRONT_END)(torch.from_numpy(samples))
+    assert log_mel.shape == (1, 96, 1 + samples.size // 256)
+    np.testing.assert_allclose(log_mel[0].numpy(), expected, rtol=0, atol=2e-5)
+
+
+def test_log_compressions() -> None:
+    power = torch.tensor([0.0, 1e-6, 0.5, 3.0e4], dtype=torch.float64)
+    torch.testing.assert_close(log_compress(power, "log", 1e-5), torch.log(power.float() + 1e-5))
+    musicnn = log_compress(power, "log10_1p", 1e-4)
+    assert musicnn.dtype == torch.float32 and musicnn[0] == 0.0  # silence at 0
+    torch.testing.assert_close(musicnn, torch.log10(1 + 10000 * power.float()))
+    with pytest.raises(ValueError, match="unknown log compression"):
+        log_compress(power, "db", 1e-5)
+
+
+def test_a_batch_is_each_clip_alone() -> None:
+    batch = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (3, 16000)).astype("f4"))
+    front_end = LogMel(MUSICNN_FRONT_END)
+    together = front_end(batch)
+    for row, clip in enumerate(batch):
+        torch.testing.assert_close(together[row], front_end(clip)[0])
+    with pytest.raises(ValueError, match="expected"):
+        front_end(batch[None])
+
+
+def test_the_later_front_end_fields_keep_old_fingerprints_and_refuse_unknown_values() -> None:
+    """Caches and checkpoints made before the mel scale, norm and log compression were
+    fields keep their folder and compare equal; other values are other front ends."""
+    legacy = {
+        k: v
+        for k, v in FRONT_END.to_dict().items()
+        if k not in ("mel_scale", "mel_norm", "log_compression")
+    }
+    assert FrontEndConfig.from_dict(legacy) == FRONT_END
+    assert FRONT_END.fingerprint()[:12] == "14b0448d5836"  # as before the fields
+    assert FrontEndConfig(mel_scale="slaney").fingerprint() != FRONT_END.fingerprint()
+    for field, value in (("mel_scale", "bark"), ("mel_norm", "l2"), ("log_compression", "db")):
+        with pytest.raises(FrontEndMismatchError, match="unknown"):
+            FrontEndConfig(**{field: value})
+
+
 def test_log_mel_uses_the_configs_filterbank() -> None:
     config = FrontEndConfig(n_mels=64, f_min=50.0)
     expected = mel_filterbank(config.sample_rate, config.n_fft, 64, 50.0, config.f_max)
@@ -67,6 +136,10 @@ def test_unknown_mel_scale_and_bad_band_limits_are_refused() -> None:
         mel_filterbank(22050, 1024, 128, 0.0, 12000.0)
     with pytest.raises(ValueError, match="f_min < f_max"):
         mel_filterbank(22050, 1024, 128, 5000.0, 5000.0)
+    with pytest.raises(ValueError, match="unknown mel norm"):
+        mel_filterbank(22050, 1024, 128, 0.0, 11025.0, norm="l2")
+    with pytest.raises(ValueError, match="must be positive"):
+        mel_filterbank(22050, 1024, 0, 0.0, 11025.0)
 
 
 def test_loads_a_state_dict_from_the_torchaudio_days() -> None:

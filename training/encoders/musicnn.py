@@ -3,8 +3,9 @@
 The network of the `musicnn` wheel's `models.build_musicnn` (its `MSD_musicnn` and
 `MTT_musicnn` weights load into it: `training.encoders.musicnn_weights`), layer for layer:
 
-- input: musicnn's log-mel (`audio.musicnn_input`), (B, 96, T), batch-normalised as one
-  channel;
+- input: musicnn's log-mel (`MUSICNN_FRONT_END` through `audio.mel.LogMel`: 16 kHz, 96
+  Slaney bands with Slaney's normalisation, log10(1 + 10000 x)), (B, 96, T),
+  batch-normalised as one channel;
 - front end (Pons' word for the first layers): timbral filters tall in frequency (7 frames
   x 38 and x 67 bands, 204 each, the time axis padded 3 + 3) and temporal filters long in
   time (128, 64 and 32 frames x 1 band, 51 each, "same" padding with the extra pad at the
@@ -39,8 +40,27 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from audio.config import FrontEndConfig
 from audio.frontend import mel_windows
-from audio.musicnn_input import MUSICNN_FRONT_END, MusicnnLogMel
+from audio.mel import LogMel
+
+# musicnn's input (Pons & Serra 2019): the MSD and MTT models were trained on librosa's mel
+# power spectrogram with its defaults (Slaney scale and area normalisation, 0 to sr/2),
+# n_fft 512, hop 256, centred frames (reflect padding, librosa's default then), compressed as
+# log10(1 + 10000 x), cut into non-overlapping patches of 187 frames (2.98 s).
+MUSICNN_FRONT_END = FrontEndConfig(
+    sample_rate=16000,
+    n_fft=512,
+    hop_length=256,
+    n_mels=96,
+    f_min=0.0,
+    f_max=8000.0,
+    window_frames=187,
+    log_offset=1e-4,  # log10(1 + x / 1e-4) = log10(1 + 10000 x)
+    mel_scale="slaney",
+    mel_norm="slaney",
+    log_compression="log10_1p",
+)
 
 BN_EPS = 1e-3  # TensorFlow's default
 BN_MOMENTUM = 0.01  # TensorFlow's 0.99 decay
@@ -86,7 +106,7 @@ class Musicnn(nn.Module):
         super().__init__()
         self.tag_names = tuple(tag_names)
         self.config = MUSICNN_FRONT_END
-        self.front_end = MusicnnLogMel(self.config)
+        self.front_end = LogMel(self.config)
         timbral_filters, temporal_filters = int(width * 128), int(width * 32)
         front_dims = len(TIMBRAL_BANDS) * timbral_filters + len(TEMPORAL_FRAMES) * temporal_filters
         self.frame_dims = front_dims + MID_END_LAYERS * mid_end_filters
@@ -195,6 +215,17 @@ class Musicnn(nn.Module):
     def tag_probabilities(self, mel: Tensor) -> Tensor:
         """Log-mels (B, 96, T) -> each tag's probability (B, n_tags), the sigmoid of its logit."""
         return torch.sigmoid(self(mel).logits)
+
+    def network_weights(self) -> dict[str, Tensor]:
+        """The state dict without the front end's window and filterbank (functions of the
+        config, not learned): what a converted checkpoint holds."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("front_end.")}
+
+    def load_network_weights(self, weights: dict[str, Tensor]) -> None:
+        """Load every learned weight of `weights` (strict), whether or not it also holds the
+        front end's window and filterbank: those are functions of the config, not learned
+        (converted checkpoints carry none)."""
+        self.load_state_dict({**self.front_end.state_dict(prefix="front_end."), **weights})
 
 
 def clip_patches(mel: np.ndarray | Tensor) -> Tensor:

@@ -82,7 +82,7 @@ class MusicnnWeights:
     def network(self) -> Musicnn:
         """A `Musicnn` holding these weights, in eval mode."""
         network = Musicnn(self.tag_names)
-        network.load_state_dict(self.state_dict)
+        network.load_network_weights(self.state_dict)
         return network.eval()
 
 
@@ -156,9 +156,9 @@ def _convert_wheel(wheel: Path, folder: Path) -> dict[str, Any]:
                 )
                 names = tag_names(configuration, variable)
                 network = Musicnn(names)
-                network.load_state_dict(tensorflow_to_torch(tensors))  # strict: every weight
+                network.load_network_weights(tensorflow_to_torch(tensors))  # every weight
                 buffer = io.BytesIO()
-                torch.save(network.state_dict(), buffer)
+                torch.save(network.network_weights(), buffer)
                 (folder / f"{model}.pt").write_bytes(buffer.getvalue())
                 tags[model] = list(names)
     except (zipfile.BadZipFile, KeyError, CheckpointFormatError) as error:

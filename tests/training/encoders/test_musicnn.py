@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from audio.decode import decode_audio
-from audio.musicnn_input import MUSICNN_FRONT_END, MusicnnLogMel
-from training.encoders.musicnn import Musicnn, MusicnnFeatures, clip_patches
+from audio.mel import LogMel
+from training.encoders.musicnn import MUSICNN_FRONT_END, Musicnn, MusicnnFeatures, clip_patches
 from training.encoders.musicnn_weights import load_weights
 
 REFERENCE = json.loads(
@@ -30,7 +30,7 @@ def msd(musicnn_cache: Path) -> Musicnn:
 
 def _patch_features(network: Musicnn, samples: np.ndarray) -> tuple[torch.Tensor, MusicnnFeatures]:
     with torch.inference_mode():
-        patches = clip_patches(MusicnnLogMel()(torch.from_numpy(samples))[0])
+        patches = clip_patches(LogMel(MUSICNN_FRONT_END)(torch.from_numpy(samples))[0])
         return patches, network(patches)
 
 

@@ -101,7 +101,7 @@ def test_tag_names_and_shapes(musicnn_cache: Path) -> None:
     assert bool(((probabilities > 0) & (probabilities < 1)).all())
     # the two models differ, and both hold every weight of the network
     assert not torch.equal(msd.state_dict["tags.1.weight"], mtt.state_dict["tags.1.weight"])
-    assert set(msd.state_dict) == set(Musicnn(msd.tag_names).state_dict())
+    assert set(msd.state_dict) == set(Musicnn(msd.tag_names).network_weights())
     with pytest.raises(ValueError, match="unknown musicnn model"):
         load_weights("MSD_vgg", musicnn_cache, fetch=False)
 
