@@ -55,6 +55,21 @@ def pipeline(
             min=0.0, help="Gate: how far AUC may fall below current's (default: GateSettings)."
         ),
     ] = None,
+    gate_metrics: Annotated[
+        str | None,
+        typer.Option(
+            help="Gate: the metrics that decide, comma-separated, of map, auc and"
+            " recall|precision|ndcg@10|50|500 (default: map,auc)."
+        ),
+    ] = None,
+    top_k_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Gate: how far a deciding recall, precision or NDCG may fall (default:"
+            " GateSettings).",
+        ),
+    ] = None,
     keep_versions: Annotated[
         int | None,
         typer.Option(
@@ -161,7 +176,16 @@ def pipeline(
             run_id=run_id,
             cnn=dataclasses.replace(CNN_DEFAULTS, **given(epochs=epochs, max_minutes=max_minutes)),
             from_scratch=from_scratch,
-            gate=GateSettings(**given(map_tolerance=map_tolerance, auc_tolerance=auc_tolerance)),
+            gate=GateSettings(
+                **given(
+                    map_tolerance=map_tolerance,
+                    auc_tolerance=auc_tolerance,
+                    top_k_tolerance=top_k_tolerance,
+                    metrics=tuple(m.strip() for m in gate_metrics.split(","))
+                    if gate_metrics
+                    else None,
+                )
+            ),
             workers=workers,
             spark_master=spark_master,
             index=_index_settings(index_kind, index_factory, index_nprobe, index_memory_gb),
