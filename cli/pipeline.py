@@ -286,6 +286,6 @@ def import_dataset(
             )
             listens = catalogue.import_listens(iter_listens(dataset / LISTENS_FILE))
     except (DatasetError, CatalogueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(1) from error
     console.print(f"imported {songs:,} songs and {listens:,} listens into {url}")

@@ -60,6 +60,11 @@ def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
     assert snapshot.source == "database"
     assert snapshot.counts["listens"] == 3 and snapshot.counts["tracks"] == 4
     assert snapshot.counts["audio_files"] == 2
+    # It holds the listens up to its watermark; later ones wait for the next snapshot.
+    assert snapshot.listens_through == catalogue.last_listen_id() == 4
+    assert snapshot.to_json()["listens_through"] == 4
+    catalogue.add_listens([ListenIn("user-3", "w2", 9)])
+    assert catalogue.listens_since(["user-3"], snapshot.listens_through) == [("user-3", "w2", 9)]
 
 
 def test_snapshot_rewrites_in_place_and_keeps_unchanged_links(
