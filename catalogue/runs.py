@@ -135,15 +135,19 @@ def _queued_run(connection: Any) -> Any:
     ).first()
 
 
+def _check_asker(trigger: str, requested_by: str | None) -> None:
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY_LENGTH:
+        raise ValueError(f"requested_by is longer than {MAX_REQUESTED_BY_LENGTH} characters")
+
+
 def request_run(
     catalogue: Catalogue, trigger: Trigger, requested_by: str | None = None
 ) -> tuple[RunRecord, bool]:
     """Queue a run, or return the one already waiting; the flag says which (True: it was
     already queued). `requested_by` names who asked (a key's label, never the key)."""
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
-    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY_LENGTH:
-        raise ValueError(f"requested_by is longer than {MAX_REQUESTED_BY_LENGTH} characters")
+    _check_asker(trigger, requested_by)
     for _ in range(3):  # a concurrent request may win the unique index: then return its run
         run_id = secrets.token_hex(RUN_ID_LENGTH // 2)
         try:
@@ -177,10 +181,7 @@ def record_activation(
     """Record in the run history that `version_id` was made current by hand (a rollback,
     or a roll forward) in place of `previous`: a finished run, status "activated", naming
     who asked (`requested_by`: a key's label or a person) and why (`note`)."""
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
-    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY_LENGTH:
-        raise ValueError(f"requested_by is longer than {MAX_REQUESTED_BY_LENGTH} characters")
+    _check_asker(trigger, requested_by)
     run_id = secrets.token_hex(RUN_ID_LENGTH // 2)
     now = utc_now()
     message = f"activated {version_id} (was {previous or 'none'})" + (f": {note}" if note else "")

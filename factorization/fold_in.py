@@ -110,7 +110,9 @@ class FixedFactors:
         # YᵀY + λI plus a positive semi-definite sum (c >= 1): symmetric positive definite.
         return scipy.linalg.solve(lhs, listened.T @ weights, assume_a="pos")
 
-    def fold_in(self, fixed_confidence: sp.csr_matrix, regularization: Regularization) -> np.ndarray:
+    def fold_in(
+        self, fixed_confidence: sp.csr_matrix, regularization: Regularization
+    ) -> np.ndarray:
         """`(n_new, F)` float32 for the rows of `fixed_confidence` `(n_new, n_fixed)`
         (confidences, fixed rows as columns); one `solve` each: memory stays O(F²) however
         many listens a row has, and the Python step per row (~20 us) is small beside it."""
