@@ -456,7 +456,7 @@ class Catalogue:
             return int(session.scalar(select(func.max(Listen.id))) or 0)
 
     def listens_since(
-        self, user_ids: Sequence[str], after_id: int | None
+        self, user_ids: Iterable[str], after_id: int | None
     ) -> list[tuple[str, str, int]]:
         """Plays of `user_ids` with a listen id above `after_id` (every one of theirs with
         None), summed per (user, song): `(user_id, song_id, plays)` sorted by user, song.

@@ -308,6 +308,19 @@ def get_run(catalogue: Catalogue, run_id: str) -> RunRecord:
     return RunRecord.from_row(row)
 
 
+def last_finished_run(catalogue: Catalogue) -> RunRecord | None:
+    """The pipeline run that ended last (published, refused, failed or busy; not an
+    activation), or None before the first one."""
+    with catalogue.engine.connect() as connection:
+        row = connection.execute(
+            select(PipelineRun.__table__)
+            .where(PipelineRun.status.in_(FINISHED), PipelineRun.finished_at.is_not(None))
+            .order_by(PipelineRun.finished_at.desc(), PipelineRun.id.desc())
+            .limit(1)
+        ).first()
+    return RunRecord.from_row(row) if row is not None else None
+
+
 def list_runs(catalogue: Catalogue, limit: int = 20) -> list[RunRecord]:
     """The `limit` most recently requested runs, newest first."""
     if not 1 <= limit <= MAX_RUNS_LISTED:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
+from factorization.fold_in import FixedFactors, FoldInRule
 from index.spaces import CatalogueIndex
 from pipeline.registry.layout import (
     ARTIST_DIR,
@@ -36,6 +37,7 @@ from pipeline.registry.layout import (
     is_version_id,
     version_folder,
 )
+from pipeline.registry.listens import VersionListens, load_version_listens
 from training.fusion import HybridPlacement, load_hybrid
 
 if TYPE_CHECKING:
@@ -49,6 +51,10 @@ class LoadedVersion:
     `user_factors` (n_users, F) float32, rows follow `user_ids`; `index` holds the cf and
     content spaces; `cold_song_ids` are the published songs whose cf vector is predicted;
     `hybrid` the artist priors and fusion new tracks are placed with (None: by audio alone).
+    Users are folded in against `song_factors` (song_ids.json's, with their YᵀY) by
+    `fold_in_rule`, from their `listens` in the version and the catalogue's listens with
+    ids above `listens_through` (None: all of them). Versions published before these were
+    kept have None for them.
     """
 
     version_id: str
@@ -61,10 +67,15 @@ class LoadedVersion:
     cold_song_ids: frozenset[str]
     report: dict[str, Any]
     hybrid: HybridPlacement | None = None
+    song_factors: FixedFactors | None = None
+    fold_in_rule: FoldInRule | None = None
+    listens: VersionListens | None = None
+    listens_through: int | None = None
     user_rows: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.user_rows = {user_id: row for row, user_id in enumerate(self.user_ids)}
+        listeners = self.user_ids + (self.listens.other_user_ids if self.listens else [])
+        self.user_rows = {user_id: row for row, user_id in enumerate(listeners)}
 
     @property
     def created_at(self) -> str:
@@ -78,7 +89,11 @@ class LoadedVersion:
     def user_vector(self, user_id: str) -> np.ndarray | None:
         """The user's (F,) WMF factors, or None for a user the factorization never saw."""
         row = self.user_rows.get(user_id)
-        return None if row is None else self.user_factors[row]
+        return None if row is None or row >= len(self.user_ids) else self.user_factors[row]
+
+    def listener_row(self, user_id: str) -> int | None:
+        """The user's row in `listens` (their listens in the version), or None."""
+        return self.user_rows.get(user_id) if self.listens is not None else None
 
 
 def current_version_id(registry_dir: Path) -> str:
@@ -139,6 +154,18 @@ def load_version(
             f"{folder}: {USER_FACTORS_FILE} is {user_factors.dtype} {user_factors.shape},"
             f" expected float32 with one row per id in {USER_IDS_FILE} ({len(user_ids)})"
         )
+    parameters = manifest["parameters"]
+    song_factors, listens = None, None
+    if SONG_FACTORS_FILE in manifest["files"]:
+        song_ids = json.loads((folder / SONG_IDS_FILE).read_text())
+        factors = np.load(folder / SONG_FACTORS_FILE, mmap_mode="r", allow_pickle=False)
+        if factors.shape[:1] != (len(song_ids),) or factors.shape[1:] != user_factors.shape[1:]:
+            raise ArtifactError(
+                f"{folder}: {SONG_FACTORS_FILE} is {factors.shape}, expected one row per id"
+                f" in {SONG_IDS_FILE} ({len(song_ids)}) of {user_factors.shape[1]} factors"
+            )
+        song_factors = FixedFactors(factors)
+        listens = load_version_listens(folder, len(user_ids), song_ids)
     return LoadedVersion(
         version_id=version_id,
         folder=folder,
@@ -150,6 +177,10 @@ def load_version(
         cold_song_ids=frozenset(json.loads((folder / COLD_SONGS_FILE).read_text())),
         report=json.loads((folder / REPORT_FILE).read_text()),
         hybrid=load_hybrid(folder / ARTIST_DIR, folder / HYBRID_DIR),
+        song_factors=song_factors,
+        fold_in_rule=FoldInRule.from_parameters(parameters["wmf"]) if "wmf" in parameters else None,
+        listens=listens,
+        listens_through=parameters.get("listens_through"),
     )
 
 
