@@ -191,6 +191,11 @@ class ListensResponse(BaseModel):
 
 
 class ModelMetrics(BaseModel):
+    """mAP@k and AUC, and (reports since they were added) recall@c, precision@c and
+    NDCG@c at c = 10, 50, 500, keyed "recall@10" etc."""
+
+    model_config = ConfigDict(extra="allow")
+
     map: float = Field(description="mAP@k on the cold test songs.")
     auc: float
 

@@ -70,6 +70,7 @@ def activate_version(
     log it; the services swap to it at their next poll. Activating the current version
     changes and logs nothing (`Activation.changed` is False)."""
     registry_dir = Path(registry_dir)
+    version_folder(registry_dir, version_id)  # an unknown one is refused before any lock
     with registry_lock(registry_dir):
         previous = current_version_or_none(registry_dir)
         activation = Activation(

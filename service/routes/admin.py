@@ -55,6 +55,12 @@ VersionId = Annotated[
         description="A version's id (`coldstart model list`, GET /v1/admin/versions).",
     ),
 ]
+_REGISTRY_NOT_WRITABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorResponse,
+        "description": "The registry cannot be written here (`registry_not_writable`)",
+    }
+}
 _VERSION_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No version has this id (`version_not_found`)"},
     409: {
@@ -146,7 +152,7 @@ def versions(runtime: RuntimeDep) -> ModelVersionsResponse:
 @router.post(
     "/v1/admin/versions/{version_id}/activate",
     response_model=ActivateResponse,
-    responses={**responses(401, 422), **_VERSION_ERRORS},
+    responses={**responses(401, 422), **_VERSION_ERRORS, **_REGISTRY_NOT_WRITABLE},
     summary="Make a version current (a rollback)",
 )
 def activate(
@@ -166,6 +172,10 @@ def activate(
         raise NotFound(str(error), code="version_not_found") from error
     except ArtifactError as error:
         raise Conflict(str(error), code="version_unusable") from error
+    except OSError as error:  # e.g. a registry mounted read-only here
+        raise NotReady(
+            f"the model registry cannot be written: {error}", code="registry_not_writable"
+        ) from error
     serving = runtime.state.serving
     return ActivateResponse(
         version=activation.version,

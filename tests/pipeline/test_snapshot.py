@@ -116,6 +116,11 @@ def test_import_command_fills_the_catalogue_once(tiny_world: Path, tmp_path: Pat
     command = ["import", "--dataset", str(tiny_world), "--database", str(database)]
     first = runner.invoke(app, command)
     assert first.exit_code == 0, first.output
+    # Not a terminal: a line as each step starts and ends, with what it did.
+    lines = first.output.splitlines()
+    assert lines[0] == "songs (120): started" and lines[2] == "listens: started"
+    assert lines[1].startswith("songs (120): done in") and lines[1].endswith("(120 added)")
+    assert lines[3].startswith("listens: done in") and lines[3].endswith(" added)")
     world = load_dataset(tiny_world)
     with open_catalogue(f"sqlite:///{database}", tmp_path / "catalogue.db.audio") as catalogue:
         assert catalogue.count_tracks("warm") == len(world.songs)
