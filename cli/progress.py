@@ -82,9 +82,11 @@ class Steps:
         """Show `step` as ended (its last `update` detail kept)."""
         seconds = time.monotonic() - step.started
         if self.progress is not None and step.task is not None:
-            if failed:
+            if failed:  # left unfinished: no "done" beside it
                 self.progress.update(step.task, description=f"[red]{step.name}: failed[/red]")
-            self.progress.update(step.task, completed=1)
+                self.progress.stop_task(step.task)
+            else:
+                self.progress.update(step.task, completed=1)
             return
         verb = "failed after" if failed else "done in"
         detail = f" ({step.detail})" if step.detail else ""
