@@ -152,7 +152,7 @@ def versions(runtime: RuntimeDep) -> ModelVersionsResponse:
 @router.post(
     "/v1/admin/versions/{version_id}/activate",
     response_model=ActivateResponse,
-    responses={**responses(401, 422), **_VERSION_ERRORS, **_REGISTRY_NOT_WRITABLE},
+    responses={**responses(400, 401, 422), **_VERSION_ERRORS, **_REGISTRY_NOT_WRITABLE},
     summary="Make a version current (a rollback)",
 )
 def activate(
