@@ -1,8 +1,10 @@
 """The read side of the registry: which version is current, and loading one verified.
 
-This is all the service imports of the registry: `load_version` imports numpy, torch,
-faiss and the plain encoder, never Lightning or implicit. The nightly run loads the
-current version for retraining (`load_for_retraining`: no index).
+This is all the service needs of the registry to serve (its admin routes add
+`pipeline.registry.current`): `load_version` imports numpy, torch, faiss and the plain
+encoder, never Lightning or implicit, and gives a version's listens and song factors for
+folding users in. The nightly run loads the current version for retraining
+(`load_for_retraining`: no index).
 """
 
 from __future__ import annotations
