@@ -150,8 +150,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(registry: Path, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`coldstart serve` on a free loopback port with its own catalogue; waits until ready."""
+def start_server(
+    registry: Path, folder: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`coldstart serve` on a free loopback port with its own catalogue and `settings`
+    (COLDSTART_* variables) in its environment; waits until ready."""
     port = free_port()
     command = [
         sys.executable,
@@ -165,7 +168,7 @@ def start_server(registry: Path, folder: Path) -> tuple[subprocess.Popen[bytes],
         "--port",
         str(port),
     ]
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **settings}
     with open(folder / "server.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

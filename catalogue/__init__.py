@@ -11,6 +11,7 @@ from catalogue.errors import (
     DuplicateTrack,
     InvalidAudio,
     InvalidTrack,
+    SchemaTooNew,
     TrackNotFound,
 )
 from catalogue.repository import Catalogue, ListenIn, ListenRejection, ListenResult, TrackRecord
@@ -26,6 +27,7 @@ __all__ = [
     "ListenIn",
     "ListenRejection",
     "ListenResult",
+    "SchemaTooNew",
     "StoredAudio",
     "TrackNotFound",
     "TrackRecord",

@@ -24,9 +24,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
 from catalogue.audio_store import AudioStore
+from catalogue.errors import SchemaTooNew
 from catalogue.repository import WRITE_OPTION, Catalogue
 
 DATABASE_URL_ENV = "COLDSTART_DATABASE_URL"
@@ -94,13 +97,29 @@ def create_catalogue_engine(url: str | Path) -> Engine:
     return engine
 
 
+def check_schema_known(connection: Connection) -> None:
+    """Refuse a database whose schema version this code does not know (`SchemaTooNew`):
+    a newer coldstart migrated it, and Alembic would fail with "Can't locate revision"."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    known = {revision.revision for revision in script.walk_revisions()}
+    for revision in MigrationContext.configure(connection).get_current_heads():
+        if revision not in known:
+            raise SchemaTooNew(
+                f"the catalogue database is at schema version {revision}, newer than this"
+                f" coldstart knows (its newest is {script.get_current_head()}): upgrade"
+                " coldstart to open it"
+            )
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Apply every migration the database lacks (a no-op when it is current)."""
+    """Apply every migration the database lacks (a no-op when it is current); a database
+    of a newer schema than this code knows is refused (`SchemaTooNew`), untouched."""
     with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
+        check_schema_known(connection)
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection

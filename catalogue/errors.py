@@ -21,3 +21,8 @@ class InvalidTrack(CatalogueError, ValueError):
 
 class InvalidAudio(CatalogueError, ValueError):
     """Audio bytes that cannot be stored: empty, or an extension the front end cannot read."""
+
+
+class SchemaTooNew(CatalogueError):
+    """The database was migrated by a newer coldstart: its schema version is one this code
+    does not know, so it neither reads it nor migrates it (the message names both)."""

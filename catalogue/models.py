@@ -111,6 +111,7 @@ class Listen(Base):
     __table_args__ = (
         CheckConstraint("count >= 1", name="count_positive"),
         CheckConstraint("length(user_id) > 0", name="user_id_not_empty"),
-        Index("ix_listens_user_id", "user_id"),
+        # a user's listens since a model version was built (and any lookup by user)
+        Index("ix_listens_user_id_id", "user_id", "id"),
         Index("ix_listens_track_id", "track_id"),
     )

@@ -26,7 +26,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
-from sqlalchemy import CursorResult, Engine, Result, Row, delete, func, insert, select, update
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Result,
+    Row,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -428,14 +439,55 @@ class Catalogue:
                     session.execute(insert(Listen), rows)
         return results  # type: ignore[return-value]
 
-    def iter_listens(self, chunk_rows: int = EXPORT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def last_listen_id(self) -> int:
+        """The highest listen id (0 without listens), read so that every listen up to it
+        is committed: a watermark, up to which a snapshot takes the listens and above which
+        the service counts them as posted since its model version was built.
+
+        PostgreSQL gives ids at insert, not at commit, so id 10 may commit after 11: the read
+        waits, under `LOCK TABLE listens IN SHARE MODE` (held for this one statement), for
+        the transactions inserting listens to end. A SQLite write transaction has the file
+        to itself. (SQLite may give a new listen the id of the highest one if that one was
+        deleted, with its track, after the watermark was read: such a listen then waits
+        for the next version.)"""
+        with self._writing.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("LOCK TABLE listens IN SHARE MODE"))
+            return int(session.scalar(select(func.max(Listen.id))) or 0)
+
+    def listens_since(
+        self, user_ids: Iterable[str], after_id: int | None
+    ) -> list[tuple[str, str, int]]:
+        """Plays of `user_ids` with a listen id above `after_id` (every one of theirs with
+        None), summed per (user, song): `(user_id, song_id, plays)` sorted by user, song.
+        The (user_id, id) index reads only those rows, however many a user had before."""
+        rows: list[tuple[str, str, int]] = []
+        with self._reading() as session:
+            for chunk in _chunks(sorted(set(user_ids)), _IN_CHUNK):
+                query = (
+                    select(Listen.user_id, Listen.track_id, func.sum(Listen.count))
+                    .where(Listen.user_id.in_(chunk))
+                    .group_by(Listen.user_id, Listen.track_id)
+                    .order_by(Listen.user_id, Listen.track_id)
+                )
+                if after_id is not None:
+                    query = query.where(Listen.id > after_id)
+                rows.extend(
+                    (user, song, int(plays)) for user, song, plays in session.execute(query)
+                )
+        return rows
+
+    def iter_listens(
+        self, chunk_rows: int = EXPORT_CHUNK_ROWS, through_id: int | None = None
+    ) -> Iterator[pd.DataFrame]:
         """Plays summed per (user, song), sorted by user then song, streamed by one query
         as consecutive frames of about `chunk_rows` rows (Arrow batches from the ADBC
         driver on PostgreSQL, a cursor on SQLite; `catalogue.bulk`): user_id and song_id
         (categorical, each frame its own categories), play_count (int32, sums clipped at
-        2**31 - 1). What the nightly snapshot writes to `listens.tsv` as it reads."""
+        2**31 - 1). What the nightly snapshot writes to `listens.tsv` as it reads, of the
+        listens with an id up to `through_id` (`last_listen_id`; None: all)."""
         with self._reading() as session:
-            for frame in summed_listens(session.connection(), chunk_rows):
+            for frame in summed_listens(session.connection(), chunk_rows, through_id):
                 frame["play_count"] = np.minimum(frame["play_count"], MAX_PLAY_COUNT).astype(
                     np.int32
                 )

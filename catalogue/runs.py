@@ -1,4 +1,5 @@
-"""Records of pipeline runs (table `pipeline_runs`): the scheduler's queue and its history.
+"""Records of pipeline runs (table `pipeline_runs`): the scheduler's queue and its history,
+and the versions made current by hand (status "activated", `record_activation`).
 
 A retrain is asked for (by the cron schedule, `POST /v1/admin/retrain` or the CLI) by
 queueing a row; a scheduler claims the oldest queued row, runs `coldstart pipeline`, and
@@ -32,9 +33,17 @@ from catalogue.models import MAX_VERSION_LENGTH, Base, UTCDateTime, utc_now
 from catalogue.repository import WRITE_OPTION, Catalogue
 
 Trigger = Literal["cron", "api", "cli"]
-Status = Literal["queued", "running", "published", "refused", "failed", "busy"]
+Status = Literal["queued", "running", "published", "refused", "failed", "busy", "activated"]
 TRIGGERS: tuple[Trigger, ...] = ("cron", "api", "cli")
-STATUSES: tuple[Status, ...] = ("queued", "running", "published", "refused", "failed", "busy")
+STATUSES: tuple[Status, ...] = (
+    "queued",
+    "running",
+    "published",
+    "refused",
+    "failed",
+    "busy",
+    "activated",
+)
 FINISHED: tuple[Status, ...] = ("published", "refused", "failed", "busy")
 RUN_ID_LENGTH = 16  # hex characters
 MAX_REQUESTED_BY_LENGTH = 100
@@ -65,7 +74,8 @@ class PipelineRun(Base):
     __table_args__ = (
         CheckConstraint("trigger IN ('cron', 'api', 'cli')", name="trigger"),
         CheckConstraint(
-            "status IN ('queued', 'running', 'published', 'refused', 'failed', 'busy')",
+            "status IN ('queued', 'running', 'published', 'refused', 'failed', 'busy',"
+            " 'activated')",
             name="status",
         ),
         Index("ix_pipeline_runs_requested_at", "requested_at"),
@@ -125,15 +135,19 @@ def _queued_run(connection: Any) -> Any:
     ).first()
 
 
+def _check_asker(trigger: str, requested_by: str | None) -> None:
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY_LENGTH:
+        raise ValueError(f"requested_by is longer than {MAX_REQUESTED_BY_LENGTH} characters")
+
+
 def request_run(
     catalogue: Catalogue, trigger: Trigger, requested_by: str | None = None
 ) -> tuple[RunRecord, bool]:
     """Queue a run, or return the one already waiting; the flag says which (True: it was
     already queued). `requested_by` names who asked (a key's label, never the key)."""
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
-    if requested_by is not None and len(requested_by) > MAX_REQUESTED_BY_LENGTH:
-        raise ValueError(f"requested_by is longer than {MAX_REQUESTED_BY_LENGTH} characters")
+    _check_asker(trigger, requested_by)
     for _ in range(3):  # a concurrent request may win the unique index: then return its run
         run_id = secrets.token_hex(RUN_ID_LENGTH // 2)
         try:
@@ -154,6 +168,39 @@ def request_run(
             continue
         return get_run(catalogue, run_id), False
     raise CatalogueError("could not queue a pipeline run: the queue kept changing")
+
+
+def record_activation(
+    catalogue: Catalogue,
+    trigger: Trigger,
+    version_id: str,
+    previous: str | None,
+    requested_by: str | None = None,
+    note: str | None = None,
+) -> RunRecord:
+    """Record in the run history that `version_id` was made current by hand (a rollback,
+    or a roll forward) in place of `previous`: a finished run, status "activated", naming
+    who asked (`requested_by`: a key's label or a person) and why (`note`)."""
+    _check_asker(trigger, requested_by)
+    run_id = secrets.token_hex(RUN_ID_LENGTH // 2)
+    now = utc_now()
+    message = f"activated {version_id} (was {previous or 'none'})" + (f": {note}" if note else "")
+    with _writing(catalogue).begin() as connection:
+        connection.execute(
+            insert(PipelineRun).values(
+                id=run_id,
+                trigger=trigger,
+                requested_by=requested_by,
+                status="activated",
+                requested_at=now,
+                started_at=now,
+                finished_at=now,
+                exit_code=0,
+                version_id=version_id,
+                message=message,
+            )
+        )
+    return get_run(catalogue, run_id)
 
 
 def claim_next(catalogue: Catalogue) -> RunRecord | None:
@@ -259,6 +306,19 @@ def get_run(catalogue: Catalogue, run_id: str) -> RunRecord:
     if row is None:
         raise RunNotFound(f"no pipeline run {run_id!r}")
     return RunRecord.from_row(row)
+
+
+def last_finished_run(catalogue: Catalogue) -> RunRecord | None:
+    """The pipeline run that ended last (published, refused, failed or busy; not an
+    activation), or None before the first one."""
+    with catalogue.engine.connect() as connection:
+        row = connection.execute(
+            select(PipelineRun.__table__)
+            .where(PipelineRun.status.in_(FINISHED), PipelineRun.finished_at.is_not(None))
+            .order_by(PipelineRun.finished_at.desc(), PipelineRun.id.desc())
+            .limit(1)
+        ).first()
+    return RunRecord.from_row(row) if row is not None else None
 
 
 def list_runs(catalogue: Catalogue, limit: int = 20) -> list[RunRecord]:

@@ -19,7 +19,24 @@ from training.encoders import (
 # For the help texts of every command that takes --encoder (the table imports no torch).
 ENCODER_NAMES = ", ".join(available_encoders())
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The Typer app, saying in one line (exit code 1) that the catalogue database is newer
+    than this coldstart, whichever command opened it, instead of a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            from catalogue.errors import SchemaTooNew
+
+            if not isinstance(error, SchemaTooNew):
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise SystemExit(1) from error
+
+
+app = _App(
     name="coldstart",
     help="Cold-start music recommendation: world -> features -> WMF -> CNN -> index -> API.",
     no_args_is_help=True,

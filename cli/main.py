@@ -4,6 +4,7 @@ import cli.audio  # noqa: F401
 import cli.demo  # noqa: F401
 import cli.evaluate  # noqa: F401
 import cli.factorize  # noqa: F401
+import cli.model  # noqa: F401
 import cli.pipeline  # noqa: F401
 import cli.publish  # noqa: F401
 import cli.scheduler  # noqa: F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,9 @@ import typer
 from cli.app import ENCODER_NAMES, app, encoders_given, given
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from cli.progress import Step
     from index.settings import IndexSettings
 
 
@@ -53,6 +57,21 @@ def pipeline(
         float | None,
         typer.Option(
             min=0.0, help="Gate: how far AUC may fall below current's (default: GateSettings)."
+        ),
+    ] = None,
+    gate_metrics: Annotated[
+        str | None,
+        typer.Option(
+            help="Gate: the metrics that decide, comma-separated, of map, auc and"
+            " recall|precision|ndcg@10|50|500 (default: map,auc)."
+        ),
+    ] = None,
+    top_k_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Gate: how far a deciding recall, precision or NDCG may fall (default:"
+            " GateSettings).",
         ),
     ] = None,
     keep_versions: Annotated[
@@ -147,22 +166,34 @@ def pipeline(
     """The nightly run: snapshot -> featurize (for the encoder it trains) -> factorize
     (warm) -> train (fine-tune the current encoder, or --encoder from scratch) ->
     evaluate -> quality gate -> publish -> retention. Exit code: 0 published, 3 refused by
-    the gate, 75 another run is going, 1 failed; the current version serves throughout."""
+    the gate, 75 another run is going, 1 failed; the current version serves throughout.
+    On a terminal the steps show live; otherwise each logs a line as it starts and ends."""
     from rich.console import Console
 
     from artifacts.run_layout import SUMMARY_FILE
     from catalogue.db import url_or_path
+    from cli.progress import Steps
     from evaluation.gate import GateSettings
-    from pipeline.nightly import PipelineSettings, run_pipeline
+    from pipeline.nightly import PipelineSettings, StepRecord, run_pipeline
     from training.encoder_fit import CNN_DEFAULTS
 
     if encoder is not None:
         encoders_given([encoder])
 
     console = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
-    )
+    steps = Steps(console)
+    if steps.progress is None:  # a log: the run's INFO lines, one per step and more
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+        )
+    else:  # a terminal: the steps live, and only warnings above them
+        from rich.logging import RichHandler
+
+        logging.basicConfig(
+            handlers=[RichHandler(level=logging.WARNING, console=console)],
+            format="%(name)s %(message)s",
+            force=True,
+        )
     try:
         settings = PipelineSettings(
             registry=registry,
@@ -173,7 +204,16 @@ def pipeline(
             run_id=run_id,
             cnn=dataclasses.replace(CNN_DEFAULTS, **given(epochs=epochs, max_minutes=max_minutes)),
             from_scratch=from_scratch,
-            gate=GateSettings(**given(map_tolerance=map_tolerance, auc_tolerance=auc_tolerance)),
+            gate=GateSettings(
+                **given(
+                    map_tolerance=map_tolerance,
+                    auc_tolerance=auc_tolerance,
+                    top_k_tolerance=top_k_tolerance,
+                    metrics=tuple(m.strip() for m in gate_metrics.split(","))
+                    if gate_metrics
+                    else None,
+                )
+            ),
             workers=workers,
             spark_master=spark_master,
             index=_index_settings(index_kind, index_factory, index_nprobe, index_memory_gb),
@@ -191,7 +231,16 @@ def pipeline(
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
-    result = run_pipeline(settings)
+    shown: dict[str, Step] = {}
+
+    def on_step(record: StepRecord) -> None:
+        if record.status == "running":
+            shown[record.name] = steps.start(record.name)
+        elif record.name in shown:
+            steps.finish(shown.pop(record.name), failed=record.status == "failed")
+
+    with steps:
+        result = run_pipeline(settings, on_step=on_step if steps.progress is not None else None)
     if summary is not None:
         from artifacts.files import write_json_atomic
 
@@ -248,6 +297,7 @@ def import_dataset(
     from catalogue import open_catalogue
     from catalogue.db import default_audio_store, url_or_path
     from catalogue.errors import CatalogueError
+    from cli.progress import Steps
     from corpus.dataset import (
         LISTENS_FILE,
         SONGS_FILE,
@@ -264,17 +314,33 @@ def import_dataset(
         if not (dataset / LISTENS_FILE).is_file():
             raise DatasetError(f"{dataset / LISTENS_FILE}: missing")
         store = audio_store or default_audio_store(url)
-        with open_catalogue(url, store) as catalogue:
+        with open_catalogue(url, store) as catalogue, Steps(Console(stderr=True)) as steps:
             if catalogue.count_listens():
                 raise CatalogueError(
                     f"the catalogue already holds {catalogue.count_listens():,} listens;"
                     " not importing a second copy"
                 )
-            songs = catalogue.import_songs(
-                songs_table, audio=find_audio(dataset) if copy_audio else None
-            )
-            listens = catalogue.import_listens(iter_listens(dataset / LISTENS_FILE))
+            with steps.step(f"songs ({len(songs_table):,})") as step:
+                songs = catalogue.import_songs(
+                    songs_table, audio=find_audio(dataset) if copy_audio else None
+                )
+                step.update(f"{songs:,} added")
+            with steps.step("listens") as step:
+                listens = catalogue.import_listens(
+                    _counted(iter_listens(dataset / LISTENS_FILE), step)
+                )
+                step.update(f"{listens:,} added")
     except (DatasetError, CatalogueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(1) from error
     console.print(f"imported {songs:,} songs and {listens:,} listens into {url}")
+
+
+def _counted(frames: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataFrame]:
+    """`frames` passed on, telling `step` how many listens were read (and written) so far."""
+    rows = 0
+    for block, frame in enumerate(frames, 1):
+        rows += len(frame)
+        step.update(f"{rows:,} listens read (block {block})")
+        yield frame
+    step.update(f"{rows:,} listens read; committing (a first load builds the indexes now)")

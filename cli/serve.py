@@ -26,8 +26,6 @@ def serve(
     """Serve REG/current: POST audio, get similar songs; add tracks; recommend to users.
     API keys come from COLDSTART_API_KEYS (comma-separated); the other settings from
     COLDSTART_* as well (see service/settings.py)."""
-    import logging
-
     import uvicorn
     from pydantic import ValidationError
 
@@ -49,5 +47,6 @@ def serve(
         )
         typer.echo(f"error: invalid settings: {problems}", err=True)
         raise typer.Exit(2) from error
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # The app configures the log lines, uvicorn's too (service.logs): uvicorn's own
+    # configuration would add its handlers beside them.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)

@@ -22,8 +22,10 @@ Against the current version alone, nights that each lose a little less than the 
 would add up unseen (a ratchet down). So the candidate is also compared with the floor:
 for each model and metric, the best that a kept version scored when it passed its own
 gate on the same test songs (`RecordedScore`, from the version manifests; same songs means
-the same digest of their ids). It passes iff no metric of any gated model falls more than
-its tolerance below the current's or below the floor; `decided_by` names the comparison
+the same digest of their ids). It passes iff no deciding metric (`GateSettings.metrics`:
+mAP@k and AUC unless configured otherwise; every metric of the report is scored and
+recorded) of any gated model falls more than its tolerance below the current's or below
+the floor; `decided_by` names the comparison
 with the least room left (the one that refused, or would have been the first to). With no
 current version and no floor, every gated model must beat chance (`expected_random_map`,
 AUC 0.5).
@@ -49,10 +51,13 @@ from corpus.dataset import LISTENS_FILE, SONGS_FILE, read_listens, read_songs
 from factorization.matrices import play_count_matrix
 from factorization.run import dataset_root_of, load_factorization
 from ranking.metrics import (
+    CUTOFFS,
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
+    TOP_K_METRICS,
     RankingMetrics,
     expected_random_map,
+    expected_random_top_k,
     ranking_metrics,
 )
 from training.checkpoint import read_encoder_config
@@ -63,7 +68,9 @@ if TYPE_CHECKING:
     from training.fusion import HybridPlacement
 
 GATED_MODELS = (CNN_NAME, HYBRID_NAME)
-METRICS = ("map", "auc")
+DECIDING_METRICS = ("map", "auc")
+# Every metric the gate scores and records; `GateSettings.metrics` picks those that decide.
+METRICS = (*DECIDING_METRICS, *(f"{m}@{c}" for m in TOP_K_METRICS for c in CUTOFFS))
 
 
 class ScoredVersion(Protocol):
@@ -90,19 +97,38 @@ class GateError(ValueError):
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Absolute tolerances: how far below the current's mAP@k and AUC the candidate's may be."""
+    """Which metrics decide (`metrics`: mAP@k and AUC unless told otherwise; any of
+    `METRICS`) and absolute tolerances: how far below the current's each may be
+    (`top_k_tolerance` for recall, precision and NDCG at a cutoff)."""
 
     map_tolerance: float = 0.01
     auc_tolerance: float = 0.01
     k: int = DEFAULT_K
+    metrics: tuple[str, ...] = DECIDING_METRICS
+    top_k_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("map_tolerance", "auc_tolerance"):
+        for name in ("map_tolerance", "auc_tolerance", "top_k_tolerance"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        unknown = [metric for metric in self.metrics if metric not in METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(
+                f"gate metrics must be some of {', '.join(METRICS)}; got {list(self.metrics)}"
+            )
+
+    def tolerance(self, metric: str) -> float:
+        """The tolerance of `metric`."""
+        return {"map": self.map_tolerance, "auc": self.auc_tolerance}.get(
+            metric, self.top_k_tolerance
+        )
+
+    def label(self, metric: str) -> str:
+        """How a reason names `metric`: "mAP@500", "AUC", "ndcg@10"."""
+        return {"map": f"mAP@{self.k}", "auc": "AUC"}.get(metric, metric)
 
 
 @dataclass(frozen=True)
@@ -119,8 +145,9 @@ class RecordedScore:
 class GateDecision:
     """What the gate decided and on which numbers; `to_json` goes into the run summary.
 
-    `candidate`, `current` and `chance` give `{model: {"map": mAP@k, "auc": AUC}}` (chance:
-    `{"map", "auc"}`) over the same `n_users` users and `n_test_songs` songs, whose ids
+    `candidate`, `current` and `chance` give `{model: {metric: value}}` for every metric of
+    `METRICS` ("map": mAP@k, "auc", "ndcg@10", ...; chance: `{metric: value}`), whichever
+    decide, over the same `n_users` users and `n_test_songs` songs, whose ids
     digest to `test_songs`; `current` is None without a current version. `floor[model]
     [metric]` is `{"value", "version"}`, the best kept version's. `decided_by` is
     "current", "floor" or "chance".
@@ -162,7 +189,8 @@ def songs_digest(song_ids: Sequence[str]) -> str:
 
 
 def _metrics(result: RankingMetrics) -> dict[str, float]:
-    return {"map": result.map, "auc": result.auc}
+    """Every metric of `METRICS` (recorded whether or not it decides)."""
+    return {"map": result.map, "auc": result.auc, **result.top_k()}
 
 
 def _best_floor(
@@ -208,12 +236,10 @@ def _checks(
     floor: dict[str, dict[str, dict[str, Any]]],
     settings: GateSettings,
 ) -> list[_Check]:
-    tolerance = {"map": settings.map_tolerance, "auc": settings.auc_tolerance}
-    label = {"map": f"mAP@{settings.k}", "auc": "AUC"}
     checks = []
     for model, scores in candidate.items():
-        for metric in METRICS:
-            name = f"{model} {label[metric]}"
+        for metric in settings.metrics:
+            name = f"{model} {settings.label(metric)}"
             if current is not None and model in current:
                 checks.append(
                     _Check(
@@ -221,7 +247,7 @@ def _checks(
                         name,
                         scores[metric],
                         current[model][metric],
-                        tolerance[metric],
+                        settings.tolerance(metric),
                         f"the current {current_version}",
                     )
                 )
@@ -233,7 +259,7 @@ def _checks(
                         name,
                         scores[metric],
                         best["value"],
-                        tolerance[metric],
+                        settings.tolerance(metric),
                         f"the floor (best kept: {best['version']})",
                     )
                 )
@@ -258,28 +284,28 @@ def _verdict(checks: list[_Check], settings: GateSettings) -> tuple[bool, str, s
     summaries = ", ".join(
         f"{c.label} {c.ours:.5f} vs {c.theirs:.5f} ({c.comparison})" for c in checks
     )
+    tolerances = ", ".join(f"{settings.tolerance(m):g}" for m in settings.metrics)
     return (
         True,
-        f"passed: {summaries} (tolerances {settings.map_tolerance:g} and"
-        f" {settings.auc_tolerance:g}; least room against {deciding.against})",
+        f"passed: {summaries} (tolerances {tolerances}; least room against {deciding.against})",
         deciding.comparison,
     )
 
 
 def _chance_verdict(
-    candidate: dict[str, dict[str, float]], chance: dict[str, float], k: int
+    candidate: dict[str, dict[str, float]], chance: dict[str, float], settings: GateSettings
 ) -> tuple[bool, str]:
     short = [
-        f"{model} {label}"
+        f"{model} {settings.label(metric)}"
         for model, scores in candidate.items()
-        for label, metric in ((f"mAP@{k}", "map"), ("AUC", "auc"))
+        for metric in settings.metrics
         if not scores[metric] > chance[metric]
     ]
     numbers = ", ".join(
-        f"{model} mAP@{k} {scores['map']:.5f}, AUC {scores['auc']:.4f}"
+        f"{model} " + ", ".join(f"{settings.label(m)} {scores[m]:.5f}" for m in settings.metrics)
         for model, scores in candidate.items()
     )
-    numbers += f" vs chance {chance['map']:.5f} and {chance['auc']:.1f}"
+    numbers += " vs chance " + ", ".join(f"{chance[m]:.5f}" for m in settings.metrics)
     if not short:
         return True, f"no current version; the candidate beats chance: {numbers}"
     verb = "does" if len(short) == 1 else "do"
@@ -392,9 +418,11 @@ def quality_gate(
         model: _metrics(ranking_metrics(users, song_vectors[song_rows], relevance, k=settings.k))
         for model, song_vectors in vectors.items()
     }
+    n_relevant = np.diff(relevance.indptr)
     chance = {
-        "map": expected_random_map(np.diff(relevance.indptr), len(song_ids), settings.k),
+        "map": expected_random_map(n_relevant, len(song_ids), settings.k),
         "auc": EXPECTED_RANDOM_AUC,
+        **expected_random_top_k(n_relevant, len(song_ids), CUTOFFS),
     }
     current_metrics = None
     if current is not None:
@@ -413,7 +441,7 @@ def quality_gate(
     if checks:
         passed, reason, decided_by = _verdict(checks, settings)
     else:
-        (passed, reason), decided_by = _chance_verdict(candidate, chance, settings.k), "chance"
+        (passed, reason), decided_by = _chance_verdict(candidate, chance, settings), "chance"
     return GateDecision(
         passed=passed,
         reason=f"{reason}, on {evaluated.size} users and {len(song_ids)} test songs.",

@@ -51,10 +51,13 @@ from corpus.split import KINDS, load_split
 from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
 from ranking.metrics import (
+    CUTOFFS,
     DEFAULT_K,
     EXPECTED_RANDOM_AUC,
+    TOP_K_METRICS,
     RankingMetrics,
     expected_random_map,
+    expected_random_top_k,
     ranking_metrics,
 )
 from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
@@ -151,9 +154,10 @@ def _score_table(
     bar: Progress,
     what: str = "",
 ) -> dict[str, Any]:
-    """Every model's mAP@k and AUC over the users with a relevant song in `relevance`
-    `(n_users, n_songs)`, `vectors[name]` `(n_songs, F)`; with the random expectation and
-    each model's share of the gap from it to the upper bound."""
+    """Every model's mAP@k, AUC and top-k metrics (recall, precision, NDCG at `CUTOFFS`)
+    over the users with a relevant song in `relevance` `(n_users, n_songs)`,
+    `vectors[name]` `(n_songs, F)`; with the random expectation and each model's share of
+    the gap from it to the upper bound (mAP and AUC)."""
     evaluated = np.flatnonzero(np.diff(relevance.indptr) > 0)
     relevance = sp.csr_array(relevance[evaluated])
     users = user_factors[evaluated]
@@ -167,15 +171,17 @@ def _score_table(
             k=k,
             on_chunk=lambda done, _total, step=step: bar.update(step, completed=done),
         )
+    n_relevant = np.diff(relevance.indptr)
     expected = {
-        "map": expected_random_map(np.diff(relevance.indptr), relevance.shape[1], k),
+        "map": expected_random_map(n_relevant, relevance.shape[1], k),
         "auc": EXPECTED_RANDOM_AUC,
+        **expected_random_top_k(n_relevant, relevance.shape[1], CUTOFFS),
     }
     ceiling = scored[UPPER_BOUND]
     return {
         "n_users": int(evaluated.size),
         "n_test_songs": int(relevance.shape[1]),
-        "models": {name: {"map": m.map, "auc": m.auc} for name, m in scored.items()},
+        "models": {name: {"map": m.map, "auc": m.auc, **m.top_k()} for name, m in scored.items()},
         "expected_random": expected,
         "gap_closed": {
             name: {
@@ -442,6 +448,23 @@ def _table_lines(table: dict[str, Any], k: int) -> list[str]:
     ]
 
 
+def _top_k_lines(table: dict[str, Any]) -> list[str]:
+    """A markdown table of recall, precision and NDCG at each cutoff (models in the order
+    of `_table_lines`), with the random expectation, then a blank."""
+    names = [f"{metric}@{cutoff}" for metric in TOP_K_METRICS for cutoff in CUTOFFS]
+    headers = [name.replace("ndcg", "NDCG") for name in names]
+    lines = [
+        "| model | " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    rows = [(name, table["models"][name]) for name in model_order(table)]
+    rows.append(("*random, expected*", table["expected_random"]))
+    for label, values in rows:
+        cells = ["" if name not in values else f"{values[name]:.4f}" for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _hybrid_lines(effect: dict[str, dict[str, float]], k: int) -> list[str]:
     """What the hybrid gains (or costs) over the CNN per kind of test song."""
     if not effect:
@@ -469,6 +492,10 @@ def _markdown(
         *_table_lines(report, k),
         "Gap closed: (model - expected random) / (upper_bound - expected random).",
         "",
+        "Top-k metrics on the same ranking (recall@c = hits in the top c / listened songs,"
+        " precision@c = hits / c, NDCG@c with binary gains; ties pessimistic):",
+        "",
+        *_top_k_lines(report),
     ]
     for kind, table in report.get("kinds", {}).items():
         lines += [
@@ -478,6 +505,7 @@ def _markdown(
             " these songs.",
             "",
             *_table_lines(table, k),
+            *_top_k_lines(table),
         ]
     lines += _hybrid_lines(report.get("hybrid_effect", {}), k)
     if report["skipped_models"]:

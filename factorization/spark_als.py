@@ -30,9 +30,10 @@ Same objective as implicit, as far as Spark allows. Spark 4's implicit ALS
   `regularization` (what the search picks and the manifest records) is λ on both engines;
   `reg_param` is what Spark was given.
 
-Fold-in (`fold_in_songs`) is the exact item step, solved in numpy (float64) on the driver,
-with Spark's per-row rule `regParam · n_i`, so that a folded-in song is regularized like a
-fitted one (implicit's `recalculate_item` takes one λ for all rows, so it cannot do this).
+Fold-in (`fold_in_songs`) is the exact item step, solved in numpy (float64) on the driver
+(`factorization.fold_in`), with Spark's per-row rule `regParam · n_i`, so that a folded-in
+song is regularized like a fitted one (implicit's `recalculate_item` takes one λ for all
+rows, so it cannot do this).
 
 Spark's public API takes no initial factors, so there is no warm start on this engine:
 `fit(..., initial=...)` raises `ValueError` (the nightly run's warm start stays on implicit).
@@ -53,6 +54,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from factorization.fold_in import FixedFactors, Regularization
 from factorization.wmf import IterationCallback
 
 if TYPE_CHECKING:
@@ -243,27 +245,9 @@ class SparkALSEngine:
         self, user_factors: np.ndarray, song_user_confidence: sp.csr_matrix
     ) -> np.ndarray:
         """As `WMFEngine.fold_in_songs`, with Spark's per-row regularization `reg_param · n_i`
-        (`n_i` the song's listeners); needs a `fit` first, for its `reg_param`. A song with
-        no listener gets a zero vector. One song at a time: a BLAS product over its listeners
-        and an `F x F` solve, so memory stays `O(F²)` however popular the song, and the Python
-        step per song (~20 us) is small beside the product."""
+        (`n_i` the song's listeners; `factorization.fold_in`); needs a `fit` first, for its
+        `reg_param`. A song with no listener gets a zero vector."""
         if self.reg_param is None:
             raise ValueError("fold_in_songs needs the regParam of a fit: call fit first")
-        matrix = sp.csr_matrix(song_user_confidence)
-        if matrix.shape[1] != user_factors.shape[0]:
-            raise ValueError(
-                f"song_user_confidence has {matrix.shape[1]} user columns,"
-                f" user_factors {user_factors.shape[0]} rows"
-            )
-        x = np.asarray(user_factors, dtype=np.float64)
-        gram = x.T @ x
-        identity = np.eye(x.shape[1])
-        folded = np.zeros((matrix.shape[0], x.shape[1]), dtype=np.float64)
-        for song in np.flatnonzero(np.diff(matrix.indptr)):
-            start, stop = matrix.indptr[song], matrix.indptr[song + 1]
-            listeners = x[matrix.indices[start:stop]]
-            confidence = matrix.data[start:stop].astype(np.float64)
-            lhs = gram + (listeners.T * (confidence - 1.0)) @ listeners
-            lhs += self.reg_param * (stop - start) * identity
-            folded[song] = np.linalg.solve(lhs, listeners.T @ confidence)
-        return folded.astype(np.float32)
+        users = FixedFactors(np.ascontiguousarray(user_factors, dtype=np.float32))
+        return users.fold_in(song_user_confidence, Regularization(self.reg_param, per_listen=True))

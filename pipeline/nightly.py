@@ -30,10 +30,11 @@ unusable is left out of the content space of that version (a warm one keeps its 
 factors), and the run publishes the rest. Each is named with its reason in the summary's
 `left_out`, in `RUN/pipeline.log` and so in the run's record (`/v1/admin/runs/{id}`).
 
-The quality gate compares the candidate's CNN and hybrid with the current version's and
-with the floor: the best numbers a kept version recorded when it passed its own gate on
-the same test songs (`recorded_scores`), so that small losses night after night cannot
-add up; the summary's `gate.decided_by` says which comparison decided.
+The quality gate compares the candidate's CNN and hybrid with the current version's (the
+one an operator rolled back to, after a rollback) and with the floor: the best numbers a
+kept version recorded when it passed its own gate on the same test songs
+(`recorded_scores`; a version rolled back from is left out), so that small losses night
+after night cannot add up; the summary's `gate.decided_by` says which comparison decided.
 
 The run ends with an `Outcome` (exit code, see `pipeline.outcome`) and a `RunSummary`,
 written to `RUN/summary.json` (and `--summary FILE`): per step its status, seconds and
@@ -51,7 +52,7 @@ import secrets
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -219,8 +220,12 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def run_pipeline(settings: PipelineSettings) -> RunSummary:
-    """Run every step once; never raises for a failed run (see `RunSummary.outcome`)."""
+def run_pipeline(
+    settings: PipelineSettings, on_step: Callable[[StepRecord], None] | None = None
+) -> RunSummary:
+    """Run every step once; never raises for a failed run (see `RunSummary.outcome`).
+    `on_step(record)` is called as each step starts (status "running") and ends (a
+    progress display)."""
     run_id = settings.run_id or new_run_id()
     run_dir = settings.work / RUNS_DIR / run_id
     started = time.perf_counter()
@@ -229,7 +234,7 @@ def run_pipeline(settings: PipelineSettings) -> RunSummary:
     handler = _log_to(run_dir / LOG_FILE)
     try:
         with pipeline_lock(settings.registry, run_id):
-            _Run(settings, run_dir, summary).execute()
+            _Run(settings, run_dir, summary, on_step).execute()
     except PipelineBusy as error:
         summary.outcome, summary.message = Outcome.BUSY, str(error)
     except Exception as error:  # a failed run is reported, never raised: current stays
@@ -253,11 +258,18 @@ def run_pipeline(settings: PipelineSettings) -> RunSummary:
 class _Run:
     """One run's steps; each records its seconds and findings in the summary."""
 
-    def __init__(self, settings: PipelineSettings, run_dir: Path, summary: RunSummary) -> None:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        run_dir: Path,
+        summary: RunSummary,
+        on_step: Callable[[StepRecord], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = Path(settings.registry)
         self.run_dir = run_dir
         self.summary = summary
+        self.on_step = on_step or (lambda _record: None)
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -265,6 +277,7 @@ class _Run:
         record = StepRecord(name, "running", 0.0, detail)
         self.summary.steps.append(record)
         log.info("step %s: started", name)
+        self.on_step(record)
         started = time.perf_counter()
         try:
             yield detail
@@ -273,7 +286,10 @@ class _Run:
             raise
         finally:
             record.seconds = round(time.perf_counter() - started, 2)
+            if record.status == "failed":
+                self.on_step(record)
         record.status = "ok"
+        self.on_step(record)
         log.info(
             "step %s: done in %.1f s %s", name, record.seconds, json.dumps(detail, default=str)
         )
@@ -337,6 +353,7 @@ class _Run:
                 parent_version=current,
                 spark_master=self._spark_master(),
                 index_settings=settings.index,
+                listens_through=snapshot.listens_through,
                 provenance={
                     "run_id": self.summary.run_id,
                     "snapshot": snapshot.to_json(),
@@ -559,13 +576,18 @@ class _Run:
 def recorded_scores(registry: Path) -> list[RecordedScore]:
     """What each kept version scored when it passed a nightly gate (its manifest's
     `pipeline.gate`: per model the candidate's numbers, and the test songs' digest);
-    versions published otherwise (`coldstart publish`, an older gate) recorded none."""
+    versions published otherwise (`coldstart publish`, an older gate) recorded none, and a
+    version rolled back from (`pipeline.registry.withdrawn_versions`) counts for nothing:
+    its numbers did not make it a version worth keeping."""
     from artifacts.manifest import read_manifest
-    from pipeline.registry import list_versions
+    from pipeline.registry import list_versions, withdrawn_versions
     from pipeline.registry.layout import VERSION_KIND, version_folder
 
     scores = []
+    withdrawn = withdrawn_versions(registry)
     for version_id in list_versions(registry):
+        if version_id in withdrawn:
+            continue
         folder = version_folder(registry, version_id)
         manifest = read_manifest(folder, kind=VERSION_KIND, verify=False)
         gate = (manifest.get("pipeline") or {}).get("gate") or {}

@@ -6,7 +6,10 @@ same contract as on a dataset:
 
     songs.csv      every track the catalogue holds (warm and cold), id, title, artist
     listens.tsv    plays summed per (user, track), written as they stream out of the database
-                   (`Catalogue.iter_listens`): one chunk in memory, never the whole table
+                   (`Catalogue.iter_listens`): one chunk in memory, never the whole table;
+                   the listens up to a watermark (`Catalogue.last_listen_id`, read first),
+                   which the version records: the service counts those above it as posted
+                   since
     audio/<id>.<ext>  a symbolic link to the track's recording: its stored audio (tracks
                    added by audio, and songs imported with their recordings), else the
                    recording in the dataset folder the current version came from
@@ -57,6 +60,8 @@ class Snapshot:
     counts: dict[str, int]
     # Tracks whose recorded audio file is gone from the store: they get no recording.
     missing_audio: tuple[str, ...] = ()
+    # The highest catalogue listen id listens.tsv holds (None: a dataset folder's own).
+    listens_through: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,7 @@ class Snapshot:
             "source": self.source,
             "taken_at": self.taken_at.isoformat(),
             "counts": self.counts,
+            "listens_through": self.listens_through,
         }
 
 
@@ -93,7 +99,7 @@ def snapshot_catalogue(
         }
     )
     write_atomic(folder / SONGS_FILE, lambda handle: songs.to_csv(handle, index=False))
-    listened = _ListensWritten()
+    listened = _ListensWritten(catalogue.last_listen_id())
     write_atomic(folder / LISTENS_FILE, lambda handle: listened.write(handle, catalogue))
 
     store = catalogue.audio_store
@@ -131,20 +137,24 @@ def snapshot_catalogue(
         "tracks_without_audio": len(tracks) - len(wanted),
         "tracks_missing_audio": len(missing),
     }
-    return Snapshot(folder.resolve(), "database", taken_at, counts, tuple(missing))
+    return Snapshot(
+        folder.resolve(), "database", taken_at, counts, tuple(missing), listened.through
+    )
 
 
 class _ListensWritten:
-    """Streams the catalogue's summed listens into `listens.tsv`, counting rows and users
-    on the way (the stream is sorted by user, so a user spans consecutive rows)."""
+    """Streams the catalogue's summed listens with ids up to `through` into `listens.tsv`,
+    counting rows and users on the way (the stream is sorted by user, so a user spans
+    consecutive rows)."""
 
-    def __init__(self) -> None:
+    def __init__(self, through: int) -> None:
+        self.through = through
         self.rows = 0
         self.users = 0
 
     def write(self, handle: Any, catalogue: Catalogue) -> None:
         last_user = None
-        for frame in catalogue.iter_listens():
+        for frame in catalogue.iter_listens(through_id=self.through):
             handle.write(listens_tsv_block(frame))
             users = frame["user_id"]
             self.rows += len(frame)

@@ -1,4 +1,5 @@
-"""Cold-start ranking metrics of the paper: mAP@500 and AUC over the test songs.
+"""Cold-start ranking metrics: the paper's mAP@500 and AUC, and the top-k metrics that
+recommender comparisons read (recall@k, precision@k, NDCG@k), over the test songs.
 
 Every user with at least one listen among the test songs ranks *all* test songs by
 `user_factors[u] · song_vectors[s]`; the listened ones are the relevant items.
@@ -8,12 +9,18 @@ Every user with at least one listen among the test songs ranks *all* test songs 
 - AUC = probability that a listened song scores above a non-listened one, ties counting 1/2
   (the Mann-Whitney statistic, equal to `sklearn.metrics.roc_auc_score` per user), averaged
   over users.
+- At each cutoff c (`CUTOFFS`: 10, 50, 500), with hits@c the relevant songs in the top c:
+  recall@c = hits@c / #relevant, precision@c = hits@c / c (RecBole's and Microsoft
+  Recommenders' definitions), NDCG@c = DCG@c / IDCG@c with binary gains,
+  DCG@c = sum over hits in the top c of 1 / log2(1 + position), IDCG@c the DCG of the
+  min(#relevant, c) relevant songs ranked first (`sklearn.metrics.ndcg_score` per user).
+  Each is averaged over users.
 
-Ties in the AP ordering are broken **pessimistically**: among songs with equal scores, the
-non-listened ones rank first. That is deterministic, independent of the song order and of
-the chunking, and it gives a degenerate model no credit: a model that scores every song the
-same (say, zero vectors) gets the worst AP its ties allow, not whatever the catalogue order
-happens to give. With continuous scores there are no ties and the rule never acts.
+Ties in the AP and top-k orderings are broken **pessimistically**: among songs with equal
+scores, the non-listened ones rank first. That is deterministic, independent of the song
+order and of the chunking, and it gives a degenerate model no credit: a model that scores
+every song the same (say, zero vectors) gets the worst AP its ties allow, not whatever the
+catalogue order happens to give. With continuous scores there are no ties and the rule never acts.
 
 The computation is vectorised and chunked over users, so that 1M users x 10k test songs run
 in minutes with bounded memory: a chunk of users is scored with one matmul, each score row is
@@ -25,12 +32,14 @@ Only numpy and scipy are imported, so training can reuse it for validation mAP.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 DEFAULT_K = 500
+CUTOFFS = (10, 50, 500)
+TOP_K_METRICS = ("recall", "precision", "ndcg")
 EXPECTED_RANDOM_AUC = 0.5
 CHUNK_ELEMENTS = 1 << 22
 """Scores per chunk when `chunk_users` is not given: a (chunk, n_songs) float64 product and
@@ -46,6 +55,8 @@ class RankingMetrics:
     (a user with at least one relevant song) in row order of the relevance matrix;
     `per_user_auc` is NaN for a user who listened to every song (no pair to compare), and
     `auc` averages over the others. `n_users_without_relevant` counts the excluded rows.
+    `per_user_top_k[metric]` (`TOP_K_METRICS`) is `(n_users, len(cutoffs))` float64, one
+    column per cutoff; `top_k()` gives their means by name ("recall@10", ...).
     """
 
     map: float
@@ -54,6 +65,16 @@ class RankingMetrics:
     per_user_ap: np.ndarray
     per_user_auc: np.ndarray
     n_users_without_relevant: int
+    cutoffs: tuple[int, ...] = ()
+    per_user_top_k: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def top_k(self) -> dict[str, float]:
+        """Mean recall@c, precision@c and NDCG@c per cutoff c, keyed "recall@10" etc."""
+        return {
+            f"{metric}@{cutoff}": float(self.per_user_top_k[metric][:, column].mean())
+            for metric in TOP_K_METRICS
+            for column, cutoff in enumerate(self.cutoffs)
+        }
 
 
 def _as_factors(name: str, factors: np.ndarray) -> np.ndarray:
@@ -111,14 +132,45 @@ def score(user_factors: np.ndarray, song_vectors_t: np.ndarray) -> np.ndarray:
     return (user_factors.astype(np.float64) @ song_vectors_t).astype(np.float32)
 
 
+def _discounts(depth: int) -> np.ndarray:
+    """`(depth + 1,)` float64: entry i is the DCG of i hits ranked first,
+    sum over j <= i of 1 / log2(1 + j) (entry 0 is 0)."""
+    return np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, depth + 2)))]
+
+
+def _top_k(
+    position: np.ndarray, rows: np.ndarray, counts: np.ndarray, cutoffs: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Recall, precision and NDCG at each cutoff, `(n_chunk, len(cutoffs))` float64 each,
+    from the 1-based `position` of every relevant entry (rows as in `_chunk_metrics`)."""
+    n_chunk = counts.size
+    ideal = _discounts(max(cutoffs, default=0))
+    gain = 1.0 / np.log2(1.0 + position)
+    shape = (n_chunk, len(cutoffs))
+    recall, precision, ndcg = np.empty(shape), np.empty(shape), np.empty(shape)
+    for column, cutoff in enumerate(cutoffs):
+        inside = position <= cutoff
+        hits = np.bincount(rows, weights=inside, minlength=n_chunk)
+        recall[:, column] = hits / counts
+        precision[:, column] = hits / cutoff
+        dcg = np.bincount(rows, weights=np.where(inside, gain, 0.0), minlength=n_chunk)
+        ndcg[:, column] = dcg / ideal[np.minimum(counts, cutoff)]
+    return {"recall": recall, "precision": precision, "ndcg": ndcg}
+
+
 def _chunk_metrics(
-    scores: np.ndarray, rows: np.ndarray, columns: np.ndarray, counts: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """AP@k and AUC of each user of one chunk; sorts `scores` in place.
+    scores: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    cutoffs: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """AP@k, AUC and the top-k metrics of each user of one chunk; sorts `scores` in place.
 
     `scores (n_chunk, n_songs)` float32; the relevant entries are `(rows[j], columns[j])`,
     rows ascending (CSR order); `counts (n_chunk,)` relevant songs per row, all >= 1.
-    Returns `(ap, auc)`, each `(n_chunk,)` float64.
+    Returns `(ap, auc, top_k)`: `(n_chunk,)` float64 each, and `_top_k`'s arrays.
     """
     n_chunk, n_songs = scores.shape
     relevant_scores = scores[rows, columns]
@@ -156,7 +208,7 @@ def _chunk_metrics(
     pairs = (counts * n_irrelevant).astype(np.float64)
     pairs[pairs == 0] = np.nan
     auc = np.bincount(rows, weights=wins, minlength=n_chunk) / pairs
-    return ap, auc
+    return ap, auc, _top_k(position, rows, counts, cutoffs)
 
 
 def ranking_metrics(
@@ -166,8 +218,10 @@ def ranking_metrics(
     k: int = DEFAULT_K,
     chunk_users: int | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    cutoffs: tuple[int, ...] = CUTOFFS,
 ) -> RankingMetrics:
-    """mAP@k and AUC of ranking all songs by `user_factors @ song_vectors.T`.
+    """mAP@k, AUC and recall, precision and NDCG at `cutoffs` of ranking all songs by
+    `user_factors @ song_vectors.T`.
 
     `user_factors (n_users, F)` and `song_vectors (n_songs, F)` are scored in float32;
     `relevance (n_users, n_songs)` sparse, a stored nonzero meaning "listened". Rows without
@@ -184,8 +238,8 @@ def ranking_metrics(
             f"user_factors have {user_factors.shape[1]} factors,"
             f" song_vectors {song_vectors.shape[1]}"
         )
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if k < 1 or any(cutoff < 1 for cutoff in cutoffs):
+        raise ValueError(f"k and the cutoffs must be >= 1, got {k} and {cutoffs}")
     n_songs = song_vectors.shape[0]
     relevance = _as_relevance(relevance, (user_factors.shape[0], n_songs))
     counts = np.diff(relevance.indptr)
@@ -198,6 +252,7 @@ def ranking_metrics(
 
     ap = np.empty(users.size, dtype=np.float64)
     auc = np.empty(users.size, dtype=np.float64)
+    top_k = {metric: np.empty((users.size, len(cutoffs))) for metric in TOP_K_METRICS}
     song_vectors_t = np.ascontiguousarray(song_vectors.T, dtype=np.float64)
     for start in range(0, users.size, chunk_users):
         block = users[start : start + chunk_users]
@@ -205,9 +260,12 @@ def ranking_metrics(
         columns = relevance[block].indices
         rows = np.repeat(np.arange(block.size), block_counts)
         scores = score(user_factors[block], song_vectors_t)
-        ap[start : start + block.size], auc[start : start + block.size] = _chunk_metrics(
-            scores, rows, columns, block_counts, k
+        chunk = slice(start, start + block.size)
+        ap[chunk], auc[chunk], chunk_top_k = _chunk_metrics(
+            scores, rows, columns, block_counts, k, cutoffs
         )
+        for metric, values in chunk_top_k.items():
+            top_k[metric][chunk] = values
         if on_chunk is not None:
             on_chunk(start + block.size, users.size)
     return RankingMetrics(
@@ -217,6 +275,8 @@ def ranking_metrics(
         per_user_ap=ap,
         per_user_auc=auc,
         n_users_without_relevant=int(counts.size - users.size),
+        cutoffs=tuple(cutoffs),
+        per_user_top_k=top_k,
     )
 
 
@@ -240,3 +300,32 @@ def expected_random_map(n_relevant: np.ndarray, n_songs: int, k: int = DEFAULT_K
     co_relevant = (relevant - 1) / (n_songs - 1) if n_songs > 1 else np.zeros_like(relevant)
     expected = (relevant / n_songs) * (harmonic + co_relevant * (depth - harmonic))
     return float(np.mean(expected / np.minimum(relevant, k)))
+
+
+def expected_random_top_k(
+    n_relevant: np.ndarray, n_songs: int, cutoffs: tuple[int, ...] = CUTOFFS
+) -> dict[str, float]:
+    """Recall, precision and NDCG at each cutoff expected from a uniformly random ranking,
+    keyed as `RankingMetrics.top_k`. Position i holds a relevant song with probability R/N,
+    so E[hits@c] = min(c, N) R/N and E[DCG@c] = (R/N) sum over i <= min(c, N) of
+    1 / log2(1 + i); each divided as its metric divides, then averaged over users.
+    """
+    relevant = np.asarray(n_relevant, dtype=np.float64)
+    relevant = relevant[relevant > 0]
+    if relevant.size == 0:
+        raise ValueError("no user has a relevant song")
+    discounts = _discounts(max(cutoffs, default=0))
+    share = relevant / n_songs
+    expected: dict[str, float] = {}
+    for metric in TOP_K_METRICS:
+        for cutoff in cutoffs:
+            depth = min(cutoff, n_songs)
+            if metric == "recall":
+                value = depth / n_songs
+            elif metric == "precision":
+                value = float(np.mean(share * depth / cutoff))
+            else:
+                ideal = discounts[np.minimum(relevant, cutoff).astype(np.int64)]
+                value = float(np.mean(share * discounts[depth] / ideal))
+            expected[f"{metric}@{cutoff}"] = value
+    return expected

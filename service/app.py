@@ -5,7 +5,8 @@ cold tracks back into the index) runs in the lifespan, in a worker thread, befor
 first request is served; then a thread watches the registry for a newly published version
 until shutdown. Every request is pinned to one model version (`PinServing`), so a swap
 never changes the version under a request. `uvicorn --factory service.app:create_app`
-reads the settings from the environment (COLDSTART_*).
+reads the settings from the environment (COLDSTART_*); the app configures its log lines
+itself (`service.logs`), so they reach the container's output under uvicorn too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
+from service.logs import configure_logging
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.routes import API_ROUTERS, OPEN_ROUTERS
 from service.routes.page import STATIC_DIR
@@ -39,6 +41,7 @@ the audio, which places it among the songs listeners already know. Every error a
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the COLDSTART_* environment)."""
     settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
     metrics = ServiceMetrics()
     runtime = Runtime(settings, metrics)
 

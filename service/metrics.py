@@ -1,6 +1,7 @@
 """Prometheus metrics of one app: requests and latency per route template, stages, model
-version and its swaps, the catalogue changes followed from other replicas, and the
-catalogue tracks that could not be taken as stored.
+version and its swaps, the catalogue changes followed from other replicas, the catalogue
+tracks that could not be taken as stored, users folded in; and, read at each scrape
+(`Freshness`), the served version's age and the last pipeline run's outcome and duration.
 
 Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
 in one process (tests, the benchmark) never clash over metric names. The middleware is a
@@ -11,17 +12,25 @@ counts the status that was actually sent.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("coldstart.service")
 
 # Latency buckets from 5 ms (a lookup) to 30 s (a long upload on a busy machine).
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 UNMATCHED_ROUTE = "<unmatched>"
 TrackProblem = Literal["unusable_vector", "missing_audio", "undecodable_audio", "unembeddable"]
 TRACK_PROBLEMS: tuple[TrackProblem, ...] = get_args(TrackProblem)
+RUN_OUTCOMES = ("published", "refused", "failed", "busy")  # catalogue.runs.FINISHED
 
 
 class ServiceMetrics:
@@ -95,6 +104,12 @@ class ServiceMetrics:
             "The change log's seq up to which every event has been applied (compare replicas).",
             registry=self.registry,
         )
+        self.users_folded_in = Counter(
+            "coldstart_users_folded_in",
+            "User vectors solved from listens against the served version's song factors (a"
+            " listener new since the version, or whose listens changed); kept ones count once.",
+            registry=self.registry,
+        )
         self.songs = Gauge(
             "coldstart_index_songs",
             "Song vectors held per index space.",
@@ -105,6 +120,72 @@ class ServiceMetrics:
     def observe_stages(self, **milliseconds: float) -> None:
         for stage, value in milliseconds.items():
             self.stages.labels(stage).observe(value / 1e3)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """What the scrape reports of the pipeline run that ended last."""
+
+    status: str
+    seconds: float | None
+    finished_at: datetime
+
+
+class Freshness:
+    """A collector read at each scrape (so the numbers are as of the scrape, not of the last
+    request): `coldstart_model_version_age_seconds` (now minus the served version's
+    creation), `coldstart_pipeline_last_run_status{status}` (1 for how the run that ended
+    last ended: published, refused, failed or busy; 0 for the others),
+    `coldstart_pipeline_last_run_duration_seconds` and
+    `coldstart_pipeline_last_run_finished_timestamp_seconds` (alert when it is too old).
+    `served_created_at()` and `last_run()` give them (None: nothing to report); a failure
+    to read the last run leaves its metrics out of that scrape."""
+
+    def __init__(
+        self,
+        served_created_at: Callable[[], datetime | None],
+        last_run: Callable[[], LastRun | None],
+    ) -> None:
+        self.served_created_at = served_created_at
+        self.last_run = last_run
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # read at scrape time only: nothing to describe at registration
+
+    def collect(self) -> Iterable[Metric]:
+        created = self.served_created_at()
+        if created is not None:
+            yield GaugeMetricFamily(
+                "coldstart_model_version_age_seconds",
+                "Seconds since the served model version was created (published).",
+                value=(datetime.now(UTC) - created).total_seconds(),
+            )
+        try:
+            run = self.last_run()
+        except Exception as error:  # a scrape must answer even if the database does not
+            log.warning("metrics: the last pipeline run could not be read: %s", error)
+            return
+        if run is None:
+            return
+        status = GaugeMetricFamily(
+            "coldstart_pipeline_last_run_status",
+            "1 for how the pipeline run that ended last ended, 0 for the other outcomes.",
+            labels=["status"],
+        )
+        for outcome in RUN_OUTCOMES:
+            status.add_metric([outcome], 1.0 if run.status == outcome else 0.0)
+        yield status
+        if run.seconds is not None:
+            yield GaugeMetricFamily(
+                "coldstart_pipeline_last_run_duration_seconds",
+                "How long the pipeline run that ended last took, from its start to its end.",
+                value=run.seconds,
+            )
+        yield GaugeMetricFamily(
+            "coldstart_pipeline_last_run_finished_timestamp_seconds",
+            "When the pipeline run that ended last ended (Unix time).",
+            value=run.finished_at.timestamp(),
+        )
 
 
 class MetricsMiddleware:

@@ -12,6 +12,7 @@ from pipeline.registry.read import LoadedVersion
 from service import schemas
 from service.embedder import UploadEmbedder
 from service.errors import NotFound
+from service.listeners import Listeners, UserVector
 from service.placement import cf_placement
 from service.serving import ServedState
 from training.inference import Embedding
@@ -59,12 +60,23 @@ def on_map(
     )
 
 
+@dataclass(frozen=True)
+class Recommendations:
+    """A user's recommended songs as (id, inner product) best first, how their vector came
+    ("fitted" or "folded_in"), and how many songs they played."""
+
+    neighbours: list[tuple[str, float]]
+    user_vector: UserVector
+    played: int
+
+
 class Queries:
     """Similar songs and recommendations, as (song id, score) lists best first."""
 
-    def __init__(self, state: ServedState, embedder: UploadEmbedder) -> None:
+    def __init__(self, state: ServedState, embedder: UploadEmbedder, listeners: Listeners) -> None:
         self.state = state
         self.embedder = embedder
+        self.listeners = listeners
 
     def similar_to_upload(
         self, data: bytes, name: str, k: int, space: schemas.Space, artist: str | None = None
@@ -97,18 +109,20 @@ class Queries:
                 f"track {track_id!r} has no vector in the {space} space", code="track_not_found"
             ) from error
 
-    def recommend(self, user_id: str, k: int, only_new: bool) -> list[tuple[str, float]]:
-        """The `k` songs of highest inner product with the user's factors (only new ones
-        with `only_new`); `NotFound` "user_not_found" for a user without factors."""
+    def recommend(
+        self, user_id: str, k: int, only_new: bool, include_played: bool
+    ) -> Recommendations:
+        """The `k` songs of highest inner product with the user's vector (fitted or folded
+        in, `service.listeners`), leaving out the songs they played unless
+        `include_played`, only new ones with `only_new`; `NotFound` "user_not_found" for a
+        user without a vector."""
         serving = self.state.require()
         version = serving.version
-        user_vector = version.user_vector(user_id)
-        if user_vector is None:
-            raise NotFound(
-                f"user {user_id!r} has no factors in model version {version.version_id}"
-                " (users get them at the next factorization)",
-                code="user_not_found",
-            )
-        return version.index.recommend(
-            user_vector, k, only_ids=serving.new_ids if only_new else None
+        listener = self.listeners.of(version, user_id)
+        neighbours = version.index.recommend(
+            listener.vector,
+            k,
+            only_ids=serving.new_ids if only_new else None,
+            exclude=() if include_played else listener.played,
         )
+        return Recommendations(neighbours, listener.kind, len(listener.played))

@@ -8,6 +8,7 @@ catalogue follower, track writes, the searches and the response views; and the t
   it without a restart;
 - `service.follower`: bringing the index in line with the tracks other replicas write;
 - `service.cold_tracks`: placing cold tracks in an index (stored vector or re-embedded);
+- `service.listeners`: a user's played songs and vector (fitted, or folded in);
 - `service.track_writes`, `service.queries`, `service.views`: what the routes do.
 
 All methods here are blocking (database, model, index): routes call them in worker
@@ -17,9 +18,11 @@ once.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,15 +30,23 @@ import anyio
 import torch
 
 from audio.decode import DecodeLimits
-from catalogue import Catalogue, open_catalogue
+from catalogue import Catalogue, SchemaTooNew, open_catalogue
+from catalogue.runs import last_finished_run, record_activation
+from pipeline.registry.current import (
+    Activation,
+    VersionSummary,
+    activate_version,
+    describe_versions,
+)
 from pipeline.registry.read import LoadedVersion
 from service import schemas
 from service.cold_tracks import ColdTracks
 from service.embedder import UploadEmbedder
 from service.errors import NotReady
 from service.follower import CatalogueFollower
-from service.metrics import ServiceMetrics
-from service.queries import Queries, UploadResult
+from service.listeners import Listeners
+from service.metrics import Freshness, LastRun, ServiceMetrics
+from service.queries import Queries, Recommendations, UploadResult
 from service.serving import ServedState
 from service.settings import Settings
 from service.swapper import VersionSwapper
@@ -44,6 +55,7 @@ from service.views import Views
 from training.inference import Embedding
 
 T = TypeVar("T")
+log = logging.getLogger("coldstart.service")
 
 
 class Runtime:
@@ -67,10 +79,12 @@ class Runtime:
         )
         embedder = UploadEmbedder(self.limits, metrics)
         self.views = Views(self._catalogue, self.state)
-        self.queries = Queries(self.state, embedder)
+        self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
+        self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
         self._threads: list[threading.Thread] = []
         self._limiter: anyio.CapacityLimiter | None = None
+        metrics.registry.register(Freshness(self._served_created_at, self._last_run))
 
     # ---- life cycle ---------------------------------------------------------------------
 
@@ -78,7 +92,13 @@ class Runtime:
         """Open the catalogue and load the current version (blocking); a registry without
         a usable version leaves the service up but not ready (503s)."""
         torch.set_num_threads(self.settings.torch_threads)
-        self.catalogue = open_catalogue(self.settings.database_url, self.settings.audio_store_dir())
+        try:
+            self.catalogue = open_catalogue(
+                self.settings.database_url, self.settings.audio_store_dir()
+            )
+        except SchemaTooNew as error:  # the one line an operator needs, before the traceback
+            log.error("%s", error)
+            raise
         self.follower.open()  # before the version reads the catalogue
         self.swapper.load_first()
 
@@ -136,6 +156,19 @@ class Runtime:
     def is_new(self, song_id: str) -> bool:
         return self.state.is_new(song_id)
 
+    def _served_created_at(self) -> datetime | None:
+        serving = self.state.serving
+        return None if serving is None else datetime.fromisoformat(serving.version.created_at)
+
+    def _last_run(self) -> LastRun | None:
+        if self.catalogue is None:
+            return None
+        run = last_finished_run(self.catalogue)
+        if run is None or run.finished_at is None:
+            return None
+        seconds = (run.finished_at - run.started_at).total_seconds() if run.started_at else None
+        return LastRun(run.status, seconds, run.finished_at)
+
     def _catalogue(self) -> Catalogue:
         if self.catalogue is None:
             raise NotReady("the catalogue is not open yet")
@@ -171,8 +204,10 @@ class Runtime:
     ) -> list[tuple[str, float]]:
         return self.queries.similar_to_track(track_id, k, space)
 
-    def recommend(self, user_id: str, k: int, only_new: bool) -> list[tuple[str, float]]:
-        return self.queries.recommend(user_id, k, only_new)
+    def recommend(
+        self, user_id: str, k: int, only_new: bool, include_played: bool
+    ) -> Recommendations:
+        return self.queries.recommend(user_id, k, only_new, include_played)
 
     def add_track(
         self, data: bytes, filename: str, title: str, artist: str, track_id: str | None
@@ -182,5 +217,32 @@ class Runtime:
     def delete_track(self, track_id: str) -> None:
         self.tracks.delete_track(track_id)
 
+    def activate(
+        self, version_id: str, requested_by: str | None, note: str | None
+    ) -> tuple[Activation, str | None]:
+        """Make `version_id` current (a rollback, or a roll forward), record it in the run
+        history with who asked, and swap to it here at once, as the watcher would (the
+        other replicas swap at their next poll). Returns the activation and the id of its
+        run record (None when it was current already: nothing changed)."""
+        catalogue = self._catalogue()  # the history must be writable before anything changes
+        activation = activate_version(self.settings.registry, version_id, requested_by, note)
+        run_id = None
+        if activation.changed:
+            run_id = record_activation(
+                catalogue, "api", version_id, activation.previous, requested_by, note
+            ).id
+        self.swapper.poll_registry()
+        return activation, run_id
+
+    def versions(self) -> list[VersionSummary]:
+        """The registry's versions, newest first, with which is current and withdrawn."""
+        return describe_versions(self.settings.registry)
+
     def add_listens(self, listens: list[schemas.ListenIn]) -> list[schemas.ListenResult]:
-        return self.tracks.add_listens(listens)
+        """Record plays, then fold their users in again for the served version (if any)."""
+        results = self.tracks.add_listens(listens)
+        serving = self.state.current()
+        if serving is not None:
+            stored = {listens[r.index].user_id for r in results if r.status == "stored"}
+            self.listeners.refresh(serving.version, stored)
+        return results

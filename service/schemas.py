@@ -155,7 +155,18 @@ class RecommendationsResponse(BaseModel):
         description="user factors . song vector in the cf space (the WMF preference score).",
     )
     space: Literal["cf"] = "cf"
+    user_vector: Literal["fitted", "folded_in"] = Field(
+        description="fitted: the version's WMF factors of the user; folded_in: solved now from"
+        " the user's listens (the version's and those posted since) against the version's"
+        " song factors, for a listener new since the version or whose listens changed."
+    )
     only_new: bool
+    include_played: bool = Field(
+        description="false (the default): songs the user has played are left out."
+    )
+    played_songs: int = Field(
+        description="Songs the user has played: in the version's listens and posted since."
+    )
     k: int
     results: list[SongHit]
 
@@ -205,7 +216,10 @@ class ListensResponse(BaseModel):
 
 
 class ModelMetrics(BaseModel):
-    # Whatever other metrics the report holds pass through as they are.
+    """mAP@k and AUC, and (reports since they were added) recall@c, precision@c and
+    NDCG@c at c = 10, 50, 500, keyed "recall@10" etc.; whatever other metrics the report
+    holds pass through as they are."""
+
     model_config = ConfigDict(extra="allow")
 
     map: float = Field(description="mAP@k on the cold test songs.")
@@ -286,14 +300,19 @@ class PipelineRun(BaseModel):
 
     id: str
     trigger: Literal["cron", "api", "cli"] = Field(
-        description="The nightly schedule, POST /v1/admin/retrain, or `coldstart retrain`."
+        description="The nightly schedule, the API (POST /v1/admin/retrain, or"
+        " /v1/admin/versions/{id}/activate), or the CLI (`coldstart retrain`, `coldstart model"
+        " use`)."
     )
     requested_by: str | None = Field(
         description="The key that asked (`key:` + the first 8 hex of its sha256), if any."
     )
-    status: Literal["queued", "running", "published", "refused", "failed", "busy"] = Field(
-        description="published: a new version is current; refused: the quality gate kept the"
-        " current one; busy: another run held the registry; failed: see `message`."
+    status: Literal["queued", "running", "published", "refused", "failed", "busy", "activated"] = (
+        Field(
+            description="published: a new version is current; refused: the quality gate kept the"
+            " current one; busy: another run held the registry; failed: see `message`;"
+            " activated: a version made current by hand (a rollback), `version_id`."
+        )
     )
     requested_at: datetime
     started_at: datetime | None
@@ -322,3 +341,55 @@ class RetrainResponse(BaseModel):
 
 class PipelineRunsResponse(BaseModel):
     runs: list[PipelineRun] = Field(description="Newest first.")
+
+
+class GateNumbers(BaseModel):
+    passed: bool | None
+    decided_by: str | None = Field(description="current, floor or chance.")
+    candidate: dict[str, dict[str, float]] | None = Field(
+        description="Per gated model (cnn, hybrid) what the version scored at its gate."
+    )
+
+
+class ModelVersion(BaseModel):
+    """A version in the registry, as `coldstart model list` shows it."""
+
+    id: str
+    created_at: str
+    current: bool = Field(description="The version REG/current names (the services serve it).")
+    withdrawn: bool = Field(
+        description="Rolled back from (and not made current again since): the nightly gate's"
+        " floor leaves its numbers out."
+    )
+    source: str | None = Field(description="dataset or database: where its listens came from.")
+    replaced: str | None = Field(description="The version it replaced when published.")
+    evaluation: dict[str, ModelMetrics] = Field(
+        description="Its run's cold-start evaluation of the cnn and hybrid placements."
+    )
+    gate: GateNumbers | None = Field(
+        description="Its nightly quality gate (none: published by hand)."
+    )
+
+
+class ModelVersionsResponse(BaseModel):
+    current: str | None
+    versions: list[ModelVersion] = Field(description="Newest first.")
+
+
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(
+        default=None, max_length=500, description="Why, for the run history (e.g. a ticket)."
+    )
+
+
+class ActivateResponse(BaseModel):
+    version: str = Field(description="The version now current.")
+    previous: str | None = Field(description="The version it replaced.")
+    changed: bool = Field(description="false: it was current already; nothing was recorded.")
+    serving: str | None = Field(
+        description="The version this replica serves after swapping (the others swap at their"
+        " next poll); another than `version` if it failed to load here (see the logs)."
+    )
+    run_id: str | None = Field(description="Its record in the run history (/v1/admin/runs).")

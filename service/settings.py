@@ -19,6 +19,13 @@
                                   enter or leave this replica's index (default 2; 0: never)
     COLDSTART_INDEX_NPROBE        lists an IVF-PQ index searches per query (default: the
                                   version's own); more is better recall, slower searches
+    COLDSTART_LOG_LEVEL           the service's own log lines (coldstart.*): DEBUG, INFO
+                                  (default), WARNING or ERROR
+    COLDSTART_LOG_FORMAT          text (default) or json: one object per line, for a log
+                                  collector (uvicorn's lines too; `service.logs`)
+    COLDSTART_FOLDED_USERS_KEPT   folded-in user vectors kept per replica until the next
+                                  version (default 100000; the least recent beyond it are
+                                  solved again when asked for: a millisecond or so each)
 
 Production mode fails fast, at start-up, when no API key is set or a key is short: a
 service that accepts writes from anyone, or keys that can be guessed, must not start.
@@ -33,6 +40,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from catalogue.db import DEFAULT_DATABASE_URL, default_audio_store
+from service.logs import LogFormat, LogLevel
 
 MIN_PRODUCTION_KEY_LENGTH = 16
 
@@ -56,6 +64,9 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(default=5.0, ge=0.0)
     catalogue_poll_seconds: float = Field(default=2.0, ge=0.0)
     index_nprobe: int | None = Field(default=None, ge=1)
+    folded_users_kept: int = Field(default=100_000, ge=1)
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("api_keys", mode="before")
     @classmethod

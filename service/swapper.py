@@ -79,6 +79,8 @@ class VersionSwapper:
         self.stop = stop
         self._failed: tuple[str, float] | None = None
         self._registry_problem: str | None = None
+        # One swap at a time: the watcher's polls and an activation through the API.
+        self._swapping = threading.Lock()
 
     def load_first(self) -> None:
         """Serve the current version (blocking); a registry without a usable one leaves
@@ -93,7 +95,12 @@ class VersionSwapper:
         self._switch_to(version_id)
 
     def poll_registry(self) -> bool:
-        """Switch to the version `REG/current` names if it is another one; True if it did."""
+        """Switch to the version `REG/current` names if it is another one; True if it did.
+        Waits for a swap in progress (the watcher's, or an activation's) to end first."""
+        with self._swapping:
+            return self._poll()
+
+    def _poll(self) -> bool:
         try:
             version_id = current_version_id(self.settings.registry)
         except (RegistryError, OSError) as error:

@@ -104,6 +104,8 @@ def test_compose_has_the_four_services_on_one_shared_volume(config):
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
     assert api["environment"]["COLDSTART_API_KEYS"] == SECRETS["COLDSTART_API_KEYS"]
     assert api["environment"]["COLDSTART_ENVIRONMENT"] == "production"
+    assert api["environment"]["COLDSTART_LOG_LEVEL"] == "INFO"  # the service's own lines kept
+    assert api["environment"]["COLDSTART_LOG_FORMAT"] == "text"
     assert scheduler["command"] == ["scheduler"]
     assert scheduler["environment"]["COLDSTART_RETRAIN_CRON"] == "0 3 * * *"
 
@@ -182,10 +184,13 @@ def test_the_balancer_takes_exactly_the_bodies_the_api_takes(tmp_path, upload_by
 
 
 def test_compose_takes_the_schedule_from_the_environment_and_needs_the_secrets(tmp_path):
-    result = compose_config(tmp_path, **SECRETS, COLDSTART_RETRAIN_CRON="30 1 * * 1-5")
+    result = compose_config(
+        tmp_path, **SECRETS, COLDSTART_RETRAIN_CRON="30 1 * * 1-5", COLDSTART_LOG_FORMAT="json"
+    )
     assert result.returncode == 0, result.stderr
-    scheduler = yaml.safe_load(result.stdout)["services"]["scheduler"]
-    assert scheduler["environment"]["COLDSTART_RETRAIN_CRON"] == "30 1 * * 1-5"
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["scheduler"]["environment"]["COLDSTART_RETRAIN_CRON"] == "30 1 * * 1-5"
+    assert services["api"]["environment"]["COLDSTART_LOG_FORMAT"] == "json"
 
     for missing in SECRETS:
         result = compose_config(tmp_path, **{k: v for k, v in SECRETS.items() if k != missing})

@@ -5,10 +5,11 @@ docker-compose.yml with deploy/check/compose.override.yml (local stand-ins only 
 registry serves here), then drives the stack the way the README tells a user to, through
 the balancer on a loopback port: not ready before a model; `coldstart import` of a tiny
 world; a retrain through the API that the scheduler runs and publishes, served by every
-replica; /v1/similar on a recording; a track added through one replica found through the
-others; a second retrain swapped in under a request loop that must see no failure; the
-scheduler stopped during a run, which is recorded as failed while the current version
-serves on; `down` and `up` keeping tracks, listens and the model. Every wait is bounded.
+replica, each saying so in `docker compose logs api`; /v1/similar on a recording; a track
+added through one replica found through the others; a second retrain swapped in under a
+request loop that must see no failure; the scheduler stopped during a run, which is
+recorded as failed while the current version serves on; `down` and `up` keeping tracks,
+listens and the model. Every wait is bounded.
 
 The last line printed is `deploy-check: <containers> containers, <requests> requests,
 <failed> failed, version <A> -> <B>`; the exit status is non-zero on any failure. Needs root
@@ -369,6 +370,13 @@ def check(stack: Stack, workdir: Path) -> tuple[str, str]:
     version_a = str(record["version_id"])
     stack.every_replica_serves(version_a, replicas)
     say(f"published {version_a}; both replicas serve it")
+    # The service's own log lines reach the containers' output (uvicorn --factory alone
+    # would drop them): each replica said what it serves.
+    serving = f"coldstart.service: now serving model version {version_a}"
+    said = stack.compose("logs", "--no-color", "api", timeout=120).count(serving)
+    if said < replicas:
+        raise CheckFailed(f"`docker compose logs api` holds {said} of {replicas} {serving!r} lines")
+    say(f"docker compose logs api: each replica's {serving!r}")
 
     song = sorted((world / "audio").iterdir())[0]
     response = stack.call(

@@ -18,12 +18,18 @@ A version is built from a finished run (factorization + `models/cnn` + `report.j
                               songs.csv), for the catalogue DB
         cold_song_ids.json    catalogue songs without listening data: their cf vector is the
                               content model's prediction, as for a track added by audio
+        listens/              the play counts per user the run's listens held (`listens`):
+                              played songs left out, users folded in
         report.json           the run's evaluation (the model table of GET /v1/model)
         plots/*.png           the report's figures
         map.npz               each space's 2-D map (`catalogue_map`)
         manifest.json         kind "model-version", sha256 of every file above, parents
                               (the artifacts, and the version it replaced), the dataset
-                              fingerprint, `parameters.source` ("dataset" | "database")
+                              fingerprint, `parameters.source` ("dataset" | "database"),
+                              `parameters.wmf` (the fold-in rule) and
+                              `parameters.listens_through` (the catalogue listen id the
+                              listens hold up to)
+      activations.jsonl       versions made current by hand (`current`)
       .staging/               versions being written; a crash leaves its debris only here
 
 The cf space places each song at its WMF factors or at the CNN's prediction (see
@@ -32,13 +38,24 @@ whose prediction is usable (finite, not all zeros; the others are named in the m
 `left_out`).
 
 One job per module: `layout` (names, version ids, the writers' lock), `read` (the current
-version and loading one verified: all the service imports), `publish` (a run -> a version,
-the pointer switch), `placement` (which songs sit at their WMF factors in the cf space,
-which at the CNN's prediction), `catalogue_map` (the 2-D map of each space, fitted at
-publish, applied to uploads) and `retention` (pruning, crash debris). The names below
+version and loading one verified: all the service imports to serve), `publish` (a run -> a
+version), `current` (the pointer switch, rollbacks and their log, the versions described),
+`listens` (the version's listens per user), `placement` (which songs sit at their WMF
+factors in the cf space, which at their audio placement), `catalogue_map` (the 2-D map of
+each space, fitted at publish, applied to uploads) and `retention` (pruning, crash debris).
+The names below
 are re-exported for the callers of the registry as a whole (CLI, nightly run, tests).
 """
 
+from pipeline.registry.current import (
+    Activation,
+    VersionSummary,
+    activate_version,
+    describe_versions,
+    read_activations,
+    set_current,
+    withdrawn_versions,
+)
 from pipeline.registry.layout import (
     CURRENT_FILE,
     STAGING_DIR,
@@ -49,7 +66,6 @@ from pipeline.registry.publish import (
     WARM_MIN_LISTENERS,
     import_catalogue_songs,
     publish_run,
-    set_current,
 )
 from pipeline.registry.read import (
     LoadedVersion,
@@ -65,6 +81,12 @@ from pipeline.registry.retention import clean_staging, prune_versions
 
 __all__ = [
     "CURRENT_FILE",
+    "Activation",
+    "VersionSummary",
+    "activate_version",
+    "describe_versions",
+    "read_activations",
+    "withdrawn_versions",
     "STAGING_DIR",
     "VERSIONS_DIR",
     "WARM_MIN_LISTENERS",

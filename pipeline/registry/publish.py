@@ -21,17 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from artifacts.files import fsync_dir, fsync_file, write_text_atomic
+from artifacts.files import fsync_dir, fsync_file
 from artifacts.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from artifacts.run_layout import MODELS_DIR, PLOTS_DIR
 from index.settings import IndexSettings
 from index.spaces import CatalogueIndex
 from pipeline.registry.catalogue_map import MAP_FILE, map_space, save_catalogue_map
+from pipeline.registry.current import set_current
 from pipeline.registry.layout import (
     ARTIST_DIR,
     COLD_SONGS_FILE,
     CONTENT_MODEL,
-    CURRENT_FILE,
     ENCODER_DIR,
     HYBRID_DIR,
     INDEX_DIR,
@@ -48,8 +48,8 @@ from pipeline.registry.layout import (
     VERSIONS_DIR,
     RegistryError,
     registry_lock,
-    version_folder,
 )
+from pipeline.registry.listens import write_version_listens
 from pipeline.registry.placement import has_factors, place_songs, usable_predictions
 from pipeline.registry.read import current_version_or_none
 
@@ -72,6 +72,7 @@ def publish_run(
     parent_version: str | None = None,
     provenance: dict[str, Any] | None = None,
     spark_master: str | None = None,
+    listens_through: int | None = None,
 ) -> str:
     """Build a version from the finished run `run_dir`, add it to `registry_dir`, make it
     current, and return its id.
@@ -88,11 +89,17 @@ def publish_run(
     what the nightly run knows (its id, the
     quality gate's decision, how far the factors moved); all three go into the manifest.
     With `spark_master`, the CNN embeds the catalogue as a Spark job on that cluster.
+    `listens_through` is the catalogue's highest listen id the run's listens hold (a
+    snapshot's watermark); given `database_url` instead, it is that catalogue's highest at
+    the start of the publish (its listens are taken to be the dataset's, as after
+    `coldstart import`); the service counts the listens above it as posted since.
     The nightly pipeline (`pipeline.nightly`) puts its quality gate in front of this call.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     run_dir, registry_dir = Path(run_dir), Path(registry_dir)
+    if listens_through is None and database_url is not None:
+        listens_through = _last_listen_id(database_url)
     for sub in (VERSIONS_DIR, STAGING_DIR):
         (registry_dir / sub).mkdir(parents=True, exist_ok=True)
     with registry_lock(registry_dir):
@@ -111,6 +118,7 @@ def publish_run(
                 index_settings or IndexSettings(),
                 warm_min_listeners,
                 {"source": source, "parent_version": parent_version},
+                listens_through,
                 provenance,
                 spark_master,
             )
@@ -126,13 +134,11 @@ def publish_run(
     return version_id
 
 
-def set_current(registry_dir: Path, version_id: str) -> None:
-    """Point `REG/current` at a finished version (publish, or a rollback), atomically.
+def _last_listen_id(database_url: str) -> int:
+    from catalogue import open_catalogue
 
-    The version's manifest is verified first: the pointer never names a broken version.
-    """
-    read_manifest(version_folder(registry_dir, version_id), kind=VERSION_KIND)
-    write_text_atomic(Path(registry_dir) / CURRENT_FILE, version_id + "\n")
+    with open_catalogue(database_url) as catalogue:
+        return catalogue.last_listen_id()
 
 
 def import_catalogue_songs(registry_dir: Path, version_id: str, database_url: str) -> int:
@@ -154,6 +160,7 @@ def _build_version(
     index_settings: IndexSettings,
     warm_min_listeners: int,
     lineage: dict[str, str | None],
+    listens_through: int | None,
     provenance: dict[str, Any] | None,
     spark_master: str | None,
 ) -> dict[str, Any]:
@@ -163,6 +170,7 @@ def _build_version(
     from corpus.dataset import SONGS_FILE as DATASET_SONGS_FILE
     from corpus.split import listener_counts
     from evaluation.report import REPORT_KIND
+    from factorization.fold_in import FoldInRule
     from factorization.run import dataset_root_of, load_factorization
     from training.checkpoint import MANIFEST_KIND as MODEL_KIND
     from training.checkpoint import load_encoder
@@ -220,10 +228,11 @@ def _build_version(
         if hybrid
         else predicted_factors
     )
+    listens = read_listens(root / LISTENS_FILE)
     cf = place_songs(
         np.asarray(warm_ids, dtype=object),
         warm_factors,
-        listener_counts(read_listens(root / LISTENS_FILE), warm_ids),
+        listener_counts(listens, warm_ids),
         np.asarray(content_ids, dtype=object),
         cf_content_vectors,
         warm_min_listeners,
@@ -247,6 +256,8 @@ def _build_version(
     np.save(folder / SONG_FACTORS_FILE, warm_factors[listened], allow_pickle=False)
     listened_ids = [song_id for song_id, keep in zip(warm_ids, listened, strict=True) if keep]
     (folder / SONG_IDS_FILE).write_text(json.dumps(listened_ids))
+    listen_counts = write_version_listens(folder, listens, factorization.user_ids, listened_ids)
+    del listens
     (folder / TEST_SONGS_FILE).write_text(json.dumps(factorization.test_song_ids))
     (folder / COLD_SONGS_FILE).write_text(json.dumps(cf.predicted_ids))
     songs.to_csv(folder / SONGS_FILE, index=False)
@@ -276,6 +287,14 @@ def _build_version(
             "warm_min_listeners": warm_min_listeners,
             "source": lineage["source"],
             "embedded_on": spark_master or "local",
+            # what folding a user in needs (factorization.fold_in), and from which catalogue
+            # listen on the listens are not in this version (pipeline.registry.listens)
+            "wmf": {
+                **FoldInRule.from_parameters(factorization.manifest["parameters"]).to_json(),
+                "factors": factorization.n_factors,
+                "engine": factorization.manifest["parameters"].get("engine"),
+            },
+            "listens_through": listens_through,
         },
         parents={
             "factorization": factorization.digest,
@@ -296,6 +315,7 @@ def _build_version(
                 "cf_songs_predicted": len(cf.ids) - cf.n_at_factors,
                 "content_songs": len(content_ids),
                 "users": len(factorization.user_ids),
+                **listen_counts,
             },
             "n_factors": factorization.n_factors,
             "content_dims": encoder.dims.embedding_dims,

@@ -1,8 +1,10 @@
 """The read side of the registry: which version is current, and loading one verified.
 
-This is all the service imports of the registry: `load_version` imports numpy, torch,
-faiss and the plain encoder, never Lightning or implicit. The nightly run loads the
-current version for retraining (`load_for_retraining`: no index).
+This is all the service needs of the registry to serve (its admin routes add
+`pipeline.registry.current`): `load_version` imports numpy, torch, faiss and the plain
+encoder, never Lightning or implicit, and gives a version's listens and song factors for
+folding users in. The nightly run loads the current version for retraining
+(`load_for_retraining`: no index).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from artifacts.manifest import MANIFEST_NAME, ArtifactError, read_manifest
 from artifacts.run_layout import PLOTS_DIR
+from factorization.fold_in import FixedFactors, FoldInRule
 from index.spaces import CatalogueIndex
 from pipeline.registry.catalogue_map import MAP_FILE, SpaceMap, load_catalogue_map
 from pipeline.registry.layout import (
@@ -38,6 +41,7 @@ from pipeline.registry.layout import (
     is_version_id,
     version_folder,
 )
+from pipeline.registry.listens import VersionListens, load_version_listens
 from training.fusion import HybridPlacement, load_hybrid
 
 if TYPE_CHECKING:
@@ -52,7 +56,10 @@ class LoadedVersion:
     content spaces; `cold_song_ids` are the published songs whose cf vector is predicted;
     `hybrid` the artist priors and fusion new tracks are placed with (None: by audio alone);
     `catalogue_map` each space's 2-D map (`pipeline.registry.catalogue_map`; empty for a
-    version published before maps).
+    version published before maps). Users are folded in against `song_factors`
+    (song_ids.json's, with their YᵀY) by `fold_in_rule`, from their `listens` in the
+    version and the catalogue's listens with ids above `listens_through` (None: all of
+    them). Versions published before these were kept have None for them.
     """
 
     version_id: str
@@ -66,10 +73,15 @@ class LoadedVersion:
     report: dict[str, Any]
     hybrid: HybridPlacement | None = None
     catalogue_map: dict[str, SpaceMap] = field(default_factory=dict)
+    song_factors: FixedFactors | None = None
+    fold_in_rule: FoldInRule | None = None
+    listens: VersionListens | None = None
+    listens_through: int | None = None
     user_rows: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.user_rows = {user_id: row for row, user_id in enumerate(self.user_ids)}
+        listeners = self.user_ids + (self.listens.other_user_ids if self.listens else [])
+        self.user_rows = {user_id: row for row, user_id in enumerate(listeners)}
 
     @property
     def created_at(self) -> str:
@@ -94,7 +106,11 @@ class LoadedVersion:
     def user_vector(self, user_id: str) -> np.ndarray | None:
         """The user's (F,) WMF factors, or None for a user the factorization never saw."""
         row = self.user_rows.get(user_id)
-        return None if row is None else self.user_factors[row]
+        return None if row is None or row >= len(self.user_ids) else self.user_factors[row]
+
+    def listener_row(self, user_id: str) -> int | None:
+        """The user's row in `listens` (their listens in the version), or None."""
+        return self.user_rows.get(user_id) if self.listens is not None else None
 
 
 def current_version_id(registry_dir: Path) -> str:
@@ -155,6 +171,18 @@ def load_version(
             f"{folder}: {USER_FACTORS_FILE} is {user_factors.dtype} {user_factors.shape},"
             f" expected float32 with one row per id in {USER_IDS_FILE} ({len(user_ids)})"
         )
+    parameters = manifest["parameters"]
+    song_factors, listens = None, None
+    if SONG_FACTORS_FILE in manifest["files"]:
+        song_ids = json.loads((folder / SONG_IDS_FILE).read_text())
+        factors = np.load(folder / SONG_FACTORS_FILE, mmap_mode="r", allow_pickle=False)
+        if factors.shape[:1] != (len(song_ids),) or factors.shape[1:] != user_factors.shape[1:]:
+            raise ArtifactError(
+                f"{folder}: {SONG_FACTORS_FILE} is {factors.shape}, expected one row per id"
+                f" in {SONG_IDS_FILE} ({len(song_ids)}) of {user_factors.shape[1]} factors"
+            )
+        song_factors = FixedFactors(factors)
+        listens = load_version_listens(folder, len(user_ids), song_ids)
     return LoadedVersion(
         version_id=version_id,
         folder=folder,
@@ -169,6 +197,10 @@ def load_version(
         catalogue_map=(
             load_catalogue_map(folder / MAP_FILE) if MAP_FILE in manifest["files"] else {}
         ),
+        song_factors=song_factors,
+        fold_in_rule=FoldInRule.from_parameters(parameters["wmf"]) if "wmf" in parameters else None,
+        listens=listens,
+        listens_through=parameters.get("listens_through"),
     )
 
 

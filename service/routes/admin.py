@@ -1,8 +1,11 @@
-"""Retrains on request, and their records: queue a run for the scheduler, list runs.
+"""Retrains on request, and their records: queue a run for the scheduler, list runs; the
+registry's versions, and making one of them current (a rollback).
 
 Every route here needs a write key. The scheduler (`coldstart scheduler`) executes the
-queued run; these routes only touch the catalogue's `pipeline_runs`, so they answer at
-once whether or not a model is loaded.
+queued run; the run routes only touch the catalogue's `pipeline_runs`, so they answer at
+once whether or not a model is loaded. An activation switches `REG/current` (logged in the
+registry and in the run history, naming the key) and swaps this replica to it before it
+answers, with no failed request; the other replicas follow at their next poll.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
+from artifacts.manifest import ArtifactError
 from catalogue import Catalogue
 from catalogue.runs import (
     MAX_RUNS_LISTED,
@@ -22,10 +26,15 @@ from catalogue.runs import (
     list_runs,
     request_run,
 )
+from pipeline.registry.layout import RegistryError
 from service.deps import Credentials, RuntimeDep, WriteAccess
-from service.errors import NotFound, NotReady, responses
+from service.errors import Conflict, NotFound, NotReady, responses
 from service.schemas import (
+    ActivateRequest,
+    ActivateResponse,
     ErrorResponse,
+    ModelVersion,
+    ModelVersionsResponse,
     PipelineRun,
     PipelineRunDetail,
     PipelineRunsResponse,
@@ -38,6 +47,26 @@ RunId = Annotated[
 ]
 _RUN_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No run has this id (`run_not_found`)"}
+}
+VersionId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{10}(-[0-9]+)?$",
+        description="A version's id (`coldstart model list`, GET /v1/admin/versions).",
+    ),
+]
+_REGISTRY_NOT_WRITABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorResponse,
+        "description": "The registry cannot be written here (`registry_not_writable`)",
+    }
+}
+_VERSION_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No version has this id (`version_not_found`)"},
+    409: {
+        "model": ErrorResponse,
+        "description": "The version's files differ from its manifest (`version_unusable`)",
+    },
 }
 
 
@@ -102,3 +131,56 @@ def run(runtime: RuntimeDep, run_id: RunId) -> PipelineRunDetail:
     except RunNotFound as error:
         raise NotFound(str(error), code="run_not_found") from error
     return PipelineRunDetail.model_validate(dataclasses.asdict(record))
+
+
+@router.get(
+    "/v1/admin/versions",
+    response_model=ModelVersionsResponse,
+    responses=responses(401),
+    summary="The registry's model versions, newest first",
+)
+def versions(runtime: RuntimeDep) -> ModelVersionsResponse:
+    """Every kept version with its date, its evaluation and gate numbers, and which one is
+    current (served) or withdrawn (rolled back from)."""
+    found = runtime.versions()
+    return ModelVersionsResponse(
+        current=next((v.id for v in found if v.current), None),
+        versions=[ModelVersion.model_validate(version.to_json()) for version in found],
+    )
+
+
+@router.post(
+    "/v1/admin/versions/{version_id}/activate",
+    response_model=ActivateResponse,
+    responses={**responses(400, 401, 422), **_VERSION_ERRORS, **_REGISTRY_NOT_WRITABLE},
+    summary="Make a version current (a rollback)",
+)
+def activate(
+    runtime: RuntimeDep,
+    credentials: Credentials,
+    version_id: VersionId,
+    body: ActivateRequest | None = None,
+) -> ActivateResponse:
+    """Point REG/current at a kept version, record it in the run history (trigger `api`,
+    status `activated`, who asked: the key's label; `note`), and swap this replica to it as
+    to a newly published one; the next nightly run's gate compares with it, and the version
+    rolled back from no longer counts toward the gate's floor."""
+    note = body.note if body else None
+    try:
+        activation, run_id = runtime.activate(version_id, key_label(credentials), note)
+    except RegistryError as error:
+        raise NotFound(str(error), code="version_not_found") from error
+    except ArtifactError as error:
+        raise Conflict(str(error), code="version_unusable") from error
+    except OSError as error:  # e.g. a registry mounted read-only here
+        raise NotReady(
+            f"the model registry cannot be written: {error}", code="registry_not_writable"
+        ) from error
+    serving = runtime.state.serving
+    return ActivateResponse(
+        version=activation.version,
+        previous=activation.previous,
+        changed=activation.changed,
+        serving=serving.version.version_id if serving else None,
+        run_id=run_id,
+    )

@@ -1,4 +1,5 @@
-"""POST /v1/listens: record plays, for the next factorization."""
+"""POST /v1/listens: record plays: the user's recommendations count them at once (played
+songs left out, the user folded in), the next factorization fits them."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ router = APIRouter(tags=["listens"])
 def add_listens(runtime: RuntimeDep, batch: ListensRequest) -> ListensResponse:
     """Each item is judged alone and the answer is 200 with one result per item, in order:
     `stored` (committed before this answer is sent) or `rejected` with its error (e.g.
-    `unknown_song`). User ids are an open set: a listen is how a new user becomes known,
-    and gets factors at the next factorization. A malformed body is a 422 for the whole
-    batch, nothing stored."""
+    `unknown_song`). User ids are an open set: a listen is how a new user becomes known;
+    their recommendations leave the song out and fold the user in against the served
+    version at once, and the next factorization fits them. A malformed body is a 422 for
+    the whole batch, nothing stored."""
     limit = runtime.settings.max_listens_per_request
     if len(batch.listens) > limit:
         raise Unprocessable(

@@ -27,14 +27,23 @@ def recommendations(
     only_new: Annotated[
         bool, Query(description="Only cold tracks: songs nobody has listened to yet.")
     ] = False,
+    include_played: Annotated[
+        bool, Query(description="Keep the songs the user has played (left out by default).")
+    ] = False,
 ) -> RecommendationsResponse:
-    """Rank the cf space by the inner product of the user's WMF factors with each song's
-    vector (cold tracks sit at their predicted factors), best first."""
-    neighbours = runtime.recommend(user_id, k, only_new)
+    """Rank the cf space by the inner product of the user's vector with each song's
+    (cold tracks sit at their predicted factors), best first, leaving out the songs the user
+    played. The vector is the user's WMF factors, or, for a listener new since the model
+    version or whose listens changed, folded in from their listens (`user_vector`). A user
+    without listens is 404 `user_not_found`."""
+    found = runtime.recommend(user_id, k, only_new, include_played)
     return RecommendationsResponse(
         user_id=user_id,
         model_version=runtime.require_version().version_id,
+        user_vector=found.user_vector,
         only_new=only_new,
+        include_played=include_played,
+        played_songs=found.played,
         k=k,
-        results=runtime.hits(neighbours),
+        results=runtime.hits(found.neighbours),
     )

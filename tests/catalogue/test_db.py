@@ -99,3 +99,62 @@ def test_a_foreign_key_violation_is_refused_by_the_database(db):
                 "VALUES ('u', 'ghost', 1, CURRENT_TIMESTAMP)"
             )
         )
+
+
+def test_a_database_of_a_newer_schema_is_refused_in_one_line(database_url, tmp_path):
+    """A newer coldstart's migration (one revision past this code's head) ran on the
+    database: this code names both schema versions and leaves it as it is."""
+    import shutil
+    import subprocess
+    import sys
+
+    from alembic import command
+    from alembic.config import Config
+
+    from catalogue import SchemaTooNew
+    from catalogue.db import create_catalogue_engine
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    newer = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, newer, ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "9999_from_the_future.py").write_text(
+        f'revision = "9999"\ndown_revision = "{head}"\nbranch_labels = None\n'
+        "depends_on = None\n\n\ndef upgrade():\n    pass\n"
+    )
+    engine = create_catalogue_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(newer))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+    with pytest.raises(SchemaTooNew) as refused:
+        open_catalogue(database_url)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "schema version 9999" in message and f"its newest is {head}" in message
+    engine = create_catalogue_engine(database_url)
+    try:
+        with engine.connect() as connection:  # untouched: still the newer code's
+            assert MigrationContext.configure(connection).get_current_revision() == "9999"
+    finally:
+        engine.dispose()
+
+    # A command that opens it says so in one line, exit code 1, no traceback.
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "songs.csv").write_text("song_id,title,artist\ns1,One,A\n")
+    (dataset / "listens.tsv").write_text("u1\ts1\t1\n")
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import app; app()", "import"]
+        + ["--dataset", str(dataset), "--database", database_url, "--no-copy-audio"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "schema version 9999" in lines[0], lines

@@ -252,3 +252,72 @@ def test_a_failed_add_keeps_audio_another_track_shares(db):
     with pytest.raises(DuplicateTrack):
         db.add_track("second", "Again", audio=b"same" * 100, audio_ext="wav")
     assert stored_files(db) == [db.audio_store.path(shared.audio_path)]
+
+
+def test_listens_since_a_watermark_and_up_to_it(db):
+    """`last_listen_id` marks where a snapshot stops; `listens_since` reads a user's plays
+    above it and `iter_listens(through_id=)` those up to it: each listen on one side."""
+    db.import_songs(pd.DataFrame({"song_id": ["s1", "s2", "s3"], "title": "t", "artist": "a"}))
+    assert db.last_listen_id() == 0
+    db.add_listens([ListenIn("u1", "s1", 2), ListenIn("u2", "s2"), ListenIn("u1", "s1")])
+    watermark = db.last_listen_id()
+    db.add_listens([ListenIn("u1", "s2", 4), ListenIn("u1", "s1"), ListenIn("u3", "s3", 7)])
+    assert db.last_listen_id() > watermark
+
+    assert db.listens_since(["u1"], watermark) == [("u1", "s1", 1), ("u1", "s2", 4)]
+    assert db.listens_since(["u1"], None) == [("u1", "s1", 4), ("u1", "s2", 4)]
+    assert db.listens_since(["u3", "u2", "u3"], watermark) == [("u3", "s3", 7)]
+    assert db.listens_since(["nobody"], None) == []
+    assert db.listens_since(["u1"], db.last_listen_id()) == []
+
+    before = pd.concat(list(db.iter_listens(through_id=watermark)))
+    assert _rows(before) == [("u1", "s1", 3), ("u2", "s2", 1)]
+    assert _rows(pd.concat(list(db.iter_listens()))) == [
+        ("u1", "s1", 4),
+        ("u1", "s2", 4),
+        ("u2", "s2", 1),
+        ("u3", "s3", 7),
+    ]
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
+    return [
+        (str(user), str(song), int(count))
+        for user, song, count in zip(
+            frame["user_id"], frame["song_id"], frame["play_count"], strict=True
+        )
+    ]
+
+
+def test_the_watermark_waits_for_listens_being_written(db):
+    """A listen whose transaction took its id before the watermark was read is committed
+    by the time the watermark is given: nothing at or below it arrives later."""
+    import threading
+
+    from sqlalchemy import insert
+
+    from catalogue.models import WRITE_OPTION, Listen, utc_now
+
+    db.import_songs(pd.DataFrame({"song_id": ["s1"], "title": "t", "artist": "a"}))
+    inserted, release = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        with db.engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+            connection.execute(
+                insert(Listen).values(user_id="u", track_id="s1", count=1, played_at=utc_now())
+            )
+            inserted.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert inserted.wait(10)
+    watermark: list[int] = []
+    reader = threading.Thread(target=lambda: watermark.append(db.last_listen_id()))
+    reader.start()
+    reader.join(0.5)
+    assert reader.is_alive()  # waits for the insert in flight ...
+    release.set()
+    writer.join()
+    reader.join(10)
+    assert watermark == [1]  # ... and then counts it

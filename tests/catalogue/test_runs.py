@@ -1,4 +1,5 @@
-"""Pipeline run records on both backends: one queued run, exclusive claims, abandoned runs."""
+"""Pipeline run records on both backends: one queued run, exclusive claims, abandoned runs,
+versions made current by hand."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from catalogue.runs import (
     get_run,
     heartbeat,
     list_runs,
+    record_activation,
     request_run,
 )
 
@@ -125,3 +127,27 @@ def test_runs_left_running_by_a_dead_scheduler_are_failed(db):
     assert failed.status == "failed" and "abandoned" in failed.message
     assert failed.finished_at is not None
     assert fail_abandoned(db, timedelta(0)) == []  # finished rows are left alone
+
+
+def test_an_activation_is_a_finished_run_naming_who_asked(db):
+    queued, _ = request_run(db, "cron")
+    time.sleep(0.01)
+    record = record_activation(
+        db, "api", "V1", "V2", requested_by="key:0123abcd", note="V2 recommends silence"
+    )
+    assert (record.status, record.trigger, record.requested_by) == (
+        "activated",
+        "api",
+        "key:0123abcd",
+    )
+    assert record.version_id == "V1" and record.exit_code == 0
+    assert record.message == "activated V1 (was V2): V2 recommends silence"
+    assert record.finished_at == record.started_at == record.requested_at
+    assert [run.id for run in list_runs(db, 10)] == [record.id, queued.id]
+    assert claim_next(db).id == queued.id  # the queue is not disturbed by it
+    first = record_activation(db, "cli", "V2", None)
+    assert first.message == "activated V2 (was none)" and first.requested_by is None
+    with pytest.raises(ValueError, match="trigger"):
+        record_activation(db, "rollback", "V1", "V2")
+    with pytest.raises(ValueError, match="requested_by"):
+        record_activation(db, "api", "V1", "V2", requested_by="x" * 101)

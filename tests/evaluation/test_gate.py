@@ -216,3 +216,30 @@ def test_nothing_in_common_is_an_error(
 def test_tolerances_must_be_non_negative(tolerances: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         GateSettings(**tolerances)
+
+
+@pytest.mark.slow
+def test_the_deciding_metrics_are_configurable(
+    trained_run: Path, current: LoadedVersion, tmp_path: Path
+) -> None:
+    """mAP and AUC decide by default; every metric is scored and recorded; told to, the
+    gate decides on NDCG@10 alone."""
+    predictions = np.load(trained_run / PREDICTIONS)
+    run = _candidate(trained_run, tmp_path / "run", -predictions)
+    default = quality_gate(run, current, STRICT)
+    assert "ndcg" not in default.reason and "mAP@500" in default.reason
+    assert {"recall@10", "precision@50", "ndcg@500"} <= default.candidate["cnn"].keys()
+    assert default.chance["recall@500"] == 1.0  # fewer test songs than 500 on the tiny world
+
+    ndcg = quality_gate(run, current, GateSettings(metrics=("ndcg@10",), top_k_tolerance=0.0))
+    assert not ndcg.passed
+    assert "cnn ndcg@10" in ndcg.reason and "mAP" not in ndcg.reason and "AUC" not in ndcg.reason
+    wide = GateSettings(metrics=("ndcg@10",), top_k_tolerance=1.0)
+    assert quality_gate(run, current, wide).passed
+
+
+def test_unknown_gate_metrics_are_refused() -> None:
+    with pytest.raises(ValueError, match="gate metrics must be some of map, auc, recall@10"):
+        GateSettings(metrics=("ndcg@7",))
+    with pytest.raises(ValueError, match="gate metrics"):
+        GateSettings(metrics=())

@@ -113,9 +113,11 @@ def test_report_json_schema(evaluated: tuple[Path, dict]) -> None:
     assert report["n_test_songs"] == N_TEST
     assert report["n_train_songs"] == N_TRAIN
     assert set(report["models"]) == {"random", "upper_bound", "noisy"}
+    top_k = {f"{m}@{c}" for m in ("recall", "precision", "ndcg") for c in (10, 50, 500)}
     for row in report["models"].values():
-        assert set(row) == {"map", "auc"}
-        assert 0.0 <= row["map"] <= 1.0 and 0.0 <= row["auc"] <= 1.0
+        assert set(row) == {"map", "auc"} | top_k
+        assert all(0.0 <= value <= 1.0 for value in row.values())
+    assert set(report["expected_random"]) == {"map", "auc"} | top_k
     assert report["skipped_models"] == {"unfinished": "no manifest.json (unfinished)"}
 
 
@@ -136,12 +138,14 @@ def test_predictions_recompute_the_report(evaluated: tuple[Path, dict]) -> None:
         assert again.n_users == report["n_users"]
         assert again.map == pytest.approx(report["models"][name]["map"], rel=1e-9)
         assert again.auc == pytest.approx(report["models"][name]["auc"], rel=1e-9)
+        for metric, value in again.top_k().items():
+            assert value == pytest.approx(report["models"][name][metric], rel=1e-9)
 
 
 def test_models_order_between_random_and_upper_bound(evaluated: tuple[Path, dict]) -> None:
     _, report = evaluated
     models = report["models"]
-    for metric in ("map", "auc"):
+    for metric in ("map", "auc", "recall@50", "ndcg@10"):
         assert models["random"][metric] < models["noisy"][metric] < models["upper_bound"][metric]
     gap = report["gap_closed"]["noisy"]["map"]
     assert 0.0 < gap < 1.0
@@ -154,6 +158,8 @@ def test_random_row_is_near_its_expectation(evaluated: tuple[Path, dict]) -> Non
     assert expected["auc"] == 0.5
     assert report["models"]["random"]["map"] == pytest.approx(expected["map"], rel=0.5)
     assert report["models"]["random"]["auc"] == pytest.approx(0.5, abs=0.1)
+    for metric in ("recall@50", "precision@50", "ndcg@50"):
+        assert report["models"]["random"][metric] == pytest.approx(expected[metric], rel=0.5)
 
 
 def test_markdown_plots_and_manifest(evaluated: tuple[Path, dict]) -> None:
@@ -163,6 +169,14 @@ def test_markdown_plots_and_manifest(evaluated: tuple[Path, dict]) -> None:
     assert "coloured by genre" in markdown  # truth.json maps every song
     table = [line for line in markdown.splitlines() if line.startswith("| ")][1:]
     assert [line.split("|")[1].strip() for line in table[:3]] == ["upper_bound", "noisy", "random"]
+    top_k = markdown[markdown.index("| model | recall@10") :].splitlines()
+    assert top_k[0].split(" | ")[-1] == "NDCG@500 |"
+    assert [line.split("|")[1].strip() for line in top_k[2:6]] == [
+        "upper_bound",
+        "noisy",
+        "random",
+        "*random, expected*",
+    ]
     for plot in ("plots/metrics.png", "plots/song_map.png"):
         assert (run / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = read_manifest(run, kind="report")
@@ -257,6 +271,8 @@ def test_report_per_kind_of_test_song(fake_run: tuple[Path, Path], tmp_path: Pat
             predictions["user_factors"][heard], truth[columns], relevance[heard], k=500
         )
         assert table["models"]["upper_bound"]["map"] == pytest.approx(again.map, rel=1e-12)
+        for metric, value in again.top_k().items():
+            assert table["models"]["upper_bound"][metric] == pytest.approx(value, rel=1e-12)
         assert table["expected_random"]["map"] != report["expected_random"]["map"]
     effect = report["hybrid_effect"]
     assert effect["cold_artist"] == {"map": 0.0, "auc": 0.0}

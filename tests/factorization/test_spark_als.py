@@ -138,7 +138,7 @@ def test_fold_in_is_the_exact_item_step(
     assert not folded[listeners == 0].any()
     expected = dense_step(user_factors, songs, engine.reg_param * listeners)
     np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="user columns"):
+    with pytest.raises(ValueError, match="columns, the fixed factors"):
         engine.fold_in_songs(user_factors[:-1], songs)
     with pytest.raises(ValueError, match="call fit first"):
         SparkALSEngine(factors=3).fold_in_songs(user_factors, songs)

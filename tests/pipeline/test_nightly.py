@@ -426,3 +426,30 @@ def test_bad_tracks_are_left_out_named_and_the_rest_is_published(
         assert set(detail["summary"]["left_out"]) == bad
     finally:
         server.stop()
+
+
+def test_after_a_rollback_the_next_gate_compares_with_the_version_now_current(
+    registry: Path, tiny_world: Path
+) -> None:
+    """V2 published by a nightly run, then rolled back to V1: the next night's candidate is
+    warm-started from V1, gated against V1, and V2's recorded numbers are not its floor."""
+    from pipeline.registry import activate_version
+
+    first = current_version_id(registry)
+    night = run_pipeline(settings_for(registry, dataset=tiny_world))
+    assert night.outcome == Outcome.PUBLISHED, night.message
+    second = night.version_id
+    assert {score.version_id for score in recorded_scores(registry)} == {second}
+
+    activate_version(registry, first, requested_by="cli:operator", note="V2 is bad")
+    assert recorded_scores(registry) == []  # V2 withdrawn; V1 was published by hand
+    next_night = run_pipeline(settings_for(registry, dataset=tiny_world))
+
+    assert next_night.outcome == Outcome.PUBLISHED, next_night.message
+    assert next_night.previous_version == first
+    assert next_night.gate is not None and next_night.gate["current_version"] == first
+    assert next_night.gate["floor"] == {}  # V2's numbers raise no bar
+    assert next_night.gate["decided_by"] == "current"
+    steps = {step.name: step.detail for step in next_night.steps}
+    assert steps["factorize"]["warm_start_from"] == first
+    assert load_current(registry).manifest["parents"]["version"] == first

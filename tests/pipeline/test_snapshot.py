@@ -60,6 +60,11 @@ def test_snapshot_is_a_valid_dataset_with_every_track_and_summed_listens(
     assert snapshot.source == "database"
     assert snapshot.counts["listens"] == 3 and snapshot.counts["tracks"] == 4
     assert snapshot.counts["audio_files"] == 2
+    # It holds the listens up to its watermark; later ones wait for the next snapshot.
+    assert snapshot.listens_through == catalogue.last_listen_id() == 4
+    assert snapshot.to_json()["listens_through"] == 4
+    catalogue.add_listens([ListenIn("user-3", "w2", 9)])
+    assert catalogue.listens_since(["user-3"], snapshot.listens_through) == [("user-3", "w2", 9)]
 
 
 def test_snapshot_rewrites_in_place_and_keeps_unchanged_links(
@@ -111,6 +116,11 @@ def test_import_command_fills_the_catalogue_once(tiny_world: Path, tmp_path: Pat
     command = ["import", "--dataset", str(tiny_world), "--database", str(database)]
     first = runner.invoke(app, command)
     assert first.exit_code == 0, first.output
+    # Not a terminal: a line as each step starts and ends, with what it did.
+    lines = first.output.splitlines()
+    assert lines[0] == "songs (120): started" and lines[2] == "listens: started"
+    assert lines[1].startswith("songs (120): done in") and lines[1].endswith("(120 added)")
+    assert lines[3].startswith("listens: done in") and lines[3].endswith(" added)")
     world = load_dataset(tiny_world)
     with open_catalogue(f"sqlite:///{database}", tmp_path / "catalogue.db.audio") as catalogue:
         assert catalogue.count_tracks("warm") == len(world.songs)

@@ -1,4 +1,5 @@
-"""mAP@k and AUC against hand-computed cases, sklearn, brute force and the random expectation."""
+"""mAP@k, AUC and the top-k metrics against hand-computed cases, scikit-learn, brute force
+and the random expectation."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import itertools
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import ndcg_score, recall_score, roc_auc_score
 
-from ranking.metrics import EXPECTED_RANDOM_AUC, expected_random_map, ranking_metrics
+from ranking.metrics import (
+    EXPECTED_RANDOM_AUC,
+    expected_random_map,
+    expected_random_top_k,
+    ranking_metrics,
+)
 
 # Five songs on a line: a user with factor +1 ranks them 0, 1, 2, 3, 4; with -1, 4, 3, 2, 1, 0.
 LINE = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], dtype=np.float32)
@@ -186,6 +192,14 @@ def test_random_vectors_score_the_analytic_expectation() -> None:
     auc_error = result.per_user_auc.std() / np.sqrt(n_users)
     assert abs(result.map - expected_random_map(counts, n_songs, k)) < 4 * ap_error
     assert abs(result.auc - EXPECTED_RANDOM_AUC) < 4 * auc_error
+    expected = expected_random_top_k(counts, n_songs, result.cutoffs)
+    assert expected.keys() == result.top_k().keys()
+    for name, value in result.top_k().items():
+        metric, cutoff = name.split("@")
+        column = result.cutoffs.index(int(cutoff))
+        error = result.per_user_top_k[metric][:, column].std() / np.sqrt(n_users)
+        assert abs(value - expected[name]) <= 4 * error + 1e-12, name
+    assert expected["recall@500"] == 1.0  # the whole catalogue is in the top 500
 
 
 def test_rejects_mismatched_shapes_and_nan() -> None:
@@ -196,3 +210,72 @@ def test_rejects_mismatched_shapes_and_nan() -> None:
         ranking_metrics(np.ones((2, 2), np.float32), LINE, relevance([[0], [1]], 5))
     with pytest.raises(ValueError, match="NaN"):
         ranking_metrics(np.full((2, 1), np.nan, np.float32), LINE, relevance([[0], [1]], 5))
+
+
+def brute_force_top_k(scores: np.ndarray, listened: np.ndarray, cutoff: int) -> dict[str, float]:
+    """Recall, precision and NDCG at `cutoff` of one user, sorting as `brute_force_ap` does."""
+    order = np.lexsort((listened, -scores))
+    hits = listened[order][:cutoff]
+    gains = hits / np.log2(np.arange(2, hits.size + 2))
+    ideal = (1.0 / np.log2(np.arange(2, min(listened.sum(), cutoff) + 2))).sum()
+    return {
+        "recall": hits.sum() / listened.sum(),
+        "precision": hits.sum() / cutoff,
+        "ndcg": gains.sum() / ideal,
+    }
+
+
+def test_top_k_metrics_match_scikit_learn_per_user() -> None:
+    users, songs, listened = random_instance(seed=5, n_users=80, n_songs=90, density=0.08)
+    cutoffs = (1, 10, 50, 500)  # 500 > n_songs: the whole ranking
+    result = ranking_metrics(users, songs, listened, k=20, cutoffs=cutoffs)
+    scores = users.astype(np.float64) @ songs.T.astype(np.float64)
+    dense = listened.toarray()
+    kept = np.flatnonzero(dense.any(axis=1))
+    for column, cutoff in enumerate(cutoffs):
+        ndcg = [ndcg_score(dense[[u]], scores[[u]], k=cutoff) for u in kept]
+        predicted = [np.isin(np.arange(90), np.argsort(-scores[u])[:cutoff]) for u in kept]
+        recall = [recall_score(dense[u], p) for u, p in zip(kept, predicted, strict=True)]
+        hits = [(dense[u] & p).sum() for u, p in zip(kept, predicted, strict=True)]
+        top = result.per_user_top_k
+        np.testing.assert_allclose(top["ndcg"][:, column], ndcg, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(top["recall"][:, column], recall, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(top["precision"][:, column], np.divide(hits, cutoff), atol=1e-12)
+    means = result.top_k()
+    assert list(means) == [f"{m}@{c}" for m in ("recall", "precision", "ndcg") for c in cutoffs]
+    assert means["ndcg@10"] == pytest.approx(result.per_user_top_k["ndcg"][:, 1].mean())
+
+
+def test_top_k_ties_are_pessimistic_and_chunking_keeps_them() -> None:
+    users, songs, listened = random_instance(seed=2, levels=2)
+    whole = ranking_metrics(users, songs, listened, k=10, cutoffs=(5, 30))
+    chunked = ranking_metrics(users, songs, listened, k=10, cutoffs=(5, 30), chunk_users=7)
+    scores = users @ songs.T
+    dense = listened.toarray()
+    kept = np.flatnonzero(dense.any(axis=1))
+    for column, cutoff in enumerate((5, 30)):
+        expected = [brute_force_top_k(scores[u], dense[u], cutoff) for u in kept]
+        for metric in ("recall", "precision", "ndcg"):
+            got = whole.per_user_top_k[metric][:, column]
+            np.testing.assert_allclose(got, [e[metric] for e in expected], atol=1e-12)
+            np.testing.assert_array_equal(chunked.per_user_top_k[metric][:, column], got)
+
+
+def test_expected_random_top_k_equals_enumeration() -> None:
+    n_songs, relevant, cutoff = 6, 2, 3
+    values: dict[str, list[float]] = {"recall": [], "precision": [], "ndcg": []}
+    for hits in itertools.combinations(range(n_songs), relevant):
+        listened = np.zeros(n_songs, dtype=bool)
+        listened[list(hits)] = True
+        for metric, value in brute_force_top_k(
+            -np.arange(n_songs, dtype=float), listened, cutoff
+        ).items():
+            values[metric].append(value)
+    expected = expected_random_top_k(np.array([relevant]), n_songs, (cutoff,))
+    for metric, observed in values.items():
+        assert expected[f"{metric}@{cutoff}"] == pytest.approx(np.mean(observed))
+
+
+def test_cutoffs_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="cutoffs"):
+        ranking_metrics(np.ones((1, 1), np.float32), LINE, relevance([[0]], 5), cutoffs=(0,))

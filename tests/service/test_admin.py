@@ -1,7 +1,8 @@
-"""The admin API on a live server: retrains queued (one at a time) and their records.
+"""The admin API on a live server: retrains queued (one at a time) and their records; the
+versions of an empty registry (activations with a model: tests/service/test_hot_swap.py).
 
-The server runs on an empty registry: these routes touch only the catalogue, so they
-answer without a model.
+The server runs on an empty registry: these routes touch only the catalogue and the
+registry, so they answer without a model.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ ROUTES = [
     ("POST", "/v1/admin/retrain"),
     ("GET", "/v1/admin/runs"),
     ("GET", "/v1/admin/runs/0123456789abcdef"),
+    ("GET", "/v1/admin/versions"),
+    ("POST", "/v1/admin/versions/20260101T000000Z-0123456789/activate"),
 ]
 
 
@@ -93,10 +96,20 @@ def test_retrain_queues_one_run_and_records_who_asked(http, admin_server):
         ("/v1/admin/runs", {"limit": 0}, 422, "validation_error"),
         ("/v1/admin/runs", {"limit": 1001}, 422, "validation_error"),
         ("/v1/admin/runs", {"limit": "ten"}, 422, "validation_error"),
+        (
+            "POST /v1/admin/versions/20260101T000000Z-0123456789/activate",
+            {},
+            404,
+            "version_not_found",
+        ),
+        ("POST /v1/admin/versions/../current/activate", {}, 404, "not_found"),
+        ("POST /v1/admin/versions/latest/activate", {}, 422, "validation_error"),
+        ("POST /v1/admin/versions/" + "2" * 5000 + "/activate", {}, 422, "validation_error"),
     ],
 )
 def test_hostile_input_gets_a_json_error(http, path, params, status, code):
-    answer = http.get(path, params=params, headers=AUTH)
+    method, _, path = path.rpartition(" ")
+    answer = http.request(method or "GET", path, params=params, headers=AUTH)
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]["code"] == code
@@ -106,3 +119,14 @@ def test_the_schema_documents_the_admin_routes(http):
     paths = http.get("/openapi.json").json()["paths"]
     assert paths["/v1/admin/retrain"]["post"]["security"] == [{"ApiKey": []}]
     assert set(paths["/v1/admin/runs/{run_id}"]["get"]["responses"]) >= {"200", "401", "404"}
+
+
+def test_an_empty_registry_lists_no_versions(http):
+    answer = http.get("/v1/admin/versions", headers=AUTH)
+    assert answer.status_code == 200 and answer.json() == {"current": None, "versions": []}
+    body = http.post(
+        "/v1/admin/versions/20260101T000000Z-0123456789/activate",
+        json={"note": "x" * 501},
+        headers=AUTH,
+    )
+    assert body.status_code == 422 and body.json()["error"]["code"] == "validation_error"

@@ -127,6 +127,40 @@ def add_track(server: Any, audio: Path, auth: dict[str, str], title: str) -> str
     return str(response.json()["id"])
 
 
+def mixed_requests(
+    server: Any, registry: Any, audio_assets: Path
+) -> dict[str, Callable[[httpx.Client], httpx.Response]]:
+    """A track's neighbours, a user's recommendations and an upload's neighbours."""
+    song, user = warm_song_ids(registry)[0], first_user(registry)
+    return {
+        "similar-track": lambda client: client.get(
+            f"{server.url}/v1/tracks/{song}/similar", params={"k": 10}
+        ),
+        "recommend": lambda client: client.get(
+            f"{server.url}/v1/users/{user}/recommendations", params={"k": 10}
+        ),
+        "similar-upload": post_file(
+            f"{server.url}/v1/similar", audio_assets / "trumpet_loop.ogg", k=10
+        ),
+    }
+
+
+def switched_once(loop: RequestLoop, before: str, after: str) -> list[Answer]:
+    """Every answer a 200, each thread's versions `before` ... `before`, `after` ...
+    `after` (at least 3 before); returns all answers in the order they finished."""
+    everything = sorted(
+        (answer for answers in loop.answers.values() for answer in answers),
+        key=lambda answer: answer.finished,
+    )
+    assert [a.status for a in everything] == [200] * len(everything)
+    for name, answers in loop.answers.items():
+        versions = [answer.version for answer in answers]
+        switch = versions.index(after)
+        assert switch >= 3 and set(versions[:switch]) == {before}, name
+        assert set(versions[switch:]) == {after}, name
+    return everything
+
+
 def test_swaps_to_a_newly_published_version(
     start_server: Any, own_registry: Any, trained_run: Path
 ) -> None:
@@ -156,34 +190,13 @@ def test_no_request_fails_and_versions_switch_once_under_load(
 
     server = start_server(registry_folder=own_registry.folder, **POLL).start()
     old = own_registry.version_id
-    song, user = warm_song_ids(own_registry)[0], first_user(own_registry)
-    requests = {
-        "similar-track": lambda client: client.get(
-            f"{server.url}/v1/tracks/{song}/similar", params={"k": 10}
-        ),
-        "recommend": lambda client: client.get(
-            f"{server.url}/v1/users/{user}/recommendations", params={"k": 10}
-        ),
-        "similar-upload": post_file(
-            f"{server.url}/v1/similar", audio_assets / "trumpet_loop.ogg", k=10
-        ),
-    }
-    with RequestLoop(server, requests) as loop:
+    with RequestLoop(server, mixed_requests(server, own_registry, audio_assets)) as loop:
         loop.wait_until(lambda answers: len(answers) >= 3, "answers from the old version")
         new = publish_run(trained_run, own_registry.folder)
         loop.wait_until(
             lambda answers: sum(a.version == new for a in answers) >= 3, "the new version"
         )
-    everything = sorted(
-        (answer for answers in loop.answers.values() for answer in answers),
-        key=lambda answer: answer.finished,
-    )
-    assert [a.status for a in everything] == [200] * len(everything)
-    for name, answers in loop.answers.items():  # each thread: old ... old, new ... new
-        versions = [answer.version for answer in answers]
-        switch = versions.index(new)
-        assert switch >= 3 and set(versions[:switch]) == {old}, name
-        assert set(versions[switch:]) == {new}, name
+    everything = switched_once(loop, old, new)
     # Over all threads: once any answer named the new version, no request begun after it
     # got the old one. (An old answer may still finish later: a request pins its version
     # when it begins, and one already running at the switch finishes on the old version.)
@@ -400,3 +413,58 @@ def test_a_track_the_version_holds_keeps_the_versions_vector(
     runtime.start()
     assert np.allclose(runtime.require_version().index.space("cf").vector(song), expected)
     assert not runtime.is_new(song)
+
+
+def test_a_rollback_through_the_api_swaps_back_with_no_failed_request(
+    start_server: Any,
+    own_registry: Any,
+    trained_run: Path,
+    audio_assets: Path,
+    auth: dict[str, str],
+) -> None:
+    """V2 published and served; an operator makes V1 current again through the API while
+    requests keep coming: every one succeeds, each thread sees V2 then V1, the run history
+    names the key, and V2 is withdrawn (the gate's floor leaves it out)."""
+    import hashlib
+
+    from pipeline.nightly import recorded_scores
+    from pipeline.registry import publish_run, withdrawn_versions
+    from tests.service.conftest import API_KEY
+
+    server = start_server(registry_folder=own_registry.folder, **POLL).start()
+    old = own_registry.version_id
+    new = publish_run(trained_run, own_registry.folder)
+    wait_for_version(server, new)
+    with RequestLoop(server, mixed_requests(server, own_registry, audio_assets)) as loop:
+        loop.wait_until(lambda answers: len(answers) >= 3, "answers from the new version")
+        activated = httpx.post(
+            f"{server.url}/v1/admin/versions/{old}/activate",
+            json={"note": "the new one recommends silence"},
+            headers=auth,
+            timeout=SWAP_TIMEOUT_S,
+        )
+        assert activated.status_code == 200, activated.text
+        body = activated.json()
+        assert (body["version"], body["previous"], body["changed"]) == (old, new, True)
+        assert body["serving"] == old  # this replica swapped before answering
+        loop.wait_until(
+            lambda answers: sum(a.version == old for a in answers) >= 3, "the rolled-back version"
+        )
+    switched_once(loop, new, old)
+
+    runs = httpx.get(f"{server.url}/v1/admin/runs", headers=auth, timeout=30.0).json()["runs"]
+    assert runs[0]["id"] == body["run_id"] and runs[0]["status"] == "activated"
+    assert runs[0]["requested_by"] == "key:" + hashlib.sha256(API_KEY.encode()).hexdigest()[:8]
+    assert runs[0]["version_id"] == old and runs[0]["message"].endswith("recommends silence")
+    listed = httpx.get(f"{server.url}/v1/admin/versions", headers=auth, timeout=30.0).json()
+    assert listed["current"] == old
+    assert {v["id"]: (v["current"], v["withdrawn"]) for v in listed["versions"]} == {
+        old: (True, False),
+        new: (False, True),
+    }
+    assert withdrawn_versions(own_registry.folder) == {new}
+    assert new not in {score.version_id for score in recorded_scores(own_registry.folder)}
+    again = httpx.post(
+        f"{server.url}/v1/admin/versions/{old}/activate", headers=auth, timeout=30.0
+    ).json()
+    assert not again["changed"] and again["run_id"] is None

@@ -45,6 +45,8 @@ def test_schema_documents_every_route_and_error(fuzzed_server: Any) -> None:
         ("POST", "/v1/admin/retrain"),
         ("GET", "/v1/admin/runs"),
         ("GET", "/v1/admin/runs/{run_id}"),
+        ("GET", "/v1/admin/versions"),
+        ("POST", "/v1/admin/versions/{version_id}/activate"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -150,8 +150,10 @@ def test_recommendations_rank_by_inner_product(writable: httpx.Client, trained_r
         ]
     )
     expected = factors @ factorization.user_factors[3]
-    body = writable.get(f"/v1/users/{user_id}/recommendations", params={"k": 10}).json()
-    assert body["space"] == "cf" and not body["only_new"]
+    body = writable.get(
+        f"/v1/users/{user_id}/recommendations", params={"k": 10, "include_played": "true"}
+    ).json()
+    assert body["space"] == "cf" and not body["only_new"] and body["user_vector"] == "fitted"
     got = body["results"]
     cold = [hit for hit in got if hit["new"]]  # tracks added by the other tests may rank here
     warm = [hit for hit in got if not hit["new"]]
