@@ -153,6 +153,20 @@ def generate(folder: Path, n_rows: int, seed: int = 0) -> None:
         pacsv.write_csv(songs, handle, pacsv.WriteOptions(include_header=False))
 
 
+def generated(folder: Path, n_rows: int, seed: int = 0) -> Path:
+    """`folder` holding `generate(folder, n_rows, seed)`: reused when made before with these
+    parameters (its `parameters.json`, written last, marks a whole folder)."""
+    parameters = {"rows": n_rows, "seed": seed}
+    stamp = folder / "parameters.json"
+    if not stamp.is_file() or json.loads(stamp.read_text()) != parameters:
+        print(f"generating {n_rows:,} listens into {folder} ...", flush=True)
+        start = time.perf_counter()
+        generate(folder, n_rows, seed)
+        stamp.write_text(json.dumps(parameters))
+        print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    return folder
+
+
 def measure(kind: str, folder: Path) -> dict[str, float]:
     """Run one loader on `folder` in this process; wall and CPU seconds, peak RSS, frame size.
 
@@ -273,14 +287,7 @@ def main() -> None:
         print(json.dumps(measure(args.measure, folder)))
         return
 
-    parameters = {"rows": args.rows, "seed": args.seed}
-    stamp = folder / "parameters.json"
-    if not stamp.is_file() or json.loads(stamp.read_text()) != parameters:
-        print(f"generating {args.rows:,} listens into {folder} ...", flush=True)
-        start = time.perf_counter()
-        generate(folder, args.rows, args.seed)
-        stamp.write_text(json.dumps(parameters))  # written last: its presence marks a whole folder
-        print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    generated(folder, args.rows, args.seed)
     results = {}
     for kind in args.only:
         print(f"measuring {kind} ...", flush=True)

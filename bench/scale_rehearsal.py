@@ -13,8 +13,8 @@ as a user would, each as a child process of the real CLI, timed, with its peak R
 process tree's resident memory, sampled from /proc every 0.2 s):
 
 1. `coldstart import` into PostgreSQL (a fresh schema on 127.0.0.1:5432) and into SQLite,
-   beside a bare `psql \\copy` of the same listens.tsv into a table with the listens
-   table's columns, indexes and foreign key;
+   beside a bare `psql \\copy` of the same listens.tsv into `bench.import_listens.BARE_TABLE`
+   (the listens' columns and an index on each id, as a new user compares);
 2. `coldstart pipeline --database URL` from scratch (per step: seconds and peak RSS), beside
    a bare `psql \\copy (SELECT ... GROUP BY ...) TO` file of the sums the snapshot writes;
 3. `coldstart serve` on the published version: seconds to /readyz, RSS, POST /v1/similar
@@ -51,6 +51,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.import_listens import BARE_TABLE, bare_copy_sql
 from bench.load_listens import TASTE_PROFILE_LISTENS, generate
 from bench.service import free_port, multipart, percentiles
 from corpus.dataset import (
@@ -678,21 +679,16 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bare_copy(schema: str, listens: Path, runs: Path) -> Stage:
-    """A bare `psql \\copy` of `listens` into a table with the listens table's columns,
-    indexes and foreign key (the import's yardstick), dropped afterwards."""
-    psql(
-        schema,
-        "CREATE TABLE bare_listens (LIKE listens INCLUDING ALL);"
-        " ALTER TABLE bare_listens ADD FOREIGN KEY (track_id) REFERENCES tracks (id);"
-        " ALTER TABLE bare_listens ALTER COLUMN played_at SET DEFAULT now()",
-    )
-    copy = f"\\copy bare_listens (user_id, track_id, count) FROM '{listens}'"
+    """A bare `psql \\copy` of `listens` into `BARE_TABLE` (the import's yardstick, the one
+    `bench.import_listens` measures against), dropped afterwards."""
+    psql(schema, BARE_TABLE)
     stage, _ = run_stage(
         "bare psql \\copy of listens.tsv",
-        psql_command(schema, copy),
+        psql_command(schema, bare_copy_sql(listens)),
         runs / "bare-copy.log",
         psql_env(schema),
     )
+    stage.detail["table"] = BARE_TABLE
     psql(schema, "DROP TABLE bare_listens")
     return stage
 

@@ -17,9 +17,10 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from itertools import repeat
+from types import TracebackType
 from typing import Any, cast
 
 import numpy as np
@@ -27,7 +28,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from adbc_driver_postgresql import dbapi as adbc_postgresql
-from sqlalchemy import Connection, Index, Table, func, select
+from sqlalchemy import (
+    Connection,
+    ForeignKeyConstraint,
+    Index,
+    PrimaryKeyConstraint,
+    Table,
+    func,
+    select,
+)
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from catalogue.models import Listen
 from corpus.dataset import tsv_block
@@ -38,8 +48,17 @@ WRITE_CHUNK_ROWS = 200_000  # listens per COPY block or executemany call
 _READ_AHEAD = 4  # Arrow batches (~16 MB each) read ahead of the export's consumer
 _POSTGRES_INDEX_BUILD_MEM = "256MB"  # maintenance_work_mem of an import's index builds
 _SQLITE_IMPORT_CACHE_KIB = 512 << 10  # page cache for index inserts of one import (512 MiB)
-# dropped for a bulk load, rebuilt after it
-_LISTEN_INDEXES: tuple[Index, ...] = tuple(cast(Table, Listen.__table__).indexes)
+_LISTENS = cast(Table, Listen.__table__)
+# dropped for a first load, rebuilt after it
+_LISTEN_INDEXES: tuple[Index, ...] = tuple(_LISTENS.indexes)
+# On PostgreSQL a COPY checks these row by row (the foreign key's trigger looks each listen's
+# track up and locks it: 2.8x the COPY's time at 1M listens; the primary key's index takes
+# each id), so a first load drops them too and adds them back after, each checked in bulk
+# (one index build, one anti-join of listens against tracks). SQLite cannot drop a constraint.
+_LISTEN_KEYS: tuple[PrimaryKeyConstraint | ForeignKeyConstraint, ...] = (
+    _LISTENS.primary_key,
+    *_LISTENS.foreign_key_constraints,
+)
 _INSERTED = (Listen.user_id, Listen.track_id, Listen.count, Listen.played_at)
 
 
@@ -47,8 +66,10 @@ class ListenWriter:
     """Writes validated chunks of listens into the open transaction of `connection`.
 
     Each chunk is a frame with columns user_id, song_id (categorical or str) and
-    play_count (integers), all stamped `played_at`. Use as a context manager: a PostgreSQL
-    COPY stays open across chunks and is finished on a clean exit."""
+    play_count (integers), all stamped `played_at`. Use as a context manager: entering takes
+    the first load's locks (see `__enter__`); a PostgreSQL COPY opens at the first `write`,
+    so the connection still answers queries until then, stays open across chunks and is
+    finished on a clean exit."""
 
     def __init__(self, connection: Connection, played_at: datetime) -> None:
         self.connection = connection
@@ -81,24 +102,30 @@ class ListenWriter:
         else:
             self._cache = self.raw.execute("PRAGMA cache_size").fetchone()[0]
             self.raw.execute(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
-        # What bulk loaders do for a first load: no index to update per row; each is rebuilt
-        # by one sort at the end. Inside the transaction, so a failed import rolls the drop
-        # back (on PostgreSQL the table is locked for the import's length). Into a table that
-        # already holds listens the indexes stay: rebuilding them would cost the whole table
-        # for what may be a day's append, and would block the live feed meanwhile.
+        # What bulk loaders do for a first load (PostgreSQL's "Populating a Database"): no
+        # index to update nor key to check per row; each is rebuilt or checked once at the
+        # end. Inside the transaction, so a failed import rolls the drop back; on PostgreSQL
+        # the listens table is locked for the import's length, and so is tracks (dropping the
+        # foreign key drops its triggers there): readers of either wait for the commit. Into
+        # a table that already holds listens all stay: rebuilding them would cost the whole
+        # table for what may be a day's append, and would block the live feed meanwhile.
         self.rebuild_indexes = listens_table_is_empty(self.connection)
         if self.rebuild_indexes:
+            if self.postgres:
+                for constraint in _LISTEN_KEYS:
+                    self.connection.execute(DropConstraint(constraint))
             for index in _LISTEN_INDEXES:
                 index.drop(self.connection)
-        if self.postgres:
-            self._cursor = self.raw.cursor()
-            self._copy_context = self._cursor.copy(self.statement)
-            self._copy = self._copy_context.__enter__()
+        self._copy_open = ExitStack()  # the COPY and its cursor, once the first write opens them
+        self._copy: Any = None
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
         """Write `frame`, `WRITE_CHUNK_ROWS` rows at a time."""
         if self.postgres:
+            if self._copy is None:
+                cursor = self._copy_open.enter_context(self.raw.cursor())
+                self._copy = self._copy_open.enter_context(cursor.copy(self.statement))
             for start in range(0, len(frame), WRITE_CHUNK_ROWS):
                 rows = frame.iloc[start : start + WRITE_CHUNK_ROWS]
                 self._copy.write(_copy_text_block(rows, self.stamp))
@@ -118,17 +145,20 @@ class ListenWriter:
                 ),
             )
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         try:
-            if self.postgres:
-                try:
-                    self._copy_context.__exit__(*exc_info)
-                finally:
-                    self._cursor.close()
-            if exc_info[0] is None and self.rebuild_indexes:
+            self._copy_open.__exit__(exc_type, exc, traceback)
+            if exc_type is None and self.rebuild_indexes:
                 for index in _LISTEN_INDEXES:
                     index.create(self.connection)
                 if self.postgres:
+                    for constraint in _LISTEN_KEYS:
+                        self.connection.execute(AddConstraint(constraint))
                     # statistics of the rows just loaded, as PostgreSQL's "Populating a
                     # Database" advises: the nightly GROUP BY is planned for the table's
                     # real size, not for what it held before (autovacuum comes later)

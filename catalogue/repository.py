@@ -387,9 +387,11 @@ class Catalogue:
         added = 0
         with self.engine.connect() as connection, first_load_journal(connection):
             with connection.execution_options(**{WRITE_OPTION: True}).begin():
-                tracks = connection.execute(select(Track.id)).scalars().all()
-                known = pa.array(tracks, pa.string())
                 with ListenWriter(connection, played_at) as writer:
+                    # read after the writer's locks: a first load on PostgreSQL holds tracks
+                    # from here to its commit, so no song checked here can go before it
+                    tracks = connection.execute(select(Track.id)).scalars().all()
+                    known = pa.array(tracks, pa.string())
                     for frame in frames:
                         _check_listens(frame, known, first_row=added)
                         writer.write(frame)

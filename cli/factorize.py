@@ -10,7 +10,8 @@ import typer
 from cli.app import app, given
 
 
-def _regularization(value: str) -> float | Literal["auto"]:
+def parse_regularization(value: str) -> float | Literal["auto"]:
+    """`--regularization`: 'auto' (search it) or a positive lambda (here and the pipeline)."""
     if value == "auto":
         return "auto"
     try:
@@ -98,7 +99,7 @@ def factorize(
     params = WMFParams(
         **given(
             factors=factors,
-            regularization=None if regularization is None else _regularization(regularization),
+            regularization=None if regularization is None else parse_regularization(regularization),
             iterations=iterations,
             alpha=alpha,
             eps=eps,

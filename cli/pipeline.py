@@ -100,6 +100,13 @@ def pipeline(
             " the current's trains from scratch.",
         ),
     ] = None,
+    regularization: Annotated[
+        str | None,
+        typer.Option(
+            help="WMF's lambda, or 'auto' to search it on held-out listens tonight"
+            " (default: the current version's; searched on a first night).",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="CNN epochs when training afresh (default: CNNSettings)."),
@@ -172,6 +179,7 @@ def pipeline(
 
     from artifacts.run_layout import SUMMARY_FILE
     from catalogue.db import url_or_path
+    from cli.factorize import parse_regularization
     from cli.progress import Steps
     from evaluation.gate import GateSettings
     from pipeline.nightly import PipelineSettings, StepRecord, run_pipeline
@@ -220,6 +228,9 @@ def pipeline(
             **given(
                 encoder=encoder,
                 factors=factors,
+                regularization=None
+                if regularization is None
+                else parse_regularization(regularization),
                 fine_tune_epochs=fine_tune_epochs,
                 keep_versions=keep_versions,
                 keep_runs=keep_runs,

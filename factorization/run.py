@@ -40,7 +40,11 @@ from artifacts.run_layout import FACTORIZATION_DIR
 from corpus.dataset import LISTENS_FILE, Dataset, dataset_fingerprint, load_dataset
 from corpus.split import SongSplit, cold_split, split_from_file, write_split
 from factorization.matrices import confidence_matrix, listening_users
-from factorization.regularization import REGULARIZATION_GRID, choose_regularization
+from factorization.regularization import (
+    REGULARIZATION_GRID,
+    RegularizationSearch,
+    choose_regularization,
+)
 from factorization.spark_als import SparkALSEngine
 from factorization.warm_start import WarmStart, factor_drift, initial_factors
 from factorization.wmf import ImplicitALSEngine, WMFParams
@@ -161,6 +165,7 @@ def factorize_run(
     warm_start: WarmStart | None = None,
     engine: str = "implicit",
     spark_master: str | None = None,
+    regularization_reused_from: str | None = None,
 ) -> dict[str, Any]:
     """Split, factorize and fold in; write `run_dir/split/` and `run_dir/factorization/`.
 
@@ -173,10 +178,14 @@ def factorize_run(
     count must be `params.factors` (ValueError otherwise). `engine` is `"implicit"` (this
     machine) or `"spark"` (`factorization.spark_als`, on the cluster at `spark_master`,
     default `cluster.spark`'s; no warm start there: ValueError); the files are the same,
-    the manifest's `parameters.engine` says which. Returns the factorization manifest,
-    whose `digest` children name as parent.
+    the manifest's `parameters.engine` says which. `regularization_reused_from` names the
+    version whose chosen lambda `params.regularization` is (the nightly run's reuse); the
+    manifest's `parameters.regularization_from` says "searched", "given" or "reused from
+    version X". Returns the factorization manifest, whose `digest` children name as parent.
     """
     params = params or WMFParams()
+    if regularization_reused_from is not None and params.regularization == "auto":
+        raise ValueError("a reused regularization is a number, not 'auto'")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "spark" and warm_start is not None:
@@ -290,6 +299,7 @@ def factorize_run(
                 **params.to_json(),
                 "regularization": regularization,
                 "regularization_requested": params.regularization,
+                "regularization_from": _regularization_from(search, regularization_reused_from),
                 "engine": wmf.name,
                 "implicit_version": _implicit_version() if engine == "implicit" else None,
                 **_spark_parameters(wmf),
@@ -322,6 +332,13 @@ def factorize_run(
         )
         bar.update(step, completed=1)
     return manifest
+
+
+def _regularization_from(search: RegularizationSearch | None, reused_from: str | None) -> str:
+    """Where a fit's lambda came from, in words (the run summary shows it)."""
+    if search is not None:
+        return "searched"
+    return f"reused from version {reused_from}" if reused_from else "given"
 
 
 def _warm_start_report(

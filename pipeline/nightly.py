@@ -20,6 +20,11 @@ staging debris) is cleared by the next run.
 Stability across nights. WMF starts from the current version's factors with the current
 factor count, and the CNN is fine-tuned from the current encoder, so the space the
 service's vectors live in moves little (the factorization manifest reports how far).
+WMF also keeps the current version's regularization (its manifest's `factorization`
+records the lambda and the confidences it was chosen for): the search fits WMF four times
+over every listen, most of a night's factorize at Taste Profile scale, so it runs on a
+first night, with `regularization="auto"`, or when the current version records no lambda
+for this night's confidences; the summary's factorize step says which (`regularization_from`).
 The test songs stay those of the current version, so that the quality gate compares the
 candidate with the current version on the same songs, and metrics stay comparable from
 night to night.
@@ -57,7 +62,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from artifacts.files import write_json_atomic
 from artifacts.run_layout import CNN_NAME, LOG_FILE, RUNS_DIR, SUMMARY_FILE, WORK_DIR
@@ -69,6 +74,9 @@ from pipeline.registry import WARM_MIN_LISTENERS, RetrainingBase, current_versio
 from pipeline.snapshot import Snapshot
 from training.encoder_fit import CNN_DEFAULTS, CNNSettings
 from training.encoders import check_encoder_name, default_front_end
+
+if TYPE_CHECKING:
+    from factorization.wmf import WMFParams
 
 log = logging.getLogger("coldstart.pipeline")
 
@@ -88,7 +96,9 @@ class PipelineSettings:
     `factors` applies to the first version only: later runs keep the current version's
     factor count, so the warm start and the fine-tuning apply. `encoder` names the
     architecture to train (None: the current version's, or `cnn.encoder` for a first
-    version); one other than the current's trains from scratch. `cnn` trains from scratch
+    version); one other than the current's trains from scratch. `regularization` is WMF's
+    lambda: None for the current version's (searched when there is none, or with
+    `from_scratch`), `"auto"` searched every night, or a number. `cnn` trains from scratch
     (its sizes apply to its own architecture, another takes its defaults); fine-tuning runs
     `fine_tune_epochs` of the same settings from the current encoder.
     """
@@ -102,7 +112,7 @@ class PipelineSettings:
     encoder: str | None = None
     factors: int = 50
     wmf_iterations: int = 15
-    regularization: float | Literal["auto"] = "auto"
+    regularization: float | Literal["auto"] | None = None
     cnn: CNNSettings = CNN_DEFAULTS
     fine_tune_epochs: int = 4
     from_scratch: bool = False
@@ -127,6 +137,8 @@ class PipelineSettings:
             raise ValueError("keep_versions and keep_runs must be at least 1")
         if self.fine_tune_epochs < 1:
             raise ValueError("fine_tune_epochs must be at least 1")
+        if self.regularization not in (None, "auto") and not float(self.regularization) > 0:
+            raise ValueError(f"regularization must be > 0 or 'auto', got {self.regularization!r}")
 
     @property
     def work(self) -> Path:
@@ -465,10 +477,18 @@ class _Run:
                 test_songs_file = self._kept_test_songs(root, base.test_song_ids)
             params = WMFParams(
                 factors=n_factors,
-                regularization=settings.regularization,
+                regularization="auto",  # searched, unless given or reused below
                 iterations=settings.wmf_iterations,
                 seed=settings.seed,
             )
+            reused_from = None
+            if settings.regularization is not None:
+                params = dataclasses.replace(params, regularization=settings.regularization)
+            elif base is not None and not settings.from_scratch:
+                recorded = recorded_regularization(base, params)
+                if recorded is not None:
+                    params = dataclasses.replace(params, regularization=recorded)
+                    reused_from = base.version_id
             manifest = factorize_run(
                 root,
                 self.run_dir,
@@ -479,12 +499,14 @@ class _Run:
                 warm_start=warm,
                 engine="spark" if settings.engine == "spark" else "implicit",
                 spark_master=settings.spark_master,
+                regularization_reused_from=reused_from,
             )
             warm_info = manifest.get("warm_start")
             self.summary.drift = warm_info.get("drift") if warm_info else None
             detail.update(
                 factors=n_factors,
                 regularization=manifest["parameters"]["regularization"],
+                regularization_from=manifest["parameters"]["regularization_from"],
                 warm_start_from=base.version_id if warm and base else None,
                 test_split="kept" if test_songs_file else "drawn",
                 **manifest["counts"],
@@ -571,6 +593,20 @@ class _Run:
             detail["runs_pruned"] = _prune_runs(
                 self.settings.work / RUNS_DIR, self.settings.keep_runs, keep=self.run_dir.name
             )
+
+
+def recorded_regularization(base: RetrainingBase, params: WMFParams) -> float | None:
+    """The lambda `base`'s factors were fitted with, if it suits `params`' confidences (the
+    same alpha and eps: lambda is on their scale); None for a version that records none."""
+    fitted = base.manifest.get("factorization") or {}
+    same_confidences = (fitted.get("alpha"), fitted.get("eps")) == (params.alpha, params.eps)
+    if fitted.get("regularization") is None or not same_confidences:
+        log.info(
+            "version %s records no regularization for these confidences: searching",
+            base.version_id,
+        )
+        return None
+    return float(fitted["regularization"])
 
 
 def recorded_scores(registry: Path) -> list[RecordedScore]:

@@ -318,6 +318,9 @@ def _build_version(
                 **listen_counts,
             },
             "n_factors": factorization.n_factors,
+            # how its factors were fitted (lambda and where it came from, alpha, eps, ...):
+            # the next night reuses the lambda (`pipeline.nightly`)
+            "factorization": factorization.manifest["parameters"],
             "content_dims": encoder.dims.embedding_dims,
         },
     )

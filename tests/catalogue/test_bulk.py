@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import delete, event, func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from catalogue.errors import InvalidTrack
-from catalogue.models import Listen
+from catalogue.models import Listen, Track
 from corpus.dataset import iter_listens, listens_tsv_block, read_listens
 
 AT = datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=UTC)
@@ -35,11 +37,18 @@ def _summed_rows(db) -> list[tuple[str, str, int]]:
         return sorted((user, song, int(total)) for user, song, total in connection.execute(query))
 
 
-def _listen_indexes(db) -> set[tuple[str, tuple[str, ...]]]:
-    """The listens table's indexes as the database holds them: (name, columns)."""
+def _listens_schema(db) -> dict[str, object]:
+    """The listens table's indexes, keys and checks as the database holds them (a first
+    load drops some and puts them back)."""
+    inspector = inspect(db.engine)
     return {
-        (index["name"], tuple(index["column_names"]))
-        for index in inspect(db.engine).get_indexes("listens")
+        "indexes": {
+            (index["name"], tuple(index["column_names"]))
+            for index in inspector.get_indexes("listens")
+        },
+        "primary_key": inspector.get_pk_constraint("listens"),
+        "foreign_keys": inspector.get_foreign_keys("listens"),
+        "checks": sorted(check["name"] for check in inspector.get_check_constraints("listens")),
     }
 
 
@@ -61,6 +70,8 @@ def test_streamed_import_stores_every_listen_and_exports_the_sums(db, tiny_world
     from corpus.dataset import read_songs
 
     db.import_songs(read_songs(tiny_world / "songs.csv"))
+    migrated = _listens_schema(db)
+    assert migrated["indexes"] == MODEL_INDEXES and migrated["foreign_keys"]
     expected = read_listens(tiny_world / "listens.tsv")
     # blocks of 4 KiB: dozens of frames, each with categories of its own
     added = db.import_listens(iter_listens(tiny_world / "listens.tsv", block_bytes=4096), AT)
@@ -68,7 +79,7 @@ def test_streamed_import_stores_every_listen_and_exports_the_sums(db, tiny_world
     stored = _stored_rows(db)
     assert [row[:3] for row in stored] == _frame_rows(expected)
     assert {row[3] for row in stored} == {AT}
-    assert _listen_indexes(db) == MODEL_INDEXES  # rebuilt after the load
+    assert _listens_schema(db) == migrated  # indexes and keys rebuilt after the load
 
     # the same listens again, as one frame: every pair now summed from two rows; into a
     # table that holds listens already the indexes stay (a day's append rebuilds nothing)
@@ -154,6 +165,7 @@ def test_a_bad_row_in_the_middle_of_a_large_import_leaves_nothing(
     listens = _large_listens(n_rows, 500)
     songs = listens["song_id"].cat.categories
     db.import_songs(pd.DataFrame({"song_id": songs, "title": "t", "artist": ""}))
+    migrated = _listens_schema(db)
     listens = listens.astype({column: object})
     listens.loc[bad_row, column] = value
     frames = (listens.iloc[start : start + chunk] for start in range(0, n_rows, chunk))
@@ -161,7 +173,34 @@ def test_a_bad_row_in_the_middle_of_a_large_import_leaves_nothing(
         db.import_listens(frames)  # three chunks written before the bad one
     assert db.count_listens() == 0
     assert db.export_listens().empty
-    assert _listen_indexes(db) == MODEL_INDEXES  # the load drops them: rolled back too
+    assert _listens_schema(db) == migrated  # the load drops indexes and keys: rolled back too
+
+
+def test_the_songs_a_first_load_checked_stay_until_it_commits_and_the_key_holds_after(
+    db,
+) -> None:
+    """A first PostgreSQL load checks its songs once and drops the foreign key for the COPY:
+    the songs must not go meanwhile; afterwards the key is back and cascades."""
+    listens = _large_listens(40_000, 100)
+    songs = listens["song_id"].cat.categories
+    db.import_songs(pd.DataFrame({"song_id": songs, "title": "t", "artist": ""}))
+
+    def frames() -> Iterator[pd.DataFrame]:
+        yield listens.iloc[:20_000]
+        if db.engine.dialect.name == "postgresql":  # SQLite writers take the whole file
+            with db.engine.connect() as other:
+                other.exec_driver_sql("SET lock_timeout = '200ms'")
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    other.execute(delete(Track).where(Track.id == songs[0]))
+        yield listens.iloc[20_000:]
+
+    assert db.import_listens(frames(), AT) == len(listens)
+    db.delete_track(songs[0])
+    assert db.count_listens() == len(listens) - int((listens["song_id"] == songs[0]).sum())
+    with pytest.raises(IntegrityError), db.engine.begin() as connection:
+        connection.execute(
+            insert(Listen).values(user_id="u", track_id=songs[0], count=1, played_at=AT)
+        )
 
 
 def test_an_unknown_song_deep_in_a_streamed_file_leaves_nothing(db, tmp_path: Path) -> None:
@@ -272,7 +311,7 @@ def test_a_bad_row_in_a_first_sqlite_load_leaves_nothing_and_the_file_in_wal(
         with pytest.raises(InvalidTrack, match="listens row 70000 "):
             db.import_listens(chunks, AT)
         assert db.count_listens() == 0
-        assert _listen_indexes(db) == MODEL_INDEXES
+        assert _listens_schema(db)["indexes"] == MODEL_INDEXES
     assert _journal_mode(path) == "wal" and not Path(f"{path}-journal").exists()
 
 

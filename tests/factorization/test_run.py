@@ -43,6 +43,7 @@ def test_run_folder_follows_the_architecture(tiny_dataset: Path, run_dir: Path) 
     assert manifest["parents"] == {"split": split_manifest["digest"]}
     assert manifest["dataset_fingerprint"] == dataset_fingerprint(tiny_dataset)
     assert manifest["parameters"]["regularization_requested"] == "auto"
+    assert manifest["parameters"]["regularization_from"] == "searched"
     search = manifest["regularization_search"]
     assert manifest["parameters"]["regularization"] == search["chosen"]
     assert search["grid"] == [1.0, 10.0, 100.0, 1000.0] and len(search["scores"]) == 4
@@ -119,6 +120,25 @@ def invoke(args: list[str]) -> Result:
     return CliRunner().invoke(app, ["factorize", *args])
 
 
+def test_a_reused_lambda_is_recorded_with_its_version(tiny_dataset: Path, tmp_path: Path) -> None:
+    params = WMFParams(factors=4, regularization=30.0, iterations=2)
+    manifest = factorize_run(
+        tiny_dataset, tmp_path / "run", params, progress=False, regularization_reused_from="v1"
+    )
+    assert manifest["regularization_search"] is None
+    assert manifest["parameters"]["regularization"] == 30.0
+    assert manifest["parameters"]["regularization_from"] == "reused from version v1"
+    with pytest.raises(ValueError, match="reused regularization is a number"):
+        factorize_run(
+            tiny_dataset,
+            tmp_path / "other",
+            WMFParams(factors=4, iterations=2),
+            progress=False,
+            regularization_reused_from="v1",
+        )
+    assert not (tmp_path / "other").exists()  # refused before anything is written
+
+
 def test_given_test_songs_and_cli(tiny_dataset: Path, tmp_path: Path) -> None:
     test_songs = tmp_path / "test_songs.txt"
     test_songs.write_text("S0002\nS0010\nS0042\n")
@@ -143,6 +163,7 @@ def test_given_test_songs_and_cli(tiny_dataset: Path, tmp_path: Path) -> None:
     factorization = load_factorization(run)
     assert factorization.test_song_ids == ["S0002", "S0010", "S0042"]
     assert factorization.manifest["regularization_search"] is None
+    assert factorization.manifest["parameters"]["regularization_from"] == "given"
     assert load_split(run).method == "given-test-songs"
 
     test_songs.write_text("S0002\nNOPE\n")

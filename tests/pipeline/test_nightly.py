@@ -13,13 +13,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from artifacts.manifest import read_manifest
 from audio.config import FRONT_END
 from catalogue import Catalogue
 from evaluation.gate import GateSettings
+from factorization.regularization import REGULARIZATION_GRID
 from pipeline.lock import pipeline_lock
 from pipeline.nightly import PipelineSettings, RunSummary, recorded_scores, run_pipeline
 from pipeline.outcome import Outcome
@@ -91,6 +94,7 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     steps = {step.name: step.detail for step in summary.steps}
     assert steps["factorize"]["warm_start_from"] == before
     assert steps["factorize"]["test_split"] == "kept"
+    assert steps["factorize"]["regularization_from"] == "given"  # settings_for gives 100
     assert steps["train"]["fine_tuned_from"] == before
     # told nothing, the run keeps the current version's architecture (and front end)
     assert steps["train"]["architecture"] == steps["train"]["previous_architecture"] == "dieleman"
@@ -120,6 +124,90 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     mine = recorded[version.version_id]
     assert mine.models == summary.gate["candidate"] and set(mine.models) == {"cnn", "hybrid"}
     assert mine.test_songs == summary.gate["test_songs"]
+
+
+def _factorize_of(summary: RunSummary) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the summary's factorize step detail, the run's factorization manifest)."""
+    detail = {step.name: step.detail for step in summary.steps}["factorize"]
+    manifest = read_manifest(Path(summary.run_dir) / "factorization", kind="factorization")
+    return detail, manifest
+
+
+def test_a_warm_night_reuses_the_current_versions_regularization(
+    registry: Path, tiny_world: Path
+) -> None:
+    # 3.0: off the search's grid, so only a reuse of this night's value gives it again
+    given = run_pipeline(settings_for(registry, dataset=tiny_world, regularization=3.0))
+    assert given.outcome == Outcome.PUBLISHED, given.message
+    assert load_current(registry).manifest["factorization"]["regularization"] == 3.0
+
+    reused = run_pipeline(settings_for(registry, dataset=tiny_world, regularization=None))
+
+    assert reused.outcome == Outcome.PUBLISHED, reused.message
+    detail, manifest = _factorize_of(reused)
+    assert detail["regularization"] == 3.0 and detail["warm_start_from"] == given.version_id
+    assert detail["regularization_from"] == f"reused from version {given.version_id}"
+    assert manifest["regularization_search"] is None  # no candidate was fitted
+    recorded = load_current(registry).manifest["factorization"]
+    assert recorded["regularization"] == 3.0
+    assert recorded["regularization_from"] == f"reused from version {given.version_id}"
+
+
+def test_a_first_night_searches_and_auto_searches_on_a_warm_night(
+    tmp_path: Path, tiny_world: Path
+) -> None:
+    registry = tmp_path / "empty-registry"
+    first = run_pipeline(settings_for(registry, dataset=tiny_world, regularization=None))
+
+    assert first.outcome == Outcome.PUBLISHED and first.previous_version is None, first.message
+    detail, manifest = _factorize_of(first)
+    search = manifest["regularization_search"]
+    assert search["grid"] == list(REGULARIZATION_GRID) and len(search["scores"]) == 4
+    assert detail["regularization_from"] == "searched"
+    assert detail["regularization"] == search["chosen"]
+    assert load_current(registry).manifest["factorization"]["regularization"] == search["chosen"]
+
+    again = run_pipeline(settings_for(registry, dataset=tiny_world, regularization="auto"))
+
+    assert again.outcome == Outcome.PUBLISHED, again.message
+    detail, manifest = _factorize_of(again)
+    assert detail["warm_start_from"] == first.version_id
+    assert detail["regularization_from"] == "searched"
+    assert manifest["regularization_search"]["grid"] == list(REGULARIZATION_GRID)
+
+
+def test_a_version_without_a_lambda_for_these_confidences_is_searched_again(
+    registry: Path,
+) -> None:
+    from factorization.wmf import WMFParams
+    from pipeline.nightly import recorded_regularization
+    from pipeline.registry import load_for_retraining
+
+    base = load_for_retraining(registry, current_version_id(registry))
+    params = WMFParams(regularization="auto")
+    fitted = base.manifest["factorization"]
+    assert recorded_regularization(base, params) == fitted["regularization"]
+    older = {key: value for key, value in base.manifest.items() if key != "factorization"}
+    assert recorded_regularization(dataclasses.replace(base, manifest=older), params) is None
+    # lambda is on the confidences' scale: chosen for another alpha, it is not reused
+    other_alpha = {**base.manifest, "factorization": {**fitted, "alpha": params.alpha + 1}}
+    other = dataclasses.replace(base, manifest=other_alpha)
+    assert recorded_regularization(other, params) is None
+
+
+def test_a_bad_regularization_is_refused_before_anything_runs(registry: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    with pytest.raises(ValueError, match="regularization must be > 0"):
+        settings_for(registry, dataset=registry, regularization=-1.0)
+    result = CliRunner().invoke(
+        app, ["pipeline", "--registry", str(registry), "--dataset", ".", "--regularization", "lots"]
+    )
+    assert result.exit_code == 2
+    assert "'auto' or a positive number" in " ".join(result.output.split())  # rich wraps
+    assert not (registry / "pipeline" / "runs").exists()
 
 
 def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_world: Path) -> None:
