@@ -17,7 +17,7 @@ import av
 import numpy as np
 from scipy import signal
 
-from corpus.world_audio import SAMPLE_RATE
+from world.synth import SAMPLE_RATE
 
 _QP2LAMBDA = 118  # FFmpeg's FF_QP2LAMBDA: global_quality units per quality step
 # Faster encoder settings (2 to 3 times faster, files of about the same size and quality).
