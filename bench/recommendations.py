@@ -6,8 +6,11 @@
 
 REG's current version needs at least 1,000 songs with WMF factors (e.g. `coldstart demo
 --songs 2000 --users 4000 --clip-seconds 3 --instruments synth --no-serve`, or any real
-one). `coldstart serve` runs in a child process on loopback (`bench.service.start_server`:
-its own SQLite catalogue) with COLDSTART_FOLDED_USERS_KEPT=1. Users: the fitted user with
+one). `coldstart serve` runs in a child process on loopback (`bench.service.start_server`)
+with COLDSTART_FOLDED_USERS_KEPT=1, on a copy of `--catalogue` (default: the demo's
+`REG/catalogue.sqlite`), the catalogue the version was built from: the service counts the
+listens with ids above the version's `listens_through` as new, so a fresh catalogue's
+would be taken for listens the version already holds. Users: the fitted user with
 the most listens in the version, and three users new since it whose listens (10, 100 and
 1,000 distinct songs with factors, 1-5 plays each) are posted first. Each round asks, for
 each user in turn, three times: (1) the first ask, which solves the user's vector
@@ -76,6 +79,11 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=200, help="Rounds (asks per case).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        help="SQLite catalogue the version was built from (default: REG/catalogue.sqlite).",
+    )
     parser.add_argument("--out", type=Path, help="Also write the figures as JSON here.")
     args = parser.parse_args()
 
@@ -105,6 +113,10 @@ def main() -> None:
             solve[n].append(time.perf_counter() - started)
 
     folder = Path(tempfile.mkdtemp(prefix="bench-recommendations-"))
+    catalogue = args.catalogue or args.registry / "catalogue.sqlite"
+    if not catalogue.is_file():
+        raise SystemExit(f"{catalogue}: no such SQLite catalogue (give --catalogue)")
+    shutil.copy(catalogue, folder / "catalogue.db")  # the listens posted here stay here
     process, url = start_server(
         args.registry,
         folder,
