@@ -71,7 +71,9 @@ def trained(
         shutil.copytree(trained_run / "factorization", run / "factorization")
         config = default_front_end(name)
         featurize_dataset(tiny_world, config=config, workers=2, progress=False)
-        train_run(run, cnn=tiny_settings(name), linear=None, hybrid=False, progress=False)
+        train_run(
+            run, cnn=tiny_settings(name), linear=None, kmeans=None, hybrid=False, progress=False
+        )
         yield name, run, MelCache.open(default_cache_dir(tiny_world, config))
 
 
