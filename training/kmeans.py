@@ -274,7 +274,7 @@ def fit_kmeans(
     are the targets; `score(valid_predictions (n_valid, F))` is the validation mAP.
     Returns the model and the validation score of every alpha tried.
     """
-    if (1 + config.min_samples // config.hop_length) < params.frames_needed():
+    if config.n_frames(config.min_samples) < params.frames_needed():
         raise ValueError(
             f"{params.n_levels} levels of {params.patch_frames}-frame patches need"
             f" {params.frames_needed()} frames, more than one {config.window_seconds:.2f} s window"
