@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ import scipy.fft
 from sklearn.cluster import MiniBatchKMeans
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import RidgeHead, fit_ridge, load_classical, save_classical
+from training.ridge import ClassicalModel, RidgeHead, fit_ridge
 
 # The front end whose cached log-mels the baseline's MFCCs come from: the project's (the
 # paper's 128 bands), whatever the encoders of the run hear through.
@@ -81,8 +80,12 @@ def nearest_words(frames: np.ndarray, codebook: np.ndarray, chunk: int = 16384) 
 
 
 @dataclass
-class LinearBaseline:
+class LinearBaseline(ClassicalModel):
     """A fitted bag-of-words model. Shapes: codebook (K, D); its ridge head maps (K,) -> (F,)."""
+
+    model_name = MODEL_NAME
+    params_type = BaselineParams
+    array_names = ("frame_mean", "frame_scale", "codebook", "idf")
 
     params: BaselineParams
     config: FrontEndConfig
@@ -91,10 +94,6 @@ class LinearBaseline:
     codebook: np.ndarray
     idf: np.ndarray
     head: RidgeHead
-
-    @property
-    def alpha(self) -> float:
-        return self.head.alpha
 
     def histograms(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> weighted word histograms (n_clips, K) float32."""
@@ -109,41 +108,6 @@ class LinearBaseline:
     def predict(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> predicted factors (n_clips, F) float32."""
         return self.head.predict(self.histograms(log_mels))
-
-    def save(
-        self,
-        folder: Path,
-        *,
-        parents: dict[str, str] | None = None,
-        dataset_fingerprint: str | None = None,
-        extra_files: Sequence[str] = (),
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Write `linear.npz`, `linear.json`, then the manifest (over `extra_files` too)."""
-        arrays = {
-            "frame_mean": self.frame_mean,
-            "frame_scale": self.frame_scale,
-            "codebook": self.codebook,
-            "idf": self.idf,
-        }
-        return save_classical(
-            folder,
-            MODEL_NAME,
-            arrays,
-            self.config,
-            self.params.to_dict(),
-            self.head,
-            parents=parents,
-            dataset_fingerprint=dataset_fingerprint,
-            extra_files=extra_files,
-            extra=extra,
-        )
-
-    @classmethod
-    def load(cls, folder: Path, config: FrontEndConfig = FRONT_END) -> LinearBaseline:
-        """Load a saved baseline; refuses one made behind a different front end."""
-        params, arrays, head = load_classical(folder, MODEL_NAME, config)
-        return cls(params=BaselineParams.from_dict(params), config=config, head=head, **arrays)
 
 
 def fit_baseline(

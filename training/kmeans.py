@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import RidgeHead, fit_ridge, load_classical, save_classical
+from training.ridge import ClassicalModel, RidgeHead, fit_ridge
 
 KMEANS_FRONT_END = FRONT_END
 MODEL_NAME = "kmeans"
@@ -157,11 +156,15 @@ def spherical_kmeans(
 
 
 @dataclass
-class KMeansModel:
+class KMeansModel(ClassicalModel):
     """A fitted multiscale k-means model. Per level l: `patch_mean[l]` (P,), `whitening[l]`
     (C, P) (PCA components over their standard deviations), `atoms[l]` (K, C) unit norm;
     P = n_mels * patch_frames. Features (n_levels * 2K,) are standardised by
     `feature_mean`, `feature_scale` before the ridge head."""
+
+    model_name = MODEL_NAME
+    params_type = KMeansParams
+    array_names = ("patch_mean", "whitening", "atoms", "feature_mean", "feature_scale")
 
     params: KMeansParams
     config: FrontEndConfig
@@ -171,10 +174,6 @@ class KMeansModel:
     feature_mean: np.ndarray
     feature_scale: np.ndarray
     head: RidgeHead
-
-    @property
-    def alpha(self) -> float:
-        return self.head.alpha
 
     def raw_features(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> pooled encodings (n_clips, n_levels * 2K)
@@ -204,42 +203,6 @@ class KMeansModel:
     def predict(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> predicted factors (n_clips, F) float32."""
         return self.head.predict(self.features(log_mels))
-
-    def save(
-        self,
-        folder: Path,
-        *,
-        parents: dict[str, str] | None = None,
-        dataset_fingerprint: str | None = None,
-        extra_files: Sequence[str] = (),
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Write `kmeans.npz`, `kmeans.json`, then the manifest (over `extra_files` too)."""
-        arrays = {
-            "patch_mean": self.patch_mean,
-            "whitening": self.whitening,
-            "atoms": self.atoms,
-            "feature_mean": self.feature_mean,
-            "feature_scale": self.feature_scale,
-        }
-        return save_classical(
-            folder,
-            MODEL_NAME,
-            arrays,
-            self.config,
-            self.params.to_dict(),
-            self.head,
-            parents=parents,
-            dataset_fingerprint=dataset_fingerprint,
-            extra_files=extra_files,
-            extra=extra,
-        )
-
-    @classmethod
-    def load(cls, folder: Path, config: FrontEndConfig = KMEANS_FRONT_END) -> KMeansModel:
-        """Load a saved model; refuses one made behind a different front end."""
-        params, arrays, head = load_classical(folder, MODEL_NAME, config)
-        return cls(params=KMeansParams.from_dict(params), config=config, head=head, **arrays)
 
 
 def _fit_level(

@@ -15,14 +15,14 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.linear_model import Ridge
 
 from artifacts.files import write_json_atomic
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
-from audio.config import FrontEndConfig
+from audio.config import FRONT_END, FrontEndConfig
 
 MANIFEST_KIND = "content_model"
 
@@ -113,3 +113,51 @@ def load_classical(
         arrays = {name: stored[name] for name in stored.files}
     head = RidgeHead(arrays.pop("coef"), arrays.pop("intercept"), float(saved["alpha"]))
     return saved["params"], arrays, head
+
+
+class ClassicalModel:
+    """What a classical model shares (a dataclass subclass declares the fields): its
+    `params` (a dataclass of `params_type`, with `to_dict`/`from_dict`), the front end
+    `config` its log-mels come from, the arrays named by `array_names`, and the `head`;
+    saving and loading them as `<model_name>.npz` + `.json` + manifest."""
+
+    model_name: ClassVar[str]
+    params_type: ClassVar[Any]
+    array_names: ClassVar[tuple[str, ...]]
+    params: Any
+    config: FrontEndConfig
+    head: RidgeHead
+
+    @property
+    def alpha(self) -> float:
+        return self.head.alpha
+
+    def save(
+        self,
+        folder: Path,
+        *,
+        parents: dict[str, str] | None = None,
+        dataset_fingerprint: str | None = None,
+        extra_files: Sequence[str] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write the arrays, the JSON, then the manifest (over `extra_files` too)."""
+        return save_classical(
+            folder,
+            self.model_name,
+            {name: getattr(self, name) for name in self.array_names},
+            self.config,
+            self.params.to_dict(),
+            self.head,
+            parents=parents,
+            dataset_fingerprint=dataset_fingerprint,
+            extra_files=extra_files,
+            extra=extra,
+        )
+
+    @classmethod
+    def load(cls, folder: Path, config: FrontEndConfig = FRONT_END) -> Self:
+        """Load a saved model; refuses one made behind a different front end than `config`."""
+        params, arrays, head = load_classical(folder, cls.model_name, config)
+        fields = {"params": cls.params_type.from_dict(params), "config": config, "head": head}
+        return cls(**fields, **arrays)

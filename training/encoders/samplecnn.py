@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from audio.config import FrontEndConfig
 from audio.frontend import Waveform
-from training.encoders.base import ContentEncoder, EncoderDims, masked_global_pool
+from training.encoders.base import (
+    ContentEncoder,
+    EncoderDims,
+    dense_head,
+    masked_global_pool,
+)
 
 # Decoded, mono, resampled to 16 kHz; a training crop of 3 s.
 WAVEFORM_FRONT_END = FrontEndConfig(
@@ -118,13 +123,7 @@ class SampleCNNEncoder(ContentEncoder):
             ]
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
-        dense: list[nn.Module] = []
-        width = dims.pooled_dims
-        for hidden in dims.hidden:
-            dense += [nn.Dropout(dims.dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-            width = hidden
-        dense += [nn.Dropout(dims.dropout), nn.Linear(width, dims.n_factors)]
-        self.head = nn.Sequential(*dense)
+        self.head = dense_head(dims.pooled_dims, dims.hidden, dims.dropout, dims.n_factors)
 
     def pool(self, mel: Tensor, lengths: Tensor | None) -> Tensor:
         features = self.convs(mel)
