@@ -146,7 +146,7 @@ def train(
     from training.run_data import TrainingError
 
     names = encoders_given(encoder)
-    if not (cnn or linear or kmeans or hybrid):
+    if not (cnn or names[1:] or linear or kmeans or hybrid):
         raise typer.BadParameter(
             "nothing to train: --no-cnn, --no-linear, --no-kmeans and --no-hybrid"
         )
