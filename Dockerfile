@@ -30,14 +30,14 @@ CMD ["--help"]
 # names its CPU build, TORCH_INDEX may hold another), then the project without dependencies;
 # it compiles the bytecode as pip would: without it every container start compiles torch's
 # modules again (minutes on a busy machine). libgomp1: OpenMP of
-# implicit and faiss; the synthetic world's General MIDI SoundFont (`coldstart world`), and
-# PortAudio with a C compiler for tinysoundfont's pyaudio build. The user: not root; /data
-# (registry, audio store) belongs to it, and a fresh named volume mounted there takes that
-# ownership.
+# implicit and faiss; nothing else, no compiler: the lock holds the base dependencies only,
+# without the `world` extra (the synthetic world's sampled instruments, whose pyaudio builds
+# against PortAudio; `coldstart world --instruments synth` runs without it). The user: not
+# root; /data (registry, audio store) belongs to it, and a fresh named volume mounted there
+# takes that ownership.
 COPY . /tmp/coldstart
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 fluid-soundfont-gm \
-       portaudio19-dev gcc libc6-dev \
+    && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && pip install --target /tmp/uv uv \
     && /tmp/uv/bin/uv pip install --system --index "$TORCH_INDEX" \

@@ -80,7 +80,7 @@ browser:
 compose:
 	@command -v docker-compose >/dev/null || ($(APT) docker-compose)
 
-# The synthetic world's sampled instruments: Debian's General MIDI SoundFont (FluidR3_GM,
+# The `world` extra's sampled instruments: Debian's General MIDI SoundFont (FluidR3_GM,
 # MIT) and the PortAudio headers that tinysoundfont's pyaudio builds against, with a C
 # compiler and Python's headers; installed once when missing.
 soundfont:

@@ -24,7 +24,7 @@ song as `evaluation.report` cuts them) on the run's own users and test songs. A 
 what `coldstart factorize --seed 0` does); a RUN with a `report.json` adds its `cnn` and
 `hybrid` rows (the actual models) and the gap shares measured from its cnn.
 
-The listens never depend on the audio (`corpus.world`), so the second form writes a stand-in
+The listens never depend on the audio (`world.generate`), so the second form writes a stand-in
 world without audio: the same catalogue, listeners and listens.tsv as `coldstart world --seed
 N --songs S --users U`, byte for byte, and a truth.json with the same artists, songs and
 users (no file, format or sections). With no audio the split holds out the same songs
@@ -35,7 +35,7 @@ Rows. In the WMF space (the report's `u · h`, regressions fitted on the trainin
 WMF factors, chosen by validation mAP, never on test songs):
 
 - `oracle audio`: ridge / MLP from the song's audible attributes that listeners react to
-  (`corpus.world_taste.audible_affinity`: genre, tempo, energy, brightness, mode,
+  (`world.taste.audible_affinity`: genre, tempo, energy, brightness, mode,
   instrument families, drum groove; quadratic terms for the three with an ideal value);
 - `oracle audio + artist prior`: that, fused with the project's artist prior
   (`training.artist_prior.fit_artist_priors`, shrinkage chosen on validation) by the
@@ -52,7 +52,7 @@ WMF factors, chosen by validation mAP, never on test songs):
   how the hybrid's share of the cnn -> upper_bound gap moves with the audio model's quality;
 
 and outside it, rankings by the true affinity of each listener for each test song
-(`audible_affinity` / `inaudible_affinity` of `corpus.world_taste`, from truth.json's
+(`audible_affinity` / `inaudible_affinity` of `world.taste`, from truth.json's
 listeners): `true taste: audible` (what the audio can tell, with perfect knowledge of every
 listener), `+ artist` (favourite artists and the artist's popularity: what knowing the
 artist can add), `+ song popularity` (everything the listens were drawn from but the draw
@@ -86,10 +86,16 @@ from artifacts.run_layout import FACTORIZATION_DIR
 from corpus.artists import UNKNOWN_ARTIST
 from corpus.dataset import LISTENS_FILE, read_listens
 from corpus.split import KINDS, load_split
-from corpus.world import _CATALOGUE, _LISTENERS, _LISTENS, TRUTH_FILE, write_listens_and_songs
-from corpus.world_catalogue import artist_truth, draw_catalogue, song_truth
-from corpus.world_style import FAMILIES, GENRES, GROOVES
-from corpus.world_taste import (
+from factorization.matrices import play_count_matrix
+from factorization.run import Factorization, factorize_run, load_factorization
+from ranking.metrics import expected_random_map, ranking_metrics
+from training.artist_prior import fit_artist_priors
+from training.fusion import fit_fusion, hybrid_vectors, score_metric
+from training.run_data import song_artists
+from world.catalogue import artist_truth, draw_catalogue, song_truth
+from world.generate import _CATALOGUE, _LISTENERS, _LISTENS, TRUTH_FILE, write_listens_and_songs
+from world.style import FAMILIES, GENRES, GROOVES
+from world.taste import (
     Listeners,
     SongFeatures,
     audible_affinity,
@@ -97,12 +103,6 @@ from corpus.world_taste import (
     inaudible_affinity,
     sample_listens,
 )
-from factorization.matrices import play_count_matrix
-from factorization.run import Factorization, factorize_run, load_factorization
-from ranking.metrics import expected_random_map, ranking_metrics
-from training.artist_prior import fit_artist_priors
-from training.fusion import fit_fusion, hybrid_vectors, score_metric
-from training.run_data import song_artists
 
 K = 500
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
@@ -146,7 +146,7 @@ class Truth:
 
 
 def read_truth(world: Path) -> Truth:
-    """Rebuild `corpus.world_taste`'s SongFeatures and Listeners from truth.json (floats as
+    """Rebuild `world.taste`'s SongFeatures and Listeners from truth.json (floats as
     rounded there: 3 or 4 decimals)."""
     truth = json.loads((world / TRUTH_FILE).read_text())
     genre = {g.name: i for i, g in enumerate(GENRES)}

@@ -6,7 +6,7 @@
 builds a catalogue of Taste Profile shape scaled by `--fraction` (users, songs and listens
 together: 1,019,318 x 384,546 x 48,373,586 at 1.0, power-law popularity and activity by
 `bench.load_listens.generate`), of which `--audio-songs` (default 20,000 x fraction) have
-recordings: a synthetic world (`corpus.world`, short clips) whose songs join the catalogue
+recordings: a synthetic world (`world.generate`, short clips) whose songs join the catalogue
 and whose listeners are mapped onto catalogue users, so that their taste ties audio to
 listens; every other song is a back-catalogue song without audio. Then it runs every stage
 as a user would, each as a child process of the real CLI, timed, with its peak RSS (the
@@ -217,7 +217,7 @@ def build_catalogue(scale: Scale, folder: Path, clip_seconds: float, seed: int) 
     """`folder/dataset` (the Taste-Profile-shaped catalogue with the world's songs, their
     recordings linked under audio/) and `folder/world` (the world alone: the demo-size
     catalogue). Reused when built before with the same parameters."""
-    from corpus.world import generate_world
+    from world.generate import generate_world
 
     parameters = asdict(scale) | {"clip_seconds": clip_seconds, "seed": seed}
     stamp = folder / "catalogue.json"

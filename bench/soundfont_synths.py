@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from corpus.world_soundfont import soundfont_path
+from world.soundfont import soundfont_path
 
 SAMPLE_RATE, SECONDS, REPEATS = 22050, 12.0, 3
 Event = tuple[int, bool, int, int, int]  # sample, note on, channel, key, velocity

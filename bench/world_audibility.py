@@ -45,7 +45,7 @@ from implicit.als import AlternatingLeastSquares  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 
 from corpus.dataset import load_dataset  # noqa: E402
-from corpus.world_gm import Production, production_sound  # noqa: E402
+from world.general_midi import Production, production_sound  # noqa: E402
 
 FACTORS, REGULARIZATION, ALPHA, ITERATIONS = 32, 0.1, 10.0, 15
 RUN_MODELS = ("random", "linear", "cnn", "upper_bound")

@@ -13,7 +13,7 @@ from cli.app import app
 
 
 class Instruments(StrEnum):
-    """What plays the world's notes (`corpus.world.INSTRUMENTS`)."""
+    """What plays the world's notes (`world.generate.INSTRUMENTS`)."""
 
     soundfont = "soundfont"
     synth = "synth"
@@ -53,8 +53,9 @@ def world(
     """Write listens.tsv, songs.csv and audio/ in the dataset contract, plus truth.json (every
     generative attribute, for diagnostics only)."""
     from rich.console import Console
+    from rich.markup import escape
 
-    from corpus.world import WorldError, generate_world
+    from world.generate import WorldError, generate_world
 
     console = Console()
     started = time.perf_counter()
@@ -71,7 +72,7 @@ def world(
             production_taste=production_taste,
         )
     except WorldError as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(1) from error
     console.print(
         f"[bold]world[/bold] {summary.out}  ({instruments.value},"

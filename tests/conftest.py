@@ -21,7 +21,7 @@ def audio_assets() -> Path:
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic dataset (seeded), generated once per test session."""
-    from corpus.world import generate_world
+    from world.generate import generate_world
 
     out = tmp_path_factory.mktemp("tiny_world")
     generate_world(out, n_songs=120, n_users=300, clip_seconds=6.0, seed=7, workers=2)

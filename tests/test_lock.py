@@ -62,3 +62,12 @@ def test_torch_is_the_cpu_build_of_pyprojects_pin() -> None:
         assert locked["torch"] == Version(f"{version.version}+cpu"), lock.name
         cuda = [name for name in locked if name.startswith("nvidia-") or name == "triton"]
         assert cuda == [], lock.name
+
+
+def test_the_images_lock_leaves_the_world_out() -> None:
+    """`pip install .` pulls neither the world's sampled instruments (pyaudio needs a compiler
+    and PortAudio's headers) nor torchaudio: the image ships without a compiler."""
+    image = pins(LOCK)
+    for name in ("tinysoundfont", "pyaudio", "pedalboard", "torchaudio"):
+        assert name not in image, name
+    assert {"tinysoundfont", "pedalboard"} <= set(pins(LOCK_ALL))

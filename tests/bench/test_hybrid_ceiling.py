@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.hybrid_ceiling import analyse, listens_world, read_truth
 from corpus.dataset import LISTENS_FILE, SONGS_FILE
-from corpus.world import TRUTH_FILE
+from world.generate import TRUTH_FILE
 
 
 def test_listens_world_is_the_world_without_audio(tiny_world: Path, tmp_path: Path) -> None:

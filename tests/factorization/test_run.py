@@ -177,7 +177,6 @@ def test_given_test_songs_and_cli(tiny_dataset: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_world_end_to_end(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    pytest.importorskip("corpus.world", reason="the world generator has not landed yet")
     world = request.getfixturevalue("tiny_world")
     manifest = factorize_run(world, tmp_path, WMFParams(factors=16), progress=False)
     factorization = load_factorization(tmp_path)

@@ -109,8 +109,8 @@ def test_world_to_report_orders_the_models(tmp_path: Path) -> None:
     """random < linear < cnn < hybrid < upper_bound in mAP@500 and AUC on the cold test
     songs; the hybrid is the cnn on cold artists."""
     from audio.cache import featurize_dataset
-    from corpus.world import generate_world
     from evaluation.report import evaluate_run
+    from world.generate import generate_world
 
     world = tmp_path / "world"
     generate_world(world, n_songs=600, n_users=1200, clip_seconds=6.0, seed=7, workers=2)

@@ -5,7 +5,7 @@ A listener's affinity for a song is mostly audible and partly not:
   preferred tempo, energy and brightness with how much each matters, a leaning to major
   or minor, and likes and dislikes of instrument families and drum grooves; optionally
   (`production_taste` > 0, sampled instruments only) likes and dislikes of the axes of an
-  artist's production (`world_gm.SOUND_AXES`: room, compression, EQ, touch, register), so
+  artist's production (`general_midi.SOUND_AXES`: room, compression, EQ, touch, register), so
   that telling one artist's sound from another's helps predict listening;
 - inaudible: loyalty to a few favourite artists (chosen among popular artists of the
   genres they like) and a taste for what is popular.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from corpus.world_catalogue import Artist, Song
-from corpus.world_names import user_ids
-from corpus.world_style import FAMILIES, GENRES, GROOVES
+from world.catalogue import Artist, Song
+from world.names import user_ids
+from world.style import FAMILIES, GENRES, GROOVES
 
 MIN_ACTIVITY = 8  # fewest distinct songs a listener plays (the Taste Profile kept users with >= 10)
 ACTIVITY_EXPONENT = 1.2  # Pareto tail of the number of songs per listener
@@ -50,7 +50,7 @@ class SongFeatures:
     @classmethod
     def of(cls, songs: list[Song], artist_sound: np.ndarray | None = None) -> SongFeatures:
         """Features of `songs`; `artist_sound` (n_artists, n_axes) adds each song's
-        artist's production (`world_gm.production_sound`)."""
+        artist's production (`general_midi.production_sound`)."""
         families = np.zeros((len(songs), len(FAMILIES)), dtype=np.float32)
         for i, song in enumerate(songs):
             for family in song.families():

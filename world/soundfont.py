@@ -3,7 +3,7 @@
 Each part of the score (lead, solo, comp, bass, pad) is played on the GM program its artist
 picked for the part's instrument, the drums on the artist's GM kit (channel 10), through
 `tinysoundfont` at 22.05 kHz: one stereo stem per part, so stems can be balanced as in the
-additive synthesizer (`corpus.world_audio`). The mix then goes through the artist's room
+additive synthesizer (`world.synth`). The mix then goes through the artist's room
 and master chain with Spotify's `pedalboard`: a Freeverb send, low and high shelves, the
 song's brightness as a low-pass, a compressor and the song's energy as saturation.
 
@@ -14,18 +14,18 @@ do not depend on what the process rendered before (tested byte for byte).
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pedalboard
 
-from corpus.world_audio import PAN, SAMPLE_RATE, balance, finish_clip, pan_gains, pump
-from corpus.world_catalogue import Artist, Song
-from corpus.world_gm import DRUM_BANK, DRUM_CHANNEL, GM_DRUM_KEYS, Production
-from corpus.world_score import PARTS, Note, Score, compose
-from corpus.world_style import GENRES
+from world.catalogue import Artist, Song
+from world.general_midi import DRUM_BANK, DRUM_CHANNEL, GM_DRUM_KEYS, Production
+from world.score import PARTS, Note, Score, compose
+from world.style import GENRES
+from world.synth import PAN, SAMPLE_RATE, balance, finish_clip, pan_gains, pump
 
 DEBIAN_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SOUNDFONT_PACKAGE = "fluid-soundfont-gm"
@@ -39,18 +39,25 @@ class SoundFontMissing(RuntimeError):
     """No General MIDI SoundFont (or no synthesizer to play it) on this machine."""
 
 
+# The sampled instruments' packages, installed by the `world` extra (the image leaves them out).
+WORLD_EXTRA_PACKAGES = ("tinysoundfont", "pedalboard")
+WORLD_EXTRA_INSTALL = "pip install '.[world]'"
+
+
 def soundfont_path() -> Path:
     """The GM SoundFont to render with: $COLDSTART_SOUNDFONT, or Debian's FluidR3_GM.
 
-    Raises `SoundFontMissing`, naming the Debian package to install, when it is absent.
+    Raises `SoundFontMissing`, naming what to install (the world extra, or Debian's package),
+    when either is absent.
     """
-    try:
-        import tinysoundfont  # noqa: F401
-    except ImportError as error:  # pragma: no cover - a dependency of the package
-        raise SoundFontMissing(
-            "the tinysoundfont package is missing: `pip install tinysoundfont` (building its"
-            " pyaudio needs Debian's portaudio19-dev), or choose --instruments synth"
-        ) from error
+    for package in WORLD_EXTRA_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError as error:
+            raise SoundFontMissing(
+                f"the sampled instruments need the world extra ({package} is missing):"
+                f" `{WORLD_EXTRA_INSTALL}`, or choose --instruments synth"
+            ) from error
     path = Path(os.environ.get(SOUNDFONT_ENV) or DEBIAN_SOUNDFONT)
     if not path.is_file():
         raise SoundFontMissing(
@@ -193,6 +200,8 @@ class _Studio:
 
     def room(self, send: np.ndarray) -> np.ndarray:
         """(n, 2) the reverb's return: a room as large as the artist's reverb time."""
+        import pedalboard  # the world extra (checked by `soundfont_path`)
+
         reverb = pedalboard.Reverb(
             room_size=float(np.clip(self.artist.reverb / 5.0, 0.2, 0.95)),
             damping=self.production.reverb_damping,
@@ -204,6 +213,8 @@ class _Studio:
 
     def master(self, mix: np.ndarray) -> np.ndarray:
         """(n, 2) float32: EQ shelves, brightness low-pass, compressor, energy saturation."""
+        import pedalboard
+
         production = self.production
         cutoff = min(2500.0 * 4.0**self.song.brightness, 0.47 * SAMPLE_RATE)
         board = pedalboard.Pedalboard(
@@ -233,7 +244,7 @@ def render_song_soundfont(
     song: Song, artist: Artist, production: Production, clip_seconds: float
 ) -> tuple[np.ndarray, Score]:
     """Render a song's clip on sampled GM instruments: (round(clip_seconds * 22050), 2)
-    float32 in [-1, 1] (cut as `world_audio.finish_clip` cuts it), and its score."""
+    float32 in [-1, 1] (cut as `synth.finish_clip` cuts it), and its score."""
     score = compose(song, artist, clip_seconds)
     begin = int(round(score.offset * SAMPLE_RATE))
     n_clip = int(round(clip_seconds * SAMPLE_RATE))

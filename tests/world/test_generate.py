@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import av
@@ -15,10 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from corpus.dataset import load_dataset
-from corpus.world import TRUTH_FILE, WorldError, generate_world
-from corpus.world_audio import SAMPLE_RATE, render_song
-from corpus.world_catalogue import draw_catalogue
-from corpus.world_gm import (
+from world.catalogue import draw_catalogue
+from world.general_midi import (
     DRUM_BANK,
     GM_DRUM_KEYS,
     GM_KITS,
@@ -27,15 +26,17 @@ from corpus.world_gm import (
     draw_production,
     production_sound,
 )
-from corpus.world_score import parse_chord
-from corpus.world_soundfont import (
+from world.generate import TRUTH_FILE, WorldError, generate_world
+from world.score import parse_chord
+from world.soundfont import (
     SOUNDFONT_ENV,
     SOUNDFONT_PACKAGE,
     render_song_soundfont,
     soundfont_path,
 )
-from corpus.world_style import GENRES, INSTRUMENTS, KITS, PATTERNS
-from corpus.world_taste import (
+from world.style import GENRES, INSTRUMENTS, KITS, PATTERNS
+from world.synth import SAMPLE_RATE, render_song
+from world.taste import (
     Listeners,
     SongFeatures,
     draw_listeners,
@@ -339,6 +340,26 @@ def test_a_missing_soundfont_is_a_clear_error_naming_the_package(
     assert result.exit_code == 1
     said = " ".join(result.output.split())
     assert SOUNDFONT_PACKAGE in said and "--instruments synth" in said
+
+
+@pytest.mark.parametrize("package", ["tinysoundfont", "pedalboard"])
+@pytest.mark.parametrize("command", ["world", "demo"])
+def test_without_the_world_extra_the_commands_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, package: str, command: str
+) -> None:
+    """An install without `.[world]` (the image's): one line naming the extra, no traceback."""
+    from cli.main import app
+
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` raises ImportError
+    args = {
+        "world": ["world", "--out", str(tmp_path / "w"), "--songs", "4", "--users", "6"],
+        "demo": ["demo", "--workdir", str(tmp_path), "--songs", "10", "--no-serve"],
+    }[command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and not isinstance(result.exception, ImportError)
+    (line,) = [text for text in result.output.splitlines() if text.startswith("error:")]
+    assert "pip install '.[world]'" in line and package in line, result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_taste_for_production_steers_listens_toward_the_liked_sound() -> None:

@@ -6,12 +6,12 @@ plots only (models never read it). The same seed gives the same bytes in every f
 whatever the number of workers: each song is rendered from its own seed, and the
 catalogue, the formats and the listeners come from separate streams of the world's seed.
 
-The parts, one job each: `world_style` (genres, instruments, drums), `world_catalogue`
-(artists and songs), `world_score` (composition), `world_audio` (synthesis),
-`world_encode` (file formats), `world_taste` (listeners and listens). The notes are played
-either on sampled General MIDI instruments (`world_gm` picks each artist's programs, kit and
-production, `world_soundfont` renders them; the default) or, chosen explicitly, on the
-additive synthesizer of `world_audio`.
+The parts, one job each: `style` (genres, instruments, drums), `catalogue`
+(artists and songs), `score` (composition), `synth` (synthesis),
+`encode` (file formats), `taste` (listeners and listens). The notes are played
+either on sampled General MIDI instruments (`general_midi` picks each artist's programs, kit and
+production, `soundfont` renders them; the default) or, chosen explicitly, on the
+additive synthesizer of `synth`.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE
-from corpus.world_audio import render_song
-from corpus.world_catalogue import Artist, Song, artist_truth, draw_catalogue, song_truth
-from corpus.world_encode import AudioFormat, draw_format, encode
-from corpus.world_gm import SOUND_AXES, Production, draw_production, production_sound
-from corpus.world_soundfont import SoundFontMissing, render_song_soundfont, soundfont_path
-from corpus.world_style import GENRES
-from corpus.world_taste import SongFeatures, draw_listeners, draw_sound_taste, sample_listens
+from world.catalogue import Artist, Song, artist_truth, draw_catalogue, song_truth
+from world.encode import AudioFormat, draw_format, encode
+from world.general_midi import SOUND_AXES, Production, draw_production, production_sound
+from world.soundfont import SoundFontMissing, render_song_soundfont, soundfont_path
+from world.style import GENRES
+from world.synth import render_song
+from world.taste import SongFeatures, draw_listeners, draw_sound_taste, sample_listens
 
 TRUTH_FILE = "truth.json"
 TRUTH_VERSION = 1
@@ -168,7 +168,7 @@ def generate_world(
     needs Debian's fluid-soundfont-gm) or on the additive synthesizer ("synth"); the
     catalogue, listeners and listens are the same either way. `production_taste` > 0
     (sampled instruments only) gives listeners likes and dislikes, of that spread, of the
-    artists' audible production (`world_gm.SOUND_AXES`); 0 leaves the listens as without
+    artists' audible production (`general_midi.SOUND_AXES`); 0 leaves the listens as without
     it, byte for byte. `workers` processes render
     the audio (default: the CPUs this process may use); the output does not depend on it.
     Returns the world's counts.

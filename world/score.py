@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corpus.world_catalogue import Artist, Song
-from corpus.world_style import (
+from world.catalogue import Artist, Song
+from world.style import (
     CHORD_QUALITIES,
     GENRES,
     INSTRUMENTS,

@@ -1,6 +1,6 @@
 """General MIDI for the synthetic world: the programs, drum kits and production of each artist.
 
-Pure data plus one draw. Every world instrument (`world_style.INSTRUMENTS`) has one or more
+Pure data plus one draw. Every world instrument (`style.INSTRUMENTS`) has one or more
 General MIDI programs (0-based, bank 0) and every world kit one or more GM drum kits
 (bank 128, played on MIDI channel 10); an artist picks its own program for each
 instrument and its own kit, so two artists of a genre with the same instruments still
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from corpus.world_catalogue import Artist
-from corpus.world_style import GENRES
+from world.catalogue import Artist
+from world.style import GENRES
 
 # World instrument -> GM programs an artist may pick from (names as in FluidR3_GM).
 GM_PROGRAMS: dict[str, tuple[int, ...]] = {

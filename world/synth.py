@@ -17,9 +17,9 @@ import functools
 import numpy as np
 from scipy import signal
 
-from corpus.world_catalogue import Artist, Song
-from corpus.world_score import PARTS, Note, Score, compose
-from corpus.world_style import GENRES, INSTRUMENTS, KITS, VOWELS, Instrument
+from world.catalogue import Artist, Song
+from world.score import PARTS, Note, Score, compose
+from world.style import GENRES, INSTRUMENTS, KITS, VOWELS, Instrument
 
 SAMPLE_RATE = 22050
 _TABLE = 2048

@@ -3,7 +3,7 @@
 An artist belongs to a genre and has a sound within it (tempo, key and mode tendencies,
 signature instruments, a singer's vocal tract, timbre, reverb, swing, drum tuning) and a
 popularity that cannot be heard (power law). A song draws its attributes from its artist's
-tendencies; `Song` holds everything `corpus.world_audio` needs to render it.
+tendencies; `Song` holds everything `world.synth` needs to render it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from corpus.world_names import artist_name, song_ids, song_title
-from corpus.world_style import GENRES, INSTRUMENTS, VOWELS
+from world.names import artist_name, song_ids, song_title
+from world.style import GENRES, INSTRUMENTS, VOWELS
 
 SONGS_PER_ARTIST = 8
 ARTIST_POPULARITY_EXPONENT = 1.1  # Pareto tail of artist popularity
