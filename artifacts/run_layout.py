@@ -8,10 +8,11 @@ FACTORIZATION_DIR = "factorization"  # RUN/factorization/: WMF factors and ids
 MODELS_DIR = "models"  # RUN/models/<name>/: one folder per content model
 CNN_NAME = "cnn"  # the run's served content encoder, whatever its architecture
 LINEAR_NAME = "linear"
+KMEANS_NAME = "kmeans"
 ARTIST_NAME = "artist"
 HYBRID_NAME = "hybrid"
 # The models' roles; a further encoder's folder is its architecture's name, never one of these.
-MODEL_NAMES = (CNN_NAME, LINEAR_NAME, ARTIST_NAME, HYBRID_NAME)
+MODEL_NAMES = (CNN_NAME, LINEAR_NAME, KMEANS_NAME, ARTIST_NAME, HYBRID_NAME)
 TEST_FACTORS_FILE = "test_song_factors.npy"  # a model's (n_test_songs, F) predictions
 REPORT_FILE = "report.json"  # RUN/report.json: the evaluation (copied into a registry version)
 PLOTS_DIR = "plots"  # RUN/plots/*.png: the report's figures (copied into a registry version)

@@ -3,7 +3,8 @@
 Layout of a cache folder (default `DATASET/mel_cache/<front-end fingerprint[:12]>/`):
 
     front_end.json        the `FrontEndConfig` it was made with; another front end is refused
-    <song_id>.npy         (n_mels, n_frames) float16, the song's `log_mel`
+    <song_id>.npy         (n_mels, n_frames) float16, the song's `model_input` (its log-mel;
+                          behind a waveform front end its samples, (1, n_samples))
     <song_id>.stamp.json  {"source", "size", "mtime_ns", "n_frames"} of the audio file it came from
     failures.json         {song_id: {"code", "reason", "source", "size", "mtime_ns"}}
     index.json            {"songs": {song_id: n_frames}}: written last; without it the cache
@@ -48,7 +49,7 @@ from rich.progress import (
 from artifacts.files import TMP_SUFFIX, LockHeld, file_lock, write_atomic, write_text_atomic
 from audio.config import FRONT_END, FrontEndConfig
 from audio.errors import AudioError
-from audio.frontend import log_mel
+from audio.frontend import model_input
 
 CONFIG_FILE = "front_end.json"
 INDEX_FILE = "index.json"
@@ -209,7 +210,7 @@ def _featurize(
 def featurize_song(job: SongJob) -> SongResult:
     """Worker: one song's mel to `<song_id>.npy` float16, then its stamp; or why not."""
     try:
-        mel = log_mel(job.path, job.config, name=job.path.name)
+        mel = model_input(job.path, job.config, name=job.path.name)
     except AudioError as error:
         return SongResult(code=error.code, reason=str(error))
     n_frames = int(mel.shape[1])

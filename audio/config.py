@@ -22,9 +22,17 @@ class FrontEndMismatchError(ValueError):
 MEL_SCALE_NAMES = ("htk", "slaney")
 MEL_NORMS = (None, "slaney")
 LOG_COMPRESSIONS = ("log", "log10_1p")
+# What a front end gives a model: a log-mel (n_mels, frames), or the decoded samples
+# themselves (1, samples) for a model that learns from the raw waveform.
+REPRESENTATIONS = ("log_mel", "waveform")
 # Fields added after caches and checkpoints were made with their defaults: left out of the
 # fingerprint while they hold those defaults, so existing mel caches keep their folder.
-_LATER_FIELDS = {"mel_scale": "htk", "mel_norm": None, "log_compression": "log"}
+_LATER_FIELDS = {
+    "mel_scale": "htk",
+    "mel_norm": None,
+    "log_compression": "log",
+    "representation": "log_mel",
+}
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,19 @@ class FrontEndConfig:
     mel_scale: str = "htk"
     mel_norm: str | None = None
     log_compression: str = "log"
+    representation: str = "log_mel"
 
     def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise FrontEndMismatchError(
+                f"unknown representation {self.representation!r}"
+                f" (one of {', '.join(REPRESENTATIONS)})"
+            )
+        if self.is_waveform and (self.n_mels, self.hop_length) != (1, 1):
+            raise FrontEndMismatchError(
+                "a waveform front end has one row (n_mels 1) of one sample a frame"
+                f" (hop_length 1), got n_mels {self.n_mels}, hop_length {self.hop_length}"
+            )
         if self.mel_scale not in MEL_SCALE_NAMES:
             raise FrontEndMismatchError(
                 f"unknown mel scale {self.mel_scale!r} (one of {', '.join(MEL_SCALE_NAMES)})"
@@ -66,13 +85,23 @@ class FrontEndConfig:
             )
 
     @property
+    def is_waveform(self) -> bool:
+        return self.representation == "waveform"
+
+    @property
     def window_seconds(self) -> float:
-        return (self.window_frames - 1) * self.hop_length / self.sample_rate
+        return self.min_samples / self.sample_rate
 
     @property
     def min_samples(self) -> int:
-        """Fewest samples that give one whole window of centred frames."""
+        """Fewest samples that give one whole window (of centred frames, or of samples)."""
+        if self.is_waveform:
+            return self.window_frames
         return (self.window_frames - 1) * self.hop_length
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of model input that `n_samples` samples give (centred frames: 1 + n // hop)."""
+        return n_samples if self.is_waveform else 1 + n_samples // self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,8 +1,10 @@
 """Source -> checked samples -> log-mel -> 3-second windows: the front end end to end.
 
-`log_mel` is what `coldstart featurize` stores in the mel cache; the embedding path
-(`training.inference.embed_audio`) takes `decode_usable`'s samples to the encoder, whose
-own `LogMel` gives the same numbers. Both refuse a log-mel or prediction that is not
+`model_input` is what `coldstart featurize` stores in the mel cache: the `log_mel`, or for
+a waveform front end (`FrontEndConfig.representation`) the checked samples as one row;
+the embedding path (`training.inference.embed_audio`) takes `decode_usable`'s samples to
+the encoder, whose own front end module (`LogMel`, or `Waveform` here) gives the same
+numbers. Both refuse a log-mel or prediction that is not
 finite (`check_finite`) before storing anything. Decoding and the mel stay separate calls
 so that each can be timed.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import DEFAULT_LIMITS, DecodedAudio, DecodeLimits, decode_audio, source_name
@@ -85,6 +88,36 @@ def log_mel(
         mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
     check_finite(mel, label, "log-mel")
     return mel
+
+
+def model_input(
+    source: str | Path | bytes,
+    config: FrontEndConfig = FRONT_END,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> np.ndarray:
+    """What a model behind `config` reads of `source`, as the cache stores it: the
+    `log_mel`, or for a waveform front end the decoded samples (1, n_samples) float32,
+    checked as `log_mel` checks. Raises `AudioError`."""
+    if not config.is_waveform:
+        return log_mel(source, config, limits, name)
+    samples = decode_usable(source, config, limits, name).samples
+    check_finite(samples, source_name(source, name), "waveform")
+    return np.asarray(samples, dtype=np.float32)[None]
+
+
+class Waveform(nn.Module):
+    """The front end module of a waveform model: samples (batch, n) or (n,) at the
+    config's rate -> model input (batch, 1, n) float32, the samples as they are."""
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.ndim == 1:
+            waveform = waveform[None]
+        if waveform.ndim != 2:
+            raise ValueError(
+                f"expected (batch, samples) or (samples,), got {tuple(waveform.shape)}"
+            )
+        return waveform.float()[:, None, :]
 
 
 def mel_windows(

@@ -4,7 +4,7 @@ The driver does what `audio.cache.featurize_dataset` always does: the cache lock
 up-to-date check against each song's stamp, the failure records, and `failures.json`
 then `index.json` last. Only the songs that need work go to Spark, as
 (song_id, path, source, size, mtime_ns) rows through `mapInPandas`, and each task runs
-`audio.cache.featurize_song` on them: the same front end (`log_mel`) and the same atomic
+`audio.cache.featurize_song` on them: the same front end (`model_input`) and the same atomic
 writes, so the cache holds the single-machine path's files byte for byte.
 
 Assumption: the dataset's audio and the cache folder lie on a file system that every

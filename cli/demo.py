@@ -60,7 +60,7 @@ def demo(
     from training.encoders import encoder_of_front_end
 
     encoders_given([encoder])
-    # The encoder's front end, and the baseline's (its MFCCs come from the project's log-mel).
+    # The encoder's front end, and the classical models' (the project's log-mel).
     front_ends = list(dict.fromkeys([encoder, encoder_of_front_end(BASELINE_FRONT_END) or encoder]))
     console = Console()
     name = f"{songs}x{users}-{clip_seconds:g}s-seed{seed}-{instruments.value}"
@@ -89,7 +89,7 @@ def demo(
     featurize(dataset=world_dir, encoder=front_ends)
     step("3/6 factorize (WMF)")
     factorize(dataset=world_dir, run=run_dir, seed=seed)
-    step(f"4/6 train ({encoder} CNN and MFCC baseline)")
+    step(f"4/6 train ({encoder} CNN, MFCC and k-means baselines)")
     train(run=run_dir, seed=seed, encoder=[encoder], verbose=verbose)
     step("5/6 evaluate (mAP@500, AUC on cold songs)")
     evaluate(run=run_dir, seed=seed)

@@ -103,6 +103,12 @@ def train(
     linear: Annotated[
         bool, typer.Option("--linear/--no-linear", help="Fit the MFCC baseline.")
     ] = True,
+    kmeans: Annotated[
+        bool,
+        typer.Option(
+            "--kmeans/--no-kmeans", help="Fit the multiscale spherical k-means features' model."
+        ),
+    ] = True,
     hybrid: Annotated[
         bool,
         typer.Option(
@@ -118,8 +124,9 @@ def train(
     """Train the content models on a factorized run: the served encoder (RUN/models/cnn/,
     from the mel cache of its front end: `coldstart featurize DATASET --encoder NAME`), any
     further encoders (RUN/models/<name>/), the paper's MFCC bag-of-words linear baseline
-    (RUN/models/linear/), the artist prior (RUN/models/artist/) and the hybrid of CNN and
-    artist (RUN/models/hybrid/); each predicts the test songs.
+    (RUN/models/linear/), the multiscale spherical k-means model (RUN/models/kmeans/), the
+    artist prior (RUN/models/artist/) and the hybrid of CNN and artist (RUN/models/hybrid/);
+    each predicts the test songs.
     Encoder options left out take the defaults of `training.encoder_fit.CNNSettings`.
 
     Several devices or nodes train the CNN with DDP: on one machine this command starts the
@@ -134,12 +141,15 @@ def train(
     from artifacts.run_layout import MODELS_DIR
     from training.baseline import BaselineParams
     from training.encoder_fit import CNNSettings, is_global_zero
+    from training.kmeans import KMeansParams
     from training.run import train_run
     from training.run_data import TrainingError
 
     names = encoders_given(encoder)
-    if not (cnn or linear or hybrid):
-        raise typer.BadParameter("nothing to train: --no-cnn, --no-linear and --no-hybrid")
+    if not (cnn or names[1:] or linear or kmeans or hybrid):
+        raise typer.BadParameter(
+            "nothing to train: --no-cnn, --no-linear, --no-kmeans and --no-hybrid"
+        )
     given = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -174,6 +184,7 @@ def train(
             cnn=settings if cnn else None,
             others=[settings.for_encoder(name) for name in names[1:]],
             linear=BaselineParams() if linear else None,
+            kmeans=KMeansParams() if kmeans else None,
             hybrid=hybrid,
             verbose=verbose,
         )
@@ -200,8 +211,8 @@ def predict(
     model: Annotated[
         str,
         typer.Option(
-            help="Which model of RUN/models/: cnn (the served encoder), linear, or a further"
-            f" encoder's name ({ENCODER_NAMES})."
+            help="Which model of RUN/models/: cnn (the served encoder), linear, kmeans, or a"
+            f" further encoder's name ({ENCODER_NAMES})."
         ),
     ] = "cnn",
     out: Annotated[

@@ -559,6 +559,7 @@ class _Run:
                     seed=settings.seed,
                     cnn=cnn,
                     linear=None,
+                    kmeans=None,
                     progress=False,
                     init_encoder=init,
                 )
@@ -575,6 +576,7 @@ class _Run:
                     seed=settings.seed,
                     cnn=fresh,
                     linear=None,
+                    kmeans=None,
                     progress=False,
                 )
             cnn_manifest = manifests[CNN_NAME]

@@ -45,7 +45,9 @@ def trained_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     featurize_dataset(tiny_world, workers=2, progress=False)
     factorize_run(tiny_world, run, WMFParams(factors=16), seed=0, progress=False)
     cnn = dataclasses.replace(TINY_CNN, epochs=2, patience=2)
-    train_run(run, dataset_root=tiny_world, seed=0, cnn=cnn, linear=None, progress=False)
+    train_run(
+        run, dataset_root=tiny_world, seed=0, cnn=cnn, linear=None, kmeans=None, progress=False
+    )
     evaluate_run(run, seed=0, progress=False, dataset_root=tiny_world)
     return run
 

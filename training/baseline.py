@@ -9,33 +9,29 @@ bands, so there is no second mel transform to drift from the front end); deltas 
 centred difference over time. The vocabulary is fit by mini-batch k-means on a seeded
 sample of frames from the training songs; histograms are term frequencies, optionally
 weighted by inverse document frequency; ridge's alpha is chosen by validation mAP, the
-same criterion as the CNN's early stopping. Everything is saved as `.npz` + JSON.
+same criterion as the CNN's early stopping (`training.ridge`, which also saves it as `.npz`
++ JSON).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.fft
 from sklearn.cluster import MiniBatchKMeans
-from sklearn.linear_model import Ridge
 
-from artifacts.files import write_json_atomic
-from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from audio.config import FRONT_END, FrontEndConfig
+from training.ridge import ClassicalModel, RidgeHead, fit_ridge
 
 # The front end whose cached log-mels the baseline's MFCCs come from: the project's (the
 # paper's 128 bands), whatever the encoders of the run hear through.
 BASELINE_FRONT_END = FRONT_END
-ARRAYS_FILE = "linear.npz"
-CONFIG_FILE = "linear.json"
-MANIFEST_KIND = "content_model"
+MODEL_NAME = "linear"
+CONFIG_FILE = f"{MODEL_NAME}.json"
 WEIGHTINGS = ("tf", "tfidf")
 
 
@@ -84,8 +80,12 @@ def nearest_words(frames: np.ndarray, codebook: np.ndarray, chunk: int = 16384) 
 
 
 @dataclass
-class LinearBaseline:
-    """A fitted bag-of-words model. Shapes: codebook (K, D), coef (F, K), intercept (F,)."""
+class LinearBaseline(ClassicalModel):
+    """A fitted bag-of-words model. Shapes: codebook (K, D); its ridge head maps (K,) -> (F,)."""
+
+    model_name = MODEL_NAME
+    params_type = BaselineParams
+    array_names = ("frame_mean", "frame_scale", "codebook", "idf")
 
     params: BaselineParams
     config: FrontEndConfig
@@ -93,9 +93,7 @@ class LinearBaseline:
     frame_scale: np.ndarray
     codebook: np.ndarray
     idf: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    alpha: float
+    head: RidgeHead
 
     def histograms(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> weighted word histograms (n_clips, K) float32."""
@@ -107,70 +105,9 @@ class LinearBaseline:
         term_frequency = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
         return (term_frequency * self.idf).astype(np.float32)
 
-    def predict_histograms(self, histograms: np.ndarray) -> np.ndarray:
-        return (histograms @ self.coef.T + self.intercept).astype(np.float32)
-
     def predict(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> predicted factors (n_clips, F) float32."""
-        return self.predict_histograms(self.histograms(log_mels))
-
-    def save(
-        self,
-        folder: Path,
-        *,
-        parents: dict[str, str] | None = None,
-        dataset_fingerprint: str | None = None,
-        extra_files: Sequence[str] = (),
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Write `linear.npz`, `linear.json`, then the manifest (over `extra_files` too)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            folder / ARRAYS_FILE,
-            frame_mean=self.frame_mean,
-            frame_scale=self.frame_scale,
-            codebook=self.codebook,
-            idf=self.idf,
-            coef=self.coef,
-            intercept=self.intercept,
-        )
-        write_json_atomic(
-            folder / CONFIG_FILE,
-            {
-                "front_end": self.config.to_dict(),
-                "params": self.params.to_dict(),
-                "alpha": self.alpha,
-            },
-        )
-        return write_manifest(
-            folder,
-            kind=MANIFEST_KIND,
-            files=[ARRAYS_FILE, CONFIG_FILE, *extra_files],
-            parameters={"model": "linear", **self.params.to_dict(), "alpha": self.alpha},
-            parents=parents,
-            dataset_fingerprint=dataset_fingerprint,
-            extra=extra,
-        )
-
-    @classmethod
-    def load(cls, folder: Path, config: FrontEndConfig = FRONT_END) -> LinearBaseline:
-        """Load a saved baseline; refuses one made behind a different front end."""
-        folder = Path(folder)
-        read_manifest(folder, kind=MANIFEST_KIND)
-        try:
-            saved = json.loads((folder / CONFIG_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ArtifactError(f"{folder / CONFIG_FILE}: unreadable ({error})") from error
-        config.require_same(saved["front_end"], what=f"linear baseline {folder}")
-        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-            loaded = {name: arrays[name] for name in arrays.files}
-        return cls(
-            params=BaselineParams.from_dict(saved["params"]),
-            config=config,
-            alpha=float(saved["alpha"]),
-            **loaded,
-        )
+        return self.head.predict(self.histograms(log_mels))
 
 
 def fit_baseline(
@@ -209,6 +146,7 @@ def fit_baseline(
     ).fit((sample_frames - frame_mean) / frame_scale)
     codebook = kmeans.cluster_centers_.astype(np.float32)
 
+    n_factors = train_factors.shape[1]
     model = LinearBaseline(
         params=params,
         config=config,
@@ -216,9 +154,11 @@ def fit_baseline(
         frame_scale=frame_scale.astype(np.float32),
         codebook=codebook,
         idf=np.ones(codebook.shape[0], dtype=np.float32),
-        coef=np.zeros((train_factors.shape[1], codebook.shape[0]), dtype=np.float32),
-        intercept=np.zeros(train_factors.shape[1], dtype=np.float32),
-        alpha=float("nan"),
+        head=RidgeHead(
+            np.zeros((n_factors, codebook.shape[0]), np.float32),
+            np.zeros(n_factors, np.float32),
+            float("nan"),
+        ),
     )
     train_tf = model.histograms([load_mel(song) for song in train_song_ids])
     valid_tf = model.histograms([load_mel(song) for song in valid_song_ids])
@@ -227,13 +167,7 @@ def fit_baseline(
         model.idf = (
             np.log((1 + len(train_song_ids)) / (1 + document_frequency)).astype(np.float32) + 1
         )
-    train_x, valid_x = train_tf * model.idf, valid_tf * model.idf
-
-    ridges = {alpha: Ridge(alpha=alpha).fit(train_x, train_factors) for alpha in params.alphas}
-    scores = {
-        alpha: score(ridge.predict(valid_x).astype(np.float32)) for alpha, ridge in ridges.items()
-    }
-    model.alpha = max(scores, key=scores.__getitem__)
-    model.coef = ridges[model.alpha].coef_.astype(np.float32)
-    model.intercept = np.asarray(ridges[model.alpha].intercept_, dtype=np.float32)
+    model.head, scores = fit_ridge(
+        train_tf * model.idf, train_factors, valid_tf * model.idf, params.alphas, score
+    )
     return model, scores

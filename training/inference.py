@@ -231,25 +231,29 @@ def clip_loader(
 def load_predictor(
     folder: Path, config: FrontEndConfig = FRONT_END
 ) -> Callable[[Path], np.ndarray]:
-    """Load the model saved in `folder` (a content encoder of any architecture, or the
-    linear baseline); return `predict(file) -> (F,)`.
+    """Load the model saved in `folder` (a content encoder of any architecture, the linear
+    baseline or the multiscale k-means model); return `predict(file) -> (F,)`.
 
-    An encoder goes through `embed_audio` behind its own front end; the linear baseline
-    (saved behind `config`) gets the front end's checked log-mel (`audio.frontend.log_mel`),
+    An encoder goes through `embed_audio` behind its own front end; the classical models
+    (saved behind `config`) get the front end's checked log-mel (`audio.frontend.log_mel`),
     as featurize stores it. `predict` raises `AudioError` for audio the front end refuses.
-    Raises `ArtifactError` for a folder that holds neither.
+    Raises `ArtifactError` for a folder that holds none of them.
     """
     # Here, not at the top: scikit-learn stays out of the service, which imports this module.
-    from training.baseline import CONFIG_FILE as LINEAR_CONFIG_FILE
-    from training.baseline import LinearBaseline
+    from training import baseline, kmeans
 
     folder = Path(folder)
     if (folder / ENCODER_CONFIG_FILE).is_file():
         encoder = load_encoder(folder)
         return lambda file: embed_audio(encoder, file).factors
-    if (folder / LINEAR_CONFIG_FILE).is_file():
-        baseline = LinearBaseline.load(folder, config)
-        return lambda file: baseline.predict([log_mel(file, config)])[0]
+    classical = {
+        baseline.CONFIG_FILE: baseline.LinearBaseline,
+        kmeans.CONFIG_FILE: kmeans.KMeansModel,
+    }
+    for config_file, model_class in classical.items():
+        if (folder / config_file).is_file():
+            model = model_class.load(folder, config)
+            return lambda file: model.predict([log_mel(file, config)])[0]
     raise ArtifactError(
-        f"{folder}: no model there (neither {ENCODER_CONFIG_FILE} nor {LINEAR_CONFIG_FILE})"
+        f"{folder}: no model there (none of {ENCODER_CONFIG_FILE}, {', '.join(classical)})"
     )

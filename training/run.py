@@ -8,11 +8,13 @@ the test songs into `RUN/models/<name>/test_song_factors.npy`, rows following
   (`training.encoder_fit`; what publish, the gate and the hybrid read);
 - further encoders, each in `models/<its architecture>/`, scored beside it by the report;
 - `artist` and `hybrid`: the artist prior and its fusion with the CNN (`training.hybrid`);
-- `linear`: the paper's MFCC bag-of-words baseline (`training.baseline`).
+- `linear`: the paper's MFCC bag-of-words baseline (`training.baseline`);
+- `kmeans`: multiscale spherical k-means features (`training.kmeans`), the stronger
+  classical baseline; both end in the same ridge head (`training.ridge`).
 
 Each reads the mel cache of its own front end (`training.run_data`): an encoder its
-architecture's (or, fine-tuned, its checkpoint's), the baseline the project's log-mel
-front end. A test song without a cached mel (its audio was rejected by featurize) is
+architecture's (or, fine-tuned, its checkpoint's), the classical models the project's
+log-mel front end. A test song without a cached mel (its audio was rejected by featurize) is
 predicted as the zero vector, i.e. ranked as having no content evidence; validation leaves
 such songs out, training too. Each model's manifest lists them.
 
@@ -24,20 +26,28 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from artifacts.manifest import ArtifactError
-from artifacts.run_layout import CNN_NAME, LINEAR_NAME, MODEL_NAMES, MODELS_DIR, TEST_FACTORS_FILE
+from artifacts.run_layout import (
+    CNN_NAME,
+    KMEANS_NAME,
+    LINEAR_NAME,
+    MODEL_NAMES,
+    MODELS_DIR,
+    TEST_FACTORS_FILE,
+)
 from audio.config import FrontEndConfig, FrontEndMismatchError
 from training.baseline import BASELINE_FRONT_END, BaselineParams, fit_baseline
 from training.checkpoint import read_encoder_config
 from training.encoder_fit import CNN_DEFAULTS, CNNSettings, is_global_zero, train_encoder
 from training.encoders import default_front_end
 from training.hybrid import train_artist_and_hybrid
+from training.kmeans import KMEANS_FRONT_END, KMeansParams, fit_kmeans
 from training.run_data import (
     RunData,
     TrainingError,
@@ -48,16 +58,33 @@ from training.run_data import (
 )
 
 BASELINE_DEFAULTS = BaselineParams()
+KMEANS_DEFAULTS = KMeansParams()
 
 
-def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> dict[str, Any]:
-    """Fit the bag-of-words baseline, predict the test songs, save `RUN/models/linear/`."""
+class ClassicalFit(Protocol):
+    """`fit_baseline` and `fit_kmeans`: features by hand, a ridge head chosen on validation."""
+
+    def __call__(
+        self,
+        load_mel: Callable[[str], np.ndarray],
+        train_song_ids: Sequence[str],
+        train_factors: np.ndarray,
+        valid_song_ids: Sequence[str],
+        score: Callable[[np.ndarray], float],
+        params: Any,
+        config: FrontEndConfig,
+    ) -> tuple[Any, dict[float, float]]: ...
+
+
+def train_classical(data: RunData, name: str, fit: ClassicalFit, params: Any) -> dict[str, Any]:
+    """Fit a classical model (`linear` or `kmeans`) on `data`'s log-mels, predict the test
+    songs, save `RUN/models/<name>/`; return its manifest."""
     started = time.perf_counter()
     f = data.factorization
     train_ids, train_rows = data.cached(f.song_ids)
     valid_ids, valid_rows = data.cached(f.valid_song_ids)
     test_ids, test_rows = data.cached(f.test_song_ids)
-    model, alpha_scores = fit_baseline(
+    model, alpha_scores = fit(
         data.cache.load,
         train_ids,
         f.song_factors[train_rows],
@@ -66,12 +93,12 @@ def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> d
         params,
         data.cache.config,
     )
-    folder = fresh_model_folder(data.run_dir / MODELS_DIR / LINEAR_NAME)
+    folder = fresh_model_folder(data.run_dir / MODELS_DIR / name)
     test_factors = scatter_rows(
         len(f.test_song_ids), test_rows, model.predict([data.cache.load(s) for s in test_ids])
     )
     np.save(folder / TEST_FACTORS_FILE, test_factors)
-    return model.save(
+    manifest: dict[str, Any] = model.save(
         folder,
         parents=data.parents,
         dataset_fingerprint=data.fingerprint,
@@ -85,6 +112,7 @@ def train_linear(data: RunData, params: BaselineParams = BASELINE_DEFAULTS) -> d
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+    return manifest
 
 
 def further_encoder_folders(cnn: CNNSettings | None, others: Sequence[CNNSettings]) -> list[str]:
@@ -134,6 +162,7 @@ def train_run(
     cnn: CNNSettings | None = CNN_DEFAULTS,
     others: Sequence[CNNSettings] = (),
     linear: BaselineParams | None = BASELINE_DEFAULTS,
+    kmeans: KMeansParams | None = KMEANS_DEFAULTS,
     hybrid: bool = True,
     progress: bool = True,
     init_encoder: Path | None = None,
@@ -144,10 +173,11 @@ def train_run(
     `cnn` is the served encoder (`models/cnn/`); `init_encoder` (a checkpoint folder of
     the same architecture) is where it starts from, behind that checkpoint's front end.
     `others` are further encoders, each trained from scratch into `models/<architecture>/`
-    and returned under that name. `hybrid` also fits the artist prior and the CNN + artist
+    and returned under that name; `linear` and `kmeans` are the classical models' settings.
+    `hybrid` also fits the artist prior and the CNN + artist
     fusion (`training.hybrid`; it needs the CNN, just trained or already in `models/cnn/`).
-    Under DDP every process calls this and gets the encoders' manifests; the baseline and
-    the hybrid are fitted by global rank 0 alone, after the encoders, and only there are
+    Under DDP every process calls this and gets the encoders' manifests; the classical
+    models and the hybrid are fitted by global rank 0 alone, after the encoders, and only there are
     they in the result. Raises `TrainingError` when a model's mel cache is missing (saying
     which command makes it) and `ValueError` for encoders asked for twice.
     """
@@ -171,5 +201,12 @@ def train_run(
         manifests.update(train_artist_and_hybrid(data))
     if linear is not None and is_global_zero():
         baseline_data = data.with_front_end(BASELINE_FRONT_END)
-        manifests[LINEAR_NAME] = train_linear(baseline_data, dataclasses.replace(linear, seed=seed))
+        manifests[LINEAR_NAME] = train_classical(
+            baseline_data, LINEAR_NAME, fit_baseline, dataclasses.replace(linear, seed=seed)
+        )
+    if kmeans is not None and is_global_zero():
+        kmeans_data = data.with_front_end(KMEANS_FRONT_END)
+        manifests[KMEANS_NAME] = train_classical(
+            kmeans_data, KMEANS_NAME, fit_kmeans, dataclasses.replace(kmeans, seed=seed)
+        )
     return manifests

@@ -79,16 +79,16 @@ def test_rerun_skips_and_a_touched_file_is_recomputed(dataset: Path) -> None:
 
 
 def test_interrupted_run_resumes(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_log_mel = audio.cache.log_mel
+    real_model_input = audio.cache.model_input
     calls = []
 
     def interrupted_on_second_song(*args: object, **kwargs: object) -> np.ndarray:
         calls.append(args[0])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_log_mel(*args, **kwargs)  # type: ignore[arg-type]
+        return real_model_input(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(audio.cache, "log_mel", interrupted_on_second_song)
+    monkeypatch.setattr(audio.cache, "model_input", interrupted_on_second_song)
     with pytest.raises(KeyboardInterrupt):
         featurize(dataset)
     monkeypatch.undo()

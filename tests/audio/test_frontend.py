@@ -129,3 +129,30 @@ def test_check_finite_refuses_nan_and_inf() -> None:
         with pytest.raises(AudioError, match="song.wav: the log-mel holds NaN") as caught:
             check_finite(np.array([0.0, bad]), "song.wav", "log-mel")
         assert caught.value.code == "unembeddable"
+
+
+def test_a_waveform_front_end_gives_the_samples_as_one_row(audio_assets: Path) -> None:
+    """No mel: the model input is the decoded samples at the front end's rate, (1, n); a
+    window is `window_frames` samples, and a mel's bands or hop are refused."""
+    from audio.config import FrontEndMismatchError
+    from audio.frontend import Waveform, decode_usable, model_input
+
+    config = FrontEndConfig(
+        representation="waveform", sample_rate=16000, n_mels=1, hop_length=1, window_frames=48000
+    )
+    assert config.min_samples == 48000 and config.window_seconds == 3.0
+    assert config.n_frames(50000) == 50000 and FRONT_END.n_frames(66150) == 130
+    source = audio_assets / MUSIC[0]
+    samples = decode_usable(source, config).samples
+    waveform = model_input(source, config)
+    assert waveform.shape == (1, samples.size) and waveform.dtype == np.float32
+    np.testing.assert_array_equal(waveform[0], samples)
+    assert Waveform()(torch.from_numpy(samples)).shape == (1, 1, samples.size)
+    np.testing.assert_array_equal(model_input(source), log_mel(source))
+    from tests.hostile_audio import tone, wav_bytes
+
+    with pytest.raises(AudioError) as caught:
+        model_input(wav_bytes(tone(2.9, 16000), 16000), config)
+    assert caught.value.code == "too_short"
+    with pytest.raises(FrontEndMismatchError, match="n_mels 1"):
+        FrontEndConfig(representation="waveform", hop_length=1)

@@ -113,12 +113,15 @@ def test_the_later_front_end_fields_keep_old_fingerprints_and_refuse_unknown_val
     legacy = {
         k: v
         for k, v in FRONT_END.to_dict().items()
-        if k not in ("mel_scale", "mel_norm", "log_compression")
+        if k not in ("mel_scale", "mel_norm", "log_compression", "representation")
     }
     assert FrontEndConfig.from_dict(legacy) == FRONT_END
     assert FRONT_END.fingerprint()[:12] == "14b0448d5836"  # as before the fields
     assert FrontEndConfig(mel_scale="slaney").fingerprint() != FRONT_END.fingerprint()
-    for field, value in (("mel_scale", "bark"), ("mel_norm", "l2"), ("log_compression", "db")):
+    waveform = FrontEndConfig(representation="waveform", n_mels=1, hop_length=1)
+    assert waveform.fingerprint() != FRONT_END.fingerprint()
+    fields = (("mel_scale", "bark"), ("mel_norm", "l2"), ("log_compression", "db"))
+    for field, value in (*fields, ("representation", "chroma")):
         with pytest.raises(FrontEndMismatchError, match="unknown"):
             FrontEndConfig(**{field: value})
 

@@ -75,7 +75,7 @@ def test_the_option_reaches_the_settings(monkeypatch, tmp_path: Path) -> None:
         return {}
 
     monkeypatch.setattr(training.run, "train_run", fake_train_run)
-    args = ["train", "--run", str(tmp_path), "--no-linear", "--no-hybrid"]
+    args = ["train", "--run", str(tmp_path), "--no-linear", "--no-kmeans", "--no-hybrid"]
     result = CliRunner().invoke(app, [*args, "--artist-head-weight", "0.1"])
     assert result.exit_code == 0, result.output
     assert seen["cnn"].artist_head_weight == 0.1

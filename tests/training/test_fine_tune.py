@@ -50,7 +50,7 @@ def test_fine_tune_starts_from_the_given_encoder(run_copy: Path, init_encoder: P
     before = load_encoder(init_encoder)
 
     manifests = train_run(
-        run_copy, cnn=FROZEN, linear=None, progress=False, init_encoder=init_encoder
+        run_copy, cnn=FROZEN, linear=None, kmeans=None, progress=False, init_encoder=init_encoder
     )
     manifest = manifests["cnn"]
     assert manifest["parameters"]["init_from"] == init_manifest["digest"]
@@ -80,7 +80,12 @@ def test_fine_tuning_an_encoder_without_an_embedding_gives_it_one(
     old = load_encoder(init_encoder).with_content_dims(None)
     save_encoder(old, tmp_path / "old")
     manifests = train_run(
-        run_copy, cnn=FROZEN, linear=None, progress=False, init_encoder=tmp_path / "old"
+        run_copy,
+        cnn=FROZEN,
+        linear=None,
+        kmeans=None,
+        progress=False,
+        init_encoder=tmp_path / "old",
     )
     after = load_encoder(run_copy / "models" / "cnn")
     assert old.dims.content_dims is None

@@ -39,7 +39,7 @@ def test_train_prints_lightnings_model_summary_only_when_verbose(
 ) -> None:
     run = shutil.copytree(trained_run, tmp_path / "run")
     train = ["train", "--run", str(run), "--epochs", "1", "--crops-per-song", "1"]
-    train += ["--no-linear", "--no-hybrid"]
+    train += ["--no-linear", "--no-kmeans", "--no-hybrid"]
     quiet = CliRunner().invoke(app, train)
     assert quiet.exit_code == 0, quiet.output
     assert "validation mAP@500" in quiet.output

@@ -72,7 +72,13 @@ def test_further_encoders_train_into_their_folders_and_are_scored_beside_the_cnn
     with pytest.raises(ValueError, match="asked for twice"):
         train_run(run, cnn=TINY_CNN, others=[TINY_CNN], progress=False)
     manifests = train_run(
-        run, cnn=None, others=[tiny_settings(name)], linear=None, hybrid=False, progress=False
+        run,
+        cnn=None,
+        others=[tiny_settings(name)],
+        linear=None,
+        kmeans=None,
+        hybrid=False,
+        progress=False,
     )
     assert set(manifests) == {name} and manifests[name]["parameters"]["architecture"] == name
     assert (run / "models" / name / "test_song_factors.npy").is_file()
@@ -111,7 +117,7 @@ def test_world_to_report_orders_the_models(tmp_path: Path) -> None:
     featurize_dataset(world, workers=2, progress=False)
     factorized = _factorize(world, tmp_path / "run")
     manifests = train_run(factorized, dataset_root=world, seed=0, cnn=SMALL_CNN, progress=False)
-    assert set(manifests) == {"linear", "cnn", "artist", "hybrid"}
+    assert set(manifests) == {"linear", "kmeans", "cnn", "artist", "hybrid"}
     for manifest in manifests.values():
         assert "test_song_factors.npy" in manifest["files"]
         assert manifest["parents"]["factorization"]
@@ -121,6 +127,7 @@ def test_world_to_report_orders_the_models(tmp_path: Path) -> None:
         names = ("random", "linear", "cnn", "hybrid", "upper_bound")
         ordered = [models[name][metric] for name in names]
         assert ordered == sorted(ordered), (metric, ordered)
+        assert models["random"][metric] < models["kmeans"][metric] < models["upper_bound"][metric]
     assert set(report["kinds"]) == {"cold_track", "cold_artist"}
     assert report["hybrid_effect"]["cold_artist"] == {"map": 0.0, "auc": 0.0}
     assert report["hybrid_effect"]["cold_track"]["map"] > 0

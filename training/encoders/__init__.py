@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # name -> "module:class" of its encoder.
 ARCHITECTURES: dict[str, str] = {
     "dieleman": "training.encoders.dieleman:DielemanEncoder",
+    "samplecnn": "training.encoders.samplecnn:SampleCNNEncoder",
 }
 # What `coldstart train`, `featurize`, `pipeline` and `demo` use when no --encoder is given.
 DEFAULT_ENCODER = "dieleman"

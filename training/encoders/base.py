@@ -124,6 +124,18 @@ def masked_global_pool(features: Tensor, lengths: Tensor | None) -> Tensor:
     return torch.cat([mean, peak, rms], dim=1)
 
 
+def dense_head(in_dims: int, hidden: tuple[int, ...], dropout: float, n_factors: int) -> nn.Module:
+    """Pooled features (B, in_dims) -> factors (B, n_factors): dropout before each dense
+    layer, ReLU after each of the `hidden` ones."""
+    layers: list[nn.Module] = []
+    width = in_dims
+    for units in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
+        width = units
+    layers += [nn.Dropout(dropout), nn.Linear(width, n_factors)]
+    return nn.Sequential(*layers)
+
+
 class ContentEncoder(nn.Module, ABC):
     """Waveform or model input -> predicted latent factors (B, n_factors) float32
     (`forward`, `forward_mel`), and with them the content embedding (`embed_mel`).

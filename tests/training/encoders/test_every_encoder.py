@@ -21,7 +21,7 @@ from artifacts.manifest import read_manifest
 from artifacts.run_layout import MODEL_NAMES
 from audio.cache import MelCache, default_cache_dir, featurize_dataset
 from audio.config import FrontEndConfig
-from audio.frontend import log_mel
+from audio.frontend import model_input
 from tests import narrowband
 from tests.tiny import tiny_settings
 from training.checkpoint import CONFIG_FILE, MANIFEST_KIND, load_encoder, save_encoder
@@ -71,7 +71,9 @@ def trained(
         shutil.copytree(trained_run / "factorization", run / "factorization")
         config = default_front_end(name)
         featurize_dataset(tiny_world, config=config, workers=2, progress=False)
-        train_run(run, cnn=tiny_settings(name), linear=None, hybrid=False, progress=False)
+        train_run(
+            run, cnn=tiny_settings(name), linear=None, kmeans=None, hybrid=False, progress=False
+        )
         yield name, run, MelCache.open(default_cache_dir(tiny_world, config))
 
 
@@ -119,9 +121,9 @@ def test_serving_a_real_recording_agrees_with_training(
     cache = MelCache.open(default_cache_dir(tmp_path, config))
 
     served = embed_audio(encoder, source)
-    mel = log_mel(source, config)
+    mel = model_input(source, config)
     samples = round(served.seconds * config.sample_rate)  # decoded at the front end's rate
-    assert mel.shape == (config.n_mels, 1 + samples // config.hop_length)
+    assert mel.shape == (config.n_mels, config.n_frames(samples))
     np.testing.assert_array_equal(embed_audio(encoder, source.read_bytes()).vector, served.vector)
     with torch.no_grad():
         factors, content = encoder.embed_mel(torch.from_numpy(mel)[None])
