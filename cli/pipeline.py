@@ -124,6 +124,12 @@ def pipeline(
             min=0.1, help="Wall-clock bound of the CNN's training (default: CNNSettings)."
         ),
     ] = None,
+    classical_models: Annotated[
+        bool,
+        typer.Option(
+            help="Also fit the linear and kmeans baselines: report rows beside the encoder."
+        ),
+    ] = True,
     from_scratch: Annotated[
         bool, typer.Option(help="Ignore the current version: cold WMF start, new CNN.")
     ] = False,
@@ -212,6 +218,7 @@ def pipeline(
             run_id=run_id,
             cnn=dataclasses.replace(CNN_DEFAULTS, **given(epochs=epochs, max_minutes=max_minutes)),
             from_scratch=from_scratch,
+            classical_models=classical_models,
             gate=GateSettings(
                 **given(
                     map_tolerance=map_tolerance,

@@ -100,7 +100,10 @@ class PipelineSettings:
     lambda: None for the current version's (searched when there is none, or with
     `from_scratch`), `"auto"` searched every night, or a number. `cnn` trains from scratch
     (its sizes apply to its own architecture, another takes its defaults); fine-tuning runs
-    `fine_tune_epochs` of the same settings from the current encoder.
+    `fine_tune_epochs` of the same settings from the current encoder. `classical_models`
+    also fits the `linear` and `kmeans` baselines (seconds beside the encoder), rows of the
+    night's report that show how far the encoder stands above them; the gate and the
+    published version take only the encoder and the hybrid.
     """
 
     registry: Path
@@ -115,6 +118,7 @@ class PipelineSettings:
     regularization: float | Literal["auto"] | None = None
     cnn: CNNSettings = CNN_DEFAULTS
     fine_tune_epochs: int = 4
+    classical_models: bool = True
     from_scratch: bool = False
     gate: GateSettings = field(default_factory=GateSettings)
     keep_versions: int = 5
@@ -535,10 +539,13 @@ class _Run:
         return path
 
     def _train(self, root: Path, base: RetrainingBase | None, plan: EncoderPlan) -> None:
-        from training.run import train_run
+        from training.run import BASELINE_DEFAULTS, KMEANS_DEFAULTS, train_run
         from training.run_data import TrainingError
 
         settings = self.settings
+        classical = settings.classical_models
+        linear = BASELINE_DEFAULTS if classical else None
+        kmeans = KMEANS_DEFAULTS if classical else None
         with self.step("train") as detail:
             init = base.encoder_dir if plan.fine_tune and base is not None else None
             fresh = settings.cnn.for_encoder(plan.architecture)
@@ -558,8 +565,8 @@ class _Run:
                     dataset_root=root,
                     seed=settings.seed,
                     cnn=cnn,
-                    linear=None,
-                    kmeans=None,
+                    linear=linear,
+                    kmeans=kmeans,
                     progress=False,
                     init_encoder=init,
                 )
@@ -575,8 +582,8 @@ class _Run:
                     dataset_root=root,
                     seed=settings.seed,
                     cnn=fresh,
-                    linear=None,
-                    kmeans=None,
+                    linear=linear,
+                    kmeans=kmeans,
                     progress=False,
                 )
             cnn_manifest = manifests[CNN_NAME]

@@ -67,6 +67,7 @@ def settings_for(registry: Path, **overrides: object) -> PipelineSettings:
         "regularization": 100.0,
         "gate": LENIENT,
         "workers": 1,
+        "classical_models": False,  # seconds each; the first test below fits them
         **overrides,
     }
     return PipelineSettings(**values)  # type: ignore[arg-type]
@@ -74,7 +75,7 @@ def settings_for(registry: Path, **overrides: object) -> PipelineSettings:
 
 def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_world: Path) -> None:
     before = current_version_id(registry)
-    summary = run_pipeline(settings_for(registry, dataset=tiny_world))
+    summary = run_pipeline(settings_for(registry, dataset=tiny_world, classical_models=True))
 
     assert summary.outcome == Outcome.PUBLISHED and summary.exit_code == 0, summary.message
     assert summary.previous_version == before
@@ -124,6 +125,10 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     mine = recorded[version.version_id]
     assert mine.models == summary.gate["candidate"] and set(mine.models) == {"cnn", "hybrid"}
     assert mine.test_songs == summary.gate["test_songs"]
+    # The classical baselines are rows of the night's report, not gated nor published.
+    report = json.loads((Path(summary.run_dir) / "report.json").read_text())
+    assert {"linear", "kmeans", "cnn", "hybrid"} <= set(report["models"])
+    assert not any(name.startswith(("kmeans/", "linear")) for name in version.manifest["files"])
 
 
 def _factorize_of(summary: RunSummary) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -151,6 +156,8 @@ def test_a_warm_night_reuses_the_current_versions_regularization(
     recorded = load_current(registry).manifest["factorization"]
     assert recorded["regularization"] == 3.0
     assert recorded["regularization_from"] == f"reused from version {given.version_id}"
+    report = json.loads((Path(reused.run_dir) / "report.json").read_text())
+    assert not {"linear", "kmeans"} & set(report["models"])  # classical_models=False
 
 
 def test_a_first_night_searches_and_auto_searches_on_a_warm_night(
