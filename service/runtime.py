@@ -13,7 +13,8 @@ catalogue follower, track writes, the searches and the response views; and the t
 
 All methods here are blocking (database, model, index): routes call them in worker
 threads, the CPU-heavy ones through `Runtime.cpu` so that only `inference_slots` run at
-once.
+once; the recommendation and a track's neighbours (a search in microseconds, at most one
+indexed read) run on the event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import faiss
 import torch
 
 from audio.decode import DecodeLimits
@@ -74,11 +76,11 @@ class Runtime:
         self.swapper = VersionSwapper(
             settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
         )
+        self.views = Views(self._catalogue, self.state)
         self.follower = CatalogueFollower(
-            self._catalogue, self.state, self.cold_tracks, metrics, self._stop
+            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
         )
         embedder = UploadEmbedder(self.limits, metrics)
-        self.views = Views(self._catalogue, self.state)
         self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
         self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
@@ -92,6 +94,9 @@ class Runtime:
         """Open the catalogue and load the current version (blocking); a registry without
         a usable version leaves the service up but not ready (503s)."""
         torch.set_num_threads(self.settings.torch_threads)
+        # One FAISS thread: a request searches for one vector (OpenMP's team for it cost
+        # more than the search, 10x on a busy machine); the workers use the cores.
+        faiss.omp_set_num_threads(1)
         try:
             self.catalogue = open_catalogue(
                 self.settings.database_url, self.settings.audio_store_dir()
@@ -182,7 +187,7 @@ class Runtime:
 
     # ---- what the routes call -----------------------------------------------------------
 
-    def hits(self, neighbours: list[tuple[str, float]]) -> list[schemas.SongHit]:
+    def hits(self, neighbours: list[tuple[str, float]]) -> list[dict[str, object]]:
         return self.views.hits(neighbours)
 
     def track(self, track_id: str) -> schemas.Track:
