@@ -60,6 +60,19 @@ T = TypeVar("T")
 log = logging.getLogger("coldstart.service")
 
 
+def one_search_thread() -> None:
+    """Run the calling thread's FAISS searches on that thread alone. A request searches for
+    one vector: OpenMP's team for it cost more than the search (10x on a busy machine),
+    and the cores are the workers' to use. OpenMP keeps the thread count per thread: the
+    event loop's thread sets it at start-up, `Runtime.cpu` in each worker thread."""
+    faiss.omp_set_num_threads(1)
+
+
+def _searching_alone(function: Callable[..., T], *args: object) -> T:
+    one_search_thread()
+    return function(*args)
+
+
 class Runtime:
     """The service's state; one per app. Routes depend on this class alone."""
 
@@ -94,9 +107,6 @@ class Runtime:
         """Open the catalogue and load the current version (blocking); a registry without
         a usable version leaves the service up but not ready (503s)."""
         torch.set_num_threads(self.settings.torch_threads)
-        # One FAISS thread: a request searches for one vector (OpenMP's team for it cost
-        # more than the search, 10x on a busy machine); the workers use the cores.
-        faiss.omp_set_num_threads(1)
         try:
             self.catalogue = open_catalogue(
                 self.settings.database_url, self.settings.audio_store_dir()
@@ -180,10 +190,13 @@ class Runtime:
         return self.catalogue
 
     async def cpu(self, function: Callable[..., T], *args: object) -> T:
-        """Run CPU-heavy `function(*args)` in a worker thread, `inference_slots` at a time."""
+        """Run CPU-heavy `function(*args)` in a worker thread, `inference_slots` at a time,
+        its searches on that thread alone (`one_search_thread`)."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.settings.inference_slots)
-        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(
+            _searching_alone, function, *args, limiter=self._limiter
+        )
 
     # ---- what the routes call -----------------------------------------------------------
 
