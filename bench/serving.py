@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ import av
 import httpx
 import numpy as np
 import torch
+
+from bench.service import start_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "tests" / "assets" / "audio"
@@ -146,45 +147,22 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
     }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Server:
     """`coldstart serve --workers W` on loopback with its own catalogue."""
 
     def __init__(self, registry: Path, workers: int, folder: Path, code: Path = REPO_ROOT) -> None:
         """`code`: the checkout whose service runs (another one: `--baseline`, one process,
         started as that checkout starts it)."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        folder.mkdir(parents=True)
         self.workers = workers
-        self.log = open(folder / f"server-{workers}-{code.name}.log", "wb")  # noqa: SIM115
-        env = {
-            **os.environ,
-            "OPENBLAS_NUM_THREADS": "1",
-            "COLDSTART_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(code),
-        }
-        command = [
-            sys.executable,
-            "-c",
-            "from cli.main import app; app()",
-            "serve",
-            "--registry",
-            str(registry),
-            "--database",
-            f"sqlite:///{folder / f'catalogue-{workers}.db'}",
-            "--port",
-            str(self.port),
-        ]
-        if code == REPO_ROOT:
-            command += ["--workers", str(workers)]
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=code
+        self.process, self.url = start_server(
+            registry,
+            folder,
+            ["--workers", str(workers)] if code == REPO_ROOT else [],
+            code,
+            COLDSTART_LOG_LEVEL="WARNING",
         )
+        self.log = folder / "server.log"
 
     def wait_ready(self) -> None:
         """Until every worker answers /readyz (fresh connections land on any of them)."""
@@ -192,13 +170,10 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT_S
         while len(seen) < self.workers:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become ready (see {self.log.name})")
-            try:
-                ready = httpx.get(f"{self.url}/readyz", timeout=5.0)
-                if ready.status_code == 200:
-                    seen.add(ready.json().get("worker", 0))  # a baseline may not name it
-            except httpx.TransportError:
-                pass
+                raise RuntimeError(f"the server did not become ready (see {self.log})")
+            ready = httpx.get(f"{self.url}/readyz", timeout=5.0)
+            if ready.status_code == 200:
+                seen.add(ready.json().get("worker", 0))  # a baseline may not name it
             time.sleep(0.05)
 
     def memory_mib(self) -> dict[str, float]:
@@ -218,7 +193,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log.close()
 
 
 def _children(pid: int) -> list[int]:
@@ -331,7 +305,7 @@ def main() -> None:
         if args.baseline is not None:
             servers.insert(0, ("baseline", 1, args.baseline.resolve()))
         for name, workers, code in servers:
-            server = Server(args.registry, workers, folder, code)
+            server = Server(args.registry, workers, folder / name, code)
             try:
                 server.wait_ready()
                 figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}

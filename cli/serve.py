@@ -10,6 +10,8 @@ import typer
 from cli.app import app
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from service.settings import Settings
 
 
@@ -44,39 +46,25 @@ def serve(
     import os
 
     import uvicorn
-    from pydantic import ValidationError
 
-    from catalogue.db import url_or_path
-    from service.logs import configure_logging
-    from service.settings import Settings
-
-    if database is not None:
-        database = url_or_path(database)
-    try:
-        settings = (
-            Settings(registry=registry)
-            if database is None
-            else Settings(registry=registry, database_url=database)
-        )
-    except ValidationError as error:  # its messages only: the inputs may hold API keys
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        typer.echo(f"error: invalid settings: {problems}", err=True)
-        raise typer.Exit(2) from error
     workers = workers or len(os.sched_getaffinity(0))
     # The app configures the log lines, uvicorn's too (service.logs): uvicorn's own
     # configuration would add its handlers beside them.
     if workers == 1:
         from service.app import create_app
 
+        settings = _settings(registry, database)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
         return
-    configure_logging(settings.log_level, settings.log_format)  # the supervisor's lines
-    _migrate_once(settings)
+    from service.logs import configure_logging
+
+    # The supervisor stays small: the settings are checked and the catalogue migrated in a
+    # child process, and each worker loads the catalogue's and the model's libraries itself.
+    database_url, log_level, log_format = _prepare_in_child(registry, database)
+    configure_logging(log_level, log_format)  # the supervisor's own lines
     # Each worker builds its app from the environment (uvicorn spawns them).
-    os.environ["COLDSTART_REGISTRY"] = str(settings.registry)
-    os.environ["COLDSTART_DATABASE_URL"] = settings.database_url
+    os.environ["COLDSTART_REGISTRY"] = str(registry)
+    os.environ["COLDSTART_DATABASE_URL"] = database_url
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -88,22 +76,55 @@ def serve(
     )
 
 
-def _migrate_once(settings: Settings) -> None:
-    """Bring the catalogue's schema up to date before the workers open it together, in a
-    child process: the supervisor stays small (it imports neither the catalogue's data
-    libraries nor the model's, which every worker loads for itself)."""
+def _settings(registry: Path, database: str | None) -> Settings:
+    """The service's settings from the options and COLDSTART_*; exit 2 when invalid."""
+    from pydantic import ValidationError
+
+    from catalogue.db import url_or_path
+    from service.settings import Settings
+
+    try:
+        if database is None:
+            return Settings(registry=registry)
+        return Settings(registry=registry, database_url=url_or_path(database))
+    except ValidationError as error:  # its messages only: the inputs may hold API keys
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from error
+
+
+def _prepare_in_child(registry: Path, database: str | None) -> tuple[str, str, str]:
+    """Check the settings and bring the catalogue's schema up to date once, before the
+    workers open it together, in a child process; returns the database URL and the log
+    level and format. Exits as the child did when it failed."""
     import multiprocessing
 
-    process = multiprocessing.get_context("spawn").Process(
-        target=_open_and_close, args=(settings.database_url, settings.audio_store_dir())
-    )
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_prepare, args=(registry, database, sender))
     process.start()
+    sender.close()
+    try:
+        prepared = receiver.recv()
+    except EOFError:  # the child failed before sending (and said why)
+        prepared = None
     process.join()
-    if process.exitcode != 0:
-        raise typer.Exit(1)
+    if process.exitcode != 0 or prepared is None:
+        raise typer.Exit(process.exitcode or 1)
+    database_url, log_level, log_format = prepared
+    return str(database_url), str(log_level), str(log_format)
 
 
-def _open_and_close(database_url: str, audio_store: Path) -> None:
+def _prepare(registry: Path, database: str | None, sender: Connection) -> None:
+    import sys
+
     from catalogue import open_catalogue
 
-    open_catalogue(database_url, audio_store).close()
+    try:
+        settings = _settings(registry, database)
+    except typer.Exit as error:  # the message is out; exit with its code, no traceback
+        sys.exit(error.exit_code)
+    open_catalogue(settings.database_url, settings.audio_store_dir()).close()
+    sender.send((settings.database_url, settings.log_level, settings.log_format))
