@@ -7,7 +7,8 @@ with one worker and with several, beside the bare floor of each measured in the 
 
 Needs `wrk` (Debian: `apt-get install wrk`). `coldstart serve --workers W` runs in a child
 process on loopback with its own SQLite catalogue in a temporary folder (default settings
-otherwise); `wrk -t1` drives each route for `--seconds` at each connection count:
+otherwise); `wrk -t1` drives each route for `--seconds` at each connection count (uploads
+three times as long):
 
 - `GET /v1/users/{id}/recommendations` (a user of the version, k=10), against the floor of
   the same search in process: numpy's `argpartition` over the version's song factors, and
@@ -65,6 +66,8 @@ CLIP_SOURCES = (
 CLIP_SECONDS = 30.0
 K = 10
 START_TIMEOUT_S = 300.0
+ROUTES = ("healthz", "recommendations", "track_similar", "similar")
+UPLOAD_SECONDS_FACTOR = 3  # uploads take 100+ ms each: run them longer for a p99
 
 
 def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> bytes:
@@ -224,7 +227,7 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path | None) -> di
     if script is not None:
         command += ["-s", str(script)]
     output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
-    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
@@ -233,8 +236,9 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path | None) -> di
     assert rps is not None, output
     return {
         "rps": float(rps.group(1)),
-        "p50_ms": _ms(percentile["50"]),
-        "p99_ms": _ms(percentile["99"]),
+        # wrk leaves the distribution out when too few requests completed.
+        "p50_ms": _ms(percentile["50"]) if "50" in percentile else float("nan"),
+        "p99_ms": _ms(percentile["99"]) if "99" in percentile else float("nan"),
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": sum(map(int, errors.groups())) if errors else 0,
     }
@@ -268,6 +272,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES), help="Routes to load."
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON.")
     parser.add_argument(
         "--baseline",
@@ -298,6 +305,7 @@ def main() -> None:
         "track_similar": (f"/v1/tracks/{song_id}/similar?k={K}", False),
         "similar": (f"/v1/similar?k={K}", True),
     }
+    routes = {route: routes[route] for route in args.routes}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         folder = Path(tmp)
         script = upload_script(folder, clip)
@@ -314,7 +322,7 @@ def main() -> None:
                         figure = run_wrk(
                             server.url + path,
                             connections,
-                            args.seconds,
+                            args.seconds * (UPLOAD_SECONDS_FACTOR if upload else 1),
                             script if upload else None,
                         )
                         figures[f"{route}@{connections}"] = figure
@@ -324,7 +332,7 @@ def main() -> None:
                 results["servers"][name] = figures
             finally:
                 server.stop()
-    report(results, [name for name, _, _ in servers], args.connections)
+    report(results, [name for name, _, _ in servers], list(routes), args.connections)
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))
 
@@ -350,7 +358,9 @@ def first_user_and_song(registry: Path) -> tuple[str, str]:
     return str(users[0]), next(str(song) for song in songs if song is not None)
 
 
-def report(results: dict[str, Any], names: list[str], connections: list[int]) -> None:
+def report(
+    results: dict[str, Any], names: list[str], routes: list[str], connections: list[int]
+) -> None:
     """The side-by-side table: each route's figures per server (the baseline, then each
     worker count), then the floor at the most workers and the ratio to it."""
     floor = results["floors_s"]
@@ -367,7 +377,7 @@ def report(results: dict[str, Any], names: list[str], connections: list[int]) ->
     )
     columns = " | ".join(f"{n} req/s | {n} p50 ms | {n} p99 ms" for n in names)
     print(f"| route | conns | {columns} | floor req/s ({most} workers) | {most} workers / floor |")
-    for route in ("recommendations", "track_similar", "similar", "healthz"):
+    for route in routes:
         for c in connections:
             cells = []
             for name in names:
