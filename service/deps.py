@@ -28,7 +28,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 async def get_runtime(request: Request) -> Runtime:
     """The app's runtime. The dependencies here are `async`: FastAPI runs a plain function
-    dependency in a worker thread, a hop that cost more than a recommendation's search."""
+    dependency in a worker thread, two thread switches for what is an attribute lookup."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
