@@ -154,13 +154,14 @@ def free_port() -> int:
 def start_server(
     registry: Path,
     folder: Path,
-    options: Sequence[str] = (),
+    options: Sequence[str] = ("--workers", "1"),
     code: Path | None = None,
     **settings: str,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`coldstart serve` on a free loopback port with its own catalogue, `options` (e.g.
-    `--workers 2`) and `settings` (COLDSTART_* variables) in its environment; `code`: the
-    checkout it runs from (default this one). Waits until ready."""
+    """`coldstart serve` on a free loopback port with its own catalogue, `options` (default
+    one worker process, as these benchmarks measure one) and `settings` (COLDSTART_*
+    variables) in its environment; `code`: the checkout it runs from (default this one).
+    Waits until ready."""
     port = free_port()
     command = [
         sys.executable,
