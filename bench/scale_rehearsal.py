@@ -344,7 +344,7 @@ def start_server(registry: Path, database: str, store: Path, log: Path) -> Serve
         "COLDSTART_MODEL_POLL_SECONDS": "1",
     }
     command = coldstart("serve", "--registry", str(registry), "--database", database)
-    command += ["--port", str(port)]
+    command += ["--port", str(port), "--workers", "1"]  # one process: its RSS is the figure
     started = time.perf_counter()
     with open(log, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)

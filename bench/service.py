@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -151,10 +152,16 @@ def free_port() -> int:
 
 
 def start_server(
-    registry: Path, folder: Path, **settings: str
+    registry: Path,
+    folder: Path,
+    options: Sequence[str] = ("--workers", "1"),
+    code: Path | None = None,
+    **settings: str,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`coldstart serve` on a free loopback port with its own catalogue and `settings`
-    (COLDSTART_* variables) in its environment; waits until ready."""
+    """`coldstart serve` on a free loopback port with its own catalogue, `options` (default
+    one worker process, as these benchmarks measure one) and `settings` (COLDSTART_*
+    variables) in its environment; `code`: the checkout it runs from (default this one).
+    Waits until ready."""
     port = free_port()
     command = [
         sys.executable,
@@ -167,10 +174,13 @@ def start_server(
         f"sqlite:///{folder / 'catalogue.db'}",
         "--port",
         str(port),
+        *options,
     ]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **settings}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     with open(folder / "server.log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=code)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

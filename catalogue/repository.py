@@ -31,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Result,
     Row,
+    bindparam,
     delete,
     func,
     insert,
@@ -67,6 +68,14 @@ MAX_PLAY_COUNT = np.iinfo(np.int32).max
 _IMPORT_CHUNK = 20_000  # rows per executemany: bounded memory for million-song imports
 _IN_CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# One user's plays since a listen id, per song (`Catalogue.user_listens_since`); the
+# (user_id, id) index reads only those rows.
+_USER_LISTENS_SINCE = (
+    select(Listen.track_id, func.sum(Listen.count))
+    .where(Listen.user_id == bindparam("user_id"), Listen.id > bindparam("after_id"))
+    .group_by(Listen.track_id)
+    .order_by(Listen.track_id)
+)
 
 
 @dataclass(frozen=True)
@@ -478,6 +487,16 @@ class Catalogue:
                     (user, song, int(plays)) for user, song, plays in session.execute(query)
                 )
         return rows
+
+    def user_listens_since(self, user_id: str, after_id: int | None) -> list[tuple[str, int]]:
+        """One user's plays with a listen id above `after_id` (every one with None), summed
+        per song: `(song_id, plays)` sorted by song. `listens_since` for one user, on a
+        pooled connection with a cached statement and no ORM session: the one database
+        read of a recommendation (about a third of the time)."""
+        with self.engine.connect() as connection:
+            after = -1 if after_id is None else after_id
+            rows = connection.execute(_USER_LISTENS_SINCE, {"user_id": user_id, "after_id": after})
+            return [(song, int(plays)) for song, plays in rows]
 
     def iter_listens(
         self, chunk_rows: int = EXPORT_CHUNK_ROWS, through_id: int | None = None

@@ -25,7 +25,7 @@ from service.logs import configure_logging
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.routes import API_ROUTERS, OPEN_ROUTERS
 from service.routes.page import STATIC_DIR
-from service.runtime import Runtime
+from service.runtime import Runtime, one_search_thread
 from service.settings import Settings
 from service.uploads import FORM_OVERHEAD_BYTES, BodyLimitMiddleware
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        one_search_thread()  # the routes that search on the event loop
         await anyio.to_thread.run_sync(runtime.start)
         runtime.start_watching()
         try:

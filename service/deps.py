@@ -26,7 +26,9 @@ bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """The app's runtime. The dependencies here are `async`: FastAPI runs a plain function
+    dependency in a worker thread, two thread switches for what is an attribute lookup."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -45,14 +47,14 @@ def _check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | N
         raise Unauthorized("the API key is not valid")
 
 
-def require_write_key(runtime: RuntimeDep, credentials: Credentials) -> None:
+async def require_write_key(runtime: RuntimeDep, credentials: Credentials) -> None:
     """Writes need a valid key; without configured keys, writes are disabled."""
     if not runtime.settings.api_keys:
         raise Unauthorized("writes are disabled: no API keys are configured (COLDSTART_API_KEYS)")
     _check_key(runtime.settings, credentials)
 
 
-def require_read_key(runtime: RuntimeDep, credentials: Credentials) -> None:
+async def require_read_key(runtime: RuntimeDep, credentials: Credentials) -> None:
     """Reads need a valid key: the app adds this to the API's routes only when
     COLDSTART_READ_REQUIRES_KEY is true, so the OpenAPI schema says which is the case."""
     _check_key(runtime.settings, credentials)

@@ -46,8 +46,11 @@ class CatalogueFollower:
         cold_tracks: ColdTracks,
         metrics: ServiceMetrics,
         stop: threading.Event,
+        forget: Callable[[list[str]], None],
     ) -> None:
+        """`forget(ids)`: drop what this replica keeps of tracks deleted elsewhere."""
         self.catalogue = catalogue
+        self.forget = forget
         self.state = state
         self.cold_tracks = cold_tracks
         self.metrics = metrics
@@ -123,6 +126,7 @@ class CatalogueFollower:
             if not track_ids:
                 return 0, []
             records = catalogue.get_tracks(track_ids)
+            self.forget([track_id for track_id in track_ids if track_id not in records])
             cold = [track_id for track_id in track_ids if _is_cold(records.get(track_id))]
             stored = track_vectors(catalogue, version.version_id, cold)
             new_ids = set(serving.new_ids)

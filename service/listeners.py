@@ -63,8 +63,8 @@ class Listeners:
 
     def of(self, version: LoadedVersion, user_id: str) -> Listener:
         """The user as `version` sees them, with their listens since it read now."""
-        rows = self.catalogue().listens_since([user_id], version.listens_through)
-        return self._listener(version, user_id, tuple((song, plays) for _, song, plays in rows))
+        since = self.catalogue().user_listens_since(user_id, version.listens_through)
+        return self._listener(version, user_id, tuple(since))
 
     def refresh(self, version: LoadedVersion, user_ids: Iterable[str]) -> None:
         """Fold in again the users whose listens were just posted (one query for all), so

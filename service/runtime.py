@@ -13,7 +13,8 @@ catalogue follower, track writes, the searches and the response views; and the t
 
 All methods here are blocking (database, model, index): routes call them in worker
 threads, the CPU-heavy ones through `Runtime.cpu` so that only `inference_slots` run at
-once.
+once; the recommendation and a track's neighbours (a search in microseconds, at most one
+indexed read) run on the event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import faiss
 import torch
 
 from audio.decode import DecodeLimits
@@ -58,6 +60,19 @@ T = TypeVar("T")
 log = logging.getLogger("coldstart.service")
 
 
+def one_search_thread() -> None:
+    """Run the calling thread's FAISS searches on that thread alone. A request searches for
+    one vector: OpenMP's team for it cost more than the search (10x on a busy machine),
+    and the cores are the workers' to use. OpenMP keeps the thread count per thread: the
+    event loop's thread sets it at start-up, `Runtime.cpu` in each worker thread."""
+    faiss.omp_set_num_threads(1)
+
+
+def _searching_alone(function: Callable[..., T], *args: object) -> T:
+    one_search_thread()
+    return function(*args)
+
+
 class Runtime:
     """The service's state; one per app. Routes depend on this class alone."""
 
@@ -74,11 +89,11 @@ class Runtime:
         self.swapper = VersionSwapper(
             settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
         )
+        self.views = Views(self._catalogue, self.state)
         self.follower = CatalogueFollower(
-            self._catalogue, self.state, self.cold_tracks, metrics, self._stop
+            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
         )
         embedder = UploadEmbedder(self.limits, metrics)
-        self.views = Views(self._catalogue, self.state)
         self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
         self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
@@ -175,14 +190,17 @@ class Runtime:
         return self.catalogue
 
     async def cpu(self, function: Callable[..., T], *args: object) -> T:
-        """Run CPU-heavy `function(*args)` in a worker thread, `inference_slots` at a time."""
+        """Run CPU-heavy `function(*args)` in a worker thread, `inference_slots` at a time,
+        its searches on that thread alone (`one_search_thread`)."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.settings.inference_slots)
-        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(
+            _searching_alone, function, *args, limiter=self._limiter
+        )
 
     # ---- what the routes call -----------------------------------------------------------
 
-    def hits(self, neighbours: list[tuple[str, float]]) -> list[schemas.SongHit]:
+    def hits(self, neighbours: list[tuple[str, float]]) -> list[dict[str, object]]:
         return self.views.hits(neighbours)
 
     def track(self, track_id: str) -> schemas.Track:

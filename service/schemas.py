@@ -293,6 +293,10 @@ class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
     model_version: str
     songs: dict[Space, int] = Field(description="Vectors per index space.")
+    worker: int = Field(
+        description="The process id of the worker that answered (`coldstart serve --workers`):"
+        " each loads the version and swaps on its own."
+    )
 
 
 class PipelineRun(BaseModel):

@@ -122,6 +122,7 @@ class TrackWriter:
                 self.catalogue().delete_track(track_id)
             except CatalogueError as error:
                 raise from_catalogue_error(error) from error
+            self.views.forget([track_id])
             serving = state.serving
             if serving is not None:
                 try:

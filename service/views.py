@@ -3,6 +3,7 @@ the recording a track plays, and what an upload's answer says about its audio.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from service.errors import NotFound
 from service.serving import ServedState, Serving
 from training.inference import Embedding
 
+# A song's (title, artist, has stored audio) as result rows show it, kept per process.
+SongRow = tuple[str, str, bool]
+MAX_SONG_ROWS = 500_000
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
     "wav": "audio/wav",
@@ -55,26 +59,62 @@ class Views:
         self.catalogue = catalogue
         self.state = state
         self._dataset_audio: tuple[str, dict[str, Path]] | None = None
+        self._song_rows: dict[str, SongRow] = {}
+        self._rows_lock = threading.Lock()
+        self._forgotten = 0  # forget() calls so far
 
     def records(self, song_ids: Iterable[str]) -> dict[str, TrackRecord]:
         """The catalogue rows of `song_ids` (ids it does not hold are left out)."""
         return self.catalogue().get_tracks(song_ids)
 
-    def hits(self, neighbours: list[tuple[str, float]]) -> list[schemas.SongHit]:
-        """Result rows with titles and artists; songs deleted meanwhile are left out."""
-        records = self.records(song_id for song_id, _ in neighbours)
+    def hits(self, neighbours: list[tuple[str, float]]) -> list[dict[str, object]]:
+        """Result rows (`schemas.SongHit` as plain dicts, ready for JSON) with titles and
+        artists from `song_rows`; songs the catalogue no longer holds are left out."""
+        rows = self.song_rows([song_id for song_id, _ in neighbours])
+        serving = self.state.current()
+        new_ids = serving.new_ids if serving is not None else frozenset()
+        dataset_audio = self._dataset_audio_files()
         return [
-            schemas.SongHit(
-                id=song_id,
-                title=records[song_id].title,
-                artist=records[song_id].artist,
-                score=score,
-                new=self.state.is_new(song_id),
-                has_audio=self._has_audio(records[song_id]),
-            )
+            {
+                "id": song_id,
+                "title": rows[song_id][0],
+                "artist": rows[song_id][1],
+                "score": float(score),
+                "new": song_id in new_ids,
+                "has_audio": rows[song_id][2] or song_id in dataset_audio,
+            }
             for song_id, score in neighbours
-            if song_id in records
+            if song_id in rows
         ]
+
+    def song_rows(self, song_ids: list[str]) -> dict[str, SongRow]:
+        """(title, artist, has stored audio) of `song_ids`, kept in memory after their first
+        read: one catalogue query for those not kept yet, none once all are (a track's
+        title and artist never change; a deleted track is forgotten by `forget`). Past
+        `MAX_SONG_ROWS` the kept rows are dropped all at once and read again as asked."""
+        kept = self._song_rows
+        found = {song_id: kept[song_id] for song_id in song_ids if song_id in kept}
+        missing = [song_id for song_id in song_ids if song_id not in found]
+        if missing:
+            forgotten = self._forgotten
+            read = {
+                song_id: (record.title, record.artist, record.audio_path is not None)
+                for song_id, record in self.records(missing).items()
+            }
+            found.update(read)
+            with self._rows_lock:
+                if forgotten == self._forgotten:  # else a delete may have come after the read
+                    if len(self._song_rows) + len(read) > MAX_SONG_ROWS:
+                        self._song_rows = {}
+                    self._song_rows.update(read)
+        return found
+
+    def forget(self, song_ids: Iterable[str]) -> None:
+        """Drop the kept rows of tracks deleted here or by another replica."""
+        with self._rows_lock:
+            self._forgotten += 1
+            for song_id in song_ids:
+                self._song_rows.pop(song_id, None)
 
     def map_songs(self, space: schemas.Space, limit: int) -> schemas.CatalogueMapResponse:
         """The served version's map of `space` with its first `limit` songs, titled; songs

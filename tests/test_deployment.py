@@ -116,6 +116,7 @@ def test_api_replicas_share_one_registry_and_database_behind_the_balancer(tmp_pa
     assert "ports" not in api  # reached only through the balancer
     assert api["deploy"]["replicas"] == 2
     assert "--forwarded-allow-ips" in api["command"]
+    assert api["command"][api["command"].index("--workers") + 1] == "2"  # COLDSTART_API_WORKERS
     # One service definition: every replica gets this registry, audio store and database.
     env = api["environment"]
     assert env["COLDSTART_DATABASE_URL"].startswith("postgresql+psycopg://")

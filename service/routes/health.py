@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -13,7 +15,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health()
 
 
@@ -28,6 +30,7 @@ def readyz(runtime: RuntimeDep) -> Readiness:
     return Readiness(
         model_version=version.version_id,
         songs={space: len(version.index.space(space)) for space in ("cf", "content")},
+        worker=os.getpid(),
     )
 
 

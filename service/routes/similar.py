@@ -6,12 +6,11 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from catalogue.models import MAX_TEXT_LENGTH
 from service.deps import K, RuntimeDep, SpaceQuery
 from service.errors import responses
-from service.schemas import SimilarResponse, Timings
+from service.schemas import SimilarResponse, SongHit, Timings
 from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
 from service.views import audio_info
 
@@ -48,7 +47,7 @@ async def similar_to_upload(
     result = await runtime.cpu(
         runtime.similar_to_upload, data, file.filename or "upload", k, space, artist
     )
-    hits = await run_in_threadpool(runtime.hits, result.neighbours)
+    hits = runtime.hits(result.neighbours)  # kept rows: no thread hop (see the recommendations)
     embedding = result.embedding
     runtime.metrics.observe_stages(search=result.search_ms)
     return SimilarResponse(
@@ -56,7 +55,7 @@ async def similar_to_upload(
         space=space,
         placement=result.placement,
         k=k,
-        results=hits,
+        results=[SongHit.model_validate(hit) for hit in hits],
         audio=audio_info(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,

@@ -57,10 +57,14 @@ def free_port() -> int:
 
 class LiveServer:
     """`coldstart serve` as a child process; `start()` waits until /healthz answers.
-    `database`: a SQLite file, or a URL (replicas sharing PostgreSQL)."""
+    `database`: a SQLite file, or a URL (replicas sharing PostgreSQL); `workers`: its
+    worker processes (one unless a test asks for more)."""
 
-    def __init__(self, registry: Path, database: Path | str, log: Path, **env: str) -> None:
+    def __init__(
+        self, registry: Path, database: Path | str, log: Path, workers: int = 1, **env: str
+    ) -> None:
         self.registry = registry
+        self.workers = workers
         self.database = database
         self.log = log
         self.env = {
@@ -90,6 +94,8 @@ class LiveServer:
             self.database if isinstance(self.database, str) else f"sqlite:///{self.database}",
             "--port",
             str(self.port),
+            "--workers",
+            str(self.workers),
         ]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -140,6 +146,7 @@ def start_server(
             self,
             database: Path | str | None = None,
             registry_folder: Path | None = None,
+            workers: int = 1,
             **env: str,
         ) -> None:
             folder = tmp_path_factory.mktemp("server")
@@ -147,6 +154,7 @@ def start_server(
                 registry_folder or registry.folder,
                 database or folder / "catalogue.db",
                 folder / "server.log",
+                workers,
                 **env,
             )
             started.append(self)

@@ -1,0 +1,405 @@
+"""Serving capacity under `wrk`: requests/s, p50 and p99 per route and connection count,
+with one worker and with several, beside the bare floor of each measured in the same run.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.serving --registry REG \\
+        [--workers 1 2] [--connections 1 8 32] [--seconds 5] [--baseline ../main] \\
+        [--out serving.json]
+
+Needs `wrk` (Debian: `apt-get install wrk`). `coldstart serve --workers W` runs in a child
+process on loopback with its own SQLite catalogue in a temporary folder (default settings
+otherwise); `wrk -t1` drives each route for `--seconds` at each connection count (uploads
+three times as long):
+
+- `GET /v1/users/{id}/recommendations` (a user of the version, k=10), against the floor of
+  the same search in process: numpy's `argpartition` over the version's song factors, and
+  FAISS through the version's index (`CatalogueIndex.recommend`), one thread, in a loop;
+- `GET /v1/tracks/{id}/similar` (a warm song, k=10), against `CatalogueIndex.similar_to`;
+- `POST /v1/similar` with a 30-s Ogg Vorbis clip (made here from tests/assets: four
+  recordings at 44.1 kHz stereo, encoded by FFmpeg's vorbis encoder), against the floor
+  of PyAV decode + resample and the log-mel of that clip, per core (`decode_usable` and
+  the encoder's front end, as the service runs them; the CNN is not in the floor);
+- `GET /healthz`: the framework alone.
+
+`--baseline ../main` serves another checkout first (one process, as it starts without
+`--workers`), so that "no route slower than before" is measured in the same run.
+The floor in requests/s is `cores / seconds per call` with `cores = min(workers, CPUs)`.
+The load average before and after each server is printed: on a shared machine the
+figures move with what else runs. Memory: RSS and PSS (shared pages split between the
+processes that map them) of the supervisor and its workers, after the load.
+
+(Run it as a module from the repository root: as a file, `bench/` would come first on
+sys.path and shadow the packages.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+import torch
+
+from bench.service import start_server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = REPO_ROOT / "tests" / "assets" / "audio"
+CLIP_SOURCES = (
+    "vibe_ace.mp3",
+    "brahms_hungarian_dance_5.flac",
+    "lets_go_fishin.m4a",
+    "sugar_plum_fairy.wav",
+)
+CLIP_SECONDS = 30.0
+K = 10
+START_TIMEOUT_S = 300.0
+ROUTES = ("healthz", "recommendations", "track_similar", "similar")
+UPLOAD_SECONDS_FACTOR = 3  # uploads take 100+ ms each: run them longer for a p99
+
+
+def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> bytes:
+    """An Ogg Vorbis file of `seconds` of real music, stereo at `rate`: the test recordings
+    one after the other (each is 8 s), encoded by FFmpeg's own vorbis encoder."""
+    chunks = []
+    for name in CLIP_SOURCES:
+        with av.open(str(ASSETS / name)) as source:
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+            for frame in source.decode(audio=0):
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+    samples = np.concatenate(chunks, axis=1)[:, : int(seconds * rate)].astype(np.float32)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ogg") as sink:
+        stream = sink.add_stream("vorbis", rate=rate)
+        stream.layout = "stereo"
+        stream.codec_context.options = {"strict": "experimental"}
+        for start in range(0, samples.shape[1], 1024):
+            block = np.ascontiguousarray(samples[:, start : start + 1024])
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                sink.mux(packet)
+        for packet in stream.encode(None):
+            sink.mux(packet)
+    return buffer.getvalue()
+
+
+def per_call_s(function: Callable[[], object], min_seconds: float = 1.0) -> float:
+    """Median seconds per call of `function` over batches run for about `min_seconds`."""
+    function()
+    timings = []
+    deadline = time.perf_counter() + min_seconds
+    while time.perf_counter() < deadline or len(timings) < 5:
+        started = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - started)
+    return float(np.median(timings))
+
+
+def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str, dict[str, float]]:
+    """Seconds per call of the bare work under each route, one thread."""
+    import faiss
+
+    from audio.frontend import decode_usable
+    from pipeline.registry import load_current
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    version = load_current(registry)
+    assert version.song_factors is not None, "the version has no song factors"
+    factors = np.ascontiguousarray(version.song_factors.factors, dtype=np.float32)
+    user = version.user_vector(user_id)
+    assert user is not None, f"user {user_id} has no factors"
+
+    def numpy_top_k() -> object:
+        scores = factors @ user
+        best = np.argpartition(-scores, K)[:K]
+        return best[np.argsort(-scores[best])]
+
+    encoder = version.encoder
+
+    def decode() -> object:
+        return decode_usable(clip, encoder.config, name="clip.ogg")
+
+    samples = torch.from_numpy(decode().samples)
+
+    def mel() -> object:
+        with torch.inference_mode():
+            return encoder.front_end(samples)
+
+    decode_s, mel_s = per_call_s(decode, 3.0), per_call_s(mel, 2.0)
+    return {
+        "recommendations": {
+            "numpy": per_call_s(numpy_top_k),
+            "faiss": per_call_s(lambda: version.index.recommend(user, K)),
+        },
+        "track_similar": {"faiss": per_call_s(lambda: version.index.similar_to(song_id, K, "cf"))},
+        "similar": {"decode": decode_s, "mel": mel_s, "decode+mel": decode_s + mel_s},
+    }
+
+
+class Server:
+    """`coldstart serve --workers W` on loopback with its own catalogue."""
+
+    def __init__(self, registry: Path, workers: int, folder: Path, code: Path = REPO_ROOT) -> None:
+        """`code`: the checkout whose service runs (another one: `--baseline`, one process,
+        started as that checkout starts it)."""
+        folder.mkdir(parents=True)
+        self.workers = workers
+        self.process, self.url = start_server(
+            registry,
+            folder,
+            ["--workers", str(workers)] if code == REPO_ROOT else [],
+            code,
+            COLDSTART_LOG_LEVEL="WARNING",
+        )
+        self.log = folder / "server.log"
+
+    def wait_ready(self) -> None:
+        """Until every worker answers /readyz (fresh connections land on any of them)."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len(seen) < self.workers:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready (see {self.log})")
+            ready = httpx.get(f"{self.url}/readyz", timeout=5.0)
+            if ready.status_code == 200:
+                seen.add(ready.json().get("worker", 0))  # a baseline may not name it
+            time.sleep(0.05)
+
+    def memory_mib(self) -> dict[str, float]:
+        """RSS and PSS of the supervisor and its workers, summed (MiB)."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        rss = pss = 0
+        for pid in pids:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            rss += _kib(rollup, "Rss")
+            pss += _kib(rollup, "Pss")
+        return {"processes": len(pids), "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found.extend([int(child), *_children(int(child))])
+    return found
+
+
+def _kib(rollup: str, field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", rollup, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    """wrk's "1.23ms", "850.00us", "1.02s" in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    assert match is not None, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, float]:
+    """`wrk -t1 -c N --latency` on `url`: requests/s, p50/p99 ms, non-2xx answers, errors."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rps is not None, output
+    return {
+        "rps": float(rps.group(1)),
+        # wrk leaves the distribution out when too few requests completed.
+        "p50_ms": _ms(percentile["50"]) if "50" in percentile else float("nan"),
+        "p99_ms": _ms(percentile["99"]) if "99" in percentile else float("nan"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+    }
+
+
+def upload_script(folder: Path, clip: bytes) -> Path:
+    """A wrk Lua script POSTing `clip` as the multipart `file` field."""
+    boundary = "coldstartbench"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.ogg"\r\n'
+            "Content-Type: audio/ogg\r\n\r\n"
+        ).encode()
+        + clip
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    (folder / "body.bin").write_bytes(body)
+    script = folder / "upload.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"\n'
+        f'local f = io.open("{folder / "body.bin"}", "rb")\n'
+        'wrk.body = f:read("*a")\nf:close()\n'
+    )
+    return script
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registry", type=Path, required=True)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES), help="Routes to load."
+    )
+    parser.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON.")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="Another checkout (e.g. a worktree of main) served first, one process, as before.",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    user_id, song_id = first_user_and_song(args.registry)
+    clip = thirty_second_clip()
+    cpus = len(os.sched_getaffinity(0))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": cpus,
+        "uvicorn": uvicorn_implementations(),
+        "clip_bytes": len(clip),
+        "loadavg_start": os.getloadavg(),
+        "floors_s": floors(args.registry, clip, user_id, song_id),
+        "servers": {},
+    }
+    print(f"floors (s per call, one thread): {json.dumps(results['floors_s'])}", flush=True)
+    routes = {
+        "healthz": ("/healthz", False),
+        "recommendations": (f"/v1/users/{user_id}/recommendations?k={K}", False),
+        "track_similar": (f"/v1/tracks/{song_id}/similar?k={K}", False),
+        "similar": (f"/v1/similar?k={K}", True),
+    }
+    routes = {route: routes[route] for route in args.routes}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        folder = Path(tmp)
+        script = upload_script(folder, clip)
+        servers = [(str(w), w, REPO_ROOT) for w in args.workers]
+        if args.baseline is not None:
+            servers.insert(0, ("baseline", 1, args.baseline.resolve()))
+        for name, workers, code in servers:
+            server = Server(args.registry, workers, folder / name, code)
+            try:
+                server.wait_ready()
+                figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}
+                for route, (path, upload) in routes.items():
+                    for connections in args.connections:
+                        figure = run_wrk(
+                            server.url + path,
+                            connections,
+                            args.seconds * (UPLOAD_SECONDS_FACTOR if upload else 1),
+                            script if upload else None,
+                        )
+                        figures[f"{route}@{connections}"] = figure
+                        print(f"{name} {route} c={connections}: {figure}", flush=True)
+                figures["memory"] = server.memory_mib()
+                figures["loadavg_after"] = os.getloadavg()
+                results["servers"][name] = figures
+            finally:
+                server.stop()
+    report(results, [name for name, _, _ in servers], list(routes), args.connections)
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+def uvicorn_implementations() -> dict[str, str]:
+    """What uvicorn's "auto" picks here: httptools and uvloop when installed, else h11 and
+    asyncio (pure Python HTTP parsing: a large part of a small request's time)."""
+    found = {}
+    for kind, fast, fallback in (("http", "httptools", "h11"), ("loop", "uvloop", "asyncio")):
+        try:
+            __import__(fast)
+            found[kind] = fast
+        except ImportError:
+            found[kind] = fallback
+    return found
+
+
+def first_user_and_song(registry: Path) -> tuple[str, str]:
+    """The current version's first user and first song of its cf index."""
+    folder = registry / "versions" / (registry / "current").read_text().strip()
+    users = json.loads((folder / "user_ids.json").read_text())
+    songs = json.loads((folder / "index" / "cf_cosine" / "ids.json").read_text())
+    return str(users[0]), next(str(song) for song in songs if song is not None)
+
+
+def report(
+    results: dict[str, Any], names: list[str], routes: list[str], connections: list[int]
+) -> None:
+    """The side-by-side table: each route's figures per server (the baseline, then each
+    worker count), then the floor at the most workers and the ratio to it."""
+    floor = results["floors_s"]
+    cpus = results["cpus"]
+    floor_calls = {
+        "recommendations": floor["recommendations"]["faiss"],
+        "track_similar": floor["track_similar"]["faiss"],
+        "similar": floor["similar"]["decode+mel"],
+    }
+    most = max(int(name) for name in names if name != "baseline")
+    print(
+        f"\n{cpus} CPUs; uvicorn {results['uvicorn']}; load average at start"
+        f" {results['loadavg_start']}"
+    )
+    columns = " | ".join(f"{n} req/s | {n} p50 ms | {n} p99 ms" for n in names)
+    print(f"| route | conns | {columns} | floor req/s ({most} workers) | {most} workers / floor |")
+    for route in routes:
+        for c in connections:
+            cells = []
+            for name in names:
+                figure = results["servers"][name][f"{route}@{c}"]
+                cells.append(
+                    f"{figure['rps']:,.0f} | {figure['p50_ms']:.1f} | {figure['p99_ms']:.1f}"
+                )
+            line = f"| {route} | {c} | " + " | ".join(cells)
+            if route in floor_calls:
+                floor_rps = min(most, cpus) / floor_calls[route]
+                best = results["servers"][str(most)][f"{route}@{c}"]["rps"]
+                line += f" | {floor_rps:,.0f} | {best / floor_rps:.2f}x |"
+            else:
+                line += " | - | - |"
+            print(line)
+    for name in names:
+        figures = results["servers"][name]
+        print(
+            f"{name}: memory {figures['memory']}; load average before"
+            f" {figures['loadavg_before']}, after {figures['loadavg_after']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
