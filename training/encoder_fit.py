@@ -183,11 +183,13 @@ def is_global_zero() -> bool:
 
 
 # Messages of Lightning and torch that tell a user nothing about their run: the advertising
-# tip, torch's deprecation of a class Lightning still uses, and the note that an epoch has
-# fewer batches than the logging interval (tiny demo worlds).
+# tip, torch's deprecation of a class Lightning still uses, the note that an epoch has
+# fewer batches than the logging interval (tiny demo worlds), and the note that modules are
+# in eval mode (a frozen pretrained network, `musicnn-msd`, is so on purpose).
 LIBRARY_CHATTER = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     r".*smaller than the logging interval",
+    r".*module\(s\) in eval mode at the start of training",
 )
 
 
