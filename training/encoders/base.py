@@ -52,6 +52,11 @@ CONTENT_DIMS = 128
 RMS_EPS = 1e-6
 
 
+class EncoderWeightsError(RuntimeError):
+    """The trained weights an architecture starts from (`ContentEncoder.fresh`) are missing
+    and cannot be had; the message says what to run."""
+
+
 class ClipTooShortError(ValueError):
     """A clip has fewer frames than the encoder needs (`EncoderDims.min_frames`)."""
 
@@ -167,7 +172,7 @@ class ContentEncoder(nn.Module, ABC):
     def fresh(cls, dims: EncoderDims, config: FrontEndConfig) -> Self:
         """The encoder a fit from scratch starts from: `cls(dims, config)`, its weights drawn
         from torch's generator (an architecture that starts from trained weights loads them
-        here)."""
+        here, raising `EncoderWeightsError` when they cannot be had)."""
         return cls(dims, config)
 
     @property
