@@ -114,6 +114,19 @@ class EncoderDims(ABC):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def dense_head(
+    pooled_dims: int, hidden: tuple[int, ...], dropout: float, n_factors: int
+) -> nn.Sequential:
+    """Pooled features (B, pooled_dims) -> factors (B, n_factors): a dense layer with ReLU per
+    width of `hidden`, then a linear output, each after a dropout of `dropout`."""
+    layers: list[nn.Module] = []
+    width = pooled_dims
+    for units in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
+        width = units
+    return nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(width, n_factors))
+
+
 def masked_global_pool(features: Tensor, lengths: Tensor | None) -> Tensor:
     """Mean, max and L2 (root mean square) over time of `features` (B, C, T) -> (B, 3C).
 

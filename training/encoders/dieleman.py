@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
 from audio.mel import LogMel
-from training.encoders.base import ContentEncoder, EncoderDims, masked_global_pool
+from training.encoders.base import ContentEncoder, EncoderDims, dense_head, masked_global_pool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,13 +108,7 @@ class DielemanEncoder(ContentEncoder):
                 layers.append(nn.MaxPool1d(dims.pools[index]))
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
-        dense: list[nn.Module] = []
-        width = 3 * in_channels
-        for hidden in dims.hidden:
-            dense += [nn.Dropout(dims.dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-            width = hidden
-        dense += [nn.Dropout(dims.dropout), nn.Linear(width, dims.n_factors)]
-        self.head = nn.Sequential(*dense)
+        self.head = dense_head(dims.pooled_dims, dims.hidden, dims.dropout, dims.n_factors)
 
     def pool(self, mel: Tensor, lengths: Tensor | None) -> Tensor:
         features = self.convs(self.input_norm(mel))

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Self
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from audio.config import FrontEndConfig
-from training.encoders.base import ContentEncoder, EncoderDims
+from training.encoders.base import ContentEncoder, EncoderDims, dense_head
 from training.encoders.musicnn import MUSICNN_FRONT_END, Musicnn
 
 # The widths of the wheel's MSD_musicnn (`width`, `mid_end_filters`, `penultimate_units`).
@@ -113,13 +113,7 @@ class MusicnnEncoder(ContentEncoder):
             self.tag_names, dims.width, dims.mid_end_filters, dims.penultimate_units, config
         )
         self.front_end = self.network.front_end
-        dense: list[nn.Module] = []
-        width = dims.penultimate_units
-        for hidden in dims.hidden:
-            dense += [nn.Dropout(dims.dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-            width = hidden
-        dense += [nn.Dropout(dims.dropout), nn.Linear(width, dims.n_factors)]
-        self.head = nn.Sequential(*dense)
+        self.head = dense_head(dims.pooled_dims, dims.hidden, dims.dropout, dims.n_factors)
 
     def pool(self, mel: Tensor, lengths: Tensor | None) -> Tensor:
         return self.network.back_end(self.network.pool(mel, lengths))
