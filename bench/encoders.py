@@ -8,10 +8,10 @@ encoder of `training.encoders.available_encoders()` (or those named), in one pro
 same factorization: cache the world's mels for its front end, train it into `DIR/<name>/`
 (CNN only; the same epochs and crops for all), evaluate it, and time the embedding of a
 30-s clip through its front end and `embed_mel` (median of 5, torch's threads as set).
-Prints, per encoder, its cold-track and cold-artist mAP@500 / AUC, its weights (trainable
-ones in brackets), training seconds and embedding milliseconds, each beside the ratio to
-the first encoder's. An encoder whose trained weights cannot be had (`EncoderWeightsError`:
-offline, no cache) is reported as skipped.
+Prints, per encoder, its mAP@500 / AUC on all test songs, cold tracks and cold artists,
+its weights (trainable ones in brackets), training seconds and embedding milliseconds,
+each beside the ratio to the first encoder's. An encoder whose trained weights cannot be
+had (`EncoderWeightsError`: offline, no cache) is reported as skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from training.run import train_run
 from training.run_data import TrainingError
 
 CLIP_SECONDS = 30.0
-KINDS = ("cold_track", "cold_artist")
+# The report's tables: all test songs, then each kind the split records (when it has songs).
+KINDS = ("all", "cold_track", "cold_artist")
 
 
 def embed_ms(encoder: ContentEncoder, seconds: float = CLIP_SECONDS, repeats: int = 5) -> float:
@@ -79,9 +80,10 @@ def measure(run: Path, out: Path, name: str, settings: CNNSettings) -> dict[str,
         raise
     seconds = time.perf_counter() - started
     report = evaluate_run(folder, progress=False, dataset_root=dataset)
+    tables = {"all": report, **report.get("kinds", {})}
     encoder = load_encoder(folder / "models" / "cnn")
     return {
-        **{kind: report["kinds"][kind]["models"]["cnn"] for kind in KINDS},
+        "scores": {kind: tables[kind]["models"]["cnn"] for kind in KINDS if kind in tables},
         "weights": sum(p.numel() for p in encoder.parameters()),
         "trainable": sum(p.numel() for p in encoder.parameters() if p.requires_grad),
         "train_s": seconds,
@@ -93,15 +95,20 @@ def table(rows: dict[str, dict[str, Any] | str]) -> list[str]:
     """The rows as printed lines; ratios to the first measured encoder."""
     measured = {name: row for name, row in rows.items() if isinstance(row, dict)}
     base = next(iter(measured.values()), None)
+    titles = "".join(f"{kind.replace('_', '-') + ' mAP/AUC':>20s} " for kind in KINDS)
     lines = [
-        f"{'encoder':12s} {'cold-track mAP/AUC':>20s} {'cold-artist mAP/AUC':>20s}"
-        f" {'weights (trainable)':>22s} {'train s':>14s} {'embed 30 s, ms':>16s}"
+        f"{'encoder':12s} {titles}{'weights (trainable)':>22s} {'train s':>14s}"
+        f" {'embed 30 s, ms':>16s}"
     ]
     for name, row in rows.items():
         if not isinstance(row, dict) or base is None:
             lines.append(f"{name:12s} {row}")
             continue
-        cells = [f"{row[k]['map']:.4f}/{row[k]['auc']:.4f}".rjust(20) for k in KINDS]
+        scores = row["scores"]
+        cells = [
+            (f"{scores[k]['map']:.4f}/{scores[k]['auc']:.4f}" if k in scores else "-").rjust(20)
+            for k in KINDS
+        ]
         weights = f"{row['weights']:,} ({row['trainable']:,})".rjust(22)
         train = f"{row['train_s']:.0f} ({row['train_s'] / base['train_s']:.1f}x)".rjust(14)
         embed = f"{row['embed_ms']:.0f} ({row['embed_ms'] / base['embed_ms']:.1f}x)".rjust(16)
