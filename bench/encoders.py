@@ -5,9 +5,10 @@
 
 `RUN` holds a factorization of a world (`coldstart factorize WORLD --run RUN`). For each
 encoder of `training.encoders.available_encoders()` (or those named), in one process on the
-same factorization: cache the world's mels for its front end, train it into `DIR/<name>/`
-(CNN only; the same epochs and crops for all), evaluate it, and time the embedding of a
-30-s clip through its front end and `embed_mel` (median of 5, torch's threads as set).
+same factorization and split: cache the world's mels for its front end, train it into
+`DIR/<name>/` (CNN only; the same epochs and crops for all), evaluate it, and time the
+embedding of a 30-s clip through its front end and `embed_mel` (median of 5, torch's
+threads as set).
 Prints, per encoder, its mAP@500 / AUC on all test songs, cold tracks and cold artists,
 its weights (trainable ones in brackets), training seconds and embedding milliseconds,
 each beside the ratio to the first encoder's. An encoder whose trained weights cannot be
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 
+from artifacts.run_layout import FACTORIZATION_DIR, SPLIT_DIR
 from audio.cache import featurize_dataset
 from evaluation.report import evaluate_run
 from factorization.run import dataset_root_of, load_factorization
@@ -63,7 +65,9 @@ def measure(run: Path, out: Path, name: str, settings: CNNSettings) -> dict[str,
     featurize_dataset(dataset, config=default_front_end(name), progress=False)
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(run / "factorization", folder / "factorization")
+    for part in (FACTORIZATION_DIR, SPLIT_DIR):  # the split names each test song's kind
+        if (run / part).is_dir():
+            shutil.copytree(run / part, folder / part)
     started = time.perf_counter()
     try:
         train_run(
