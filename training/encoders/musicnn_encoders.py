@@ -79,7 +79,9 @@ class MusicnnMsdDims(MusicnnDims):
 
     `frozen`: the pretrained network stays as trained (only the head learns), and its tag
     head with it (`tag_names`, set by `MusicnnMsdEncoder.fresh` from the weights; empty for
-    a fine-tuned network). `wheel_sha256`: the sha256 of the wheel the weights were read
+    a fine-tuned network). The default: in the same training time it scored above
+    fine-tuning on a 600-song world (BENCHMARKS.md, `bench/encoders.py`), and it keeps the
+    tags. `wheel_sha256`: the sha256 of the wheel the weights were read
     from (None only before `fresh` filled it in).
     """
 
