@@ -35,6 +35,7 @@ from training.encoders import (
     encoder_class,
 )
 from training.encoders.base import ClipTooShortError, ContentEncoder
+from training.encoders.musicnn_weights import WHEEL_SHA256
 from training.inference import embed_audio, embed_cached, predict_cached, track_vector
 from training.run import train_run
 
@@ -94,6 +95,9 @@ def test_it_trains_from_the_cache_of_its_own_front_end(
     assert encoder.name == name and type(encoder) is encoder_class(name)
     assert encoder.config == default_front_end(name) == cache.config
     assert (folder / CONFIG_FILE).is_file()
+    if name in PRETRAINED:  # where its starting weights came from, in encoder.json and manifest
+        saved = json.loads((folder / CONFIG_FILE).read_text())["dims"]["wheel_sha256"]
+        assert saved == manifest["parameters"]["dims"]["wheel_sha256"] == WHEEL_SHA256
 
 
 def test_the_checkpoint_predicts_what_training_predicted(
