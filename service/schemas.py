@@ -97,6 +97,19 @@ class UploadOnMap(BaseModel):
     neighbours: list[MapPoint]
 
 
+class TagScore(BaseModel):
+    """A tag of the model's tag head (MSD_musicnn's 50 Last.fm tags) and its probability."""
+
+    tag: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+TAGS_DESCRIPTION = (
+    "The recording's most probable tags (top 5, most probable first), when the served model"
+    " carries a tag head (musicnn-msd); null for a model without one."
+)
+
+
 class SimilarResponse(BaseModel):
     model_version: str
     space: Space
@@ -109,6 +122,7 @@ class SimilarResponse(BaseModel):
     on_map: UploadOnMap | None = Field(
         default=None, description="null when the model version carries no map of the space."
     )
+    tags: list[TagScore] | None = Field(default=None, description=TAGS_DESCRIPTION)
 
 
 class TrackSimilarResponse(BaseModel):
@@ -131,6 +145,11 @@ class Track(BaseModel):
     has_audio: bool
     added_at: datetime
     spaces: list[Space] = Field(description="Index spaces that hold a vector for it.")
+    tags: list[TagScore] | None = Field(
+        default=None,
+        description=TAGS_DESCRIPTION + " GET /v1/tracks/{id} hears the track's stored audio"
+        " (null when it has none).",
+    )
 
 
 class TrackCreated(Track):

@@ -4,15 +4,20 @@ the recording a track plays, and what an upload's answer says about its audio.""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from catalogue import Catalogue, TrackRecord
+from audio.errors import AudioError
+from catalogue import Catalogue, InvalidAudio, TrackRecord
 from corpus.dataset import find_audio
 from service import schemas
 from service.errors import NotFound
 from service.serving import ServedState, Serving
-from training.inference import Embedding
+from training.inference import Embedding, embed_audio
+
+# Tracks whose tags GET /v1/tracks/{id} keeps (each costs a pass of the encoder to hear).
+TAG_CACHE_SIZE = 4096
 
 # A song's (title, artist, has stored audio) as result rows show it, kept per process.
 SongRow = tuple[str, str, bool]
@@ -25,6 +30,13 @@ MEDIA_TYPES = {
     "opus": "audio/ogg",
     "m4a": "audio/mp4",
 }
+
+
+def tag_scores(embedding: Embedding) -> list[schemas.TagScore] | None:
+    """An embedding's top tags as the API returns them; None from a model without tags."""
+    if embedding.tags is None:
+        return None
+    return [schemas.TagScore(tag=tag, probability=p) for tag, p in embedding.tags]
 
 
 def audio_info(embedding: Embedding) -> schemas.AudioInfo:
@@ -62,6 +74,8 @@ class Views:
         self._song_rows: dict[str, SongRow] = {}
         self._rows_lock = threading.Lock()
         self._forgotten = 0  # forget() calls so far
+        self._tags_lock = threading.Lock()
+        self._tags: OrderedDict[tuple[str, str], list[schemas.TagScore] | None] = OrderedDict()
 
     def records(self, song_ids: Iterable[str]) -> dict[str, TrackRecord]:
         """The catalogue rows of `song_ids` (ids it does not hold are left out)."""
@@ -155,7 +169,31 @@ class Views:
         record = self.records([track_id]).get(track_id)
         if record is None:
             raise NotFound(f"no track {track_id!r}", code="track_not_found")
-        return self.track_view(serving, record)
+        view = self.track_view(serving, record)
+        if serving.version.encoder.tag_names:
+            view.tags = self._stored_audio_tags(serving, record)
+        return view
+
+    def _stored_audio_tags(
+        self, serving: Serving, record: TrackRecord
+    ) -> list[schemas.TagScore] | None:
+        """The track's top tags, heard from its stored audio by the served encoder (once
+        per version and track: `TAG_CACHE_SIZE` kept); None without usable audio."""
+        key = (serving.version.version_id, record.id)
+        with self._tags_lock:
+            if key in self._tags:
+                self._tags.move_to_end(key)
+                return self._tags[key]
+        try:
+            path, _ = self.audio_file(record.id)
+            tags = tag_scores(embed_audio(serving.version.encoder, path, name=record.id))
+        except (NotFound, AudioError, InvalidAudio, OSError):
+            tags = None
+        with self._tags_lock:
+            self._tags[key] = tags
+            while len(self._tags) > TAG_CACHE_SIZE:
+                self._tags.popitem(last=False)
+        return tags
 
     def track_view(self, serving: Serving, record: TrackRecord) -> schemas.Track:
         """A track as `serving` holds it: its spaces and whether it is new."""

@@ -13,6 +13,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
+def musicnn_cache() -> Path:
+    """The teacher's weights' cache root for the tests (`tests.teacher`), or a skip."""
+    from tests.teacher import teacher_cache
+
+    return teacher_cache()
+
+
+@pytest.fixture(scope="session")
 def audio_assets() -> Path:
     """`tests/assets/audio/`: short excerpts of real, freely licensed recordings (MANIFEST.md)."""
     return REPO_ROOT / "tests" / "assets" / "audio"

@@ -45,7 +45,7 @@ from training.checkpoint import MANIFEST_KIND, load_encoder, save_encoder
 from training.content_space import fit_content_space
 from training.datamodule import MelDataModule
 from training.encoders import DEFAULT_ENCODER, build_encoder, encoder_class
-from training.encoders.base import ContentEncoder, EncoderDims
+from training.encoders.base import ContentEncoder, EncoderDims, EncoderWeightsError
 from training.inference import predict_cached
 from training.lightning_module import BestWeights, ContentModel
 from training.run_data import (
@@ -183,11 +183,13 @@ def is_global_zero() -> bool:
 
 
 # Messages of Lightning and torch that tell a user nothing about their run: the advertising
-# tip, torch's deprecation of a class Lightning still uses, and the note that an epoch has
-# fewer batches than the logging interval (tiny demo worlds).
+# tip, torch's deprecation of a class Lightning still uses, the note that an epoch has
+# fewer batches than the logging interval (tiny demo worlds), and the note that modules are
+# in eval mode (a frozen pretrained network, `musicnn-msd`, is so on purpose).
 LIBRARY_CHATTER = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     r".*smaller than the logging interval",
+    r".*module\(s\) in eval mode at the start of training",
 )
 
 
@@ -223,7 +225,8 @@ def starting_encoder(
     from: a fresh `settings.encoder` behind its own front end, or the encoder saved in
     `init_from` (its architecture must be `settings.encoder`; see `initial_encoder`) with
     the content embedding's size of `settings.dims` (the architecture's default when None).
-    `data` must read the mel cache of that front end (`TrainingError` otherwise)."""
+    `data` must read the mel cache of that front end (`TrainingError` otherwise, and when
+    the trained weights a fresh encoder starts from cannot be had)."""
     architecture = encoder_class(settings.encoder)
     if init_from is None:
         if data.cache.config != architecture.default_front_end:
@@ -233,10 +236,13 @@ def starting_encoder(
                 f" cache {data.cache.cache_dir}: read the run through its cache"
                 " (RunData.with_front_end)"
             )
-        net = build_encoder(
-            settings.encoder, settings.dims, n_factors=data.factorization.n_factors
-        ).train()
-        return net, None
+        try:
+            net = build_encoder(
+                settings.encoder, settings.dims, n_factors=data.factorization.n_factors
+            )
+        except EncoderWeightsError as error:
+            raise TrainingError(f"cannot start a {settings.encoder} encoder: {error}") from error
+        return net.train(), None
     net, digest = initial_encoder(Path(init_from), data)
     if net.name != settings.encoder:
         raise TrainingError(

@@ -41,6 +41,9 @@ from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
 from training.checkpoint import load_encoder
 from training.encoders.base import ClipTooShortError, ContentEncoder, EncoderDims
 
+# Tags an embedding reports (`Embedding.tags`), the most probable first.
+TOP_TAGS = 5
+
 
 class MelSource(Protocol):
     """What the loaders read: `audio.cache.MelCache`, or any store of log-mels by song id."""
@@ -82,7 +85,9 @@ class Embedding:
     `seconds` of audio (`truncated`: the
     input was longer than the decode limit; `normalised`: it peaked at `peak_dbfs`, above
     full scale, and was scaled down to it); the container it was read from (one of
-    `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds."""
+    `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds; `tags`, for an
+    encoder with a tag head, its `TOP_TAGS` most probable tags with their probabilities
+    (None without one)."""
 
     factors: np.ndarray
     content: np.ndarray
@@ -95,6 +100,7 @@ class Embedding:
     decode_ms: float
     features_ms: float
     model_ms: float
+    tags: tuple[tuple[str, float], ...] | None = None
 
     @property
     def extension(self) -> str:
@@ -123,9 +129,13 @@ def embed_audio(
         mel = encoder.front_end(torch.from_numpy(decoded.samples))
         featured_at = time.perf_counter()
         try:
-            factors, content = (row[0].numpy().astype(np.float32) for row in encoder.embed_mel(mel))
+            pooled = encoder.pooled_mel(mel)
         except ClipTooShortError as error:
             raise AudioError("too_short", label, str(error)) from error
+        factors, content = (
+            row[0].numpy().astype(np.float32) for row in encoder.embed_pooled(pooled)
+        )
+        tags = encoder.tag_probabilities(pooled)[0].numpy() if encoder.tag_names else None
     vector = track_vector(encoder.dims, factors, content)
     check_finite(vector, label, "predicted vector")
     done = time.perf_counter()
@@ -141,7 +151,19 @@ def embed_audio(
         decode_ms=(decoded_at - started) * 1e3,
         features_ms=(featured_at - decoded_at) * 1e3,
         model_ms=(done - featured_at) * 1e3,
+        tags=None if tags is None else top_tags(encoder.tag_names, tags),
     )
+
+
+def top_tags(
+    names: Sequence[str], probabilities: np.ndarray, k: int = TOP_TAGS
+) -> tuple[tuple[str, float], ...]:
+    """The `k` most probable of `names` with their probabilities (len(names),), most
+    probable first."""
+    if len(names) != probabilities.shape[-1]:
+        raise ValueError(f"{len(names)} tag names for {probabilities.shape[-1]} probabilities")
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return tuple((names[i], float(probabilities[i])) for i in order)
 
 
 def predict_cached(

@@ -12,7 +12,7 @@ from service.deps import K, RuntimeDep, SpaceQuery
 from service.errors import responses
 from service.schemas import SimilarResponse, SongHit, Timings
 from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
-from service.views import audio_info
+from service.views import audio_info, tag_scores
 
 router = APIRouter(tags=["similar"])
 
@@ -65,4 +65,5 @@ async def similar_to_upload(
             total_ms=(time.perf_counter() - started) * 1e3,
         ),
         on_map=result.on_map,
+        tags=tag_scores(embedding),
     )

@@ -15,7 +15,7 @@ from service.deps import K, RuntimeDep, SpaceQuery, WriteAccess
 from service.errors import responses
 from service.schemas import Timings, Track, TrackCreated, TrackSimilarResponse
 from service.uploads import AUDIO_UPLOAD_OPENAPI, SingleValuedForm, read_upload
-from service.views import audio_info
+from service.views import audio_info, tag_scores
 
 router = APIRouter(tags=["tracks"])
 TrackId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -77,12 +77,13 @@ async def add_track(
     )
     response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # ids may be any text
     return TrackCreated(
-        **track.model_dump(),
+        **track.model_dump(exclude={"tags"}),
         model_version=runtime.require_version().version_id,
         placement=placed.placement,
         cf_vector=placed.cf_vector.tolist(),
         content_vector=placed.content_vector.tolist(),
         audio=audio_info(embedding),
+        tags=tag_scores(embedding),
         timings=Timings(
             decode_ms=embedding.decode_ms,
             features_ms=embedding.features_ms,

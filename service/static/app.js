@@ -33,23 +33,15 @@ function fillTable(table, results) {
   table.hidden = results.length === 0;
 }
 
-/** The answer's `tags`, if it has any: strings, {tag|name|label, score|probability}, or {tag: score}. */
+/** The answer's `tags` ([{tag, probability}], most probable first; null from a model without a tag head). */
 function fillTags(container, tags) {
   container.replaceChildren();
-  const list = Array.isArray(tags) ? tags : tags && typeof tags === "object" ? Object.entries(tags) : [];
-  for (const tag of list) {
-    let name = tag;
-    let score;
-    if (Array.isArray(tag)) [name, score] = tag;
-    else if (tag && typeof tag === "object") {
-      name = tag.tag ?? tag.name ?? tag.label ?? "";
-      score = tag.score ?? tag.probability ?? tag.confidence;
-    }
-    const chip = element("span", { className: "tag", text: String(name), parent: container });
-    if (typeof score === "number") element("small", { text: score.toFixed(2), parent: chip });
+  for (const { tag, probability } of tags ?? []) {
+    const chip = element("span", { className: "tag", text: tag, parent: container });
+    element("small", { text: probability.toFixed(2), parent: chip });
   }
-  if (list.length) container.prepend(element("span", { className: "muted", text: "tags" }));
-  container.hidden = list.length === 0;
+  if (tags?.length) container.prepend(element("span", { className: "muted", text: "tags" }));
+  container.hidden = !tags?.length;
 }
 
 let mapRequests = 0; // only the latest request draws: an older one may answer later

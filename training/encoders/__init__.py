@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 ARCHITECTURES: dict[str, str] = {
     "dieleman": "training.encoders.dieleman:DielemanEncoder",
     "samplecnn": "training.encoders.samplecnn:SampleCNNEncoder",
+    "musicnn": "training.encoders.musicnn_encoders:MusicnnEncoder",
+    "musicnn-msd": "training.encoders.musicnn_encoders:MusicnnMsdEncoder",
 }
 # What `coldstart train`, `featurize`, `pipeline` and `demo` use when no --encoder is given.
 DEFAULT_ENCODER = "dieleman"
@@ -67,7 +69,8 @@ def build_encoder(
     *,
     n_factors: int | None = None,
 ) -> ContentEncoder:
-    """A fresh encoder of architecture `name` (weights drawn from torch's generator).
+    """A fresh encoder of architecture `name` (`ContentEncoder.fresh`: weights drawn from
+    torch's generator, or the trained weights it starts from).
 
     `dims` None: the architecture's defaults; `config` None: its default front end;
     `n_factors` overrides the dims' (training sets it to the factorization's).
@@ -76,7 +79,7 @@ def build_encoder(
     sizes = cls.dims_type() if dims is None else dims
     if n_factors is not None:
         sizes = dataclasses.replace(sizes, n_factors=n_factors)
-    return cls(sizes, cls.default_front_end if config is None else config)
+    return cls.fresh(sizes, cls.default_front_end if config is None else config)
 
 
 def default_front_end(name: str) -> FrontEndConfig:

@@ -19,6 +19,11 @@ What an architecture provides (class attributes, then the one method):
   model input (B, input_bands, frames) float32, exactly what `audio.frontend.log_mel`
   stores in the mel cache for `config`) and `self.head` (pooled features
   (B, pooled_dims) -> factors (B, n_factors));
+- `fresh(dims, config)` (a class method; the base's builds `cls(dims, config)`): the
+  encoder a fit starts from, where an architecture starts from trained weights
+  (`musicnn-msd`); loading a checkpoint builds `cls(dims, config)` and loads its weights;
+- `tag_names` and `tag_probabilities(pooled)`, for an architecture that carries a tag head
+  over its pooled features (the base's: none);
 - `pool(mel, lengths)`: model input (B, input_bands, T) float32 -> globally pooled
   features (B, pooled_dims); `lengths` (B,) int the real frames of each row of a
   zero-padded batch, or None. A padded row must give the vector it gives alone (mask
@@ -45,6 +50,11 @@ from audio.config import FrontEndConfig
 # real-music check (BENCHMARKS.md) they group as the full 384 do, at a third of the bytes.
 CONTENT_DIMS = 128
 RMS_EPS = 1e-6
+
+
+class EncoderWeightsError(RuntimeError):
+    """The trained weights an architecture starts from (`ContentEncoder.fresh`) are missing
+    and cannot be had; the message says what to run."""
 
 
 class ClipTooShortError(ValueError):
@@ -104,6 +114,19 @@ class EncoderDims(ABC):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def dense_head(
+    pooled_dims: int, hidden: tuple[int, ...], dropout: float, n_factors: int
+) -> nn.Sequential:
+    """Pooled features (B, pooled_dims) -> factors (B, n_factors): a dense layer with ReLU per
+    width of `hidden`, then a linear output, each after a dropout of `dropout`."""
+    layers: list[nn.Module] = []
+    width = pooled_dims
+    for units in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
+        width = units
+    return nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(width, n_factors))
+
+
 def masked_global_pool(features: Tensor, lengths: Tensor | None) -> Tensor:
     """Mean, max and L2 (root mean square) over time of `features` (B, C, T) -> (B, 3C).
 
@@ -122,18 +145,6 @@ def masked_global_pool(features: Tensor, lengths: Tensor | None) -> Tensor:
     peak = features.masked_fill(~valid, float("-inf")).amax(dim=2)
     rms = (zeroed.square().sum(dim=2) / count + RMS_EPS).sqrt()
     return torch.cat([mean, peak, rms], dim=1)
-
-
-def dense_head(in_dims: int, hidden: tuple[int, ...], dropout: float, n_factors: int) -> nn.Module:
-    """Pooled features (B, in_dims) -> factors (B, n_factors): dropout before each dense
-    layer, ReLU after each of the `hidden` ones."""
-    layers: list[nn.Module] = []
-    width = in_dims
-    for units in hidden:
-        layers += [nn.Dropout(dropout), nn.Linear(width, units), nn.ReLU(inplace=True)]
-        width = units
-    layers += [nn.Dropout(dropout), nn.Linear(width, n_factors)]
-    return nn.Sequential(*layers)
 
 
 class ContentEncoder(nn.Module, ABC):
@@ -170,6 +181,22 @@ class ContentEncoder(nn.Module, ABC):
                 "content_projection", torch.eye(dims.pooled_dims)[:, : dims.embedding_dims]
             )
 
+    @classmethod
+    def fresh(cls, dims: EncoderDims, config: FrontEndConfig) -> Self:
+        """The encoder a fit from scratch starts from: `cls(dims, config)`, its weights drawn
+        from torch's generator (an architecture that starts from trained weights loads them
+        here, raising `EncoderWeightsError` when they cannot be had)."""
+        return cls(dims, config)
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """The labels of the tag head over the pooled features; empty: no tag head."""
+        return ()
+
+    def tag_probabilities(self, pooled: Tensor) -> Tensor:
+        """Pooled features (B, pooled_dims) -> each tag's probability (B, len(tag_names))."""
+        return pooled[:, :0]
+
     @property
     def input_bands(self) -> int:
         """Rows of the model input per frame (the front end's mel bands)."""
@@ -204,7 +231,11 @@ class ContentEncoder(nn.Module, ABC):
     def embed_mel(self, mel: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Model input (B, input_bands, T) -> (factors (B, n_factors), content (B,
         embedding_dims)) from one pass (see `pooled_mel`)."""
-        pooled = self.pooled_mel(mel, lengths)
+        return self.embed_pooled(self.pooled_mel(mel, lengths))
+
+    def embed_pooled(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """Pooled features (B, pooled_dims) -> (factors (B, n_factors), content (B,
+        embedding_dims)): what `embed_mel` gives, for a caller that also wants the tags."""
         factors = self.head(pooled)
         if self.dims.content_dims is None:
             return factors, factors

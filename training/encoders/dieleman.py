@@ -29,12 +29,7 @@ from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
 from audio.mel import LogMel
-from training.encoders.base import (
-    ContentEncoder,
-    EncoderDims,
-    dense_head,
-    masked_global_pool,
-)
+from training.encoders.base import ContentEncoder, EncoderDims, dense_head, masked_global_pool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +108,7 @@ class DielemanEncoder(ContentEncoder):
                 layers.append(nn.MaxPool1d(dims.pools[index]))
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
-        self.head = dense_head(3 * in_channels, dims.hidden, dims.dropout, dims.n_factors)
+        self.head = dense_head(dims.pooled_dims, dims.hidden, dims.dropout, dims.n_factors)
 
     def pool(self, mel: Tensor, lengths: Tensor | None) -> Tensor:
         features = self.convs(self.input_norm(mel))

@@ -93,7 +93,8 @@ class Musicnn(nn.Module):
     waveforms -> the same (`features`), the front end (`front_end`) inside.
 
     `tag_names`: the tag head's labels (the wheel's `MSD_LABELS` for `MSD_musicnn`); empty,
-    no tag head (logits of width 0). The defaults of the widths are the wheel's.
+    no tag head (logits of width 0). The defaults of the widths are the wheel's; `config`
+    the front end (96 bands: the timbral filters span 38 and 67 of them).
     """
 
     def __init__(
@@ -102,10 +103,16 @@ class Musicnn(nn.Module):
         width: float = 1.6,
         mid_end_filters: int = 64,
         penultimate_units: int = 200,
+        config: FrontEndConfig = MUSICNN_FRONT_END,
     ) -> None:
         super().__init__()
+        if config.n_mels != MUSICNN_FRONT_END.n_mels:
+            raise ValueError(
+                f"musicnn's timbral filters span {TIMBRAL_BANDS} of"
+                f" {MUSICNN_FRONT_END.n_mels} mel bands; this front end has {config.n_mels}"
+            )
         self.tag_names = tuple(tag_names)
-        self.config = MUSICNN_FRONT_END
+        self.config = config
         self.front_end = LogMel(self.config)
         timbral_filters, temporal_filters = int(width * 128), int(width * 32)
         front_dims = len(TIMBRAL_BANDS) * timbral_filters + len(TEMPORAL_FRAMES) * temporal_filters
@@ -194,8 +201,9 @@ class Musicnn(nn.Module):
             layers.append(in_clip(block(layers[-1]) + layers[-1]))
         return torch.cat(layers, dim=1)
 
-    def forward(self, mel: Tensor, lengths: Tensor | None = None) -> MusicnnFeatures:
-        """Log-mels (B, 96, T) -> `MusicnnFeatures`; `lengths` as in `frame_features`."""
+    def pool(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Log-mels (B, 96, T) -> the max and mean over time of the frame features,
+        interleaved (B, pooled_dims); `lengths` as in `frame_features`."""
         frames = self.frame_features(mel, lengths)
         if lengths is None:
             peak, mean = frames.amax(dim=2), frames.mean(dim=2)
@@ -203,10 +211,22 @@ class Musicnn(nn.Module):
             valid = torch.arange(frames.shape[2], device=frames.device) < lengths[:, None]
             peak = frames.masked_fill(~valid[:, None], float("-inf")).amax(dim=2)
             mean = frames.sum(dim=2) / lengths.to(frames.dtype)[:, None]  # zero past the end
-        pooled = torch.stack([peak, mean], dim=2).flatten(1)  # max0, mean0, max1, ...
-        penultimate = self.penultimate(self.pooled_norm(pooled))
-        logits = penultimate[:, :0] if self.tags is None else self.tags(penultimate)
-        return MusicnnFeatures(pooled, penultimate, logits)
+        return torch.stack([peak, mean], dim=2).flatten(1)  # max0, mean0, max1, ...
+
+    def back_end(self, pooled: Tensor) -> Tensor:
+        """Pooled features (B, pooled_dims) -> the penultimate features (B, penultimate_dims)."""
+        return self.penultimate(self.pooled_norm(pooled))
+
+    def tag_logits(self, penultimate: Tensor) -> Tensor:
+        """Penultimate features (B, penultimate_dims) -> tag logits (B, n_tags); (B, 0)
+        without a tag head."""
+        return penultimate[:, :0] if self.tags is None else self.tags(penultimate)
+
+    def forward(self, mel: Tensor, lengths: Tensor | None = None) -> MusicnnFeatures:
+        """Log-mels (B, 96, T) -> `MusicnnFeatures`; `lengths` as in `frame_features`."""
+        pooled = self.pool(mel, lengths)
+        penultimate = self.back_end(pooled)
+        return MusicnnFeatures(pooled, penultimate, self.tag_logits(penultimate))
 
     def features(self, waveform: Tensor) -> MusicnnFeatures:
         """Mono waveforms (B, samples) or (samples,) at 16 kHz -> `MusicnnFeatures`."""

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from artifacts.files import file_lock, write_atomic
 from artifacts.manifest import ArtifactError, read_manifest, sha256_file, write_manifest
+from training.encoders.base import EncoderWeightsError
 from training.encoders.musicnn import MID_END_LAYERS, TEMPORAL_FRAMES, TIMBRAL_BANDS, Musicnn
 from training.encoders.tf_checkpoint import CheckpointFormatError, read_checkpoint
 
@@ -63,7 +64,7 @@ _NORM_PARTS = {
 }
 
 
-class MusicnnWeightsError(RuntimeError):
+class MusicnnWeightsError(EncoderWeightsError):
     """The weights are missing and cannot be fetched, or the wheel is not the one pinned;
     the message says what to run."""
 

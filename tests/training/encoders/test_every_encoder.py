@@ -23,6 +23,7 @@ from audio.cache import MelCache, default_cache_dir, featurize_dataset
 from audio.config import FrontEndConfig
 from audio.frontend import model_input
 from tests import narrowband
+from tests.teacher import PRETRAINED, use_teacher_cache
 from tests.tiny import tiny_settings
 from training.checkpoint import CONFIG_FILE, MANIFEST_KIND, load_encoder, save_encoder
 from training.encoders import (
@@ -34,6 +35,7 @@ from training.encoders import (
     encoder_class,
 )
 from training.encoders.base import ClipTooShortError, ContentEncoder
+from training.encoders.musicnn_weights import WHEEL_SHA256
 from training.inference import embed_audio, embed_cached, predict_cached, track_vector
 from training.run import train_run
 
@@ -54,7 +56,11 @@ def test_the_table_is_consistent() -> None:
             assert dims.min_frames <= cls.default_front_end.window_frames
 
 
-@pytest.fixture(scope="module", params=ENCODERS)
+@pytest.fixture(
+    scope="module",
+    # Training from the teacher's whole network takes minutes on two cores.
+    params=[pytest.param(n, marks=pytest.mark.slow) if n in PRETRAINED else n for n in ENCODERS],
+)
 def trained(
     request: pytest.FixtureRequest,
     tiny_world: Path,
@@ -67,6 +73,8 @@ def trained(
     with pytest.MonkeyPatch.context() as monkeypatch:
         if name == narrowband.NAME:
             narrowband.register(monkeypatch)
+        if name in PRETRAINED:
+            use_teacher_cache(request, monkeypatch)
         run = tmp_path_factory.mktemp(f"run-{name}")
         shutil.copytree(trained_run / "factorization", run / "factorization")
         config = default_front_end(name)
@@ -89,6 +97,9 @@ def test_it_trains_from_the_cache_of_its_own_front_end(
     assert encoder.name == name and type(encoder) is encoder_class(name)
     assert encoder.config == default_front_end(name) == cache.config
     assert (folder / CONFIG_FILE).is_file()
+    if name in PRETRAINED:  # where its starting weights came from, in encoder.json and manifest
+        saved = json.loads((folder / CONFIG_FILE).read_text())["dims"]["wheel_sha256"]
+        assert saved == manifest["parameters"]["dims"]["wheel_sha256"] == WHEEL_SHA256
 
 
 def test_the_checkpoint_predicts_what_training_predicted(
@@ -143,9 +154,13 @@ def test_serving_a_real_recording_agrees_with_training(
 
 
 @pytest.mark.parametrize("name", available_encoders())
-def test_a_padded_batch_gives_each_clip_its_own_vectors(name: str) -> None:
+def test_a_padded_batch_gives_each_clip_its_own_vectors(
+    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What the protocol asks of `pool`: padding takes no part, so a zero-padded batch of
     clips of any length (at least `min_frames`) gives the vectors each gives alone."""
+    if name in PRETRAINED:
+        use_teacher_cache(request, monkeypatch)
     torch.manual_seed(1)
     encoder = build_encoder(name, encoder_class(name).small_dims).eval()
     shortest, window = encoder.dims.min_frames, encoder.config.window_frames
@@ -164,7 +179,11 @@ def test_a_padded_batch_gives_each_clip_its_own_vectors(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", available_encoders())
-def test_a_fresh_encoder_is_built_behind_its_default_front_end(name: str) -> None:
+def test_a_fresh_encoder_is_built_behind_its_default_front_end(
+    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if name in PRETRAINED:
+        use_teacher_cache(request, monkeypatch)
     torch.manual_seed(0)
     encoder: ContentEncoder = build_encoder(name, n_factors=5)
     assert encoder.dims.n_factors == 5 and encoder.config == default_front_end(name)

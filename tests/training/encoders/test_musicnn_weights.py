@@ -6,13 +6,18 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from cli.main import app
-from training.encoders.musicnn import Musicnn
+from training.encoder_fit import CNNSettings, starting_encoder
+from training.encoders import build_encoder
+from training.encoders.base import EncoderWeightsError
+from training.encoders.musicnn import MUSICNN_FRONT_END, Musicnn
 from training.encoders.musicnn_weights import (
     CACHE_ENV,
     FETCH_COMMAND,
@@ -25,6 +30,7 @@ from training.encoders.musicnn_weights import (
     fetch_weights,
     load_weights,
 )
+from training.run_data import TrainingError
 
 REFERENCE = (
     Path(__file__).resolve().parents[2] / "assets" / "musicnn" / "msd_musicnn_reference.json"
@@ -67,6 +73,22 @@ def test_missing_weights_without_network_name_the_command_to_run(
     assert result.exit_code == 1
     assert "error:" in result.output and FETCH_COMMAND in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_musicnn_msd_encoder_without_its_weights_names_the_command_to_run(
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit that starts from the teacher's weights, offline and without a cache: the
+    encoders' domain error naming what to run, before any training."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    with pytest.raises(EncoderWeightsError, match=FETCH_COMMAND):
+        build_encoder("musicnn-msd", n_factors=8)
+    # what `coldstart train` reports as an error (no traceback)
+    data: Any = SimpleNamespace(
+        cache=SimpleNamespace(config=MUSICNN_FRONT_END), factorization=SimpleNamespace(n_factors=8)
+    )
+    with pytest.raises(TrainingError, match=FETCH_COMMAND):
+        starting_encoder(data, CNNSettings(encoder="musicnn-msd"), None)
 
 
 def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
