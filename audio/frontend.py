@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import DEFAULT_LIMITS, DecodedAudio, DecodeLimits, decode_audio, source_name
 from audio.errors import AudioError
-from audio.mel import LogMel
+from audio.mel import LogMel, waveform_batch
 
 # Below this RMS (-80 dBFS) a clip is treated as silence: a few LSBs of 16-bit dither,
 # whose mel power sits at the `log_offset` floor and carries nothing to learn from.
@@ -111,13 +111,7 @@ class Waveform(nn.Module):
     config's rate -> model input (batch, 1, n) float32, the samples as they are."""
 
     def forward(self, waveform: Tensor) -> Tensor:
-        if waveform.ndim == 1:
-            waveform = waveform[None]
-        if waveform.ndim != 2:
-            raise ValueError(
-                f"expected (batch, samples) or (samples,), got {tuple(waveform.shape)}"
-            )
-        return waveform.float()[:, None, :]
+        return waveform_batch(waveform)[:, None, :]
 
 
 def mel_windows(

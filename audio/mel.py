@@ -126,6 +126,15 @@ def log_compress(mel_power: Tensor, compression: str, log_offset: float) -> Tens
     raise ValueError(f"unknown log compression {compression!r} (log or log10_1p)")
 
 
+def waveform_batch(waveform: Tensor) -> Tensor:
+    """Samples (batch, n) or (n,) -> (batch, n) float32: what every front end module takes."""
+    if waveform.ndim == 1:
+        waveform = waveform[None]
+    if waveform.ndim != 2:
+        raise ValueError(f"expected (batch, samples) or (samples,), got {tuple(waveform.shape)}")
+    return waveform.float()
+
+
 class LogMel(nn.Module):
     """Waveform (batch, samples) or (samples,) at `config.sample_rate` -> log-mel
     (batch, n_mels, 1 + samples // hop_length) float32.
@@ -157,14 +166,8 @@ class LogMel(nn.Module):
         )
 
     def forward(self, waveform: Tensor) -> Tensor:
-        if waveform.ndim == 1:
-            waveform = waveform[None]
-        if waveform.ndim != 2:
-            raise ValueError(
-                f"expected (batch, samples) or (samples,), got {tuple(waveform.shape)}"
-            )
         spectrum = torch.stft(
-            waveform.float(),
+            waveform_batch(waveform),
             n_fft=self.config.n_fft,
             hop_length=self.config.hop_length,
             window=self.window,
