@@ -5,7 +5,9 @@ averaged (as librosa's `to_mono` does: FFmpeg's own downmix adds stereo channels
 -3 dB, which lifts peaks above full scale) and FFmpeg's resampler brings the mono signal
 to `config.sample_rate` as it streams. Decoding stops once `limits.max_seconds` are
 out, so a two-hour upload costs no more than a ten-minute one, and a file above
-`limits.max_bytes` is refused before it is read. Every failure is an `AudioError`.
+`limits.max_bytes` is refused before it is read. Every failure is an `AudioError`, except
+running out of memory (`MemoryError`, FFmpeg's included): that is the machine's limit,
+not the file's fault (the service's decode workers answer it with its own code).
 
 The one rule on sample values lives here (`sample_peak`), so that the service, `coldstart
 featurize` and `coldstart validate` judge a file alike: a NaN or infinite sample refuses
@@ -114,10 +116,10 @@ def decode_audio(
     """
     label = source_name(source, name)
     if isinstance(source, bytes):
-        _check_size(len(source), limits, label)
+        check_size(len(source), limits, label)
         return _decode(io.BytesIO(source), config, limits, label)
     with open(source, "rb") as handle:
-        _check_size(os.fstat(handle.fileno()).st_size, limits, label)
+        check_size(os.fstat(handle.fileno()).st_size, limits, label)
         return _decode(handle, config, limits, label)
 
 
@@ -138,7 +140,8 @@ def sample_peak(samples: np.ndarray, name: str) -> float:
     return peak
 
 
-def _check_size(n_bytes: int, limits: DecodeLimits, name: str) -> None:
+def check_size(n_bytes: int, limits: DecodeLimits, name: str) -> None:
+    """Refuse a file of `n_bytes` before reading it: `AudioError` "empty" or "too_large"."""
     if n_bytes == 0:
         raise AudioError("empty", name, "the file is empty (0 bytes)")
     if n_bytes > limits.max_bytes:
@@ -161,6 +164,8 @@ def _decode(
             options={"format_whitelist": ",".join(ALLOWED_FORMATS)},
             metadata_errors="replace",
         )
+    except MemoryError:  # FFmpeg's ENOMEM (`av.MemoryError`): a limit, not a bad file
+        raise
     except av.FFmpegError as error:
         raise AudioError("undecodable", name, f"not an audio file ({_reason(error)})") from error
     with container:
@@ -252,6 +257,8 @@ def _mono_blocks(
             frame = next(frames)
         except StopIteration:
             break
+        except MemoryError:  # not damage: the caller's limit (see `_decode`)
+            raise
         except av.FFmpegError as error:
             if decoded_any:
                 break

@@ -17,6 +17,9 @@ AudioErrorCode = Literal[
     "too_large",
     "invalid_samples",
     "unembeddable",
+    "decoder_failed",
+    "decode_timeout",
+    "decode_out_of_memory",
 ]
 AUDIO_ERROR_CODES: tuple[str, ...] = get_args(AudioErrorCode)
 
@@ -27,7 +30,11 @@ class AudioError(ValueError):
     `code` is one of `AUDIO_ERROR_CODES`: "undecodable" (not audio, or no frame decodes),
     "empty" (zero bytes), "too_short" (less than one window), "silent", "too_large",
     "invalid_samples" (NaN or infinite sample values), "unembeddable" (the log-mel or the
-    predicted vector is unusable, e.g. NaN or inf: nothing of it may be stored).
+    predicted vector is unusable, e.g. NaN or inf: nothing of it may be stored); and where
+    the decoding runs in a worker process with limits (`service.decode_pool`):
+    "decoder_failed" (the worker died on it, e.g. a crash in a decoder), "decode_timeout"
+    (past its wall-clock deadline or CPU seconds), "decode_out_of_memory" (past its
+    address-space limit).
     """
 
     def __init__(self, code: AudioErrorCode, source: str, reason: str) -> None:

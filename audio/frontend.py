@@ -1,16 +1,19 @@
 """Source -> checked samples -> log-mel -> 3-second windows: the front end end to end.
 
-`model_input` is what `coldstart featurize` stores in the mel cache: the `log_mel`, or for
-a waveform front end (`FrontEndConfig.representation`) the checked samples as one row;
-the embedding path (`training.inference.embed_audio`) takes `decode_usable`'s samples to
-the encoder, whose own front end module (`LogMel`, or `Waveform` here) gives the same
-numbers. Both refuse a log-mel or prediction that is not
-finite (`check_finite`) before storing anything. Decoding and the mel stay separate calls
-so that each can be timed.
+`read_model_input` is what every path from audio to a model reads: the checked samples
+(`decode_usable`) through the front end module of the config (`front_end_module`: `LogMel`,
+or `Waveform` for a waveform front end, `FrontEndConfig.representation`), with what
+decoding found and each stage's time. `coldstart featurize` stores its values in the mel
+cache (`model_input`); the embedding path (`training.inference.embed_audio`) hands them
+to the encoder, in process or, for the service's uploads, from a decode worker process
+(`service.decode_pool`). Both refuse a log-mel or prediction that is not finite
+(`check_finite`) before storing anything.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -69,9 +72,65 @@ def decode_usable(
     return decoded
 
 
+@dataclass(frozen=True)
+class ModelInput:
+    """One recording as a model reads it: `values`, its log-mel (n_mels, n_frames), or for
+    a waveform front end its samples (1, n_samples), float32, finite; what decoding found
+    (`DecodedAudio`: `seconds` decoded, `truncated`, `peak_dbfs`, `normalised`, its
+    `container`); the wall-clock milliseconds of decoding and of the front end module."""
+
+    values: np.ndarray
+    seconds: float
+    truncated: bool
+    peak_dbfs: float
+    normalised: bool
+    container: str
+    decode_ms: float
+    features_ms: float
+
+
+class Waveform(nn.Module):
+    """The front end module of a waveform model: samples (batch, n) or (n,) at the
+    config's rate -> model input (batch, 1, n) float32, the samples as they are."""
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return waveform_batch(waveform)[:, None, :]
+
+
 @cache
-def _log_mel_module(config: FrontEndConfig) -> LogMel:
-    return LogMel(config).eval()
+def front_end_module(config: FrontEndConfig) -> nn.Module:
+    """The front end module of `config`, built once per config: `LogMel`, or `Waveform`
+    for a waveform front end; in eval mode, the same numbers an encoder's own
+    `front_end` computes (its buffers follow from the config alone)."""
+    module = Waveform() if config.is_waveform else LogMel(config)
+    return module.eval()
+
+
+def read_model_input(
+    source: str | Path | bytes,
+    config: FrontEndConfig = FRONT_END,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> ModelInput:
+    """Decode `source` (`decode_usable`: refused if too short or silent) and run the front
+    end module of `config` over it; refuse values that are not finite. Raises `AudioError`."""
+    label = source_name(source, name)
+    started = time.perf_counter()
+    decoded = decode_usable(source, config, limits, name)
+    decoded_at = time.perf_counter()
+    with torch.inference_mode():
+        values = front_end_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
+    check_finite(values, label, "waveform" if config.is_waveform else "log-mel")
+    return ModelInput(
+        values=values,
+        seconds=decoded.seconds,
+        truncated=decoded.truncated,
+        peak_dbfs=decoded.peak_dbfs,
+        normalised=decoded.normalised,
+        container=decoded.container,
+        decode_ms=(decoded_at - started) * 1e3,
+        features_ms=(time.perf_counter() - decoded_at) * 1e3,
+    )
 
 
 def log_mel(
@@ -82,12 +141,9 @@ def log_mel(
 ) -> np.ndarray:
     """Decode `source`, refuse it if too short or silent, return its log-mel
     (n_mels, 1 + n_samples // hop_length) float32, finite. Raises `AudioError`."""
-    decoded = decode_usable(source, config, limits, name)
-    label = source_name(source, name)
-    with torch.inference_mode():
-        mel = _log_mel_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
-    check_finite(mel, label, "log-mel")
-    return mel
+    if config.is_waveform:
+        raise ValueError("log_mel needs a log-mel front end, not a waveform one")
+    return read_model_input(source, config, limits, name).values
 
 
 def model_input(
@@ -99,19 +155,7 @@ def model_input(
     """What a model behind `config` reads of `source`, as the cache stores it: the
     `log_mel`, or for a waveform front end the decoded samples (1, n_samples) float32,
     checked as `log_mel` checks. Raises `AudioError`."""
-    if not config.is_waveform:
-        return log_mel(source, config, limits, name)
-    samples = decode_usable(source, config, limits, name).samples
-    check_finite(samples, source_name(source, name), "waveform")
-    return np.asarray(samples, dtype=np.float32)[None]
-
-
-class Waveform(nn.Module):
-    """The front end module of a waveform model: samples (batch, n) or (n,) at the
-    config's rate -> model input (batch, 1, n) float32, the samples as they are."""
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        return waveform_batch(waveform)[:, None, :]
+    return read_model_input(source, config, limits, name).values
 
 
 def mel_windows(

@@ -1,7 +1,10 @@
 """An upload's bytes -> its factor vector under a model version, for the service.
 
-`training.inference.embed_audio` is the one embedding path; here its stage timings go into
-the metrics and audio the front end refuses becomes its HTTP error (`from_audio_error`).
+The upload is decoded and its model input computed in a decode worker process
+(`service.decode_pool`: untrusted bytes never meet FFmpeg inside the service), then
+embedded here (`training.inference.embed_model_input`, the one embedding path); the
+stages' timings go into the metrics and audio refused becomes its HTTP error
+(`from_audio_error`).
 """
 
 from __future__ import annotations
@@ -9,22 +12,26 @@ from __future__ import annotations
 from audio.decode import DecodeLimits
 from audio.errors import AudioError
 from pipeline.registry.read import LoadedVersion
+from service.decode_pool import DecodePool
 from service.errors import from_audio_error
 from service.metrics import ServiceMetrics
-from training.inference import Embedding, embed_audio
+from training.inference import Embedding, embed_model_input
 
 
 class UploadEmbedder:
     """`embed(version, data, name)`: the upload's `Embedding` with `version`'s encoder,
-    within `limits`; a `ServiceError` for refused audio."""
+    within `limits`, decoded by `pool`; a `ServiceError` for refused audio."""
 
-    def __init__(self, limits: DecodeLimits, metrics: ServiceMetrics) -> None:
+    def __init__(self, pool: DecodePool, limits: DecodeLimits, metrics: ServiceMetrics) -> None:
+        self.pool = pool
         self.limits = limits
         self.metrics = metrics
 
     def embed(self, version: LoadedVersion, data: bytes, name: str) -> Embedding:
+        encoder = version.encoder
         try:
-            embedding = embed_audio(version.encoder, data, self.limits, name)
+            audio = self.pool.read(encoder.config, data, self.limits, name)
+            embedding = embed_model_input(encoder, audio, name)
         except AudioError as error:
             raise from_audio_error(error) from error
         self.metrics.observe_stages(

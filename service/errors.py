@@ -18,6 +18,11 @@ Audio the front end refuses (`audio.errors.AudioError`) maps by its code:
     invalid_samples  422 audio_invalid_samples  decodes to NaN or infinite sample values
     unembeddable     422 audio_unembeddable     its log-mel or predicted vector is unusable
                                                 (NaN, inf, or no direction)
+    decoder_failed   422 audio_decoder_failed   the decode worker died on it (a decoder crash)
+    decode_timeout   422 audio_decode_timeout   its decoding ran past the worker's deadline
+                                                or CPU seconds
+    decode_out_of_memory  422 audio_decode_out_of_memory  its decoding needed more memory
+                                                than a worker may take
 
 Samples above full scale are not an error: the front end peak-normalises them and the
 answer's `audio.warnings` says so (`peak_normalised`).
@@ -106,6 +111,15 @@ class NotReady(ServiceError):
     status_code, code = 503, "model_not_loaded"
 
 
+class DecoderUnavailable(ServiceError):
+    """No decode worker process came free in time (all busy, or none would start)."""
+
+    status_code, code = 503, "decoder_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
 _AUDIO_ERRORS: dict[str, type[ServiceError]] = {
     "empty": BadRequest,
     "undecodable": UnsupportedMedia,
@@ -114,6 +128,9 @@ _AUDIO_ERRORS: dict[str, type[ServiceError]] = {
     "silent": Unprocessable,
     "invalid_samples": Unprocessable,
     "unembeddable": Unprocessable,
+    "decoder_failed": Unprocessable,
+    "decode_timeout": Unprocessable,
+    "decode_out_of_memory": Unprocessable,
 }
 _AUDIO_CODES = {"too_large": "upload_too_large"}
 
@@ -254,8 +271,11 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Not audio the decoder reads (`audio_undecodable`)",
         422: "Invalid parameters (`validation_error`), or audio too short or silent"
         " (`audio_too_short`, `audio_silent`), with NaN or infinite samples"
-        " (`audio_invalid_samples`) or an unusable prediction (`audio_unembeddable`)",
-        503: "No model version loaded (`model_not_loaded`)",
+        " (`audio_invalid_samples`) or an unusable prediction (`audio_unembeddable`);"
+        " audio whose decoding crashed its worker process (`audio_decoder_failed`), ran past"
+        " its deadline (`audio_decode_timeout`) or its memory (`audio_decode_out_of_memory`)",
+        503: "No model version loaded (`model_not_loaded`), or no decode worker free in time"
+        " (`decoder_unavailable`)",
     }
     return {
         status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses

@@ -30,6 +30,9 @@ _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 UNMATCHED_ROUTE = "<unmatched>"
 TrackProblem = Literal["unusable_vector", "missing_audio", "undecodable_audio", "unembeddable"]
 TRACK_PROBLEMS: tuple[TrackProblem, ...] = get_args(TrackProblem)
+# Why a decode worker failed (`service.decode_pool`).
+DecodeFailureReason = Literal["crash", "timeout", "out_of_memory", "protocol"]
+DECODE_FAILURE_REASONS: tuple[DecodeFailureReason, ...] = get_args(DecodeFailureReason)
 RUN_OUTCOMES = ("published", "refused", "failed", "busy")  # catalogue.runs.FINISHED
 
 
@@ -116,6 +119,32 @@ class ServiceMetrics:
             ["space"],
             registry=self.registry,
         )
+        self.decode_workers = Gauge(
+            "coldstart_decode_workers",
+            "Decode worker processes alive (uploads are decoded in them, `service.decode_pool`).",
+            registry=self.registry,
+        )
+        self.decode_workers_busy = Gauge(
+            "coldstart_decode_workers_busy",
+            "Decode worker processes decoding an upload now.",
+            registry=self.registry,
+        )
+        self.decode_workers_started = Counter(
+            "coldstart_decode_workers_started",
+            "Decode worker processes started: the first ones, replacements of failed ones and"
+            " of those retired after their share of jobs.",
+            registry=self.registry,
+        )
+        self.decode_worker_failures = Counter(
+            "coldstart_decode_worker_failures",
+            "Uploads whose decode worker failed, by reason: `crash` (it died, e.g. a signal),"
+            " `timeout` (past its deadline or CPU seconds), `out_of_memory` (past its address"
+            " space), `protocol` (an answer out of shape); each worker is then replaced.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in DECODE_FAILURE_REASONS:
+            self.decode_worker_failures.labels(reason)
 
     def observe_stages(self, **milliseconds: float) -> None:
         for stage, value in milliseconds.items():

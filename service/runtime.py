@@ -9,7 +9,8 @@ catalogue follower, track writes, the searches and the response views; and the t
 - `service.follower`: bringing the index in line with the tracks other replicas write;
 - `service.cold_tracks`: placing cold tracks in an index (stored vector or re-embedded);
 - `service.listeners`: a user's played songs and vector (fitted, or folded in);
-- `service.track_writes`, `service.queries`, `service.views`: what the routes do.
+- `service.track_writes`, `service.queries`, `service.views`: what the routes do;
+- `service.decode_pool`: the worker processes that decode uploads.
 
 All methods here are blocking (database, model, index): routes call them in worker
 threads, the CPU-heavy ones through `Runtime.cpu` so that only `inference_slots` run at
@@ -43,6 +44,7 @@ from pipeline.registry.current import (
 from pipeline.registry.read import LoadedVersion
 from service import schemas
 from service.cold_tracks import ColdTracks
+from service.decode_pool import DecodePool
 from service.embedder import UploadEmbedder
 from service.errors import NotReady
 from service.follower import CatalogueFollower
@@ -93,7 +95,10 @@ class Runtime:
         self.follower = CatalogueFollower(
             self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
         )
-        embedder = UploadEmbedder(self.limits, metrics)
+        self.decode_pool = DecodePool(
+            settings.decode_worker_limits(), settings.max_upload_bytes, metrics
+        )
+        embedder = UploadEmbedder(self.decode_pool, self.limits, metrics)
         self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
         self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
@@ -115,6 +120,7 @@ class Runtime:
             log.error("%s", error)
             raise
         self.follower.open()  # before the version reads the catalogue
+        self.decode_pool.start()
         self.swapper.load_first()
 
     def start_watching(self) -> None:
@@ -143,6 +149,7 @@ class Runtime:
         for thread in self._threads:
             thread.join()
         self._threads = []
+        self.decode_pool.close()
         if self.catalogue is not None:
             self.catalogue.close()
 

@@ -10,6 +10,12 @@
     COLDSTART_MAX_UPLOAD_BYTES    largest accepted upload (413 above it)
     COLDSTART_MAX_AUDIO_SECONDS   seconds of an upload that are decoded (the rest is ignored)
     COLDSTART_INFERENCE_SLOTS     uploads decoded and embedded at once (each on its threads)
+    COLDSTART_DECODE_WORKERS      processes that decode uploads (`service.decode_pool`; default 2)
+    COLDSTART_DECODE_MEMORY_MB    address space a decode worker may add for one upload
+                                  (default 1024; past it: 422 audio_decode_out_of_memory)
+    COLDSTART_DECODE_CPU_SECONDS  CPU seconds of one upload's decode (default 20)
+    COLDSTART_DECODE_DEADLINE_SECONDS  wall-clock seconds of one upload's decode (default 30;
+                                  past either: 422 audio_decode_timeout)
     COLDSTART_TORCH_THREADS       intra-op threads torch uses per embedding
     COLDSTART_MODEL_POLL_SECONDS  how often `REG/current` is read for a newly published
                                   version, which then replaces the served one without a
@@ -40,6 +46,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from catalogue.db import DEFAULT_DATABASE_URL, default_audio_store
+from service.decode_worker import DecodeWorkerLimits
 from service.logs import LogFormat, LogLevel
 
 MIN_PRODUCTION_KEY_LENGTH = 16
@@ -61,6 +68,10 @@ class Settings(BaseSettings):
     max_listens_per_request: int = Field(default=1000, ge=1)
     inference_slots: int = Field(default=2, ge=1)
     torch_threads: int = Field(default=1, ge=1)
+    decode_workers: int = Field(default=2, ge=1)
+    decode_memory_mb: int = Field(default=1024, ge=16)
+    decode_cpu_seconds: float = Field(default=20.0, ge=1.0)
+    decode_deadline_seconds: float = Field(default=30.0, gt=0.0)
     model_poll_seconds: float = Field(default=5.0, ge=0.0)
     catalogue_poll_seconds: float = Field(default=2.0, ge=0.0)
     index_nprobe: int | None = Field(default=None, ge=1)
@@ -89,6 +100,15 @@ class Settings(BaseSettings):
                     " in production"
                 )
         return self
+
+    def decode_worker_limits(self) -> DecodeWorkerLimits:
+        """The decode pool's size and limits (`service.decode_pool`)."""
+        return DecodeWorkerLimits(
+            workers=self.decode_workers,
+            memory_mb=self.decode_memory_mb,
+            cpu_seconds=self.decode_cpu_seconds,
+            deadline_seconds=self.decode_deadline_seconds,
+        )
 
     def audio_store_dir(self) -> Path:
         """`audio_store`, or `<file>.audio/` beside a SQLite database file."""

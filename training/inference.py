@@ -3,13 +3,14 @@ content embeddings.
 
 Every caller that turns audio into vectors comes here: the service (an upload's bytes, a
 stored track's file), `coldstart predict` (files), the registry's publish step and the
-quality gate (songs of the mel cache). For audio the path is decode -> the front end's
-check (`audio.frontend.decode_usable`, with the encoder's own front-end config) -> the
-checkpoint's own front end (`ContentEncoder.front_end`, whichever the architecture
-carries) -> `ContentEncoder.embed_mel`; for the cache, the stored float16 model input of
-`coldstart featurize` for that front end -> `embed_mel` (`forward_mel` where only the
-factors are wanted), whole clips zero-padded into batches with their lengths (the encoder
-masks the padding). The two agree to float16 precision for every architecture
+quality gate (songs of the mel cache). For audio the path is
+`audio.frontend.read_model_input` (decode, the front end's check, the front end module of
+the encoder's config: the numbers its own `ContentEncoder.front_end` computes) ->
+`embed_model_input` (`ContentEncoder.embed_pooled`; the service runs the first half in a
+decode worker process, `service.decode_pool`); for the cache, the stored float16 model
+input of `coldstart featurize` for that front end -> `embed_mel` (`forward_mel` where only
+the factors are wanted), whole clips zero-padded into batches with their lengths (the
+encoder masks the padding). The two agree to float16 precision for every architecture
 (tests/training/test_inference.py, tests/training/encoders/test_every_encoder.py).
 
 A track's two vectors travel as one (`track_vector`): the catalogue stores it per model
@@ -36,7 +37,7 @@ from artifacts.manifest import ArtifactError
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
 from audio.errors import AudioError
-from audio.frontend import check_finite, decode_usable, log_mel
+from audio.frontend import ModelInput, check_finite, log_mel, read_model_input
 from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
 from training.checkpoint import load_encoder
 from training.encoders.base import ClipTooShortError, ContentEncoder, EncoderDims
@@ -122,35 +123,39 @@ def embed_audio(
     from its worker threads, never on the event loop.
     """
     label = source_name(source, name)
+    return embed_model_input(
+        encoder, read_model_input(source, encoder.config, limits, label), label
+    )
+
+
+def embed_model_input(encoder: ContentEncoder, audio: ModelInput, name: str) -> Embedding:
+    """The `Embedding` of one recording's model input (`audio.frontend.read_model_input`
+    behind `encoder.config`, here or in a decode worker process); `AudioError` "too_short"
+    below the encoder's shortest input, "unembeddable" for a vector that is not finite."""
     started = time.perf_counter()
-    decoded = decode_usable(source, encoder.config, limits, label)
-    decoded_at = time.perf_counter()
     with torch.inference_mode():
-        mel = encoder.front_end(torch.from_numpy(decoded.samples))
-        featured_at = time.perf_counter()
         try:
-            pooled = encoder.pooled_mel(mel)
+            pooled = encoder.pooled_mel(torch.from_numpy(audio.values)[None])
         except ClipTooShortError as error:
-            raise AudioError("too_short", label, str(error)) from error
+            raise AudioError("too_short", name, str(error)) from error
         factors, content = (
             row[0].numpy().astype(np.float32) for row in encoder.embed_pooled(pooled)
         )
         tags = encoder.tag_probabilities(pooled)[0].numpy() if encoder.tag_names else None
     vector = track_vector(encoder.dims, factors, content)
-    check_finite(vector, label, "predicted vector")
-    done = time.perf_counter()
+    check_finite(vector, name, "predicted vector")
     return Embedding(
         factors=factors,
         content=content,
         vector=vector,
-        seconds=decoded.seconds,
-        truncated=decoded.truncated,
-        peak_dbfs=decoded.peak_dbfs,
-        normalised=decoded.normalised,
-        container=decoded.container,
-        decode_ms=(decoded_at - started) * 1e3,
-        features_ms=(featured_at - decoded_at) * 1e3,
-        model_ms=(done - featured_at) * 1e3,
+        seconds=audio.seconds,
+        truncated=audio.truncated,
+        peak_dbfs=audio.peak_dbfs,
+        normalised=audio.normalised,
+        container=audio.container,
+        decode_ms=audio.decode_ms,
+        features_ms=audio.features_ms,
+        model_ms=(time.perf_counter() - started) * 1e3,
         tags=None if tags is None else top_tags(encoder.tag_names, tags),
     )
 

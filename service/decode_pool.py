@@ -1,0 +1,366 @@
+"""Uploads decoded out of the service's process: a pool of decode worker processes.
+
+FFmpeg's decoders have a long history of crashes, hangs and runaway allocations on crafted
+input; decoded on a thread of the service, one such file would take down the process with
+every request in flight. Here each upload's decode and front end
+(`audio.frontend.read_model_input`) run in a worker process (`service.decode_worker`), one
+job per worker at a time, under limits:
+
+- its environment holds nothing of the service's (no API keys, no database URL): a
+  minimal one is given (`_worker_environment`), and it starts in its own session, so a
+  terminal's Ctrl-C reaches the service alone, which then closes the pool;
+- its address space is capped at its size at rest plus `DecodeWorkerLimits.memory_mb`,
+  its CPU time per job at `cpu_seconds` (both set by the worker on itself), and the pool
+  kills it when a job runs past `deadline_seconds` of wall-clock time;
+- a worker that dies (a crash, a signal, a limit) or answers out of protocol is replaced
+  in the background; its request alone gets an `AudioError` ("decoder_failed",
+  "decode_timeout" or "decode_out_of_memory", 422 in the service), and every other
+  request goes on with the other workers. A worker is also replaced after
+  `jobs_per_worker` jobs, so that what a decoder leaks does not pile up.
+
+Why by hand rather than `concurrent.futures.ProcessPoolExecutor` or `pebble`: the first
+fails every pending job when one worker dies, neither starts its workers with an
+environment of their own (both copy the service's), and both send results back as
+pickles, which a subverted worker could use to run code in the service.
+
+The trusted batch paths (`coldstart featurize`, publish, the quality gate) keep decoding in
+process: they read the platform's own catalogue, in worker pools of their own, and the
+round trip through a pipe would only cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio.config import FrontEndConfig
+from audio.decode import ALLOWED_FORMATS, DecodeLimits, check_size
+from audio.errors import AUDIO_ERROR_CODES, AudioError, AudioErrorCode
+from audio.frontend import ModelInput, check_finite
+from service.decode_worker import DecodeWorkerLimits, read_frame, write_frame
+from service.errors import DecoderUnavailable
+from service.metrics import DecodeFailureReason, ServiceMetrics
+
+log = logging.getLogger("coldstart.service")
+
+# The checkout holding the packages: what the worker imports, whatever the service's path.
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WORKER_COMMAND = (sys.executable, "-m", "service.decode_worker")
+# A worker that has not said it is ready by then is killed and started again.
+_START_SECONDS = 120.0
+# Longest reason text taken from a worker's answer.
+_MAX_REASON_CHARS = 300
+
+
+def _worker_environment() -> dict[str, str]:
+    """A worker's whole environment: where Python finds the packages, one thread per
+    library, and nothing else of the service's (its keys and database URL stay out)."""
+    return {
+        "PATH": os.defpath,
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(_PROJECT_ROOT),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MB of address space per arena
+    }
+
+
+class _WorkerLost(Exception):
+    """The worker ended, or was ended, before it answered."""
+
+    def __init__(self, reason: DecodeFailureReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _Worker:
+    """One decode worker process and its pipes; `run` one job at a time."""
+
+    def __init__(self, command: tuple[str, ...], limits: DecodeWorkerLimits, max_job: int) -> None:
+        self.jobs = 0
+        self.deadline = limits.deadline_seconds
+        self._timed_out = False
+        self.process = subprocess.Popen(
+            [*command, str(limits.memory_mb * 1024 * 1024), str(max_job)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_worker_environment(),
+            cwd="/",
+            start_new_session=True,
+        )
+        self._await_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _await_ready(self) -> None:
+        timer = threading.Timer(_START_SECONDS, self.kill)
+        timer.start()
+        try:
+            frame = read_frame(self._stdout, 0)
+        except (EOFError, ValueError, OSError) as error:
+            frame = None
+            log.warning("decode worker %d did not start: %s", self.pid, error)
+        finally:
+            timer.cancel()
+        if frame is None or frame[0].get("ready") is not True:
+            self.kill()
+            raise RuntimeError(f"decode worker exited at start ({self.process.wait()})")
+
+    @property
+    def _stdout(self) -> Any:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def run(
+        self, job: dict[str, Any], data: bytes, max_answer: int
+    ) -> tuple[dict[str, Any], bytes]:
+        """Send one job, wait for its answer (a payload of at most `max_answer` bytes);
+        `_WorkerLost` if the worker dies, or is killed at its deadline, first."""
+        assert self.process.stdin is not None
+        self.jobs += 1
+        timer = threading.Timer(self.deadline, self._kill_for_time)
+        timer.start()
+        try:
+            write_frame(self.process.stdin, job, data)
+            frame = read_frame(self._stdout, max_answer)
+        except (EOFError, OSError, ValueError) as error:
+            raise self._lost(error) from error
+        finally:
+            timer.cancel()
+        if frame is None:
+            raise self._lost(EOFError("no answer"))
+        return frame
+
+    def _kill_for_time(self) -> None:
+        self._timed_out = True
+        self.kill()
+
+    def _lost(self, error: Exception) -> _WorkerLost:
+        if isinstance(error, ValueError):  # a frame out of protocol: the worker is not trusted
+            self.kill()
+            return _WorkerLost("protocol", f"the decode worker answered out of protocol ({error})")
+        code = self.process.wait()
+        if self._timed_out:
+            return _WorkerLost("timeout", f"decoding ran past its deadline of {self.deadline:g} s")
+        if code == -signal.SIGXCPU:
+            return _WorkerLost("timeout", "decoding ran past its CPU-time limit")
+        what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return _WorkerLost("crash", f"the decoder crashed ({what})")
+
+    @property
+    def timed_out(self) -> bool:
+        return self._timed_out
+
+    def kill(self) -> None:
+        """End the process now (SIGKILL) and reap it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def close(self) -> None:
+        """Let the worker end by closing its input; kill it if it does not within 5 s."""
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+
+
+class DecodePool:
+    """`read(config, data, limits, name)`: an upload's `ModelInput`, decoded in a worker
+    process (see the module docstring). Thread-safe; `start` before use, `close` at the
+    end. `command` runs a worker (tests put a fault-injecting one in its place)."""
+
+    def __init__(
+        self,
+        limits: DecodeWorkerLimits,
+        max_upload_bytes: int,
+        metrics: ServiceMetrics,
+        command: tuple[str, ...] = WORKER_COMMAND,
+    ) -> None:
+        self.limits = limits
+        self.max_upload_bytes = max_upload_bytes
+        self.metrics = metrics
+        self.command = command
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        """Start the workers, in parallel, and wait until each is ready."""
+        threads = [
+            threading.Thread(target=self._add_worker, name="coldstart-decode-start")
+            for _ in range(self.limits.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def pids(self) -> list[int]:
+        """The process ids of the live workers (for operators and tests)."""
+        with self._lock:
+            return sorted(worker.pid for worker in self._workers)
+
+    def close(self) -> None:
+        """Stop every worker; requests after this get `DecoderUnavailable`."""
+        self._closed.set()
+        with self._lock:
+            workers, self._workers = list(self._workers), set()
+        for worker in workers:
+            worker.close()
+        self.metrics.decode_workers.set(0)
+
+    def read(
+        self, config: FrontEndConfig, data: bytes, limits: DecodeLimits, name: str
+    ) -> ModelInput:
+        """The model input of upload `data` behind `config`, within `limits`; `AudioError`
+        for audio the front end refuses or a worker could not decode (see the module
+        docstring), `DecoderUnavailable` when no worker comes free in `wait_seconds`."""
+        if limits.max_bytes > self.max_upload_bytes:
+            raise ValueError(f"{limits.max_bytes:,} bytes is over the pool's jobs' limit")
+        check_size(len(data), limits, name)  # refused here without a round trip
+        rows = 1 if config.is_waveform else config.n_mels
+        max_columns = config.n_frames(round(limits.max_seconds * config.sample_rate))
+        job = {
+            "config": config.to_dict(),
+            "max_seconds": limits.max_seconds,
+            "max_bytes": limits.max_bytes,
+            "name": name,
+            "cpu_seconds": self.limits.cpu_seconds,
+        }
+        worker = self._take()
+        self.metrics.decode_workers_busy.inc()
+        try:
+            header, payload = worker.run(job, data, rows * max_columns * 4)
+            audio = _model_input(header, payload, (rows, max_columns), name)
+        except _WorkerLost as lost:
+            self._fail(worker, lost.reason, lost.detail)
+            raise AudioError(_FAILURE_CODES[lost.reason], name, lost.detail) from lost
+        except AudioError as error:
+            if error.code == "decode_out_of_memory":  # its heap may be in pieces: a new one
+                self._fail(worker, "out_of_memory", error.reason)
+            else:
+                self._give_back(worker)
+            raise
+        finally:
+            self.metrics.decode_workers_busy.dec()
+        self._give_back(worker)
+        return audio
+
+    # ---- workers coming and going -------------------------------------------------------
+
+    def _take(self) -> _Worker:
+        if self._closed.is_set():
+            raise DecoderUnavailable("the service is shutting down")
+        try:
+            return self._idle.get(timeout=self.limits.wait_seconds)
+        except queue.Empty:
+            raise DecoderUnavailable(
+                f"no decode worker came free within {self.limits.wait_seconds:g} s"
+            ) from None
+
+    def _give_back(self, worker: _Worker) -> None:
+        if worker.timed_out or worker.jobs >= self.limits.jobs_per_worker:
+            self._replace(worker)
+        else:
+            self._idle.put(worker)
+
+    def _fail(self, worker: _Worker, reason: DecodeFailureReason, detail: str) -> None:
+        log.warning("decode worker %d: %s (%s); starting another", worker.pid, detail, reason)
+        self.metrics.decode_worker_failures.labels(reason).inc()
+        self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """Retire `worker` and start its successor in the background."""
+        with self._lock:
+            self._workers.discard(worker)
+            self.metrics.decode_workers.set(len(self._workers))
+        worker.kill()
+        threading.Thread(
+            target=self._add_worker, name="coldstart-decode-start", daemon=True
+        ).start()
+
+    def _add_worker(self) -> None:
+        """Start one worker and make it available; retry (1 s apart) until one starts or
+        the pool closes."""
+        while not self._closed.is_set():
+            try:
+                worker = _Worker(self.command, self.limits, self.max_upload_bytes)
+            except (OSError, RuntimeError) as error:
+                log.error("could not start a decode worker: %s", error)
+                self._closed.wait(1.0)
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    worker.close()
+                    return
+                self._workers.add(worker)
+                self.metrics.decode_workers.set(len(self._workers))
+            self.metrics.decode_workers_started.inc()
+            self._idle.put(worker)
+            return
+
+
+_FAILURE_CODES: dict[DecodeFailureReason, AudioErrorCode] = {
+    "crash": "decoder_failed",
+    "protocol": "decoder_failed",
+    "timeout": "decode_timeout",
+    "out_of_memory": "decode_out_of_memory",
+}
+
+
+def _model_input(
+    header: dict[str, Any],
+    payload: bytes,
+    shape: tuple[int, int],
+    name: str,
+) -> ModelInput:
+    """A worker's answer -> `ModelInput` of `shape` (rows, at most that many columns), or
+    the `AudioError` it reports. Everything in it is checked as untrusted (a worker holds
+    attacker-chosen bytes): an answer out of shape is a `_WorkerLost` "protocol"."""
+    if header.get("ok") is False:
+        code = header.get("code")
+        if code not in AUDIO_ERROR_CODES:
+            raise _WorkerLost("protocol", f"the decode worker answered an unknown code {code!r}")
+        raise AudioError(code, name, str(header.get("reason"))[:_MAX_REASON_CHARS])
+    try:
+        rows, columns = (int(n) for n in header["shape"])
+        if rows != shape[0] or not 0 < columns <= shape[1] or len(payload) != rows * columns * 4:
+            raise ValueError(f"{len(payload):,} bytes as {rows} x {columns}")
+        if header["container"] not in ALLOWED_FORMATS:
+            raise ValueError(f"container {header['container']!r}")
+        values = np.frombuffer(payload, "<f4").reshape(rows, columns).astype(np.float32)
+        audio = ModelInput(
+            values=values,
+            seconds=float(header["seconds"]),
+            truncated=bool(header["truncated"]),
+            peak_dbfs=float(header["peak_dbfs"]),
+            normalised=bool(header["normalised"]),
+            container=str(header["container"]),
+            decode_ms=float(header["decode_ms"]),
+            features_ms=float(header["features_ms"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise _WorkerLost(
+            "protocol", f"the decode worker answered out of protocol ({error})"
+        ) from error
+    check_finite(values, name, "model input")
+    return audio
