@@ -62,8 +62,12 @@ def serve(
     # child process, and each worker loads the catalogue's and the model's libraries itself.
     database_url, log_level, log_format = _prepare_in_child(registry, database)
     configure_logging(log_level, log_format)  # the supervisor's own lines
-    # Each worker builds its app from the environment (uvicorn spawns them).
+    # Each worker builds its app from the environment (uvicorn spawns them); unless told
+    # otherwise, the workers' decode processes share the cores between them.
     os.environ["COLDSTART_REGISTRY"] = str(registry)
+    os.environ.setdefault(
+        "COLDSTART_DECODE_WORKERS", str(-(-len(os.sched_getaffinity(0)) // workers))
+    )
     os.environ["COLDSTART_DATABASE_URL"] = database_url
     uvicorn.run(
         "service.app:create_app",
