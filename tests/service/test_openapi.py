@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,6 +58,22 @@ def test_schema_documents_every_route_and_error(fuzzed_server: Any) -> None:
         "/ErrorResponse"
     )
     assert spec["paths"]["/v1/tracks"]["post"]["security"] == [{"ApiKey": []}]
+
+
+def test_every_audio_refusal_code_is_documented_in_the_readme_and_the_schema(
+    fuzzed_server: Any,
+) -> None:
+    from audio.errors import AUDIO_ERROR_CODES, AudioError
+    from service.errors import from_audio_error
+
+    spec = httpx.get(f"{fuzzed_server.url}/openapi.json").json()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for audio_code in AUDIO_ERROR_CODES:
+        answer = from_audio_error(AudioError(audio_code, "x", "y"))
+        assert f"`{answer.code}`" in readme, answer.code
+        for route in ("/v1/similar", "/v1/tracks"):
+            documented = spec["paths"][route]["post"]["responses"][str(answer.status_code)]
+            assert f"`{answer.code}`" in documented["description"], (route, answer.code)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
