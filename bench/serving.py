@@ -3,7 +3,7 @@ with one worker and with several, beside the bare floor of each measured in the 
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.serving --registry REG \\
         [--workers 1 2] [--connections 1 8 32] [--seconds 5] [--baseline ../main] \\
-        [--out serving.json]
+        [--baseline-workers N] [--swap] [--out serving.json]
 
 Needs `wrk` (Debian: `apt-get install wrk`). `coldstart serve --workers W` runs in a child
 process on loopback with its own SQLite catalogue in a temporary folder (default settings
@@ -16,13 +16,19 @@ three times as long):
 - `GET /v1/tracks/{id}/similar` (a warm song, k=10), against `CatalogueIndex.similar_to`;
 - `POST /v1/similar` with a 30-s Ogg Vorbis clip (made here from tests/assets: four
   recordings at 44.1 kHz stereo, encoded by FFmpeg's vorbis encoder), against the floor
-  of PyAV decode + resample and the log-mel of that clip, per core (`decode_usable` and
-  the encoder's front end, as the service runs them; the CNN is not in the floor);
+  of PyAV decode + resample and the log-mel of that clip on every core (`decode_usable`
+  and the encoder's front end, as the service runs them, in its decode worker processes;
+  the CNN is not in the floor);
 - `GET /healthz`: the framework alone.
 
-`--baseline ../main` serves another checkout first (one process, as it starts without
-`--workers`), so that "no route slower than before" is measured in the same run.
-The floor in requests/s is `cores / seconds per call` with `cores = min(workers, CPUs)`.
+`--baseline ../main` serves another checkout first (with `--baseline-workers N` worker
+processes, else as that checkout starts by default), so that "no route slower than before"
+is measured in the same run. `--swap`: with the most workers, recommendations at the most
+connections for three times `--seconds`, while the registry's `current` moves to the
+other newest version a third of the way in (and back at the end): the failed requests
+of a hot swap under load (the registry needs two versions). The floor in requests/s is
+`cores / seconds per call` with `cores = min(workers, CPUs)`, and all CPUs for uploads
+(the decode workers use every core whatever the number of service processes).
 The load average before and after each server is printed: on a shared machine the
 figures move with what else runs. Memory: RSS and PSS (shared pages split between the
 processes that map them) of the supervisor and its workers, after the load.
@@ -42,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -153,15 +160,17 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
 class Server:
     """`coldstart serve --workers W` on loopback with its own catalogue."""
 
-    def __init__(self, registry: Path, workers: int, folder: Path, code: Path = REPO_ROOT) -> None:
-        """`code`: the checkout whose service runs (another one: `--baseline`, one process,
-        started as that checkout starts it)."""
+    def __init__(
+        self, registry: Path, workers: int | None, folder: Path, code: Path = REPO_ROOT
+    ) -> None:
+        """`code`: the checkout whose service runs (another one: `--baseline`); `workers`
+        None: as many as it starts by default (at least one is waited for)."""
         folder.mkdir(parents=True)
-        self.workers = workers
+        self.workers = workers or 1
         self.process, self.url = start_server(
             registry,
             folder,
-            ["--workers", str(workers)] if code == REPO_ROOT else [],
+            [] if workers is None else ["--workers", str(workers)],
             code,
             COLDSTART_LOG_LEVEL="WARNING",
         )
@@ -280,7 +289,16 @@ def main() -> None:
         "--baseline",
         type=Path,
         default=None,
-        help="Another checkout (e.g. a worktree of main) served first, one process, as before.",
+        help="Another checkout (e.g. a worktree of main) served first.",
+    )
+    parser.add_argument(
+        "--baseline-workers",
+        type=int,
+        default=None,
+        help="The baseline's worker processes (default: as that checkout starts).",
+    )
+    parser.add_argument(
+        "--swap", action="store_true", help="Also a hot swap under load (see the docstring)."
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -311,7 +329,7 @@ def main() -> None:
         script = upload_script(folder, clip)
         servers = [(str(w), w, REPO_ROOT) for w in args.workers]
         if args.baseline is not None:
-            servers.insert(0, ("baseline", 1, args.baseline.resolve()))
+            servers.insert(0, ("baseline", args.baseline_workers, args.baseline.resolve()))
         for name, workers, code in servers:
             server = Server(args.registry, workers, folder / name, code)
             try:
@@ -327,6 +345,12 @@ def main() -> None:
                         )
                         figures[f"{route}@{connections}"] = figure
                         print(f"{name} {route} c={connections}: {figure}", flush=True)
+                if args.swap and workers == max(args.workers) and code == REPO_ROOT:
+                    path = routes.get("recommendations", ("/healthz", False))[0]
+                    figures["swap"] = swap_under_load(
+                        server, args.registry, path, max(args.connections), args.seconds * 3
+                    )
+                    print(f"{name} hot swap under load: {figures['swap']}", flush=True)
                 figures["memory"] = server.memory_mib()
                 figures["loadavg_after"] = os.getloadavg()
                 results["servers"][name] = figures
@@ -335,6 +359,43 @@ def main() -> None:
     report(results, [name for name, _, _ in servers], list(routes), args.connections)
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))
+
+
+def swap_under_load(
+    server: Server, registry: Path, path: str, connections: int, seconds: int
+) -> dict[str, Any]:
+    """`wrk` on `path` for `seconds` while `current` moves to the other newest version a
+    third of the way in; then back. Returns wrk's figures, the version every worker
+    answered at the end and how long after the switch the last one got there."""
+    from pipeline.registry.current import activate_version
+
+    before = (registry / "current").read_text().strip()
+    versions = sorted(p.name for p in (registry / "versions").iterdir() if p.name != before)
+    if not versions:
+        raise SystemExit("--swap needs a registry with two versions")
+    target = versions[-1]
+    swapped: dict[str, Any] = {}
+
+    def swap() -> None:
+        time.sleep(seconds / 3)
+        started = time.monotonic()
+        activate_version(registry, target, "bench.serving", "hot swap under load")
+        seen: set[int] = set()
+        while len(seen) < server.workers and time.monotonic() - started < seconds:
+            ready = httpx.get(f"{server.url}/readyz", timeout=5.0).json()
+            if ready.get("model_version") == target:
+                seen.add(ready.get("worker", 0))
+        swapped["seconds_to_all_workers"] = round(time.monotonic() - started, 2)
+        swapped["workers_on_new_version"] = len(seen)
+
+    thread = threading.Thread(target=swap)
+    thread.start()
+    try:
+        figure = run_wrk(server.url + path, connections, seconds, None)
+    finally:
+        thread.join()
+        activate_version(registry, before, "bench.serving", "back after the hot swap")
+    return {**figure, "connections": connections, "to": target, **swapped}
 
 
 def uvicorn_implementations() -> dict[str, str]:
@@ -377,6 +438,7 @@ def report(
     )
     columns = " | ".join(f"{n} req/s | {n} p50 ms | {n} p99 ms" for n in names)
     print(f"| route | conns | {columns} | floor req/s ({most} workers) | {most} workers / floor |")
+    print("|" + " --- |" * (4 + 3 * len(names)))
     for route in routes:
         for c in connections:
             cells = []
@@ -387,7 +449,8 @@ def report(
                 )
             line = f"| {route} | {c} | " + " | ".join(cells)
             if route in floor_calls:
-                floor_rps = min(most, cpus) / floor_calls[route]
+                cores = cpus if route == "similar" else min(most, cpus)
+                floor_rps = cores / floor_calls[route]
                 best = results["servers"][str(most)][f"{route}@{c}"]["rps"]
                 line += f" | {floor_rps:,.0f} | {best / floor_rps:.2f}x |"
             else:
@@ -399,6 +462,8 @@ def report(
             f"{name}: memory {figures['memory']}; load average before"
             f" {figures['loadavg_before']}, after {figures['loadavg_after']}"
         )
+        if "swap" in figures:
+            print(f"{name}: hot swap under load {figures['swap']}")
 
 
 if __name__ == "__main__":
