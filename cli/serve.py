@@ -44,6 +44,8 @@ def serve(
     it swaps versions at its own poll and follows the tracks the others write through
     the catalogue's change log, as replicas on several machines do."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
@@ -63,21 +65,29 @@ def serve(
     database_url, log_level, log_format = _prepare_in_child(registry, database)
     configure_logging(log_level, log_format)  # the supervisor's own lines
     # Each worker builds its app from the environment (uvicorn spawns them); unless told
-    # otherwise, the workers' decode processes share the cores between them.
+    # otherwise, the workers' decode processes share the cores between them, and /metrics
+    # reads every worker's values from a folder of their own (`service.metrics`).
     os.environ["COLDSTART_REGISTRY"] = str(registry)
-    os.environ.setdefault(
-        "COLDSTART_DECODE_WORKERS", str(-(-len(os.sched_getaffinity(0)) // workers))
-    )
     os.environ["COLDSTART_DATABASE_URL"] = database_url
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=None,
-    )
+    cores = len(os.sched_getaffinity(0))
+    os.environ.setdefault("COLDSTART_DECODE_WORKERS", str(-(-cores // workers)))
+    metrics_folder = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_folder = tempfile.mkdtemp(prefix="coldstart-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder
+    try:
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+        )
+    finally:
+        if metrics_folder is not None:
+            shutil.rmtree(metrics_folder, ignore_errors=True)
 
 
 def _settings(registry: Path, database: str | None) -> Settings:

@@ -4,7 +4,13 @@ tracks that could not be taken as stored, users folded in; and, read at each scr
 (`Freshness`), the served version's age and the last pipeline run's outcome and duration.
 
 Each app owns its `CollectorRegistry` (not the process-global one), so that several apps
-in one process (tests, the benchmark) never clash over metric names. The middleware is a
+in one process (tests, the benchmark) never clash over metric names. Under `coldstart
+serve --workers N` each worker is a process of its own and a scrape reaches one of them:
+there `PROMETHEUS_MULTIPROC_DIR` is set (prometheus_client's multiprocess mode: each
+process writes its values to files there) and a scrape reads every worker's
+(`MultiProcessCollector`): counters and histograms summed, each gauge as its
+`multiprocess_mode` says (the decode workers summed, the model loaded at its minimum), and
+the version and freshness of the worker that answers. The middleware is a
 plain ASGI one: it labels a request with the route template Starlette matched
 (`/v1/tracks/{track_id}`, never the raw path, which would give a series per id) and
 counts the status that was actually sent.
@@ -13,14 +19,25 @@ counts the status that was actually sent.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("coldstart.service")
@@ -34,6 +51,24 @@ TRACK_PROBLEMS: tuple[TrackProblem, ...] = get_args(TrackProblem)
 DecodeFailureReason = Literal["crash", "timeout", "out_of_memory", "protocol"]
 DECODE_FAILURE_REASONS: tuple[DecodeFailureReason, ...] = get_args(DecodeFailureReason)
 RUN_OUTCOMES = ("published", "refused", "failed", "busy")  # catalogue.runs.FINISHED
+
+
+# The folder prometheus_client's multiprocess mode writes to (set by `coldstart serve` for
+# several workers, read by prometheus_client when it is imported).
+MULTIPROCESS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def forget_dead_processes(folder: Path) -> None:
+    """Drop the live-mode gauge files of processes that are gone (a worker uvicorn replaced
+    after it died), so that "livesum" and "livemin" count the live workers only."""
+    for file in folder.glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(folder))
+        except PermissionError:  # alive, someone else's
+            pass
 
 
 class ServiceMetrics:
@@ -65,7 +100,10 @@ class ServiceMetrics:
             "coldstart_model", "The model version being served.", registry=self.registry
         )
         self.model_loaded = Gauge(
-            "coldstart_model_loaded", "1 when a model version is loaded.", registry=self.registry
+            "coldstart_model_loaded",
+            "1 when a model version is loaded (in every worker).",
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.model_swaps = Counter(
             "coldstart_model_swaps",
@@ -106,6 +144,7 @@ class ServiceMetrics:
             "coldstart_catalogue_event_floor",
             "The change log's seq up to which every event has been applied (compare replicas).",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.users_folded_in = Counter(
             "coldstart_users_folded_in",
@@ -118,16 +157,19 @@ class ServiceMetrics:
             "Song vectors held per index space.",
             ["space"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.decode_workers = Gauge(
             "coldstart_decode_workers",
             "Decode worker processes alive (uploads are decoded in them, `service.decode_pool`).",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.decode_workers_busy = Gauge(
             "coldstart_decode_workers_busy",
             "Decode worker processes decoding an upload now.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.decode_workers_started = Counter(
             "coldstart_decode_workers_started",
@@ -145,6 +187,24 @@ class ServiceMetrics:
         )
         for reason in DECODE_FAILURE_REASONS:
             self.decode_worker_failures.labels(reason)
+        self._scraped = self.registry
+        folder = os.environ.get(MULTIPROCESS_FOLDER)
+        if folder:
+            forget_dead_processes(Path(folder))
+            self._scraped = CollectorRegistry(auto_describe=True)
+            multiprocess.MultiProcessCollector(self._scraped, folder)
+            self._scraped.register(self.model)  # an Info is per process: this worker's
+
+    def add_scraped(self, collector: Collector) -> None:
+        """Add a collector read at each scrape (`Freshness`), this process's own."""
+        self.registry.register(collector)
+        if self._scraped is not self.registry:
+            self._scraped.register(collector)
+
+    def exposition(self) -> bytes:
+        """What `/metrics` answers: the text format, every worker's values in multiprocess
+        mode (see the module docstring)."""
+        return generate_latest(self._scraped)
 
     def observe_stages(self, **milliseconds: float) -> None:
         for stage, value in milliseconds.items():

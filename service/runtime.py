@@ -104,7 +104,7 @@ class Runtime:
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
         self._threads: list[threading.Thread] = []
         self._limiter: anyio.CapacityLimiter | None = None
-        metrics.registry.register(Freshness(self._served_created_at, self._last_run))
+        metrics.add_scraped(Freshness(self._served_created_at, self._last_run))
 
     # ---- life cycle ---------------------------------------------------------------------
 

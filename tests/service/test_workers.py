@@ -140,3 +140,22 @@ def test_writes_through_one_worker_are_read_through_the_others(
     deleted = httpx.delete(f"{workers.url}/v1/tracks/{track_id}", headers=auth, timeout=30.0)
     assert deleted.status_code == 204
     eventually(lambda: statuses() == {404}, "the track gone from every worker's index", workers)
+
+
+def test_every_worker_scrape_counts_every_worker(workers: Any) -> None:
+    def sample(text: str, name: str, labels: str = "") -> float:
+        prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+    on_every_worker(workers, worker_of)  # both up (the server is ready when one is)
+    asked = 12
+    for _ in range(asked):  # fresh connections: the answers spread over the workers
+        with httpx.Client(base_url=workers.url, timeout=30.0) as fresh:
+            assert fresh.get("/v1/tracks/no-such-track").status_code == 404
+    scrapes = on_every_worker(workers, lambda c: c.get("/metrics").text)
+    missing = 'method="GET",route="/v1/tracks/{track_id}",status="404"'
+    for text in scrapes.values():  # whichever worker answers, it counts both workers' answers
+        assert sample(text, "coldstart_http_requests_total", missing) == asked
+        assert sample(text, "coldstart_decode_workers") == WORKERS  # one each, summed
+        assert sample(text, "coldstart_model_loaded") == 1
+        assert "coldstart_model_info{" in text  # the answering worker's version
