@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,14 +269,21 @@ class DecodePool:
     # ---- workers coming and going -------------------------------------------------------
 
     def _take(self) -> _Worker:
-        if self._closed.is_set():
-            raise DecoderUnavailable("the service is shutting down")
-        try:
-            return self._idle.get(timeout=self.limits.wait_seconds)
-        except queue.Empty:
-            raise DecoderUnavailable(
-                f"no decode worker came free within {self.limits.wait_seconds:g} s"
-            ) from None
+        """An idle worker that is still alive: one that died while idle (killed from
+        outside, the OOM killer) is replaced, not handed an upload to be blamed on."""
+        deadline = time.monotonic() + self.limits.wait_seconds
+        while not self._closed.is_set():
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise DecoderUnavailable(
+                    f"no decode worker came free within {self.limits.wait_seconds:g} s"
+                ) from None
+            code = worker.process.poll()
+            if code is None:
+                return worker
+            self._fail(worker, "crash", f"the decode worker died while idle ({code})")
+        raise DecoderUnavailable("the service is shutting down")
 
     def _give_back(self, worker: _Worker) -> None:
         if worker.timed_out or worker.jobs >= self.limits.jobs_per_worker:
