@@ -161,10 +161,16 @@ class Server:
     """`coldstart serve --workers W` on loopback with its own catalogue."""
 
     def __init__(
-        self, registry: Path, workers: int | None, folder: Path, code: Path = REPO_ROOT
+        self,
+        registry: Path,
+        workers: int | None,
+        folder: Path,
+        code: Path = REPO_ROOT,
+        **settings: str,
     ) -> None:
         """`code`: the checkout whose service runs (another one: `--baseline`); `workers`
-        None: as many as it starts by default (at least one is waited for)."""
+        None: as many as it starts by default (at least one is waited for); `settings`:
+        COLDSTART_* variables."""
         folder.mkdir(parents=True)
         self.workers = workers or 1
         self.process, self.url = start_server(
@@ -172,9 +178,10 @@ class Server:
             folder,
             [] if workers is None else ["--workers", str(workers)],
             code,
-            COLDSTART_LOG_LEVEL="WARNING",
+            **{"COLDSTART_LOG_LEVEL": "WARNING", **settings},
         )
         self.log = folder / "server.log"
+        self.database = folder / "catalogue.db"
 
     def wait_ready(self) -> None:
         """Until every worker answers /readyz (fresh connections land on any of them)."""
@@ -189,14 +196,19 @@ class Server:
             time.sleep(0.05)
 
     def memory_mib(self) -> dict[str, float]:
-        """RSS and PSS of the supervisor and its workers, summed (MiB)."""
+        """RSS and PSS of the supervisor and its workers (and theirs), summed (MiB); a child
+        that exits while they are read is left out."""
         pids = [self.process.pid, *_children(self.process.pid)]
-        rss = pss = 0
+        rss = pss = counted = 0
         for pid in pids:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
             rss += _kib(rollup, "Rss")
             pss += _kib(rollup, "Pss")
-        return {"processes": len(pids), "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+            counted += 1
+        return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
 
     def stop(self) -> None:
         self.process.terminate()
@@ -208,9 +220,18 @@ class Server:
 
 
 def _children(pid: int) -> list[int]:
+    """Every descendant of `pid`; one that exits meanwhile is left out."""
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
             found.extend([int(child), *_children(int(child))])
     return found
 
