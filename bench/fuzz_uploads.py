@@ -9,13 +9,14 @@ catalogue in a temporary folder (`bench.serving.Server`: default settings, a wri
 Each of `--files` fuzzed recordings (`tests.fuzz_audio.fuzz_corpus(files, seed)`: the test
 recordings with flipped, cut, spliced, repeated, deleted or zeroed bytes) goes to
 `POST /v1/similar`, then to `POST /v1/tracks`; a track that is added is checked whole (row,
-vector) and deleted again, and a refused add must leave the catalogue as it was
+vector, event) and deleted again, and a refused add must leave the catalogue as it was
 (`tests.service.upload_answers.catalogue_state`). Counted: answers per route, status and
 code; 5xx answers; answers that are not a 2xx or a 4xx in the error shape with a stable
-code; refused adds that left something behind; requests that got no answer. Every
-`--every` uploads: `/healthz`, and the RSS (and PSS) of the server process and all its
-descendants (decode workers included); the growth is the last sample over the first one
-after `--warm-up` uploads. Exit status 1 when any of those counts is not 0.
+code; refused adds that left something behind (and any temporary file of the audio
+store's writes left at the end); requests that got no answer. Every `--every` uploads:
+`/healthz`, and the RSS (and PSS) of the server process and all its descendants (decode
+workers included); the growth is the last sample over the first one after `--warm-up`
+uploads. Exit status 1 when any of those counts is not 0.
 
 Registry: any with a current version; the figures in BENCHMARKS.md used the tests' tiny
 world (`coldstart world --songs 120 --users 300 --clip-seconds 6 --seed 7`, `featurize`,
@@ -155,6 +156,9 @@ def run(registry: Path, cases: list[FuzzCase], every: int) -> tuple[Tally, float
                 elapsed = time.perf_counter() - started
                 if uploads % every:
                     sample(server, http, tally, uploads, started)
+            incoming = Path(f"{server.database}.audio") / ".incoming"
+            if incoming.exists():  # the temporary files of the store's writes
+                tally.left_behind.extend(f"{p.name} in {incoming}" for p in incoming.iterdir())
         finally:
             server.stop()
     return tally, elapsed
