@@ -2,21 +2,22 @@
 server errors, uploads/s, and the server's memory as the uploads go on.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.fuzz_uploads --registry REG \\
-        [--files 2000] [--seed 0] [--warm-up 200] [--every 100] [--corpus-out DIR] [--out F]
+        [--files 2000] [--seed 0] [--warm-up 200] [--every 100] [--routes similar tracks]
+        [--corpus-out DIR] [--out F]
 
 `coldstart serve --workers 1` runs in a child process on loopback with its own SQLite
 catalogue in a temporary folder (`bench.serving.Server`: default settings, a write key).
 Each of `--files` fuzzed recordings (`tests.fuzz_audio.fuzz_corpus(files, seed)`: the test
-recordings with flipped, cut, spliced, repeated, deleted or zeroed bytes) goes to
-`POST /v1/similar`, then to `POST /v1/tracks`; a track that is added is checked whole (row,
-vector, event) and deleted again, and a refused add must leave the catalogue as it was
-(`tests.service.upload_answers.catalogue_state`). Counted: answers per route, status and
-code; 5xx answers; answers that are not a 2xx or a 4xx in the error shape with a stable
-code; refused adds that left something behind (and any temporary file of the audio
-store's writes left at the end); requests that got no answer. Every `--every` uploads:
-`/healthz`, and the RSS (and PSS) of the server process and all its descendants (decode
-workers included); the growth is the last sample over the first one after `--warm-up`
-uploads. Exit status 1 when any of those counts is not 0.
+recordings with flipped, cut, spliced, repeated, deleted or zeroed bytes) goes to `POST
+/v1/similar`, then to `POST /v1/tracks` (`--routes`: one of them alone); a track that is
+added is checked whole (row, vector, event) and deleted again, and a refused add must leave
+the catalogue as it was (`tests.service.upload_answers.catalogue_state`). Counted: answers
+per route, status and code; 5xx answers; answers that are not a 2xx or a 4xx in the error
+shape with a stable code; refused adds that left something behind (and any temporary file of
+the audio store's writes left at the end); requests that got no answer. Every `--every`
+uploads: `/healthz`, and the RSS (and PSS) of the server process and all its descendants
+(decode workers included); the growth is the last sample over the first one after
+`--warm-up` uploads. Exit status 1 when any of those counts is not 0.
 
 Registry: any with a current version; the figures in BENCHMARKS.md used the tests' tiny
 world (`coldstart world --songs 120 --users 300 --clip-seconds 6 --seed 7`, `featurize`,
@@ -133,8 +134,10 @@ def sample(server: Server, http: httpx.Client, tally: Tally, uploads: int, start
     )
 
 
-def run(registry: Path, cases: list[FuzzCase], every: int) -> tuple[Tally, float]:
-    """Every case to both routes on a fresh server; the tally and the seconds it took."""
+def run(
+    registry: Path, cases: list[FuzzCase], every: int, routes: list[str]
+) -> tuple[Tally, float]:
+    """Every case to each of `routes` on a fresh server; the tally and the seconds it took."""
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
         server = Server(registry, 1, Path(tmp) / "server", COLDSTART_API_KEYS=API_KEY)
@@ -145,7 +148,7 @@ def run(registry: Path, cases: list[FuzzCase], every: int) -> tuple[Tally, float
                 sample(server, http, tally, 0, started)
                 uploads = 0
                 for case in cases:
-                    for route in ROUTES:
+                    for route in routes:
                         upload(http, server.database, case, tally, route)
                         uploads += 1
                         if server.process.poll() is not None:
@@ -224,6 +227,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warm-up", type=int, default=200, help="Uploads before RSS counts.")
     parser.add_argument("--every", type=int, default=100, help="Uploads between samples.")
+    parser.add_argument(
+        "--routes", nargs="+", default=list(ROUTES), choices=ROUTES, help="Upload routes."
+    )
     parser.add_argument("--corpus-out", type=Path, help="Also write the corpus here.")
     parser.add_argument("--out", type=Path, help="Also write the figures as JSON here.")
     args = parser.parse_args()
@@ -237,7 +243,7 @@ def main() -> None:
         flush=True,
     )
     loadavg_start = os.getloadavg()
-    tally, seconds = run(args.registry, cases, args.every)
+    tally, seconds = run(args.registry, cases, args.every, args.routes)
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": len(cases),
