@@ -16,8 +16,9 @@ per route, status and code; 5xx answers; answers that are not a 2xx or a 4xx in 
 shape with a stable code; refused adds that left something behind (and any temporary file of
 the audio store's writes left at the end); requests that got no answer. Every `--every`
 uploads: `/healthz`, and the RSS (and PSS) of the server process and all its descendants
-(decode workers included); the growth is the last sample over the first one after
-`--warm-up` uploads. Exit status 1 when any of those counts is not 0.
+(decode workers included), and the RSS of the service process alone; the growth is the last
+sample over the first one after `--warm-up` uploads. Exit status 1 when any of those counts is
+not 0.
 
 Registry: any with a current version; the figures in BENCHMARKS.md used the tests' tiny
 world (`coldstart world --songs 120 --users 300 --clip-seconds 6 --seed 7`, `featurize`,
@@ -123,14 +124,29 @@ def upload(http: httpx.Client, database: Path, case: FuzzCase, tally: Tally, rou
 def sample(server: Server, http: httpx.Client, tally: Tally, uploads: int, started: float) -> None:
     """The server's memory now, and whether it is healthy."""
     healthy = http.get("/healthz").status_code == 200
-    memory = {"uploads": uploads, "seconds": time.perf_counter() - started, **server.memory_mib()}
+    memory = {
+        "uploads": uploads,
+        "seconds": time.perf_counter() - started,
+        **server.memory_mib(),
+        "service_rss_mib": vm_rss_mib(server.process.pid),
+    }
     tally.memory.append(memory)
     if not healthy:
         tally.no_answer.append(f"/healthz not 200 after {uploads} uploads")
     print(
         f"{uploads:>6} uploads {memory['seconds']:7.1f} s  RSS {memory['rss_mib']:7.1f} MiB"
+        f" (the service process {memory['service_rss_mib']:7.1f} MiB)"
         f"  PSS {memory['pss_mib']:7.1f} MiB  processes {memory['processes']:.0f}",
         flush=True,
+    )
+
+
+def vm_rss_mib(pid: int) -> float:
+    """The resident set of `pid` alone (its children left out), MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        / 1024
     )
 
 
@@ -193,6 +209,7 @@ def figures(tally: Tally, seconds: float, warm_up: int) -> dict[str, Any]:
         },
         "rss_mib": {"start": tally.memory[0]["rss_mib"], "warm": warm, "end": end},
         "rss_growth_after_warm_up": end["rss_mib"] / warm["rss_mib"] - 1.0,
+        "service_rss_growth_after_warm_up": end["service_rss_mib"] / warm["service_rss_mib"] - 1.0,
         "memory": tally.memory,
     }
 
@@ -215,7 +232,9 @@ def report(result: dict[str, Any]) -> None:
         f"RSS (server + children): start {rss['start']:.1f} MiB, after"
         f" {rss['warm']['uploads']} uploads {rss['warm']['rss_mib']:.1f} MiB, at the end"
         f" ({rss['end']['uploads']}) {rss['end']['rss_mib']:.1f} MiB:"
-        f" {100 * result['rss_growth_after_warm_up']:+.1f}% after warm-up;"
+        f" {100 * result['rss_growth_after_warm_up']:+.1f}% after warm-up (the service process"
+        f" alone: {rss['warm']['service_rss_mib']:.1f} -> {rss['end']['service_rss_mib']:.1f}"
+        f" MiB, {100 * result['service_rss_growth_after_warm_up']:+.1f}%);"
         f" load average {result['loadavg_end']}"
     )
 
