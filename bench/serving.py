@@ -73,7 +73,7 @@ UPLOAD_SECONDS_FACTOR = 3  # uploads take 100+ ms each: run them longer for a p9
 def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> bytes:
     """An Ogg Vorbis file of `seconds` of real music, stereo at `rate`: the test recordings
     one after the other (each is 8 s), encoded by FFmpeg's own vorbis encoder."""
-    chunks = []
+    chunks: list[np.ndarray] = []
     for name in CLIP_SOURCES:
         with av.open(str(ASSETS / name)) as source:
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
@@ -99,7 +99,7 @@ def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> byte
 def per_call_s(function: Callable[[], object], min_seconds: float = 1.0) -> float:
     """Median seconds per call of `function` over batches run for about `min_seconds`."""
     function()
-    timings = []
+    timings: list[float] = []
     deadline = time.perf_counter() + min_seconds
     while time.perf_counter() < deadline or len(timings) < 5:
         started = time.perf_counter()
@@ -112,7 +112,7 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
     """Seconds per call of the bare work under each route, one thread."""
     import faiss
 
-    from audio.frontend import decode_usable
+    from audio.frontend import DecodedAudio, decode_usable
     from pipeline.registry import load_current
 
     torch.set_num_threads(1)
@@ -130,7 +130,7 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
 
     encoder = version.encoder
 
-    def decode() -> object:
+    def decode() -> DecodedAudio:
         return decode_usable(clip, encoder.config, name="clip.ogg")
 
     samples = torch.from_numpy(decode().samples)
@@ -153,9 +153,11 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
 class Server:
     """`coldstart serve --workers W` on loopback with its own catalogue."""
 
-    def __init__(self, registry: Path, workers: int, folder: Path, code: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, registry: Path, workers: int, folder: Path, code: Path = REPO_ROOT, **settings: str
+    ) -> None:
         """`code`: the checkout whose service runs (another one: `--baseline`, one process,
-        started as that checkout starts it)."""
+        started as that checkout starts it); `settings`: more COLDSTART_* variables."""
         folder.mkdir(parents=True)
         self.workers = workers
         self.process, self.url = start_server(
@@ -163,7 +165,7 @@ class Server:
             folder,
             ["--workers", str(workers)] if code == REPO_ROOT else [],
             code,
-            COLDSTART_LOG_LEVEL="WARNING",
+            **{"COLDSTART_LOG_LEVEL": "WARNING", **settings},
         )
         self.log = folder / "server.log"
 
@@ -181,13 +183,7 @@ class Server:
 
     def memory_mib(self) -> dict[str, float]:
         """RSS and PSS of the supervisor and its workers, summed (MiB)."""
-        pids = [self.process.pid, *_children(self.process.pid)]
-        rss = pss = 0
-        for pid in pids:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            rss += _kib(rollup, "Rss")
-            pss += _kib(rollup, "Pss")
-        return {"processes": len(pids), "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+        return process_tree_memory_mib(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -198,10 +194,35 @@ class Server:
             self.process.wait()
 
 
+def process_tree_memory_mib(pid: int) -> dict[str, float]:
+    """RSS and PSS (MiB) of process `pid` and all its descendants, summed, from /proc; a
+    process that ends while it is read is left out."""
+    pids = [pid, *_children(pid)]
+    rss = pss = 0
+    counted = 0
+    for each in pids:
+        try:
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        rss += _kib(rollup, "Rss")
+        pss += _kib(rollup, "Pss")
+        counted += 1
+    return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+
+
 def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        for child in children:
             found.extend([int(child), *_children(int(child))])
     return found
 
