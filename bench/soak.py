@@ -3,7 +3,7 @@ middle of each phase; server errors, requests/s and p50/p99 per route, and the m
 the server's processes from the end of the warm-up to the end of the run.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.soak --registry REG \\
-        [--minutes 30] [--clients 1 4 8] [--workers 1] [--out soak.json]
+        [--minutes 30] [--clients 1 4 8] [--workers 2] [--out soak.json]
 
 REG must hold two finished versions (`coldstart publish` of one run twice makes them); the
 soak works on a copy of it (version files hard-linked where the file system allows), so
@@ -247,16 +247,16 @@ class MemorySampler:
         self.pid = pid
         self.every_s = every_s
         self.samples: list[tuple[float, float, float, int]] = []
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        started = time.monotonic()
         while True:
             memory = process_tree_memory_mib(self.pid)
             self.samples.append(
                 (
-                    time.monotonic() - started,
+                    time.monotonic() - self.started,
                     memory["rss_mib"],
                     memory["pss_mib"],
                     int(memory["processes"]),
@@ -272,6 +272,12 @@ class MemorySampler:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def rss_between(self, start: float, end: float) -> tuple[float, float]:
+        """RSS (MiB) of the first and the last sample taken between the monotonic times
+        `start` and `end`."""
+        inside = [s[1] for s in self.samples if start <= self.started + s[0] <= end]
+        return (inside[0], inside[-1]) if inside else (float("nan"), float("nan"))
 
     def growth(self, warm_up_s: float) -> dict[str, float]:
         """The first sample at or after `warm_up_s` against the last, in MiB and percent."""
@@ -399,6 +405,7 @@ def soak(
     total_s = seconds_per_phase * len(clients)
     with MemorySampler(pid, sample_seconds) as memory:
         for number, count in enumerate(clients):
+            phase_started = time.monotonic()
             phase = run_phase(
                 url,
                 api_key,
@@ -409,6 +416,7 @@ def soak(
                 workers,
                 seed * 100 + number,
             )
+            phase["rss_mib"] = memory.rss_between(phase_started, time.monotonic())
             phases.append(phase)
             print(phase_report(phase), flush=True)
             if phase["swap"]["status"] == 200:
@@ -441,7 +449,8 @@ def phase_report(phase: dict[str, Any]) -> str:
         f" ({phase['rps']:.1f}/s), {phase['server_errors']} server errors,"
         f" {phase['transport_errors']} transport errors, {phase['unexpected']} unexpected;"
         f" swap to {swap['version']}: {swap['status']} in {swap['activate_ms']:.0f} ms,"
-        f" observed {swap['observed']} (before {swap['before']}, after {swap['after']})"
+        f" observed {swap['observed']} (before {swap['before']}, after {swap['after']});"
+        f" RSS {phase['rss_mib'][0]:.0f} -> {phase['rss_mib'][1]:.0f} MiB"
     )
     return "\n".join(rows)
 
@@ -470,7 +479,12 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, required=True, help="Two finished versions.")
     parser.add_argument("--minutes", type=float, default=30.0, help="In all, split by phase.")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--workers", type=int, default=1, help="`coldstart serve --workers`.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="`coldstart serve --workers` (default 2: what it starts on 2 cores, as compose does).",
+    )
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON.")
