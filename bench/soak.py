@@ -28,7 +28,8 @@ begun before the activation by the old one, and none may fail.
 Memory: RSS and PSS of the server and all its descendants (the uvicorn workers, the
 upload decoders' processes when the service runs them), from /proc every
 `--sample-seconds`; growth is the last sample against the first after the warm-up (the
-first minute or the first 10% of the run, whichever is shorter).
+first minute or the first 10% of the run, whichever is shorter). Exit status 1 when a
+request failed, a swap was not seen, the server died, or RSS grew by 10% or more.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
 sys.path and shadow the packages.)
