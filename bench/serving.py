@@ -80,7 +80,7 @@ UPLOAD_SECONDS_FACTOR = 3  # uploads take 100+ ms each: run them longer for a p9
 def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> bytes:
     """An Ogg Vorbis file of `seconds` of real music, stereo at `rate`: the test recordings
     one after the other (each is 8 s), encoded by FFmpeg's own vorbis encoder."""
-    chunks = []
+    chunks: list[np.ndarray] = []
     for name in CLIP_SOURCES:
         with av.open(str(ASSETS / name)) as source:
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
@@ -106,7 +106,7 @@ def thirty_second_clip(seconds: float = CLIP_SECONDS, rate: int = 44100) -> byte
 def per_call_s(function: Callable[[], object], min_seconds: float = 1.0) -> float:
     """Median seconds per call of `function` over batches run for about `min_seconds`."""
     function()
-    timings = []
+    timings: list[float] = []
     deadline = time.perf_counter() + min_seconds
     while time.perf_counter() < deadline or len(timings) < 5:
         started = time.perf_counter()
@@ -119,7 +119,7 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
     """Seconds per call of the bare work under each route, one thread."""
     import faiss
 
-    from audio.frontend import decode_usable
+    from audio.frontend import DecodedAudio, decode_usable
     from pipeline.registry import load_current
 
     torch.set_num_threads(1)
@@ -137,7 +137,7 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
 
     encoder = version.encoder
 
-    def decode() -> object:
+    def decode() -> DecodedAudio:
         return decode_usable(clip, encoder.config, name="clip.ogg")
 
     samples = torch.from_numpy(decode().samples)
@@ -196,19 +196,8 @@ class Server:
             time.sleep(0.05)
 
     def memory_mib(self) -> dict[str, float]:
-        """RSS and PSS of the supervisor and its workers (and theirs), summed (MiB); a child
-        that exits while they are read is left out."""
-        pids = [self.process.pid, *_children(self.process.pid)]
-        rss = pss = counted = 0
-        for pid in pids:
-            try:
-                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            rss += _kib(rollup, "Rss")
-            pss += _kib(rollup, "Pss")
-            counted += 1
-        return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+        """RSS and PSS of the supervisor and its workers, summed (MiB)."""
+        return process_tree_memory_mib(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -217,6 +206,23 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def process_tree_memory_mib(pid: int) -> dict[str, float]:
+    """RSS and PSS (MiB) of process `pid` and all its descendants, summed, from /proc; a
+    process that ends while it is read is left out."""
+    pids = [pid, *_children(pid)]
+    rss = pss = 0
+    counted = 0
+    for each in pids:
+        try:
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        rss += _kib(rollup, "Rss")
+        pss += _kib(rollup, "Pss")
+        counted += 1
+    return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
 
 
 def _children(pid: int) -> list[int]:
