@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
 from service.logs import configure_logging
+from service.memory import tune_allocator
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.routes import API_ROUTERS, OPEN_ROUTERS
 from service.routes.page import STATIC_DIR
@@ -41,6 +42,7 @@ the audio, which places it among the songs listeners already know. Every error a
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the COLDSTART_* environment)."""
     settings = settings or Settings()
+    tune_allocator()  # before the service's threads start
     configure_logging(settings.log_level, settings.log_format)
     metrics = ServiceMetrics()
     runtime = Runtime(settings, metrics)

@@ -42,10 +42,13 @@ from index.vector_index import UnknownIdError
 from pipeline.registry.layout import RegistryError
 from pipeline.registry.read import LoadedVersion, current_version_id, load_version
 from service.cold_tracks import ColdTracks
+from service.memory import give_back_free_memory
 from service.metrics import ServiceMetrics
 from service.serving import ServedState, Serving
 from service.settings import Settings
 
+# Seconds after a swap before freed memory is handed back (`service.memory`).
+TRIM_AFTER_SWAP_S = 5.0
 log = logging.getLogger("coldstart.service")
 
 # A version that failed to load is tried again after this long even if `current` still
@@ -159,6 +162,8 @@ class VersionSwapper:
             time.perf_counter() - started,
             re_embedded,
         )
+        # The old version is freed once the last request pinned to it ends: trim after that.
+        threading.Timer(TRIM_AFTER_SWAP_S, give_back_free_memory).start()
         return True
 
     def _prepare(self, version_id: str, previous: Serving | None) -> tuple[Serving, int]:

@@ -1,0 +1,58 @@
+"""Freed memory given back to the OS: glibc's allocator settings and trims for a service
+that runs for months.
+
+glibc keeps what a process frees for its next allocation: in up to 8 arenas per core (one
+more each time threads contend), and in a heap whose top it trims only when the free space
+lies there; and after the first large buffer is freed it raises its mmap threshold, so
+later large buffers come from that heap too. A service's resident memory then steps up with
+each new peak (a hot swap holds two versions for a moment; a burst of concurrent requests
+opens more arenas) and stays there (BENCHMARKS.md: the soak and the fuzz runs). So
+`tune_allocator`, at start, before the threads: two arenas, and buffers from 128 KiB
+(glibc's default threshold, fixed) mapped and unmapped on their own; `give_back_free_memory`
+after a hot swap, once the old version is released: a collection, then `malloc_trim`.
+Neither does anything where the C library is not glibc (`ctypes` finds no `mallopt`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+
+log = logging.getLogger("coldstart.service")
+
+# mallopt(3) parameters (glibc's malloc.h).
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+ARENAS = 2
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    library = ctypes.CDLL(name)
+    return library if hasattr(library, "mallopt") and hasattr(library, "malloc_trim") else None
+
+
+def tune_allocator() -> bool:
+    """Cap glibc's arenas and fix its mmap threshold (see the module docstring); True if
+    the C library took both."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    taken = libc.mallopt(_M_ARENA_MAX, ARENAS) == 1
+    taken = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and taken
+    if not taken:
+        log.warning("the C library refused the allocator settings")
+    return taken
+
+
+def give_back_free_memory() -> None:
+    """Collect Python's garbage and return glibc's free pages to the OS."""
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
