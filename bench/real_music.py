@@ -23,6 +23,10 @@ Side by side, in one run:
   one: random convolutions over normalised log-mels already group recordings by their
   spectral texture, and one twin differs from the next by as much as 0.06.
 
+`--teacher` adds the zero-shot teacher (`musicnn-msd`'s network as trained on the Million
+Song Dataset, nothing learned here): its 200 pooled (penultimate) features of each whole
+excerpt, the targets a `student` distils (`training.distillation`).
+
 The packages below are not among the ten kept for an independent check (asc-music,
 drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
 pushover-data, singularity-music, warzone2100-music, wesnoth-1.16-music).
@@ -48,10 +52,13 @@ import torch  # noqa: E402
 
 from audio.config import FRONT_END  # noqa: E402
 from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
+from audio.frontend import model_input  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
 from training.content_space import fit_content_space  # noqa: E402
+from training.encoders import build_encoder  # noqa: E402
 from training.encoders.base import ContentEncoder  # noqa: E402
+from training.encoders.student import TEACHER  # noqa: E402
 from training.inference import embed_audio  # noqa: E402
 from training.run_data import load_run_data  # noqa: E402
 
@@ -182,10 +189,22 @@ def embed_all(encoder: ContentEncoder, paths: list[Path]) -> tuple[np.ndarray, n
     )
 
 
+def teacher_features(paths: list[Path]) -> np.ndarray:
+    """(n, 200) the zero-shot teacher's pooled features of each whole excerpt."""
+    teacher = build_encoder(TEACHER).eval()
+    rows = []
+    with torch.inference_mode():
+        for path in paths:
+            mel = torch.from_numpy(model_input(path, teacher.config))[None]
+            rows.append(teacher.pooled_mel(mel)[0].numpy())
+    return np.array(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("data/real_music"))
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_FOLDER")
+    parser.add_argument("--teacher", action="store_true", help=f"add {TEACHER}, zero-shot")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -198,6 +217,8 @@ def main() -> None:
         "chance": chance,
         "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels),
     }
+    if args.teacher:
+        rows[f"{TEACHER} zero-shot: pooled (200)"] = precision_at_k(teacher_features(paths), labels)
     for spec in args.run:
         name, run = spec.split("=", 1)
         content, factors = embed_all(load_encoder(Path(run) / "models" / "cnn"), paths)

@@ -83,6 +83,14 @@ def train(
             " features beside the factor MSE (0: off).",
         ),
     ] = None,
+    distill_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the distillation loss (a student's pooled features against its"
+            " teacher's) beside the factor MSE (0: off; default 1).",
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -160,6 +168,7 @@ def train(
         "contrastive_weight": contrastive_weight,
         "contrastive_classes": contrastive_classes,
         "artist_head_weight": artist_head_weight,
+        "distill_weight": distill_weight,
         "num_workers": workers,
     }
     try:
