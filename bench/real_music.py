@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from audio.config import FRONT_END  # noqa: E402
-from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
+from audio.decode import DEFAULT_LIMITS, DecodedAudio, decode_audio  # noqa: E402
 from audio.frontend import model_input  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
@@ -116,19 +116,24 @@ def excerpts(folder: Path) -> list[tuple[str, Path]]:
                 decoded = decode_audio(track)
                 if decoded.seconds < MIN_TRACK_SECONDS:
                     continue
-                start = int(decoded.samples.size / 3)
-                cut = decoded.samples[start : start + int(EXCERPT_SECONDS * decoded.sample_rate)]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with wave.open(str(out), "wb") as handle:
-                    handle.setnchannels(1)
-                    handle.setsampwidth(2)
-                    handle.setframerate(decoded.sample_rate)
-                    handle.writeframes((np.clip(cut, -1, 1) * 32767).astype("<i2").tobytes())
+                write_excerpt(decoded, out, EXCERPT_SECONDS)
             made.append((package, out))
             count += 1
             if count == TRACKS_PER_PACKAGE:
                 break
     return made
+
+
+def write_excerpt(decoded: DecodedAudio, out: Path, seconds: float) -> None:
+    """`seconds` of `decoded` from a third of the way in, as a 16-bit mono WAV at its rate."""
+    start = int(decoded.samples.size / 3)
+    cut = decoded.samples[start : start + int(seconds * decoded.sample_rate)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(out), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(decoded.sample_rate)
+        handle.writeframes((np.clip(cut, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def precision_at_k(vectors: np.ndarray, labels: np.ndarray) -> float:

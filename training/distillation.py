@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from artifacts.files import write_atomic, write_text_atomic
-from audio.cache import STAMP_SUFFIX, SourceStamp
+from audio.cache import STAMP_SUFFIX, MelCache, SourceStamp
 from audio.errors import AudioError
 from audio.frontend import model_input
 from training.encoders.base import ContentEncoder
@@ -59,6 +59,33 @@ class TeacherFeatures:
     def heard(self) -> np.ndarray:
         """(n_songs,) bool: the rows that hold features."""
         return np.isfinite(self.features).all(axis=1)
+
+    def followed_by(self, other: TeacherFeatures) -> TeacherFeatures:
+        """These songs' rows, then `other`'s (the costs added up; this one's folder)."""
+        return TeacherFeatures(
+            np.vstack([self.features, other.features]),
+            self.computed + other.computed,
+            self.seconds + other.seconds,
+            self.cache_dir,
+        )
+
+
+class JoinedMels:
+    """Two mel caches read as one (`training.inference.MelSource`): a song is read from the
+    first that has it. A student's training crops come from the world's cache and from the
+    cache of audio it distils on without listens (`CNNSettings.distill_audio`)."""
+
+    def __init__(self, first: MelCache, second: MelCache) -> None:
+        self.first, self.second = first, second
+
+    def _holding(self, song_id: str) -> MelCache:
+        return self.first if song_id in self.first else self.second
+
+    def n_frames(self, song_id: str) -> int:
+        return self._holding(song_id).n_frames(song_id)
+
+    def load(self, song_id: str) -> np.ndarray:
+        return self._holding(song_id).load(song_id)
 
 
 def teacher_fingerprint(teacher: ContentEncoder) -> str:

@@ -44,7 +44,7 @@ from training.artist_head import NO_ARTIST
 from training.checkpoint import MANIFEST_KIND, load_encoder, save_encoder
 from training.content_space import fit_content_space, pooled_cached
 from training.datamodule import MelDataModule
-from training.distillation import TeacherFeatures, agreement, teacher_features
+from training.distillation import JoinedMels, TeacherFeatures, agreement, teacher_features
 from training.encoders import DEFAULT_ENCODER, build_encoder, encoder_class
 from training.encoders.base import ContentEncoder, EncoderDims, EncoderWeightsError
 from training.inference import predict_cached
@@ -53,6 +53,7 @@ from training.run_data import (
     RunData,
     TrainingError,
     fresh_model_folder,
+    open_cache,
     scatter_rows,
     song_artists,
 )
@@ -100,7 +101,10 @@ class CNNSettings:
     `distill_weight`: for an architecture with a teacher (`student`), the weight of the
     MSE between its pooled features and the teacher's features of the same song
     (`training.distillation`) beside the factor MSE (0: no distillation). The default,
-    `DISTILL_WEIGHT`, is explained where it is defined.
+    `DISTILL_WEIGHT`, is explained where it is defined. `distill_audio`: a dataset folder
+    of audio without listens (`DIR/audio/`, its mel cache made by `coldstart featurize`,
+    e.g. `bench.distill_music`'s freely licensed soundtracks) whose songs join the
+    training crops for the distillation loss only (their factors are unknown).
     """
 
     encoder: str = DEFAULT_ENCODER
@@ -120,6 +124,7 @@ class CNNSettings:
     contrastive_classes: str = "song"
     artist_head_weight: float = 0.0
     distill_weight: float = DISTILL_WEIGHT
+    distill_audio: str | None = None
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -146,6 +151,11 @@ class CNNSettings:
             raise ValueError(f"artist_head_weight must be >= 0, got {self.artist_head_weight}")
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_audio is not None and (self.contrastive_weight or self.artist_head_weight):
+            raise ValueError(
+                "distill_audio songs have no artist nor listens: not with the contrastive or"
+                " artist objectives"
+            )
         if self.num_nodes < 1:
             raise ValueError(f"num_nodes must be at least 1, got {self.num_nodes}")
 
@@ -302,6 +312,19 @@ def train_encoder(
     train_rows = train_rows[long_enough]
     teacher = distillation_teacher(net, settings)
     distilled = None if teacher is None else teacher_features(data.dataset_root, train_ids, teacher)
+    crops, crop_ids, crop_factors = data.cache, train_ids, f.song_factors[train_rows]
+    extra_ids: list[str] = []
+    if teacher is not None and distilled is not None and settings.distill_audio is not None:
+        extra_root = Path(settings.distill_audio)
+        extra_cache = open_cache(extra_root, data.cache.config)
+        extra_ids = [s for s in extra_cache.song_ids if extra_cache.n_frames(s) >= window]
+        if set(extra_ids) & set(data.cache.song_ids):
+            raise TrainingError(f"{extra_root} has songs of the same ids as the run's dataset")
+        distilled = distilled.followed_by(teacher_features(extra_root, extra_ids, teacher))
+        crops = JoinedMels(data.cache, extra_cache)
+        crop_ids = [*train_ids, *extra_ids]
+        unknown = np.full((len(extra_ids), f.n_factors), np.nan, np.float32)
+        crop_factors = np.vstack([crop_factors, unknown])
     module = ContentModel(
         net,
         user_factors=f.user_factors,
@@ -351,9 +374,9 @@ def train_encoder(
             " of at least 2 crops each"
         )
     datamodule = MelDataModule(
-        data.cache,
-        train_ids,
-        f.song_factors[train_rows],
+        crops,
+        crop_ids,
+        crop_factors,
         valid_ids,
         window_frames=window,
         crops_per_song=settings.crops_per_song,
@@ -382,7 +405,10 @@ def train_encoder(
         distillation = (
             None
             if teacher is None or distilled is None
-            else distillation_report(data, net, teacher, distilled, valid_ids, settings)
+            else {
+                **distillation_report(data, net, teacher, distilled, valid_ids, settings),
+                "audio_songs": len(extra_ids),
+            }
         )
         manifest = save_encoder(
             net,

@@ -46,6 +46,16 @@ from training.encoders.base import ContentEncoder
 SCHEDULES = ("none", "cosine", "plateau")
 
 
+def finite_mse(predicted: Tensor, targets: Tensor) -> Tensor:
+    """MSE of `predicted` (B, D) against `targets` (B, D) over the rows whose targets are
+    finite (a NaN row: a song without factors, or one its teacher could not hear); 0 with
+    a gradient when there is none."""
+    known = torch.isfinite(targets).all(dim=1)
+    if not bool(known.any()):
+        return predicted.sum() * 0.0
+    return F.mse_loss(predicted[known], targets[known])
+
+
 class ContentModel(pl.LightningModule):
     """MSE on the factors, Adam, and ranking metrics on whole validation clips.
 
@@ -64,6 +74,7 @@ class ContentModel(pl.LightningModule):
     linear classifier of the pooled features into the artists `artist_classes`
     (n_train_songs,) int, `NO_ARTIST` where unknown (required then; the batches must carry
     song indices: `MelDataModule(..., with_songs=True)`).
+    The factor MSE leaves out crops whose factors are NaN (songs a student only distils on).
     `teacher_features` (n_train_songs, pooled_dims) float32, NaN rows for songs the teacher
     could not hear: the loss adds `distill_weight` times the MSE of the pooled features of
     each crop against its song's row (the batches must carry song indices).
@@ -164,7 +175,7 @@ class ContentModel(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         mel, factors = batch[:2]
         pooled = self.net.pooled_mel(self._masked(mel))
-        loss = F.mse_loss(self.net.head(pooled), self._targets(factors))
+        loss = finite_mse(self.net.head(pooled), self._targets(factors))
         distilling = self.teacher_features is not None
         if self.projection is not None or self.artist_head is not None or distilling:
             if len(batch) < 3:
@@ -212,11 +223,7 @@ class ContentModel(pl.LightningModule):
         (B,) and those songs' teacher features, over the songs the teacher heard (0 if none)."""
         if self.teacher_features is None:
             raise ValueError("this model distils no teacher (no teacher_features)")
-        targets = self.teacher_features.to(pooled.device)[songs]
-        heard = torch.isfinite(targets).all(dim=1)
-        if not bool(heard.any()):
-            return pooled.sum() * 0.0
-        return F.mse_loss(pooled[heard], targets[heard])
+        return finite_mse(pooled, self.teacher_features.to(pooled.device)[songs])
 
     def on_validation_epoch_start(self) -> None:
         self._valid_predictions.clear()

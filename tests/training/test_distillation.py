@@ -12,6 +12,7 @@ import torch
 
 from training.distillation import (
     MAX_PATCHES,
+    JoinedMels,
     agreement,
     middle_patches,
     teacher_cache_dir,
@@ -78,3 +79,27 @@ def test_agreement_of_a_student_that_hears_as_its_teacher() -> None:
     assert "tag_mae" not in same  # no tag layer
     noisy = agreement(student, np.zeros_like(targets), student, targets)
     assert noisy["r2"] < 0.5
+
+
+def test_joined_mels_read_each_song_from_the_cache_that_has_it(
+    audio_assets: Path, tmp_path: Path
+) -> None:
+    from audio.cache import MelCache, default_cache_dir, featurize_dataset
+
+    caches = []
+    for folder, name in (("world", "vibe_ace.mp3"), ("extra", "asc_game_theme.mp3")):
+        (tmp_path / folder / "audio").mkdir(parents=True)
+        shutil.copy(audio_assets / name, tmp_path / folder / "audio" / name)
+        featurize_dataset(tmp_path / folder, workers=1, progress=False)
+        caches.append(MelCache.open(default_cache_dir(tmp_path / folder)))
+    joined = JoinedMels(*caches)
+    for cache, song in zip(caches, ("vibe_ace", "asc_game_theme"), strict=True):
+        assert joined.n_frames(song) == cache.n_frames(song)
+        np.testing.assert_array_equal(joined.load(song), cache.load(song))
+
+
+def test_the_distillation_audio_is_none_of_the_real_music_checks() -> None:
+    from bench.distill_music import KEPT, PACKAGES
+    from bench.real_music import PACKAGES as REAL_MUSIC
+
+    assert not set(PACKAGES) & (set(REAL_MUSIC) | set(KEPT)) and len(KEPT) == 10

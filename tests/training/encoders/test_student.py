@@ -64,6 +64,22 @@ def test_the_distillation_loss_is_the_mse_over_the_songs_the_teacher_heard() -> 
         ContentModel(StudentEncoder(StudentDims(teacher_dims=7)), teacher_features=targets)
 
 
+def test_songs_without_factors_count_in_the_distillation_loss_only() -> None:
+    """A song a student only distils on (NaN factors) leaves the factor MSE unchanged."""
+    torch.manual_seed(0)
+    student = StudentEncoder(SMALL).eval()
+    targets = np.random.default_rng(1).normal(size=(2, 12)).astype(np.float32)
+    model = ContentModel(student, teacher_features=targets, distill_weight=1.0)
+    model.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    mel = torch.randn(2, 128, student.dims.min_frames + 5)
+    factors = torch.tensor([[1.0, 2.0, 3.0, 4.0], [float("nan")] * 4])
+    songs = torch.tensor([0, 1])
+    loss = model.training_step((mel, factors, songs), 0)
+    pooled = student.pooled_mel(mel)
+    factor_loss = torch.nn.functional.mse_loss(student.head(pooled[:1]), factors[:1])
+    torch.testing.assert_close(loss, factor_loss + model.distill_loss(pooled, songs))
+
+
 def test_a_training_step_pulls_the_pooled_features_towards_the_teachers() -> None:
     """The step's loss is the factor MSE plus the weight times the distillation MSE."""
     torch.manual_seed(0)
