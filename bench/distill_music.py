@@ -6,11 +6,11 @@ only the world's synthetic songs. This fetches, at run time, the soundtracks of 
 packages (section games, in main) that are neither those of the real-music check
 (`bench.real_music.PACKAGES`) nor the ten kept for an independent check (`KEPT`), as that
 check does (`apt-get download` + `dpkg-deb -x` into an ignored folder, never committed),
-and cuts each track of at least `MIN_TRACK_SECONDS` into one excerpt of `EXCERPT_SECONDS`
-(the world's clip length) from a third of the way in, written as a dataset folder's
-`audio/<package>-<index of the file in the package>.wav` (22.05 kHz mono), which
-`coldstart featurize` caches and `coldstart train --encoder student --distill-audio
-FOLDER` distils on.
+and cuts each track of at least `MIN_TRACK_SECONDS` into `EXCERPTS_PER_TRACK` excerpts of
+`EXCERPT_SECONDS` (the world's clip length), at 1/4, 1/2 and 3/4 of it, written as a
+dataset folder's `audio/<package>-<index of the file in the package>-<part>.wav` (22.05
+kHz mono), which `coldstart featurize` caches and `coldstart train --encoder student
+--distill-audio FOLDER` distils on. (BENCHMARKS.md: 279 excerpts from 93 tracks.)
 
     python -m bench.distill_music --folder data/distill_music
 """
@@ -57,6 +57,7 @@ PACKAGES = (
 EXCERPT_SECONDS = 12.0
 MIN_TRACK_SECONDS = 20.0
 TRACKS_PER_PACKAGE = 25
+EXCERPTS_PER_TRACK = 3
 
 
 def fetch(folder: Path) -> list[Path]:
@@ -66,13 +67,19 @@ def fetch(folder: Path) -> list[Path]:
         files = sorted(p for p in unpack(package, folder).rglob("*") if p.suffix in EXTENSIONS)
         count = 0
         for index, track in enumerate(files):
-            out = folder / "audio" / f"{package}-{index:03d}.wav"
-            if not out.is_file():
+            outs = [
+                folder / "audio" / f"{package}-{index:03d}-{part}.wav"
+                for part in range(EXCERPTS_PER_TRACK)
+            ]
+            if not all(out.is_file() for out in outs):
                 decoded = decode_audio(track)
                 if decoded.seconds < MIN_TRACK_SECONDS:
                     continue
-                write_excerpt(decoded, out, EXCERPT_SECONDS)
-            made.append(out)
+                for part, out in enumerate(outs):
+                    write_excerpt(
+                        decoded, out, EXCERPT_SECONDS, (part + 1) / (EXCERPTS_PER_TRACK + 1)
+                    )
+            made += outs
             count += 1
             if count == TRACKS_PER_PACKAGE:
                 break

@@ -124,9 +124,10 @@ def excerpts(folder: Path) -> list[tuple[str, Path]]:
     return made
 
 
-def write_excerpt(decoded: DecodedAudio, out: Path, seconds: float) -> None:
-    """`seconds` of `decoded` from a third of the way in, as a 16-bit mono WAV at its rate."""
-    start = int(decoded.samples.size / 3)
+def write_excerpt(decoded: DecodedAudio, out: Path, seconds: float, at: float = 1 / 3) -> None:
+    """`seconds` of `decoded` from `at` (a share) of the way in, as a 16-bit mono WAV at its
+    rate."""
+    start = int(decoded.samples.size * at)
     cut = decoded.samples[start : start + int(seconds * decoded.sample_rate)]
     out.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(out), "wb") as handle:
