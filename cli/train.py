@@ -88,7 +88,7 @@ def train(
         typer.Option(
             min=0.0,
             help="Weight of the distillation loss (a student's pooled features against its"
-            " teacher's) beside the factor MSE (0: off; default 1).",
+            " teacher's) beside the factor MSE (0: off; default 0.1).",
         ),
     ] = None,
     distill_audio: Annotated[
