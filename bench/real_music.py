@@ -23,6 +23,10 @@ Side by side, in one run:
   one: random convolutions over normalised log-mels already group recordings by their
   spectral texture, and one twin differs from the next by as much as 0.06.
 
+`--teacher` adds the zero-shot teacher (`musicnn-msd`'s network as trained on the Million
+Song Dataset, nothing learned here): its 200 pooled (penultimate) features of each whole
+excerpt, the targets a `student` distils (`training.distillation`).
+
 The packages below are not among the ten kept for an independent check (asc-music,
 drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
 pushover-data, singularity-music, warzone2100-music, wesnoth-1.16-music).
@@ -47,11 +51,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from audio.config import FRONT_END  # noqa: E402
-from audio.decode import DEFAULT_LIMITS, decode_audio  # noqa: E402
+from audio.decode import DEFAULT_LIMITS, DecodedAudio, decode_audio  # noqa: E402
+from audio.frontend import model_input  # noqa: E402
 from audio.mel import LogMel  # noqa: E402
 from training.checkpoint import load_encoder  # noqa: E402
 from training.content_space import fit_content_space  # noqa: E402
+from training.encoders import build_encoder  # noqa: E402
 from training.encoders.base import ContentEncoder  # noqa: E402
+from training.encoders.student import TEACHER  # noqa: E402
 from training.inference import embed_audio  # noqa: E402
 from training.run_data import load_run_data  # noqa: E402
 
@@ -109,19 +116,25 @@ def excerpts(folder: Path) -> list[tuple[str, Path]]:
                 decoded = decode_audio(track)
                 if decoded.seconds < MIN_TRACK_SECONDS:
                     continue
-                start = int(decoded.samples.size / 3)
-                cut = decoded.samples[start : start + int(EXCERPT_SECONDS * decoded.sample_rate)]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with wave.open(str(out), "wb") as handle:
-                    handle.setnchannels(1)
-                    handle.setsampwidth(2)
-                    handle.setframerate(decoded.sample_rate)
-                    handle.writeframes((np.clip(cut, -1, 1) * 32767).astype("<i2").tobytes())
+                write_excerpt(decoded, out, EXCERPT_SECONDS)
             made.append((package, out))
             count += 1
             if count == TRACKS_PER_PACKAGE:
                 break
     return made
+
+
+def write_excerpt(decoded: DecodedAudio, out: Path, seconds: float, at: float = 1 / 3) -> None:
+    """`seconds` of `decoded` from `at` (a share) of the way in, as a 16-bit mono WAV at its
+    rate."""
+    start = int(decoded.samples.size * at)
+    cut = decoded.samples[start : start + int(seconds * decoded.sample_rate)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(out), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(decoded.sample_rate)
+        handle.writeframes((np.clip(cut, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def precision_at_k(vectors: np.ndarray, labels: np.ndarray) -> float:
@@ -182,10 +195,22 @@ def embed_all(encoder: ContentEncoder, paths: list[Path]) -> tuple[np.ndarray, n
     )
 
 
+def teacher_features(paths: list[Path]) -> np.ndarray:
+    """(n, 200) the zero-shot teacher's pooled features of each whole excerpt."""
+    teacher = build_encoder(TEACHER).eval()
+    rows = []
+    with torch.inference_mode():
+        for path in paths:
+            mel = torch.from_numpy(model_input(path, teacher.config))[None]
+            rows.append(teacher.pooled_mel(mel)[0].numpy())
+    return np.array(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("data/real_music"))
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_FOLDER")
+    parser.add_argument("--teacher", action="store_true", help=f"add {TEACHER}, zero-shot")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -198,6 +223,8 @@ def main() -> None:
         "chance": chance,
         "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels),
     }
+    if args.teacher:
+        rows[f"{TEACHER} zero-shot: pooled (200)"] = precision_at_k(teacher_features(paths), labels)
     for spec in args.run:
         name, run = spec.split("=", 1)
         content, factors = embed_all(load_encoder(Path(run) / "models" / "cnn"), paths)

@@ -83,6 +83,21 @@ def train(
             " features beside the factor MSE (0: off).",
         ),
     ] = None,
+    distill_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the distillation loss (a student's pooled features against its"
+            " teacher's) beside the factor MSE (0: off; default 0.1).",
+        ),
+    ] = None,
+    distill_audio: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset folder of audio without listens (its mel cache made by `coldstart"
+            " featurize`) whose songs a student also distils its teacher on.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Data loader worker processes (0: in process).")
     ] = None,
@@ -160,6 +175,8 @@ def train(
         "contrastive_weight": contrastive_weight,
         "contrastive_classes": contrastive_classes,
         "artist_head_weight": artist_head_weight,
+        "distill_weight": distill_weight,
+        "distill_audio": None if distill_audio is None else str(distill_audio),
         "num_workers": workers,
     }
     try:

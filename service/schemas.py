@@ -106,7 +106,7 @@ class TagScore(BaseModel):
 
 TAGS_DESCRIPTION = (
     "The recording's most probable tags (top 5, most probable first), when the served model"
-    " carries a tag head (musicnn-msd); null for a model without one."
+    " carries a tag head (musicnn-msd, student); null for a model without one."
 )
 
 

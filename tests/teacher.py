@@ -11,8 +11,9 @@ import pytest
 from training.encoders.musicnn_weights import CACHE_ENV, MusicnnWeightsError, fetch_weights
 
 TEST_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "coldstart"
-# Architectures whose fresh encoder starts from the teacher's weights (read from the cache).
-PRETRAINED = ("musicnn-msd",)
+# Architectures whose fresh encoder needs the teacher's weights (read from the cache): it
+# starts from them, or distils the teacher and serves its tags.
+PRETRAINED = ("musicnn-msd", "student")
 
 
 def teacher_cache() -> Path:

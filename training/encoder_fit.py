@@ -42,8 +42,9 @@ from audio.config import FrontEndMismatchError
 from corpus.artists import UNKNOWN_ARTIST
 from training.artist_head import NO_ARTIST
 from training.checkpoint import MANIFEST_KIND, load_encoder, save_encoder
-from training.content_space import fit_content_space
+from training.content_space import fit_content_space, pooled_cached
 from training.datamodule import MelDataModule
+from training.distillation import JoinedMels, TeacherFeatures, agreement, teacher_features
 from training.encoders import DEFAULT_ENCODER, build_encoder, encoder_class
 from training.encoders.base import ContentEncoder, EncoderDims, EncoderWeightsError
 from training.inference import predict_cached
@@ -52,11 +53,19 @@ from training.run_data import (
     RunData,
     TrainingError,
     fresh_model_folder,
+    open_cache,
     scatter_rows,
     song_artists,
 )
 
 STRATEGIES = ("auto", "ddp")
+# The weight of the distillation loss (a student's pooled features against its teacher's)
+# beside the factor MSE. Each MSE starts near its targets' variance per dimension: on a
+# 600-song world, 0.019 for the WMF factors and 0.27 for MSD_musicnn's penultimate features
+# of the same songs (BENCHMARKS.md). 0.1 makes the teacher's term start a little above the
+# factors' (x 1.4), so that neither goal drowns the other and hearing like the teacher,
+# which the factors of a small world cannot teach, is not left for last.
+DISTILL_WEIGHT = 0.1
 CONTRASTIVE_CLASSES = ("song", "artist")
 
 
@@ -88,6 +97,14 @@ class CNNSettings:
     every crop of the same artist (songs.csv) a positive, not only the other crop of its song.
     `artist_head_weight` > 0 adds the cross-entropy of a linear classifier of the pooled
     features into the training songs' artists (songs.csv; `training.artist_head`).
+
+    `distill_weight`: for an architecture with a teacher (`student`), the weight of the
+    MSE between its pooled features and the teacher's features of the same song
+    (`training.distillation`) beside the factor MSE (0: no distillation). The default,
+    `DISTILL_WEIGHT`, is explained where it is defined. `distill_audio`: a dataset folder
+    of audio without listens (`DIR/audio/`, its mel cache made by `coldstart featurize`,
+    e.g. `bench.distill_music`'s freely licensed soundtracks) whose songs join the
+    training crops for the distillation loss only (their factors are unknown).
     """
 
     encoder: str = DEFAULT_ENCODER
@@ -106,6 +123,8 @@ class CNNSettings:
     contrastive_temperature: float = 0.1
     contrastive_classes: str = "song"
     artist_head_weight: float = 0.0
+    distill_weight: float = DISTILL_WEIGHT
+    distill_audio: str | None = None
     patience: int = 6
     clip_batch_size: int = 32
     num_workers: int = 0
@@ -130,6 +149,13 @@ class CNNSettings:
             )
         if self.artist_head_weight < 0:
             raise ValueError(f"artist_head_weight must be >= 0, got {self.artist_head_weight}")
+        if self.distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_audio is not None and (self.contrastive_weight or self.artist_head_weight):
+            raise ValueError(
+                "distill_audio songs have no artist nor listens: not with the contrastive or"
+                " artist objectives"
+            )
         if self.num_nodes < 1:
             raise ValueError(f"num_nodes must be at least 1, got {self.num_nodes}")
 
@@ -284,6 +310,21 @@ def train_encoder(
     long_enough = np.array([data.cache.n_frames(song) >= window for song in train_ids], bool)
     train_ids = [song for song, keep in zip(train_ids, long_enough, strict=True) if keep]
     train_rows = train_rows[long_enough]
+    teacher = distillation_teacher(net, settings)
+    distilled = None if teacher is None else teacher_features(data.dataset_root, train_ids, teacher)
+    crops, crop_ids, crop_factors = data.cache, train_ids, f.song_factors[train_rows]
+    extra_ids: list[str] = []
+    if teacher is not None and distilled is not None and settings.distill_audio is not None:
+        extra_root = Path(settings.distill_audio)
+        extra_cache = open_cache(extra_root, data.cache.config)
+        extra_ids = [s for s in extra_cache.song_ids if extra_cache.n_frames(s) >= window]
+        if set(extra_ids) & set(data.cache.song_ids):
+            raise TrainingError(f"{extra_root} has songs of the same ids as the run's dataset")
+        distilled = distilled.followed_by(teacher_features(extra_root, extra_ids, teacher))
+        crops = JoinedMels(data.cache, extra_cache)
+        crop_ids = [*train_ids, *extra_ids]
+        unknown = np.full((len(extra_ids), f.n_factors), np.nan, np.float32)
+        crop_factors = np.vstack([crop_factors, unknown])
     module = ContentModel(
         net,
         user_factors=f.user_factors,
@@ -300,6 +341,8 @@ def train_encoder(
         contrastive_classes=contrastive_classes(data, train_ids, settings),
         artist_head_weight=settings.artist_head_weight,
         artist_classes=artist_classes(data, train_ids) if settings.artist_head_weight else None,
+        teacher_features=None if distilled is None else distilled.features,
+        distill_weight=settings.distill_weight,
     )
     folder = data.run_dir / MODELS_DIR / folder_name
     best = BestWeights(monitor="val/map", mode="max")
@@ -331,9 +374,9 @@ def train_encoder(
             " of at least 2 crops each"
         )
     datamodule = MelDataModule(
-        data.cache,
-        train_ids,
-        f.song_factors[train_rows],
+        crops,
+        crop_ids,
+        crop_factors,
         valid_ids,
         window_frames=window,
         crops_per_song=settings.crops_per_song,
@@ -342,7 +385,7 @@ def train_encoder(
         num_workers=settings.num_workers,
         seed=seed,
         pair_crops=settings.contrastive_weight > 0,
-        with_songs=settings.artist_head_weight > 0,
+        with_songs=settings.artist_head_weight > 0 or distilled is not None,
     )
     if trainer.is_global_zero:
         fresh_model_folder(folder)
@@ -359,6 +402,14 @@ def train_encoder(
             predict_cached(net, data.cache, test_ids, settings.clip_batch_size),
         )
         np.save(folder / TEST_FACTORS_FILE, test_factors)
+        distillation = (
+            None
+            if teacher is None or distilled is None
+            else {
+                **distillation_report(data, net, teacher, distilled, valid_ids, settings),
+                "audio_songs": len(extra_ids),
+            }
+        )
         manifest = save_encoder(
             net,
             folder,
@@ -379,6 +430,7 @@ def train_encoder(
                 "processes": processes,
                 "songs_without_audio": data.songs_without_audio(),
                 "seconds": round(time.perf_counter() - started, 1),
+                **({"distillation": distillation} if distillation else {}),
             },
         )
     # The other processes wait here for rank 0's manifest (no file system shared needed).
@@ -389,6 +441,48 @@ def train_encoder(
         trainer.strategy.barrier("leave")
         torch.distributed.destroy_process_group()
     return manifest
+
+
+def distillation_teacher(net: ContentEncoder, settings: CNNSettings) -> ContentEncoder | None:
+    """The teacher `net` distils (eval mode), or None when its architecture has none or
+    `settings.distill_weight` is 0; `TrainingError` when the teacher cannot be built or
+    its pooled features are not as wide as `net`'s."""
+    if net.teacher is None or settings.distill_weight <= 0:
+        return None
+    try:
+        teacher = build_encoder(net.teacher).eval()
+    except EncoderWeightsError as error:
+        raise TrainingError(f"cannot build {net.name}'s teacher {net.teacher}: {error}") from error
+    if teacher.dims.pooled_dims != net.dims.pooled_dims:
+        raise TrainingError(
+            f"{net.name} pools {net.dims.pooled_dims} features; its teacher {teacher.name}"
+            f" pools {teacher.dims.pooled_dims}"
+        )
+    return teacher
+
+
+def distillation_report(
+    data: RunData,
+    net: ContentEncoder,
+    teacher: ContentEncoder,
+    distilled: TeacherFeatures,
+    valid_ids: Sequence[str],
+    settings: CNNSettings,
+) -> dict[str, Any]:
+    """What the manifest records of a distillation: the teacher, its features' cost on the
+    training songs, and how closely the trained `net` hears like it on the validation
+    songs (`training.distillation.agreement`)."""
+    valid = teacher_features(data.dataset_root, valid_ids, teacher)
+    pooled = pooled_cached(net, data.cache, valid_ids, settings.clip_batch_size)
+    return {
+        "teacher": teacher.name,
+        "weight": settings.distill_weight,
+        "features": distilled.cache_dir.name,
+        "train_songs_heard": int(distilled.heard.sum()),
+        "train_songs_computed": distilled.computed,
+        "teacher_seconds": round(distilled.seconds + valid.seconds, 1),
+        "validation": agreement(net, pooled, teacher, valid.features),
+    }
 
 
 def contrastive_classes(

@@ -17,6 +17,9 @@ contrastive loss of `training.contrastive` over the pooled features of the batch
 of crops of one song (through a projection head held here, never saved), weighted by it.
 `artist_head_weight` > 0 adds another: the cross-entropy of a linear artist classifier on
 the same pooled features (`training.artist_head`, the head held here too, never saved).
+`teacher_features` given adds knowledge distillation (a student, `training.encoders.student`):
+`distill_weight` times the MSE between the pooled features of each crop and its song's
+teacher features (`training.distillation`), whose width the student's pooled features have.
 
 Under DDP each rank predicts its share of the validation songs; the shares are gathered
 so that every rank ranks the full set and logs the same `val/map`: early stopping and
@@ -43,6 +46,16 @@ from training.encoders.base import ContentEncoder
 SCHEDULES = ("none", "cosine", "plateau")
 
 
+def finite_mse(predicted: Tensor, targets: Tensor) -> Tensor:
+    """MSE of `predicted` (B, D) against `targets` (B, D) over the rows whose targets are
+    finite (a NaN row: a song without factors, or one its teacher could not hear); 0 with
+    a gradient when there is none."""
+    known = torch.isfinite(targets).all(dim=1)
+    if not bool(known.any()):
+        return predicted.sum() * 0.0
+    return F.mse_loss(predicted[known], targets[known])
+
+
 class ContentModel(pl.LightningModule):
     """MSE on the factors, Adam, and ranking metrics on whole validation clips.
 
@@ -61,6 +74,10 @@ class ContentModel(pl.LightningModule):
     linear classifier of the pooled features into the artists `artist_classes`
     (n_train_songs,) int, `NO_ARTIST` where unknown (required then; the batches must carry
     song indices: `MelDataModule(..., with_songs=True)`).
+    The factor MSE leaves out crops whose factors are NaN (songs a student only distils on).
+    `teacher_features` (n_train_songs, pooled_dims) float32, NaN rows for songs the teacher
+    could not hear: the loss adds `distill_weight` times the MSE of the pooled features of
+    each crop against its song's row (the batches must carry song indices).
     """
 
     def __init__(
@@ -81,6 +98,8 @@ class ContentModel(pl.LightningModule):
         contrastive_classes: np.ndarray | None = None,
         artist_head_weight: float = 0.0,
         artist_classes: np.ndarray | None = None,
+        teacher_features: np.ndarray | None = None,
+        distill_weight: float = 0.0,
         k: int = 500,
     ):
         super().__init__()
@@ -92,6 +111,13 @@ class ContentModel(pl.LightningModule):
             raise ValueError(f"artist_head_weight must be >= 0, got {artist_head_weight}")
         if artist_head_weight > 0 and artist_classes is None:
             raise ValueError("the artist head needs the training songs' artist_classes")
+        if distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
+        if teacher_features is not None and teacher_features.shape[1] != net.dims.pooled_dims:
+            raise ValueError(
+                f"teacher features of width {teacher_features.shape[1]}; the net pools"
+                f" {net.dims.pooled_dims}"
+            )
         self.save_hyperparameters(
             ignore=[
                 "net",
@@ -100,6 +126,7 @@ class ContentModel(pl.LightningModule):
                 "valid_factors",
                 "contrastive_classes",
                 "artist_classes",
+                "teacher_features",
             ]
         )
         self.net = net
@@ -114,6 +141,9 @@ class ContentModel(pl.LightningModule):
             self.artist_classes = torch.as_tensor(artist_classes).long()
             n_artists = max(1, int(self.artist_classes.max()) + 1)
             self.artist_head = ArtistHead(net.dims.pooled_dims, n_artists)
+        self.teacher_features = (
+            None if teacher_features is None else torch.as_tensor(teacher_features).float()
+        )
         self.user_factors = user_factors
         self.valid_relevance = valid_relevance
         self.valid_factors = None if valid_factors is None else torch.from_numpy(valid_factors)
@@ -145,10 +175,13 @@ class ContentModel(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         mel, factors = batch[:2]
         pooled = self.net.pooled_mel(self._masked(mel))
-        loss = F.mse_loss(self.net.head(pooled), self._targets(factors))
-        if self.projection is not None or self.artist_head is not None:
+        loss = finite_mse(self.net.head(pooled), self._targets(factors))
+        distilling = self.teacher_features is not None
+        if self.projection is not None or self.artist_head is not None or distilling:
             if len(batch) < 3:
-                raise ValueError("the contrastive and artist objectives need song indices")
+                raise ValueError(
+                    "the contrastive, artist and distillation objectives need song indices"
+                )
             self.log("train/mse", loss, on_step=False, on_epoch=True)
         if self.projection is not None:
             contrastive = self.contrastive_loss(pooled, batch[2])
@@ -158,6 +191,10 @@ class ContentModel(pl.LightningModule):
             artist = self.artist_loss(pooled, batch[2])
             self.log("train/artist", artist, on_step=False, on_epoch=True)
             loss = loss + self.hparams.artist_head_weight * artist
+        if distilling:
+            distill = self.distill_loss(pooled, batch[2])
+            self.log("train/distill", distill, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.distill_weight * distill
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
@@ -180,6 +217,13 @@ class ContentModel(pl.LightningModule):
             raise ValueError("this model has no artist head (artist_head_weight 0)")
         artists = self.artist_classes.to(songs.device)[songs]
         return artist_loss(self.artist_head(pooled), artists)
+
+    def distill_loss(self, pooled: Tensor, songs: Tensor) -> Tensor:
+        """MSE between pooled features (B, pooled_dims) of crops of the training songs `songs`
+        (B,) and those songs' teacher features, over the songs the teacher heard (0 if none)."""
+        if self.teacher_features is None:
+            raise ValueError("this model distils no teacher (no teacher_features)")
+        return finite_mse(pooled, self.teacher_features.to(pooled.device)[songs])
 
     def on_validation_epoch_start(self) -> None:
         self._valid_predictions.clear()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 ARCHITECTURES: dict[str, str] = {
     "dieleman": "training.encoders.dieleman:DielemanEncoder",
     "samplecnn": "training.encoders.samplecnn:SampleCNNEncoder",
+    "student": "training.encoders.student:StudentEncoder",
     "musicnn": "training.encoders.musicnn_encoders:MusicnnEncoder",
     "musicnn-msd": "training.encoders.musicnn_encoders:MusicnnMsdEncoder",
 }

@@ -24,6 +24,9 @@ What an architecture provides (class attributes, then the one method):
   (`musicnn-msd`); loading a checkpoint builds `cls(dims, config)` and loads its weights;
 - `tag_names` and `tag_probabilities(pooled)`, for an architecture that carries a tag head
   over its pooled features (the base's: none);
+- `teacher`: the name of the architecture whose pooled features this one learns to predict
+  beside the factors (knowledge distillation, `training.distillation`; the pooled widths
+  must match), or None (the base's: none);
 - `pool(mel, lengths)`: model input (B, input_bands, T) float32 -> globally pooled
   features (B, pooled_dims); `lengths` (B,) int the real frames of each row of a
   zero-padded batch, or None. A padded row must give the vector it gives alone (mask
@@ -160,6 +163,7 @@ class ContentEncoder(nn.Module, ABC):
     dims_type: ClassVar[type[EncoderDims]]
     default_front_end: ClassVar[FrontEndConfig]
     small_dims: ClassVar[EncoderDims]
+    teacher: ClassVar[str | None] = None
 
     dims: EncoderDims
     config: FrontEndConfig
