@@ -73,13 +73,12 @@ def decode_usable(
 
 
 @dataclass(frozen=True)
-class ModelInput:
-    """One recording as a model reads it: `values`, its log-mel (n_mels, n_frames), or for
-    a waveform front end its samples (1, n_samples), float32, finite; what decoding found
-    (`DecodedAudio`: `seconds` decoded, `truncated`, `peak_dbfs`, `normalised`, its
-    `container`); the wall-clock milliseconds of decoding and of the front end module."""
+class DecodeFacts:
+    """What decoding a recording found (`DecodedAudio`: `seconds` decoded, `truncated`,
+    `peak_dbfs`, `normalised`, its `container`) and the wall-clock milliseconds of decoding
+    and of the front end module: carried on to the answer (`ModelInput`,
+    `training.inference.Embedding`)."""
 
-    values: np.ndarray
     seconds: float
     truncated: bool
     peak_dbfs: float
@@ -87,6 +86,15 @@ class ModelInput:
     container: str
     decode_ms: float
     features_ms: float
+
+
+@dataclass(frozen=True)
+class ModelInput(DecodeFacts):
+    """One recording as a model reads it: `values`, its log-mel (n_mels, n_frames), or for
+    a waveform front end its samples (1, n_samples), float32, finite; with its
+    `DecodeFacts`."""
+
+    values: np.ndarray
 
 
 class Waveform(nn.Module):

@@ -19,6 +19,7 @@ SIGXCPU). The wall-clock deadline is the pool's to enforce: it kills the worker.
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import json
 import math
@@ -111,7 +112,7 @@ def answer_job(job: dict[str, Any], data: bytes) -> tuple[dict[str, Any], memory
     from audio.config import FrontEndConfig
     from audio.decode import DecodeLimits
     from audio.errors import AudioError
-    from audio.frontend import read_model_input
+    from audio.frontend import DecodeFacts, read_model_input
 
     config = FrontEndConfig.from_dict(job["config"])
     limits = DecodeLimits(max_seconds=float(job["max_seconds"]), max_bytes=int(job["max_bytes"]))
@@ -121,17 +122,8 @@ def answer_job(job: dict[str, Any], data: bytes) -> tuple[dict[str, Any], memory
     except AudioError as error:
         return {"ok": False, "code": error.code, "reason": error.reason}, b""
     values = audio.values
-    header = {
-        "ok": True,
-        "shape": list(values.shape),
-        "seconds": audio.seconds,
-        "truncated": audio.truncated,
-        "peak_dbfs": audio.peak_dbfs,
-        "normalised": audio.normalised,
-        "container": audio.container,
-        "decode_ms": audio.decode_ms,
-        "features_ms": audio.features_ms,
-    }
+    facts = {fact.name: getattr(audio, fact.name) for fact in dataclasses.fields(DecodeFacts)}
+    header = {"ok": True, "shape": list(values.shape), **facts}
     return header, np.ascontiguousarray(values, dtype="<f4").data.cast("B")
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +37,7 @@ from artifacts.manifest import ArtifactError
 from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import CONTAINER_EXTENSIONS, DEFAULT_LIMITS, DecodeLimits, source_name
 from audio.errors import AudioError
-from audio.frontend import ModelInput, check_finite, log_mel, read_model_input
+from audio.frontend import DecodeFacts, ModelInput, check_finite, log_mel, read_model_input
 from training.checkpoint import CONFIG_FILE as ENCODER_CONFIG_FILE
 from training.checkpoint import load_encoder
 from training.encoders.base import ClipTooShortError, ContentEncoder, EncoderDims
@@ -80,26 +80,18 @@ def split_track_vector(dims: EncoderDims, vector: np.ndarray) -> tuple[np.ndarra
 
 
 @dataclass(frozen=True)
-class Embedding:
+class Embedding(DecodeFacts):
     """`factors` (n_factors,) and `content` (the encoder's `embedding_dims`,) float32,
-    finite, and `vector`, the two as the catalogue stores them (`track_vector`), for
-    `seconds` of audio (`truncated`: the
-    input was longer than the decode limit; `normalised`: it peaked at `peak_dbfs`, above
-    full scale, and was scaled down to it); the container it was read from (one of
-    `audio.decode.ALLOWED_FORMATS`); the stages' wall-clock milliseconds; `tags`, for an
-    encoder with a tag head, its `TOP_TAGS` most probable tags with their probabilities
-    (None without one)."""
+    finite, and `vector`, the two as the catalogue stores them (`track_vector`); the
+    `DecodeFacts` of the recording (`truncated`: the input was longer than the decode
+    limit; `normalised`: it peaked at `peak_dbfs`, above full scale, and was scaled down to
+    it; `container`, one of `audio.decode.ALLOWED_FORMATS`); the model's wall-clock
+    milliseconds; `tags`, for an encoder with a tag head, its `TOP_TAGS` most probable
+    tags with their probabilities (None without one)."""
 
     factors: np.ndarray
     content: np.ndarray
     vector: np.ndarray
-    seconds: float
-    truncated: bool
-    peak_dbfs: float
-    normalised: bool
-    container: str
-    decode_ms: float
-    features_ms: float
     model_ms: float
     tags: tuple[tuple[str, float], ...] | None = None
 
@@ -145,16 +137,10 @@ def embed_model_input(encoder: ContentEncoder, audio: ModelInput, name: str) -> 
     vector = track_vector(encoder.dims, factors, content)
     check_finite(vector, name, "predicted vector")
     return Embedding(
+        **{fact.name: getattr(audio, fact.name) for fact in fields(DecodeFacts)},
         factors=factors,
         content=content,
         vector=vector,
-        seconds=audio.seconds,
-        truncated=audio.truncated,
-        peak_dbfs=audio.peak_dbfs,
-        normalised=audio.normalised,
-        container=audio.container,
-        decode_ms=audio.decode_ms,
-        features_ms=audio.features_ms,
         model_ms=(time.perf_counter() - started) * 1e3,
         tags=None if tags is None else top_tags(encoder.tag_names, tags),
     )
