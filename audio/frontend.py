@@ -127,7 +127,11 @@ def read_model_input(
     decoded = decode_usable(source, config, limits, name)
     decoded_at = time.perf_counter()
     with torch.inference_mode():
-        values = front_end_module(config)(torch.from_numpy(decoded.samples))[0].numpy()
+        # C order: a model reads the same bytes whether they come from here or a pipe
+        # (a transposed view can round differently in its last bits).
+        values = np.ascontiguousarray(
+            front_end_module(config)(torch.from_numpy(decoded.samples))[0]
+        )
     check_finite(values, label, "waveform" if config.is_waveform else "log-mel")
     return ModelInput(
         values=values,
