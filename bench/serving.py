@@ -211,7 +211,7 @@ class Server:
 def process_tree_memory_mib(pid: int) -> dict[str, float]:
     """RSS and PSS (MiB) of process `pid` and all its descendants, summed, from /proc; a
     process that ends while it is read is left out."""
-    pids = [pid, *_children(pid)]
+    pids = [pid, *descendants(pid)]
     rss = pss = 0
     counted = 0
     for each in pids:
@@ -225,7 +225,7 @@ def process_tree_memory_mib(pid: int) -> dict[str, float]:
     return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every descendant of `pid`; one that exits meanwhile is left out."""
     found = []
     try:
@@ -238,7 +238,7 @@ def _children(pid: int) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             continue
         for child in children:
-            found.extend([int(child), *_children(int(child))])
+            found.extend([int(child), *descendants(int(child))])
     return found
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.serving import descendants
 from tests.hostile_audio import tone, wav_bytes
 
 pytestmark = pytest.mark.slow
@@ -28,25 +29,14 @@ DEADLINE_S = 10  # long enough for the held uploads on a busy machine, short for
 
 def decode_worker_pids(root: int) -> list[int]:
     """The decode workers among the descendants of process `root` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # it ended meanwhile
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                command = (Path("/proc") / str(child) / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"service.decode_worker" in command:
-                found.append(child)
+    found = []
+    for pid in descendants(root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if b"service.decode_worker" in command:
+            found.append(pid)
     return sorted(found)
 
 
