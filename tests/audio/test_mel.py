@@ -20,15 +20,20 @@ REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "mel" / "torchaudio
 
 @pytest.mark.parametrize("name", ["sugar_plum_fairy", "vibe_ace"])
 def test_matches_the_torchaudio_log_mel(name: str) -> None:
-    """Absolute 1e-5 on log(mel + 1e-5) is 1e-5 relative on the mel power (plus the floor):
-    what the cache stores, in float16, differs by far more from either."""
+    """Every bin's mel power within 1e-5 of its frame's loudest bin. A float32 FFT rounds
+    by about 1e-6 of a frame's energy, and differently on each CPU's kernels (AVX-512 or
+    AVX2): a large share of the quietest bins' power, up to 3e-4 on their log, so the bins
+    are compared on their frame's scale; a filterbank or scale mismatch would be 1e-3 and
+    more everywhere. What the cache stores, in float16, differs by far more from either."""
     reference = np.load(REFERENCE, allow_pickle=False)
     samples = torch.from_numpy(reference[f"{name}_samples"])
     with torch.inference_mode():
         mel = LogMel()(samples)[0].numpy()
     expected = reference[f"{name}_log_mel"]
     assert mel.shape == expected.shape == (FRONT_END.n_mels, 1 + samples.numel() // 512)
-    np.testing.assert_allclose(mel, expected, rtol=0, atol=1e-5)
+    power, expected_power = np.exp(mel.astype(np.float64)), np.exp(expected.astype(np.float64))
+    frame_peak = expected_power.max(axis=0, keepdims=True)
+    np.testing.assert_array_less(np.abs(power - expected_power) / frame_peak, 1e-5)
 
 
 @pytest.mark.parametrize(
