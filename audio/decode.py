@@ -14,7 +14,10 @@ featurize` and `coldstart validate` judge a file alike: a NaN or infinite sample
 the file ("invalid_samples": the power spectrum of one such value is NaN everywhere);
 finite samples above full scale (float exports at +6 dBFS, or 1e30 from a broken writer,
 whose power spectrum overflows float32) are peak-normalised: the whole recording is
-scaled so that its peak sits at full scale, and `DecodedAudio.normalised` says so.
+scaled so that its peak sits at full scale, and `DecodedAudio.normalised` says so. Every
+path from audio to a model decodes with `decode_usable`, which also refuses what cannot
+make model input (shorter than one window, silent). No torch here: the service's decode
+workers import this module alone.
 """
 
 from __future__ import annotations
@@ -121,6 +124,44 @@ def decode_audio(
     with open(source, "rb") as handle:
         check_size(os.fstat(handle.fileno()).st_size, limits, label)
         return _decode(handle, config, limits, label)
+
+
+# Below this RMS (-80 dBFS) a clip is treated as silence: a few LSBs of 16-bit dither,
+# whose mel power sits at the `log_offset` floor and carries nothing to learn from.
+SILENCE_RMS = 1e-4
+
+
+def check_usable(
+    samples: np.ndarray, config: FrontEndConfig = FRONT_END, name: str = "audio"
+) -> None:
+    """Refuse mono `samples` (n,) float32 that cannot make one window of model input.
+
+    Raises `AudioError` "too_short" below `config.min_samples` (one `window_frames`
+    window, 3 s) and "silent" when the RMS is below `SILENCE_RMS` of full scale.
+    """
+    if samples.size < config.min_samples:
+        raise AudioError(
+            "too_short",
+            name,
+            f"{samples.size / config.sample_rate:.2f} s is shorter than one "
+            f"{config.window_seconds:.2f} s window",
+        )
+    rms = float(np.sqrt(np.dot(samples, samples) / samples.size))
+    if rms < SILENCE_RMS:
+        raise AudioError("silent", name, f"silent (RMS {rms:.1e} is below {SILENCE_RMS:.0e})")
+
+
+def decode_usable(
+    source: str | Path | bytes,
+    config: FrontEndConfig = FRONT_END,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> DecodedAudio:
+    """Decode `source` (see `decode_audio`) and refuse it unless it can make model input
+    (`check_usable`): every path from audio to a model starts here. Raises `AudioError`."""
+    decoded = decode_audio(source, config, limits, name)
+    check_usable(decoded.samples, config, source_name(source, name))
+    return decoded
 
 
 def source_name(source: str | Path | bytes, name: str | None = None) -> str:

@@ -22,33 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
-from audio.decode import DEFAULT_LIMITS, DecodedAudio, DecodeLimits, decode_audio, source_name
+from audio.decode import DEFAULT_LIMITS, DecodedAudio, DecodeLimits, decode_usable, source_name
 from audio.errors import AudioError
 from audio.mel import LogMel, waveform_batch
-
-# Below this RMS (-80 dBFS) a clip is treated as silence: a few LSBs of 16-bit dither,
-# whose mel power sits at the `log_offset` floor and carries nothing to learn from.
-SILENCE_RMS = 1e-4
-
-
-def check_usable(
-    samples: np.ndarray, config: FrontEndConfig = FRONT_END, name: str = "audio"
-) -> None:
-    """Refuse mono `samples` (n,) float32 that cannot make one window of model input.
-
-    Raises `AudioError` "too_short" below `config.min_samples` (one `window_frames`
-    window, 3 s) and "silent" when the RMS is below `SILENCE_RMS` of full scale.
-    """
-    if samples.size < config.min_samples:
-        raise AudioError(
-            "too_short",
-            name,
-            f"{samples.size / config.sample_rate:.2f} s is shorter than one "
-            f"{config.window_seconds:.2f} s window",
-        )
-    rms = float(np.sqrt(np.dot(samples, samples) / samples.size))
-    if rms < SILENCE_RMS:
-        raise AudioError("silent", name, f"silent (RMS {rms:.1e} is below {SILENCE_RMS:.0e})")
 
 
 def check_finite(values: np.ndarray, name: str, what: str) -> None:
@@ -57,19 +33,6 @@ def check_finite(values: np.ndarray, name: str, what: str) -> None:
     or an index. `what` names the array in the message."""
     if not np.isfinite(values).all():
         raise AudioError("unembeddable", name, f"the {what} holds NaN or infinite values")
-
-
-def decode_usable(
-    source: str | Path | bytes,
-    config: FrontEndConfig = FRONT_END,
-    limits: DecodeLimits = DEFAULT_LIMITS,
-    name: str | None = None,
-) -> DecodedAudio:
-    """Decode `source` (see `decode_audio`) and refuse it unless it can make model input
-    (`check_usable`): every path from audio to a model starts here. Raises `AudioError`."""
-    decoded = decode_audio(source, config, limits, name)
-    check_usable(decoded.samples, config, source_name(source, name))
-    return decoded
 
 
 @dataclass(frozen=True)
@@ -121,18 +84,28 @@ def read_model_input(
     name: str | None = None,
 ) -> ModelInput:
     """Decode `source` (`decode_usable`: refused if too short or silent) and run the front
-    end module of `config` over it; refuse values that are not finite. Raises `AudioError`."""
-    label = source_name(source, name)
+    end module of `config` over it (`model_input_of`). Raises `AudioError`."""
     started = time.perf_counter()
     decoded = decode_usable(source, config, limits, name)
-    decoded_at = time.perf_counter()
+    decode_ms = (time.perf_counter() - started) * 1e3
+    return model_input_of(decoded, config, source_name(source, name), decode_ms)
+
+
+def model_input_of(
+    decoded: DecodedAudio, config: FrontEndConfig, name: str, decode_ms: float
+) -> ModelInput:
+    """The front end module of `config` over checked samples (`decode_usable`'s), with what
+    decoding found and took (`decode_ms`); values that are not finite are refused
+    (`AudioError` "unembeddable", labelled `name`). The service's decode workers decode an
+    upload (no torch there), and the service runs this on what they send."""
+    started = time.perf_counter()
     with torch.inference_mode():
         # C order: a model reads the same bytes whether they come from here or a pipe
         # (a transposed view can round differently in its last bits).
         values = np.ascontiguousarray(
             front_end_module(config)(torch.from_numpy(decoded.samples))[0]
         )
-    check_finite(values, label, "waveform" if config.is_waveform else "log-mel")
+    check_finite(values, name, "waveform" if config.is_waveform else "log-mel")
     return ModelInput(
         values=values,
         seconds=decoded.seconds,
@@ -140,8 +113,8 @@ def read_model_input(
         peak_dbfs=decoded.peak_dbfs,
         normalised=decoded.normalised,
         container=decoded.container,
-        decode_ms=(decoded_at - started) * 1e3,
-        features_ms=(time.perf_counter() - decoded_at) * 1e3,
+        decode_ms=decode_ms,
+        features_ms=(time.perf_counter() - started) * 1e3,
     )
 
 

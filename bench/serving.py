@@ -16,9 +16,9 @@ three times as long):
 - `GET /v1/tracks/{id}/similar` (a warm song, k=10), against `CatalogueIndex.similar_to`;
 - `POST /v1/similar` with a 30-s Ogg Vorbis clip (made here from tests/assets: four
   recordings at 44.1 kHz stereo, encoded by FFmpeg's vorbis encoder), against the floor
-  of PyAV decode + resample and the log-mel of that clip on every core (`decode_usable`
-  and the encoder's front end, as the service runs them, in its decode worker processes;
-  the CNN is not in the floor);
+  of PyAV decode + resample and the log-mel of that clip on every core (`decode_usable`,
+  which the service runs in its decode worker processes, and the encoder's front end,
+  which it runs on their samples; the CNN is not in the floor);
 - `GET /healthz`: the framework alone.
 
 `--baseline ../main` serves another checkout first (with `--baseline-workers N` worker
@@ -119,7 +119,7 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
     """Seconds per call of the bare work under each route, one thread."""
     import faiss
 
-    from audio.frontend import DecodedAudio, decode_usable
+    from audio.decode import DecodedAudio, decode_usable
     from pipeline.registry import load_current
 
     torch.set_num_threads(1)

@@ -11,14 +11,13 @@ from cli.app import app
 
 
 def front_end_refusal(path: Path) -> str | None:
-    """Why featurize would refuse the clip at `path` (a full decode, then
-    `audio.frontend.check_usable`: shorter than one window, silent), or None."""
-    from audio.decode import decode_audio
+    """Why featurize would refuse the clip at `path` (`audio.decode.decode_usable`: a full
+    decode, then shorter than one window, silent), or None."""
+    from audio.decode import decode_usable
     from audio.errors import AudioError
-    from audio.frontend import check_usable
 
     try:
-        check_usable(decode_audio(path).samples, name=path.name)
+        decode_usable(path, name=path.name)
     except AudioError as error:
         return error.reason
     return None

@@ -14,7 +14,7 @@ does it decode, how long is it, are its samples usable by the front end's one ru
 `audio.decode.sample_peak`: NaN or inf is an error, a peak above full scale a warning, as the
 front end peak-normalises it), in a thread pool that runs beside the text checks. Given a
 `ClipCheck` (`coldstart validate` passes the front end's: a full decode and
-`audio.frontend.check_usable`), each file is also decoded and judged as featurize will judge
+`audio.decode.check_usable`), each file is also decoded and judged as featurize will judge
 it (too short for one window, silent), which costs a full decode per file.
 """
 
@@ -91,7 +91,7 @@ KINDS: dict[str, tuple[Severity, str]] = {
 }
 
 # Why the front end would refuse the clip at this path, or None: corpus lies upstream of
-# audio, so the check (decode + `audio.frontend.check_usable`) is handed in by the caller.
+# audio, so the check (decode + `audio.decode.check_usable`) is handed in by the caller.
 ClipCheck = Callable[[Path], str | None]
 
 PROBES_PER_TASK = 64  # audio files per thread-pool task: few futures even for 400k songs

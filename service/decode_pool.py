@@ -2,9 +2,10 @@
 
 FFmpeg's decoders have a long history of crashes, hangs and runaway allocations on crafted
 input; decoded on a thread of the service, one such file would take down the process with
-every request in flight. Here each upload's decode and front end
-(`audio.frontend.read_model_input`) run in a worker process (`service.decode_worker`), one
-job per worker at a time, under limits:
+every request in flight. Here each upload is decoded (`audio.decode.decode_usable`) in a
+worker process (`service.decode_worker`), one job per worker at a time, under limits; the
+service checks the samples it gets back and runs the front end on them
+(`audio.frontend.model_input_of`, the same as `read_model_input` in process):
 
 - its environment holds nothing of the service's (no API keys, no database URL): a
   minimal one is given (`_worker_environment`), and it starts in its own session, so a
@@ -44,9 +45,16 @@ from typing import Any
 import numpy as np
 
 from audio.config import FrontEndConfig
-from audio.decode import ALLOWED_FORMATS, DecodeLimits, check_size
+from audio.decode import (
+    ALLOWED_FORMATS,
+    DecodedAudio,
+    DecodeLimits,
+    check_size,
+    check_usable,
+    sample_peak,
+)
 from audio.errors import AUDIO_ERROR_CODES, AudioError, AudioErrorCode
-from audio.frontend import ModelInput, check_finite
+from audio.frontend import ModelInput, model_input_of
 from service.decode_worker import DecodeWorkerLimits, read_frame, write_frame
 from service.errors import DecoderUnavailable
 from service.metrics import DecodeFailureReason, ServiceMetrics
@@ -238,8 +246,7 @@ class DecodePool:
         if limits.max_bytes > self.max_upload_bytes:
             raise ValueError(f"{limits.max_bytes:,} bytes is over the pool's jobs' limit")
         check_size(len(data), limits, name)  # refused here without a round trip
-        rows = 1 if config.is_waveform else config.n_mels
-        max_columns = config.n_frames(round(limits.max_seconds * config.sample_rate))
+        max_samples = round(limits.max_seconds * config.sample_rate)
         job = {
             "config": config.to_dict(),
             "max_seconds": limits.max_seconds,
@@ -250,8 +257,8 @@ class DecodePool:
         worker = self._take()
         self.metrics.decode_workers_busy.inc()
         try:
-            header, payload = worker.run(job, data, rows * max_columns * 4)
-            audio = _model_input(header, payload, (rows, max_columns), name)
+            header, payload = worker.run(job, data, max_samples * 4)
+            decoded, decode_ms = _decoded(header, payload, config, max_samples, name)
         except _WorkerLost as lost:
             self._fail(worker, lost.reason, lost.detail)
             raise AudioError(_FAILURE_CODES[lost.reason], name, lost.detail) from lost
@@ -264,7 +271,7 @@ class DecodePool:
         finally:
             self.metrics.decode_workers_busy.dec()
         self._give_back(worker)
-        return audio
+        return model_input_of(decoded, config, name, decode_ms)
 
     # ---- workers coming and going -------------------------------------------------------
 
@@ -335,40 +342,43 @@ _FAILURE_CODES: dict[DecodeFailureReason, AudioErrorCode] = {
 }
 
 
-def _model_input(
+def _decoded(
     header: dict[str, Any],
     payload: bytes,
-    shape: tuple[int, int],
+    config: FrontEndConfig,
+    max_samples: int,
     name: str,
-) -> ModelInput:
-    """A worker's answer -> `ModelInput` of `shape` (rows, at most that many columns), or
-    the `AudioError` it reports. Everything in it is checked as untrusted (a worker holds
-    attacker-chosen bytes): an answer out of shape is a `_WorkerLost` "protocol"."""
+) -> tuple[DecodedAudio, float]:
+    """A worker's answer -> the `DecodedAudio` (at most `max_samples` samples at the config's
+    rate) and its decode milliseconds, or the `AudioError` it reports. Everything in it is
+    checked as untrusted (a worker holds attacker-chosen bytes), by the rules the worker
+    applied: an answer out of shape is a `_WorkerLost` "protocol", samples that are not
+    finite, too short or silent the `AudioError` of that rule."""
     if header.get("ok") is False:
         code = header.get("code")
         if code not in AUDIO_ERROR_CODES:
             raise _WorkerLost("protocol", f"the decode worker answered an unknown code {code!r}")
         raise AudioError(code, name, str(header.get("reason"))[:_MAX_REASON_CHARS])
     try:
-        rows, columns = (int(n) for n in header["shape"])
-        if rows != shape[0] or not 0 < columns <= shape[1] or len(payload) != rows * columns * 4:
-            raise ValueError(f"{len(payload):,} bytes as {rows} x {columns}")
+        n_samples = int(header["samples"])
+        if not 0 < n_samples <= max_samples or len(payload) != n_samples * 4:
+            raise ValueError(f"{len(payload):,} bytes as {n_samples:,} samples")
         if header["container"] not in ALLOWED_FORMATS:
             raise ValueError(f"container {header['container']!r}")
-        values = np.frombuffer(payload, "<f4").reshape(rows, columns).astype(np.float32)
-        audio = ModelInput(
-            values=values,
-            seconds=float(header["seconds"]),
+        decoded = DecodedAudio(
+            samples=np.frombuffer(payload, "<f4").astype(np.float32),
+            sample_rate=config.sample_rate,
             truncated=bool(header["truncated"]),
-            peak_dbfs=float(header["peak_dbfs"]),
-            normalised=bool(header["normalised"]),
+            peak=float(header["peak"]),
             container=str(header["container"]),
-            decode_ms=float(header["decode_ms"]),
-            features_ms=float(header["features_ms"]),
         )
+        decode_ms = float(header["decode_ms"])
+        if not (np.isfinite(decoded.peak) and decoded.peak >= 0 and np.isfinite(decode_ms)):
+            raise ValueError(f"peak {decoded.peak}, {decode_ms} ms")
     except (KeyError, TypeError, ValueError) as error:
         raise _WorkerLost(
             "protocol", f"the decode worker answered out of protocol ({error})"
         ) from error
-    check_finite(values, name, "model input")
-    return audio
+    sample_peak(decoded.samples, name)  # finite, or AudioError "invalid_samples"
+    check_usable(decoded.samples, config, name)
+    return decoded, decode_ms

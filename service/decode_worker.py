@@ -1,12 +1,15 @@
-"""A decode worker process: untrusted audio -> model input, one job at a time, with limits.
+"""A decode worker process: untrusted audio -> checked samples, one job at a time, with limits.
 
 `service.decode_pool` starts `python -m service.decode_worker MEMORY_BYTES` with a minimal
 environment (no API keys, no database URL) and talks to it over its stdin and stdout in
 frames (`write_frame`, `read_frame`): a JSON header and a raw payload. Each job's header
 names the front end config, the decode limits, a label and the CPU seconds it may use; its
-payload is the upload's bytes. The answer's header is `{"ok": true, ...}` with the
-`audio.frontend.ModelInput` fields and the values (float32, C order) as payload, or
-`{"ok": false, "code": <AudioError code>, "reason": ...}`. JSON and raw float32 on the way
+payload is the upload's bytes. The answer's header is `{"ok": true, ...}` with what
+`audio.decode.decode_usable` found (`peak`, `truncated`, `container`) and its `decode_ms`,
+the mono samples (float32) as payload, or `{"ok": false, "code": <AudioError code>,
+"reason": ...}`. The service runs the front end (`audio.frontend.model_input_of`) on the
+samples: the worker imports PyAV and numpy only, not torch (about 50 MiB at rest instead
+of 290). JSON and raw float32 on the way
 back, never pickle: a decoder subverted by a crafted file must not be able to send the
 service code to run.
 
@@ -19,7 +22,6 @@ SIGXCPU). The wall-clock deadline is the pool's to enforce: it kills the worker.
 
 from __future__ import annotations
 
-import dataclasses
 import faulthandler
 import json
 import math
@@ -35,8 +37,6 @@ from typing import IO, Any
 _PREFIX = struct.Struct(">IQ")
 # Largest header either side accepts: a job's or an answer's JSON is a few hundred bytes.
 MAX_HEADER_BYTES = 1 << 16
-# What torch's CPU allocator says when an allocation fails (it raises RuntimeError).
-_TORCH_ALLOCATION_FAILED = "can't allocate memory"
 
 
 @dataclass(frozen=True)
@@ -106,25 +106,31 @@ Answer = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], "memoryview | b
 
 
 def answer_job(job: dict[str, Any], data: bytes) -> tuple[dict[str, Any], memoryview | bytes]:
-    """One job's answer (header, payload): `read_model_input` of `data` as the job asks."""
+    """One job's answer (header, payload): `decode_usable` of `data` as the job asks."""
+    import time
+
     import numpy as np
 
     from audio.config import FrontEndConfig
-    from audio.decode import DecodeLimits
+    from audio.decode import DecodeLimits, decode_usable
     from audio.errors import AudioError
-    from audio.frontend import DecodeFacts, read_model_input
 
     config = FrontEndConfig.from_dict(job["config"])
     limits = DecodeLimits(max_seconds=float(job["max_seconds"]), max_bytes=int(job["max_bytes"]))
-    name = str(job["name"])
+    started = time.perf_counter()
     try:
-        audio = read_model_input(data, config, limits, name)
+        decoded = decode_usable(data, config, limits, str(job["name"]))
     except AudioError as error:
         return {"ok": False, "code": error.code, "reason": error.reason}, b""
-    values = audio.values
-    facts = {fact.name: getattr(audio, fact.name) for fact in dataclasses.fields(DecodeFacts)}
-    header = {"ok": True, "shape": list(values.shape), **facts}
-    return header, np.ascontiguousarray(values, dtype="<f4").data.cast("B")
+    header = {
+        "ok": True,
+        "samples": int(decoded.samples.size),
+        "peak": decoded.peak,
+        "truncated": decoded.truncated,
+        "container": decoded.container,
+        "decode_ms": (time.perf_counter() - started) * 1e3,
+    }
+    return header, np.ascontiguousarray(decoded.samples, dtype="<f4").data.cast("B")
 
 
 def serve(
@@ -132,11 +138,8 @@ def serve(
 ) -> None:
     """Answer jobs from `jobs` on `answers` with `answer` until `jobs` ends (see the module
     docstring)."""
-    import torch
+    import audio.decode  # noqa: F401  (imported before the address space is measured)
 
-    import audio.frontend  # noqa: F401  (imported before the address space is measured)
-
-    torch.set_num_threads(1)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     limit = _address_space_bytes() + memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -146,9 +149,7 @@ def serve(
         _limit_cpu(float(job["cpu_seconds"]))
         try:
             header, payload = answer(job, data)
-        except (MemoryError, RuntimeError) as error:
-            if isinstance(error, RuntimeError) and _TORCH_ALLOCATION_FAILED not in str(error):
-                raise  # anything else unexpected ends the worker: the pool replaces it
+        except MemoryError:
             header, payload = (
                 {"ok": False, "code": "decode_out_of_memory", "reason": "out of memory"},
                 b"",

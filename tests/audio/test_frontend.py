@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from audio.config import FRONT_END, FrontEndConfig
-from audio.decode import decode_audio
+from audio.decode import check_usable, decode_audio, decode_usable
 from audio.errors import AudioError
-from audio.frontend import check_finite, check_usable, log_mel, mel_windows
+from audio.frontend import check_finite, log_mel, mel_windows
 from audio.mel import LogMel
 
 MUSIC = [
@@ -135,7 +135,7 @@ def test_a_waveform_front_end_gives_the_samples_as_one_row(audio_assets: Path) -
     """No mel: the model input is the decoded samples at the front end's rate, (1, n); a
     window is `window_frames` samples, and a mel's bands or hop are refused."""
     from audio.config import FrontEndMismatchError
-    from audio.frontend import Waveform, decode_usable, model_input
+    from audio.frontend import Waveform, model_input
 
     config = FrontEndConfig(
         representation="waveform", sample_rate=16000, n_mels=1, hop_length=1, window_frames=48000

@@ -33,7 +33,7 @@ def faulty_answer(job: dict[str, Any], data: bytes) -> tuple[dict[str, Any], mem
     elif data.startswith(b"ALLOC"):
         np.ones(64 << 30, np.uint8)
     elif data.startswith(b"GARBAGE"):
-        return {"ok": True, "shape": [128, 10]}, b"\x00" * 7
+        return {"ok": True, "samples": 10}, b"\x00" * 7
     return answer_job(job, data)
 
 
