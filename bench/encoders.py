@@ -75,6 +75,7 @@ def measure(run: Path, out: Path, name: str, settings: CNNSettings) -> dict[str,
             dataset_root=dataset,
             cnn=settings.for_encoder(name),
             linear=None,
+            kmeans=None,
             hybrid=False,
             progress=False,
         )

@@ -40,4 +40,6 @@ def test_an_encoder_is_trained_scored_and_timed(trained_run: Path, tmp_path: Pat
     for score in row["scores"].values():
         assert 0.0 <= score["map"] <= 1.0 and 0.0 <= score["auc"] <= 1.0
     assert row["weights"] == row["trainable"] > 0 and row["train_s"] > 0 and row["embed_ms"] > 0
-    assert (tmp_path / "dieleman" / "models" / "cnn" / "encoder.json").is_file()
+    models = tmp_path / "dieleman" / "models"
+    assert (models / "cnn" / "encoder.json").is_file()
+    assert sorted(p.name for p in models.iterdir()) == ["cnn"]  # no classical model's time in it
