@@ -11,6 +11,13 @@ opens more arenas) and stays there (BENCHMARKS.md: the soak and the fuzz runs). 
 (glibc's default threshold, fixed) mapped and unmapped on their own; `give_back_free_memory`
 after a hot swap, once the old version is released: a collection, then `malloc_trim`.
 Neither does anything where the C library is not glibc (`ctypes` finds no `mallopt`).
+
+And one cache that no trim reaches: torch's oneDNN convolutions compile a kernel for each
+input shape they meet and keep it (about 95 KiB per length of clip, up to oneDNN's 1,024
+entries: some 50 MiB per process). A service embeds one upload at a time, of any length,
+so each new length of recording grew it for good; `no_kernel_cache` (at start) runs the
+service's convolutions on torch's own kernels instead, which keep nothing and were as
+fast at batch 1 on one thread (every encoder, in BENCHMARKS.md's soak section).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+
+import torch
 
 log = logging.getLogger("coldstart.service")
 
@@ -48,6 +57,12 @@ def tune_allocator() -> bool:
     if not taken:
         log.warning("the C library refused the allocator settings")
     return taken
+
+
+def no_kernel_cache() -> None:
+    """Run this process's torch convolutions without oneDNN, which keeps a compiled kernel
+    per input shape (see the module docstring)."""
+    torch.backends.mkldnn.enabled = False
 
 
 def give_back_free_memory() -> None:
