@@ -62,7 +62,7 @@ def tune_allocator() -> bool:
 def no_kernel_cache() -> None:
     """Run this process's torch convolutions without oneDNN, which keeps a compiled kernel
     per input shape (see the module docstring)."""
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a ContextProp
 
 
 def give_back_free_memory() -> None:

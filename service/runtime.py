@@ -87,18 +87,18 @@ class Runtime:
         self.catalogue: Catalogue | None = None
         self.state = ServedState()
         self._stop = threading.Event()
-        self.cold_tracks = ColdTracks(self._catalogue, self.limits, metrics)
-        self.swapper = VersionSwapper(
-            settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
-        )
-        self.views = Views(self._catalogue, self.state)
-        self.follower = CatalogueFollower(
-            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
-        )
         self.decode_pool = DecodePool(
             settings.decode_worker_limits(), settings.max_upload_bytes, metrics
         )
         embedder = UploadEmbedder(self.decode_pool, self.limits, metrics)
+        self.cold_tracks = ColdTracks(self._catalogue, embedder, metrics)
+        self.swapper = VersionSwapper(
+            settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
+        )
+        self.views = Views(self._catalogue, self.state, embedder)
+        self.follower = CatalogueFollower(
+            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
+        )
         self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
         self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
