@@ -49,6 +49,7 @@ from service.embedder import UploadEmbedder
 from service.errors import NotReady
 from service.follower import CatalogueFollower
 from service.listeners import Listeners
+from service.memory import TRIM_EVERY_S, trim_free_memory
 from service.metrics import Freshness, LastRun, ServiceMetrics
 from service.queries import Queries, Recommendations, UploadResult
 from service.serving import ServedState
@@ -126,12 +127,14 @@ class Runtime:
     def start_watching(self) -> None:
         """Poll `REG/current` every `model_poll_seconds` and the catalogue's change log
         every `catalogue_poll_seconds`, each in its own thread (0: never), so that a long
-        swap preparation does not hold up the other replicas' writes."""
+        swap preparation does not hold up the other replicas' writes; and trim the free
+        memory glibc holds every `TRIM_EVERY_S` (`service.memory`)."""
         if self._threads:
             return
         for poll, interval, name in (
             (self.poll_registry, self.settings.model_poll_seconds, "model-watcher"),
             (self.follow_catalogue, self.settings.catalogue_poll_seconds, "catalogue-follower"),
+            (trim_free_memory, TRIM_EVERY_S, "memory-trim"),
         ):
             if interval > 0:
                 thread = threading.Thread(
