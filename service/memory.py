@@ -11,7 +11,7 @@ opens more arenas) and stays there (BENCHMARKS.md: the soak and the fuzz runs). 
 (glibc's default threshold, fixed) mapped and unmapped on their own; `give_back_free_memory`
 after a hot swap, once the old version is released: a collection, then `malloc_trim`; and
 `trim_free_memory` every `TRIM_EVERY_S` in between (a thread of `service.runtime`), for the
-holes that request traffic leaves in the middle of the heap (10-13 MiB a process after 6
+holes that request traffic leaves in the middle of the heap (10-15 MiB a process after 6
 minutes of the soak, which only a trim returns; it walks the heap off the GIL in tens of
 milliseconds). None does anything where the C library is not glibc (`ctypes` finds no
 `mallopt`).
@@ -21,7 +21,8 @@ input shape they meet and keep it (about 95 KiB per length of clip, up to oneDNN
 entries: some 50 MiB per process). A service embeds one upload at a time, of any length,
 so each new length of recording grew it for good; `no_kernel_cache` (at start) runs the
 service's convolutions on torch's own kernels instead, which keep nothing and were as
-fast at batch 1 on one thread (every encoder, in BENCHMARKS.md's soak section).
+fast at batch 1 on one thread, within 10% either way for every encoder (BENCHMARKS.md's
+soak section).
 """
 
 from __future__ import annotations
