@@ -225,20 +225,53 @@ def process_tree_memory_mib(pid: int) -> dict[str, float]:
     return {"processes": counted, "rss_mib": rss / 1024, "pss_mib": pss / 1024}
 
 
-def descendants(pid: int) -> list[int]:
-    """Every descendant of `pid`; one that exits meanwhile is left out."""
-    found = []
+def process_tree_rss_by_process_mib(pid: int) -> dict[str, float]:
+    """RSS (MiB) of process `pid`'s tree split by what each process is: "service <pid>" for
+    each process that runs the app (the one that started decode workers), "decode" for the
+    decode workers summed, "other" for the rest (a supervisor, multiprocessing's helpers)."""
+    split: dict[str, float] = {}
+    for each in [pid, *descendants(pid)]:
+        try:
+            command = Path(f"/proc/{each}/cmdline").read_bytes()
+            rss = _kib(Path(f"/proc/{each}/smaps_rollup").read_text(), "Rss") / 1024
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if b"service.decode_worker" in command:
+            role = "decode"
+        elif any(b"service.decode_worker" in _command(child) for child in _children(each)):
+            role = f"service {each}"
+        else:
+            role = "other"
+        split[role] = split.get(role, 0.0) + rss
+    return split
+
+
+def _children(pid: int) -> list[int]:
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return []
+    found = []
     for task in tasks:
         try:
-            children = (task / "children").read_text().split()
+            found.extend(int(child) for child in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError):
             continue
-        for child in children:
-            found.extend([int(child), *descendants(int(child))])
+    return found
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of `pid`; one that exits meanwhile is left out."""
+    found = []
+    for child in _children(pid):
+        found.extend([child, *descendants(child)])
     return found
 
 

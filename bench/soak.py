@@ -28,7 +28,9 @@ begun before the activation by the old one, and none may fail.
 Memory: RSS and PSS of the server and all its descendants (the uvicorn workers, the
 upload decoders' processes when the service runs them), from /proc every
 `--sample-seconds`; growth is the last sample against the first after the warm-up (the
-first minute or the first 10% of the run, whichever is shorter). Exit status 1 when a
+first minute or the first 10% of the run, whichever is shorter), with the RSS of each
+service process, of the decode workers together and of the rest (the supervisor) at those
+two samples, so that a growth names its process. Exit status 1 when a
 request failed, a swap was not seen, the server died, or RSS grew by 10% or more.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
@@ -56,7 +58,12 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.serving import REPO_ROOT, Server, process_tree_memory_mib
+from bench.serving import (
+    REPO_ROOT,
+    Server,
+    process_tree_memory_mib,
+    process_tree_rss_by_process_mib,
+)
 
 ASSETS = REPO_ROOT / "tests" / "assets" / "audio"
 RECORDINGS = (
@@ -242,12 +249,14 @@ def hot_swap(url: str, api_key: str, version: str, previous: str, workers: int) 
 
 class MemorySampler:
     """RSS and PSS of the server's process tree every `every_s` seconds, in a thread:
-    rows of (seconds since start, rss MiB, pss MiB, processes)."""
+    rows of (seconds since start, rss MiB, pss MiB, processes), and beside each the RSS
+    split by process (`process_tree_rss_by_process_mib`)."""
 
     def __init__(self, pid: int, every_s: float) -> None:
         self.pid = pid
         self.every_s = every_s
         self.samples: list[tuple[float, float, float, int]] = []
+        self.split: list[dict[str, float]] = []
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -255,6 +264,7 @@ class MemorySampler:
     def _run(self) -> None:
         while True:
             memory = process_tree_memory_mib(self.pid)
+            self.split.append(process_tree_rss_by_process_mib(self.pid))
             self.samples.append(
                 (
                     time.monotonic() - self.started,
@@ -281,11 +291,13 @@ class MemorySampler:
         return (inside[0], inside[-1]) if inside else (float("nan"), float("nan"))
 
     def growth(self, warm_up_s: float) -> dict[str, float]:
-        """The first sample at or after `warm_up_s` against the last, in MiB and percent."""
-        warm = next(s for s in self.samples if s[0] >= warm_up_s) if self.samples else None
-        if warm is None or warm is self.samples[-1]:
+        """The first sample at or after `warm_up_s` against the last, in MiB and percent;
+        `by_process`: each process's (or kind of process's) RSS at those two samples."""
+        warm_at = next((i for i, s in enumerate(self.samples) if s[0] >= warm_up_s), None)
+        if warm_at is None or warm_at == len(self.samples) - 1:
             raise ValueError(f"no samples after a warm-up of {warm_up_s:.0f} s")
-        end = self.samples[-1]
+        warm, end = self.samples[warm_at], self.samples[-1]
+        split_warm, split_end = self.split[warm_at], self.split[-1]
         return {
             "warm_up_s": warm_up_s,
             "rss_start_mib": self.samples[0][1],
@@ -296,6 +308,10 @@ class MemorySampler:
             "pss_end_mib": end[2],
             "rss_growth_pct": 100.0 * (end[1] - warm[1]) / warm[1],
             "processes_end": end[3],
+            "by_process": {
+                name: [split_warm.get(name, 0.0), split_end.get(name, 0.0)]
+                for name in sorted(split_warm.keys() | split_end.keys())
+            },
         }
 
 
@@ -430,6 +446,7 @@ def soak(
         "phases": phases,
         "memory": memory.growth(min(WARM_UP_MAX_S, WARM_UP_FRACTION * total_s)),
         "memory_samples": memory.samples,
+        "memory_split": memory.split,
         "healthz_after": healthz,
     }
 
@@ -544,6 +561,13 @@ def main() -> None:
         f" {memory['rss_growth_pct']:+.1f}%; {failed} failed requests; {swaps} of"
         f" {len(results['phases'])} swaps observed; server alive {results['server_alive']};"
         f" load average at the end {results['loadavg_end']}"
+    )
+    print(
+        "RSS by process after the warm-up -> at the end: "
+        + "; ".join(
+            f"{name} {warm:.0f} -> {end:.0f} MiB"
+            for name, (warm, end) in memory["by_process"].items()
+        )
     )
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))

@@ -1,14 +1,16 @@
 """Cold tracks (added by audio) into a version's index: at the vector stored for that
 version, or re-embedded from their stored audio with its encoder (and the vector stored
-for the next start and every other replica). The stored vector is the track's content
+for the next start and every other replica), its audio decoded by a decode worker
+(`service.embedder`) like an upload's. The stored vector is the track's content
 embedding and predicted factors in one (`training.inference.track_vector`): the content
 space takes the first, the cf space the second placed with the version's priors.
 
 Used by the version swapper (the tracks a new version lacks), the catalogue follower
 (tracks other replicas added) and at start-up. A stored vector that is unusable is
 re-embedded; a track whose audio is missing or does not decode is left out; each such
-track is logged and counted (`coldstart_catalogue_track_problems_total`). Blocking:
-database, model, index.
+track is logged and counted (`coldstart_catalogue_track_problems_total`); no decode
+worker free in time (`DecoderUnavailable`) is no fault of the track's: it goes up to the
+caller, to be tried again. Blocking: database, decode worker, model, index.
 """
 
 from __future__ import annotations
@@ -19,26 +21,30 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 
-from audio.decode import DecodeLimits
 from audio.errors import AudioError
 from catalogue import Catalogue, InvalidAudio, TrackRecord
 from catalogue.vectors import put_track_vector, track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
+from service.embedder import UploadEmbedder
 from service.metrics import ServiceMetrics, TrackProblem
 from service.placement import cf_placement
-from training.inference import embed_audio, split_track_vector, track_vector_dims
+from training.inference import split_track_vector, track_vector_dims
 
 log = logging.getLogger("coldstart.service")
 
 
 class ColdTracks:
-    """Places cold tracks in a version's index; `catalogue()` is the open catalogue."""
+    """Places cold tracks in a version's index; `catalogue()` is the open catalogue,
+    `embedder` re-embeds their stored audio."""
 
     def __init__(
-        self, catalogue: Callable[[], Catalogue], limits: DecodeLimits, metrics: ServiceMetrics
+        self,
+        catalogue: Callable[[], Catalogue],
+        embedder: UploadEmbedder,
+        metrics: ServiceMetrics,
     ) -> None:
         self.catalogue = catalogue
-        self.limits = limits
+        self.embedder = embedder
         self.metrics = metrics
 
     def place(
@@ -82,9 +88,8 @@ class ColdTracks:
             self._track_problem("missing_audio", record.id, "no stored audio")
             return None
         try:
-            vector = embed_audio(
-                version.encoder, store.path(record.audio_path), self.limits, record.id
-            ).vector
+            data = store.path(record.audio_path).read_bytes()
+            vector = self.embedder.embedding(version, data, record.id).vector
         except FileNotFoundError as error:
             self._track_problem("missing_audio", record.id, f"its audio file is gone ({error})")
             return None

@@ -26,6 +26,7 @@ from catalogue.events import EventCursor, TrackEvent
 from catalogue.vectors import track_vectors, vector_problem
 from pipeline.registry.read import LoadedVersion
 from service.cold_tracks import ColdTracks
+from service.errors import DecoderUnavailable
 from service.metrics import ServiceMetrics
 from service.serving import ServedState
 
@@ -81,7 +82,11 @@ class CatalogueFollower:
             for version, record in overdue:
                 if self.stop.is_set():
                     break
-                self._embed_overdue(version, record)
+                try:
+                    self._embed_overdue(version, record)
+                except DecoderUnavailable as error:  # all busy: the next call tries again
+                    log.info("track %s not re-embedded yet: %s", record.id, error)
+                    break
         except SQLAlchemyError as error:
             self.metrics.follow_failures.inc()
             if str(error) != self._problem:  # once per problem, not every poll

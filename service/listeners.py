@@ -13,12 +13,15 @@ The vector is
   regularization and factor count (`factorization.fold_in`): a listener new since the
   version, or one whose listens changed. It is kept, per version and replica, until the
   user's listens change or another version is served (at most `max_kept` users, the least
-  recently used dropped first, and solved again when asked for).
+  recently used dropped first, and solved again when asked for). What it was solved from is
+  kept as a 16-byte digest of those listens (`listens_digest`), not the listens: a user's
+  listens since the version grow with every play, up to a row per song they played.
 A user without a play of a song with WMF factors has no vector: `NotFound` "user_not_found".
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -59,7 +62,8 @@ class Listeners:
         self.max_kept = max_kept
         self._lock = threading.Lock()
         self._version: str | None = None
-        self._folded: OrderedDict[str, tuple[Since, np.ndarray]] = OrderedDict()
+        # user id -> (`listens_digest` of the listens since that it was solved from, vector)
+        self._folded: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
 
     def of(self, version: LoadedVersion, user_id: str) -> Listener:
         """The user as `version` sees them, with their listens since it read now."""
@@ -124,8 +128,9 @@ class Listeners:
         """The user's folded-in vector: kept from an earlier solve on the same listens, or
         solved now from the plays `counts` of the version's song `columns` (repeats summed);
         `NotFound` when none of them has factors."""
+        digest = listens_digest(since)
         kept = self._kept(version.version_id, user_id)
-        if kept is not None and kept[0] == since:
+        if kept is not None and kept[0] == digest:
             return kept[1]
         listens, song_factors, rule = version.listens, version.song_factors, version.fold_in_rule
         assert listens is not None  # callers fold in only with the version's listens
@@ -136,10 +141,10 @@ class Listeners:
             raise NotFound(_why_no_vector(version, user_id, played), code="user_not_found")
         vector = fold_in_user(song_factors, unique[with_factors], summed[with_factors], rule)
         self.metrics.users_folded_in.inc()
-        self._keep(version.version_id, user_id, since, vector)
+        self._keep(version.version_id, user_id, digest, vector)
         return vector
 
-    def _kept(self, version_id: str, user_id: str) -> tuple[Since, np.ndarray] | None:
+    def _kept(self, version_id: str, user_id: str) -> tuple[bytes, np.ndarray] | None:
         with self._lock:
             if self._version != version_id:
                 return None
@@ -148,15 +153,21 @@ class Listeners:
                 self._folded.move_to_end(user_id)
             return kept
 
-    def _keep(self, version_id: str, user_id: str, since: Since, vector: np.ndarray) -> None:
+    def _keep(self, version_id: str, user_id: str, digest: bytes, vector: np.ndarray) -> None:
         """Keep the vector for `version_id` (another version's vectors are dropped)."""
         with self._lock:
             if self._version != version_id:
                 self._version, self._folded = version_id, OrderedDict()
-            self._folded[user_id] = (since, vector)
+            self._folded[user_id] = (digest, vector)
             self._folded.move_to_end(user_id)
             while len(self._folded) > self.max_kept:
                 self._folded.popitem(last=False)
+
+
+def listens_digest(since: Since) -> bytes:
+    """16 bytes that tell apart two lists of a user's listens since a version (BLAKE2b of
+    their repr, which quotes each song id): what a kept vector was solved from."""
+    return hashlib.blake2b(repr(since).encode(), digest_size=16).digest()
 
 
 def _why_no_vector(version: LoadedVersion, user_id: str, played: frozenset[str]) -> str:

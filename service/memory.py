@@ -9,8 +9,20 @@ each new peak (a hot swap holds two versions for a moment; a burst of concurrent
 opens more arenas) and stays there (BENCHMARKS.md: the soak and the fuzz runs). So
 `tune_allocator`, at start, before the threads: two arenas, and buffers from 128 KiB
 (glibc's default threshold, fixed) mapped and unmapped on their own; `give_back_free_memory`
-after a hot swap, once the old version is released: a collection, then `malloc_trim`.
-Neither does anything where the C library is not glibc (`ctypes` finds no `mallopt`).
+after a hot swap, once the old version is released: a collection, then `malloc_trim`; and
+`trim_free_memory` every `TRIM_EVERY_S` in between (a thread of `service.runtime`), for the
+holes that request traffic leaves in the middle of the heap (10-15 MiB a process after 6
+minutes of the soak, which only a trim returns; it walks the heap off the GIL in tens of
+milliseconds). None does anything where the C library is not glibc (`ctypes` finds no
+`mallopt`).
+
+And one cache that no trim reaches: torch's oneDNN convolutions compile a kernel for each
+input shape they meet and keep it (about 95 KiB per length of clip, up to oneDNN's 1,024
+entries: some 50 MiB per process). A service embeds one upload at a time, of any length,
+so each new length of recording grew it for good; `no_kernel_cache` (at start) runs the
+service's convolutions on torch's own kernels instead, which keep nothing and were as
+fast at batch 1 on one thread, within 10% either way for every encoder (BENCHMARKS.md's
+soak section).
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ import ctypes.util
 import gc
 import logging
 
+import torch
+
 log = logging.getLogger("coldstart.service")
 
 # mallopt(3) parameters (glibc's malloc.h).
@@ -27,6 +41,8 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 ARENAS = 2
 MMAP_THRESHOLD_BYTES = 128 * 1024
+# Seconds between two trims of the free memory that traffic leaves in glibc's heap.
+TRIM_EVERY_S = 60.0
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -50,9 +66,20 @@ def tune_allocator() -> bool:
     return taken
 
 
-def give_back_free_memory() -> None:
-    """Collect Python's garbage and return glibc's free pages to the OS."""
-    gc.collect()
+def no_kernel_cache() -> None:
+    """Run this process's torch convolutions without oneDNN, which keeps a compiled kernel
+    per input shape (see the module docstring)."""
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a ContextProp
+
+
+def trim_free_memory() -> None:
+    """Return glibc's free pages, wherever they lie in its heap, to the OS."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def give_back_free_memory() -> None:
+    """Collect Python's garbage, then `trim_free_memory`."""
+    gc.collect()
+    trim_free_memory()

@@ -49,6 +49,7 @@ from service.embedder import UploadEmbedder
 from service.errors import NotReady
 from service.follower import CatalogueFollower
 from service.listeners import Listeners
+from service.memory import TRIM_EVERY_S, trim_free_memory
 from service.metrics import Freshness, LastRun, ServiceMetrics
 from service.queries import Queries, Recommendations, UploadResult
 from service.serving import ServedState
@@ -87,18 +88,18 @@ class Runtime:
         self.catalogue: Catalogue | None = None
         self.state = ServedState()
         self._stop = threading.Event()
-        self.cold_tracks = ColdTracks(self._catalogue, self.limits, metrics)
-        self.swapper = VersionSwapper(
-            settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
-        )
-        self.views = Views(self._catalogue, self.state)
-        self.follower = CatalogueFollower(
-            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
-        )
         self.decode_pool = DecodePool(
             settings.decode_worker_limits(), settings.max_upload_bytes, metrics
         )
         embedder = UploadEmbedder(self.decode_pool, self.limits, metrics)
+        self.cold_tracks = ColdTracks(self._catalogue, embedder, metrics)
+        self.swapper = VersionSwapper(
+            settings, metrics, self.state, self.cold_tracks, self._catalogue, self._stop
+        )
+        self.views = Views(self._catalogue, self.state, embedder)
+        self.follower = CatalogueFollower(
+            self._catalogue, self.state, self.cold_tracks, metrics, self._stop, self.views.forget
+        )
         self.listeners = Listeners(self._catalogue, metrics, settings.folded_users_kept)
         self.queries = Queries(self.state, embedder, self.listeners)
         self.tracks = TrackWriter(self._catalogue, self.state, embedder, self.views, metrics)
@@ -126,12 +127,14 @@ class Runtime:
     def start_watching(self) -> None:
         """Poll `REG/current` every `model_poll_seconds` and the catalogue's change log
         every `catalogue_poll_seconds`, each in its own thread (0: never), so that a long
-        swap preparation does not hold up the other replicas' writes."""
+        swap preparation does not hold up the other replicas' writes; and trim the free
+        memory glibc holds every `TRIM_EVERY_S` (`service.memory`)."""
         if self._threads:
             return
         for poll, interval, name in (
             (self.poll_registry, self.settings.model_poll_seconds, "model-watcher"),
             (self.follow_catalogue, self.settings.catalogue_poll_seconds, "catalogue-follower"),
+            (trim_free_memory, TRIM_EVERY_S, "memory-trim"),
         ):
             if interval > 0:
                 thread = threading.Thread(

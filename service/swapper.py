@@ -24,7 +24,8 @@ The switch itself takes the served state's lock, which track writes hold: tracks
 deleted while the version was being prepared are caught up, then one `Serving` replaces
 the old one in a single assignment. A version that fails to load or prepare is logged and
 counted and the old one keeps serving; it is tried again when `current` names another
-version, or after `RETRY_FAILED_VERSION_S`.
+version, or after `RETRY_FAILED_VERSION_S`. One that waited in vain for a decode worker to
+re-embed a cold track (`DecoderUnavailable`: all busy) is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from index.vector_index import UnknownIdError
 from pipeline.registry.layout import RegistryError
 from pipeline.registry.read import LoadedVersion, current_version_id, load_version
 from service.cold_tracks import ColdTracks
+from service.errors import DecoderUnavailable
 from service.memory import give_back_free_memory
 from service.metrics import ServiceMetrics
 from service.serving import ServedState, Serving
@@ -134,6 +136,11 @@ class VersionSwapper:
             serving, re_embedded = self._prepare(version_id, previous)
         except _SwapStopped:
             log.info("stopped while preparing model version %s", version_id)
+            return False
+        except DecoderUnavailable as error:  # no fault of the version's: the next poll
+            log.warning(
+                "model version %s not loaded yet, still serving %s: %s", version_id, was, error
+            )
             return False
         except Exception as error:  # whatever fails off to the side must not stop serving
             self._failed = (version_id, time.monotonic())

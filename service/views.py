@@ -12,9 +12,10 @@ from audio.errors import AudioError
 from catalogue import Catalogue, InvalidAudio, TrackRecord
 from corpus.dataset import find_audio
 from service import schemas
+from service.embedder import UploadEmbedder
 from service.errors import NotFound
 from service.serving import ServedState, Serving
-from training.inference import Embedding, embed_audio
+from training.inference import Embedding
 
 # Tracks whose tags GET /v1/tracks/{id} keeps (each costs a pass of the encoder to hear).
 TAG_CACHE_SIZE = 4096
@@ -65,11 +66,15 @@ def audio_info(embedding: Embedding) -> schemas.AudioInfo:
 
 
 class Views:
-    """Builds the answers about catalogue tracks; `catalogue()` is the open catalogue."""
+    """Builds the answers about catalogue tracks; `catalogue()` is the open catalogue,
+    `embedder` hears a track's stored audio for its tags."""
 
-    def __init__(self, catalogue: Callable[[], Catalogue], state: ServedState) -> None:
+    def __init__(
+        self, catalogue: Callable[[], Catalogue], state: ServedState, embedder: UploadEmbedder
+    ) -> None:
         self.catalogue = catalogue
         self.state = state
+        self.embedder = embedder
         self._dataset_audio: tuple[str, dict[str, Path]] | None = None
         self._song_rows: dict[str, SongRow] = {}
         self._rows_lock = threading.Lock()
@@ -178,7 +183,8 @@ class Views:
         self, serving: Serving, record: TrackRecord
     ) -> list[schemas.TagScore] | None:
         """The track's top tags, heard from its stored audio by the served encoder (once
-        per version and track: `TAG_CACHE_SIZE` kept); None without usable audio."""
+        per version and track: `TAG_CACHE_SIZE` kept), decoded by a decode worker; None
+        without usable audio."""
         key = (serving.version.version_id, record.id)
         with self._tags_lock:
             if key in self._tags:
@@ -186,7 +192,8 @@ class Views:
                 return self._tags[key]
         try:
             path, _ = self.audio_file(record.id)
-            tags = tag_scores(embed_audio(serving.version.encoder, path, name=record.id))
+            heard = self.embedder.embedding(serving.version, path.read_bytes(), record.id)
+            tags = tag_scores(heard)
         except (NotFound, AudioError, InvalidAudio, OSError):
             tags = None
         with self._tags_lock:

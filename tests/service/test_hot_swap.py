@@ -38,6 +38,10 @@ def wait_for_version(server: Any, version_id: str) -> None:
     pytest.fail(f"the server did not swap to {version_id}:\n{server.log_tail()}")
 
 
+# Audio decoded by the decode workers (uploads, and stored audio re-embedded).
+DECODES = 'coldstart_stage_duration_seconds_count{stage="decode"}'
+
+
 def metric(server: Any, name: str) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=30.0).text
     values = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == name]
@@ -222,8 +226,10 @@ def test_tracks_written_before_the_publish_are_in_the_new_version(
         deleted = httpx.delete(f"{server.url}/v1/tracks/{track_id}", headers=auth, timeout=30.0)
         assert deleted.status_code == 204
 
+    decoded = metric(server, DECODES)
     new = publish_run(trained_run, own_registry.folder)
     wait_for_version(server, new)
+    assert metric(server, DECODES) == decoded + len(added)  # re-embedded by decode workers
 
     for track_id, audio in zip(added, recordings, strict=True):
         track = httpx.get(f"{server.url}/v1/tracks/{track_id}", timeout=30.0).json()
