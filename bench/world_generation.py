@@ -24,6 +24,7 @@ from unittest import mock
 import numpy as np
 
 import world.encode
+from world import DEFAULT_CLIP_SECONDS
 from world.catalogue import draw_catalogue
 from world.encode import draw_format, encode
 from world.general_midi import draw_production
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=200)
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--profile-songs", type=int, default=40)
-    parser.add_argument("--clip-seconds", type=float, default=12.0)
+    parser.add_argument("--clip-seconds", type=float, default=DEFAULT_CLIP_SECONDS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()

@@ -18,6 +18,7 @@ import typer
 from cli.app import ENCODER_NAMES, app, encoders_given
 from cli.world import Instruments
 from training.encoders import DEFAULT_ENCODER
+from world import DEFAULT_CLIP_SECONDS, DEFAULT_SONGS, DEFAULT_USERS
 
 
 @app.command()
@@ -25,9 +26,13 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="Folder for the world, the run, the registry and the catalogue.")
     ] = Path("."),
-    songs: Annotated[int, typer.Option(min=10, help="Songs in the demo world.")] = 3000,
-    users: Annotated[int, typer.Option(min=10, help="Listeners in the demo world.")] = 6000,
-    clip_seconds: Annotated[float, typer.Option(min=3.0, help="Seconds of audio per song.")] = 12.0,
+    songs: Annotated[int, typer.Option(min=10, help="Songs in the demo world.")] = DEFAULT_SONGS,
+    users: Annotated[
+        int, typer.Option(min=10, help="Listeners in the demo world.")
+    ] = DEFAULT_USERS,
+    clip_seconds: Annotated[
+        float, typer.Option(min=3.0, help="Seconds of audio per song.")
+    ] = DEFAULT_CLIP_SECONDS,
     seed: Annotated[int, typer.Option(help="Seed of the world, the split and the models.")] = 0,
     instruments: Annotated[
         Instruments,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cli.app import app
+from world import DEFAULT_CLIP_SECONDS, DEFAULT_SONGS, DEFAULT_USERS
 
 
 class Instruments(StrEnum):
@@ -22,11 +23,13 @@ class Instruments(StrEnum):
 @app.command()
 def world(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the world to.")],
-    songs: Annotated[int, typer.Option("--songs", min=1, help="Songs in the catalogue.")] = 3000,
-    users: Annotated[int, typer.Option("--users", min=1, help="Listeners.")] = 6000,
+    songs: Annotated[
+        int, typer.Option("--songs", min=1, help="Songs in the catalogue.")
+    ] = DEFAULT_SONGS,
+    users: Annotated[int, typer.Option("--users", min=1, help="Listeners.")] = DEFAULT_USERS,
     clip_seconds: Annotated[
         float, typer.Option("--clip-seconds", min=3.0, help="Seconds of audio per song.")
-    ] = 12.0,
+    ] = DEFAULT_CLIP_SECONDS,
     seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same bytes.")] = 0,
     workers: Annotated[
         int | None,

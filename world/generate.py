@@ -34,6 +34,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from corpus.dataset import AUDIO_DIR, AUDIO_EXTENSIONS, LISTENS_FILE, SONGS_FILE
+from world import DEFAULT_CLIP_SECONDS, DEFAULT_SONGS, DEFAULT_USERS
 from world.catalogue import Artist, Song, artist_truth, draw_catalogue, song_truth
 from world.encode import AudioFormat, draw_format, encode
 from world.general_midi import SOUND_AXES, Production, draw_production, production_sound
@@ -153,9 +154,9 @@ def _format_name(audio_format: AudioFormat) -> str:
 
 def generate_world(
     out: Path,
-    n_songs: int = 3000,
-    n_users: int = 6000,
-    clip_seconds: float = 12.0,
+    n_songs: int = DEFAULT_SONGS,
+    n_users: int = DEFAULT_USERS,
+    clip_seconds: float = DEFAULT_CLIP_SECONDS,
     seed: int = 0,
     workers: int | None = None,
     progress: bool = False,
