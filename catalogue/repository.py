@@ -133,6 +133,8 @@ def _id_problem(value: object, what: str) -> str | None:
         return f"{what} is longer than {MAX_ID_LENGTH} characters"
     if _CONTROL.search(value) or value != value.strip():
         return f"{what} {value!r} holds control characters or surrounding spaces"
+    if "/" in value:  # the API addresses a track as one path segment: /v1/tracks/{id}
+        return f"{what} {value!r} holds a '/', which no URL path segment can carry"
     return None
 
 

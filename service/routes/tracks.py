@@ -62,8 +62,8 @@ async def add_track(
         str | None,
         Form(
             max_length=MAX_ID_LENGTH,
-            description="Your id for it; one is made up when left out or empty (a form"
-            " field cannot tell the two apart).",
+            description="Your id for it, without '/' (400 invalid_track); one is made up"
+            " when left out or empty (a form field cannot tell the two apart).",
         ),
     ] = None,
 ) -> TrackCreated:

@@ -68,6 +68,7 @@ def test_duplicates_are_refused(db):
         ({"track_id": "t" * 201}, InvalidTrack, "longer than 200"),
         ({"track_id": " padded"}, InvalidTrack, "surrounding spaces"),
         ({"track_id": "line\nbreak"}, InvalidTrack, "control characters"),
+        ({"track_id": "a/b"}, InvalidTrack, "no URL path segment"),
         ({"track_id": 42}, InvalidTrack, "non-empty string"),
         ({"origin": "lukewarm"}, InvalidTrack, "origin must be one of"),
         ({"vector_version": "v" * 101}, InvalidTrack, "vector_version"),
