@@ -219,8 +219,18 @@ def test_the_api_is_as_strict_as_its_schema(
     odd_id = http.post(
         "/v1/tracks",
         files={"file": ("a.wav", wav_bytes(tone(3.3, hz=505), RATE))},
-        data={"title": "odd id", "track_id": "曲/名 1"},
+        data={"title": "odd id", "track_id": "曲名 1"},
         headers=auth,
     )
     assert odd_id.status_code == 201, odd_id.text
-    assert odd_id.headers["location"] == "/v1/tracks/%E6%9B%B2%2F%E5%90%8D%201"
+    assert odd_id.headers["location"] == "/v1/tracks/%E6%9B%B2%E5%90%8D%201"
+    assert http.get(odd_id.headers["location"]).json()["id"] == "曲名 1"
+    before = catalogue_state(hostile_server.database)
+    slash = http.post(  # a '/' would make the track's URL another path: never found again
+        "/v1/tracks",
+        files={"file": ("a.wav", wav_bytes(tone(3.4, hz=515), RATE))},
+        data={"title": "slash", "track_id": "曲/名 1"},
+        headers=auth,
+    )
+    assert slash.status_code == 400 and slash.json()["error"]["code"] == "invalid_track"
+    assert catalogue_state(hostile_server.database) == before
