@@ -75,7 +75,7 @@ async def add_track(
     track, embedding, placed = await runtime.cpu(
         runtime.add_track, data, file.filename or "upload", title, artist, track_id
     )
-    response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # ids may be any text
+    response.headers["Location"] = f"/v1/tracks/{quote(track.id, safe='')}"  # any text but '/'
     return TrackCreated(
         **track.model_dump(exclude={"tags"}),
         model_version=runtime.require_version().version_id,
