@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 class FrontEndMismatchError(ValueError):
     """A saved artifact was made with a front end that differs from the one in use."""
@@ -32,6 +34,7 @@ _LATER_FIELDS = {
     "mel_norm": None,
     "log_compression": "log",
     "representation": "log_mel",
+    "excerpt_seconds": None,
 }
 
 
@@ -45,6 +48,11 @@ class FrontEndConfig:
     ("slaney": each band divided by its width, equal area; None: peaks at 1) scales them, and
     `log_compression` is "log", ln(mel + `log_offset`), or "log10_1p", log10(1 + mel /
     `log_offset`) (musicnn's log10(1 + 10000 x) with `log_offset` 1e-4).
+
+    `excerpt_seconds` bounds what a model hears of a longer recording to its centred
+    excerpt of that length (None: all of it), in training, evaluation and serving alike;
+    it bounds a song's bytes in the mel cache (a 30-s clip's 128 bands are 330 kB in
+    float16: 127 GB for 385k songs). Its cost in cold-track mAP: bench/cache_bounds.py.
     """
 
     sample_rate: int = 22050
@@ -60,8 +68,16 @@ class FrontEndConfig:
     mel_norm: str | None = None
     log_compression: str = "log"
     representation: str = "log_mel"
+    excerpt_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.excerpt_seconds is not None and not (
+            self.excerpt_seconds * self.sample_rate >= self.min_samples
+        ):
+            raise FrontEndMismatchError(
+                f"an excerpt of {self.excerpt_seconds} s is shorter than one model window"
+                f" ({self.min_samples / self.sample_rate:.2f} s)"
+            )
         if self.representation not in REPRESENTATIONS:
             raise FrontEndMismatchError(
                 f"unknown representation {self.representation!r}"
@@ -99,12 +115,28 @@ class FrontEndConfig:
             return self.window_frames
         return (self.window_frames - 1) * self.hop_length
 
+    def excerpt(self, samples: np.ndarray) -> np.ndarray:
+        """The centred `excerpt_seconds` of mono `samples` (n,) (a view; all of them when
+        shorter or without a bound)."""
+        if self.excerpt_seconds is None:
+            return samples
+        keep = round(self.excerpt_seconds * self.sample_rate)
+        start = max(0, (samples.shape[-1] - keep) // 2)
+        return samples[..., start : start + keep]
+
     def n_frames(self, n_samples: int) -> int:
         """Frames of model input that `n_samples` samples give (centred frames: 1 + n // hop)."""
         return n_samples if self.is_waveform else 1 + n_samples // self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, but the later ones only where they differ from their defaults: a
+        front end written today reads the same, and code from before a field existed reads
+        every file that does not use it (a service not yet upgraded, a rolled-back one)."""
+        return {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if name not in _LATER_FIELDS or value != _LATER_FIELDS[name]
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FrontEndConfig:
@@ -115,14 +147,8 @@ class FrontEndConfig:
         return cls(**values)
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of every field (the later fields only where they
-        differ from their defaults): equal fingerprints, equal front ends."""
-        fields = {
-            name: value
-            for name, value in self.to_dict().items()
-            if name not in _LATER_FIELDS or value != _LATER_FIELDS[name]
-        }
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of `to_dict`: equal fingerprints, equal front ends."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def require_same(self, saved: FrontEndConfig | dict[str, Any], what: str = "model") -> None:
@@ -132,7 +158,7 @@ class FrontEndConfig:
             return
         diffs = [
             f"{name}: saved {getattr(other, name)!r}, in use {getattr(self, name)!r}"
-            for name in self.to_dict()
+            for name in (field.name for field in dataclasses.fields(self))
             if getattr(other, name) != getattr(self, name)
         ]
         raise FrontEndMismatchError(

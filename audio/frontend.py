@@ -94,7 +94,8 @@ def read_model_input(
 def model_input_of(
     decoded: DecodedAudio, config: FrontEndConfig, name: str, decode_ms: float
 ) -> ModelInput:
-    """The front end module of `config` over checked samples (`decode_usable`'s), with what
+    """The front end module of `config` over checked samples (`decode_usable`'s; their centred
+    excerpt where `config` bounds one: `FrontEndConfig.excerpt`), with what
     decoding found and took (`decode_ms`); values that are not finite are refused
     (`AudioError` "unembeddable", labelled `name`). The service's decode workers decode an
     upload (no torch there), and the service runs this on what they send."""
@@ -102,9 +103,8 @@ def model_input_of(
     with torch.inference_mode():
         # C order: a model reads the same bytes whether they come from here or a pipe
         # (a transposed view can round differently in its last bits).
-        values = np.ascontiguousarray(
-            front_end_module(config)(torch.from_numpy(decoded.samples))[0]
-        )
+        samples = np.ascontiguousarray(config.excerpt(decoded.samples))
+        values = np.ascontiguousarray(front_end_module(config)(torch.from_numpy(samples))[0])
     check_finite(values, name, "waveform" if config.is_waveform else "log-mel")
     return ModelInput(
         values=values,

@@ -6,9 +6,12 @@
 builds a catalogue of Taste Profile shape scaled by `--fraction` (users, songs and listens
 together: 1,019,318 x 384,546 x 48,373,586 at 1.0, power-law popularity and activity by
 `bench.load_listens.generate`), of which `--audio-songs` (default 20,000 x fraction) have
-recordings: a synthetic world (`world.generate`, short clips) whose songs join the catalogue
-and whose listeners are mapped onto catalogue users, so that their taste ties audio to
-listens; every other song is a back-catalogue song without audio. Then it runs every stage
+recordings (default 10% of the songs, as 30-s clips): `--rendered-songs` of them are a
+synthetic world (`world.generate`) whose songs join the catalogue and whose listeners are
+mapped onto catalogue users, so that their taste ties audio to listens; the rest are
+back-catalogue songs given a recombination of two rendered clips each (circular offsets,
+gains, a mixture: `recombine_clips`), distinct files that decode, at a fraction of the cost
+of rendering; every other song has no audio. Then it runs every stage
 as a user would, each as a child process of the real CLI, timed, with its peak RSS (the
 process tree's resident memory, sampled from /proc every 0.2 s):
 
@@ -25,13 +28,16 @@ process tree's resident memory, sampled from /proc every 0.2 s):
    a bounded request loop on loopback: failed requests, latencies, the service's peak RSS.
 
 Results go to `WORK/results.json` and a Markdown table on stdout (stage, seconds, peak RSS,
-the command). Run as a module from the repository root.
+the command), with each stage's change in the file system's used bytes and, at the end, the
+sizes of the audio, the mel caches, the registry and the database. Run as a module from
+the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -45,14 +51,16 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 
 from bench.import_listens import BARE_TABLE, bare_copy_sql
-from bench.load_listens import TASTE_PROFILE_LISTENS, generate
+from bench.load_listens import TASTE_PROFILE_LISTENS, TASTE_PROFILE_SONGS, generate
 from bench.service import free_port, multipart, percentiles
 from corpus.dataset import (
     AUDIO_DIR,
@@ -64,7 +72,11 @@ from corpus.dataset import (
     read_songs,
 )
 
-FULL_AUDIO_SONGS = 20_000
+# The share of the catalogue's songs with a recording (the paper had 30-s clips for 99% of
+# its 382k songs; a tenth is the rehearsal's default) and how many of them are rendered.
+AUDIO_SHARE = 0.1
+RENDERED_SONGS = 1000
+RECOMBINED_RATE = 16_000  # Hz, mono FLAC: the recombined clips' format (cheap to write)
 WORLD_USERS_PER_SONG = 2  # the world generator's own default ratio (3000 songs, 6000 users)
 NEW_LISTENS_SHARE = 0.01
 LISTENS_PER_REQUEST = 1000
@@ -164,6 +176,7 @@ def run_stage(
     """Run `command` to the end, timed, its tree's RSS sampled; an exit code not in
     `ok_codes` fails loudly with the end of its log."""
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command)}", flush=True)
+    used_before = _used_bytes(log.parent)
     started = time.perf_counter()
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -183,7 +196,10 @@ def run_stage(
         round(seconds, 2),
         *sampler.peak_mib(),
         " ".join(command),
-        {"peak_at_s": sampler.peak_at_seconds()},
+        {
+            "peak_at_s": sampler.peak_at_seconds(),
+            "disk_gib": round((_used_bytes(log.parent) - used_before) / 2**30, 2),
+        },
     )
     print(
         f"    {stage.seconds:.1f} s, peak RSS {stage.peak_rss_mib:,.0f} MiB,"
@@ -191,6 +207,12 @@ def run_stage(
         flush=True,
     )
     return stage, sampler
+
+
+def _used_bytes(path: Path) -> int:
+    """The used bytes of the file system holding `path` (a stage's disk: after - before)."""
+    stat = os.statvfs(path)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
 
 
 def coldstart(*arguments: str) -> list[str]:
@@ -206,6 +228,7 @@ class Scale:
     fraction: float
     listens: int
     audio_songs: int
+    rendered_songs: int
     new_tracks: int
 
     @property
@@ -229,8 +252,8 @@ def build_catalogue(scale: Scale, folder: Path, clip_seconds: float, seed: int) 
     generate(dataset, scale.listens, seed)
     generated_s = time.perf_counter() - started
     started = time.perf_counter()
-    n_world_users = WORLD_USERS_PER_SONG * scale.audio_songs
-    generate_world(world, scale.audio_songs, n_world_users, clip_seconds, seed, workers=2)
+    n_world_users = WORLD_USERS_PER_SONG * scale.rendered_songs
+    generate_world(world, scale.rendered_songs, n_world_users, clip_seconds, seed, workers=2)
     world_s = time.perf_counter() - started
 
     # The world's listeners become catalogue users (distinct ones, drawn with the seed), so
@@ -246,19 +269,33 @@ def build_catalogue(scale: Scale, folder: Path, clip_seconds: float, seed: int) 
     world_songs = read_songs(world / SONGS_FILE)
     if world_songs["song_id"].isin(read_songs(dataset / SONGS_FILE)["song_id"]).any():
         raise SystemExit("a world song id is also a catalogue song id: change --seed")
+    back_catalogue = read_songs(dataset / SONGS_FILE)["song_id"]
+    n_recombined = scale.audio_songs - scale.rendered_songs
+    if n_recombined > len(back_catalogue):
+        raise SystemExit(f"{n_recombined:,} recombined clips but {len(back_catalogue):,} songs")
+    with_audio = back_catalogue.iloc[np.sort(rng.choice(len(back_catalogue), n_recombined, False))]
     with open(dataset / LISTENS_FILE, "ab") as handle:
         handle.write(listens_tsv_block(world_listens))
     world_songs.to_csv(dataset / SONGS_FILE, mode="a", header=False, index=False)
     (dataset / AUDIO_DIR).mkdir(exist_ok=True)
     for song_id, path in find_audio(world).items():
         (dataset / AUDIO_DIR / f"{song_id}{path.suffix}").symlink_to(path.resolve())
+    started = time.perf_counter()
+    recombined_bytes = recombine_clips(world, with_audio.astype(str).tolist(), dataset, seed)
+    recombined_s = time.perf_counter() - started
 
     songs = read_songs(dataset / SONGS_FILE)
     listens = read_listens(dataset / LISTENS_FILE)
     info = {
         "parameters": parameters,
         "songs": len(songs),
-        "songs_with_audio": len(world_songs),
+        "songs_with_audio": len(world_songs) + len(with_audio),
+        "rendered_songs": len(world_songs),
+        "recombined_songs": len(with_audio),
+        "clip_seconds": clip_seconds,
+        "audio_gib": round(_du(dataset / AUDIO_DIR, follow=True) / 2**30, 2),
+        "recombined_seconds": round(recombined_s, 1),
+        "recombined_mib": round(recombined_bytes / 2**20, 1),
         "users": int(listens["user_id"].cat.categories.size),
         "listens": len(listens),
         "world_listens": len(world_listens),
@@ -268,6 +305,75 @@ def build_catalogue(scale: Scale, folder: Path, clip_seconds: float, seed: int) 
     }
     stamp.write_text(json.dumps(info, indent=2))
     return info
+
+
+_POOL: np.ndarray | None = None  # (n_rendered, n) float32: the rendered clips, for forks
+
+
+def recombine_clips(world: Path, song_ids: list[str], dataset: Path, seed: int) -> int:
+    """Write `dataset/audio/<song_id>.flac` for each of `song_ids`: the mix of two of the
+    world's rendered clips (each circularly shifted, gains 0.6-1.0 and 0.1-0.4), mono FLAC
+    at `RECOMBINED_RATE`, drawn from (seed, the song's position). Two forked processes share
+    the decoded clips. Returns the bytes written."""
+    from fractions import Fraction
+
+    from scipy import signal
+
+    from audio.config import FRONT_END
+    from audio.decode import decode_usable
+
+    global _POOL
+    clips = [decode_usable(path).samples for path in sorted(find_audio(world).values())]
+    rate = Fraction(RECOMBINED_RATE, FRONT_END.sample_rate)
+    length = min(clip.size for clip in clips)
+    _POOL = np.stack(
+        [signal.resample_poly(clip[:length], rate.numerator, rate.denominator) for clip in clips]
+    ).astype(np.float32)
+    folder = dataset / AUDIO_DIR
+    jobs = [(i, song, folder / f"{song}.flac", seed) for i, song in enumerate(song_ids)]
+    try:
+        with get_context("fork").Pool(2) as pool:
+            return sum(pool.imap_unordered(_write_recombined, jobs, chunksize=64))
+    finally:
+        _POOL = None
+
+
+def _write_recombined(job: tuple[int, str, Path, int]) -> int:
+    index, song_id, path, seed = job
+    assert _POOL is not None
+    rng = np.random.default_rng([seed, 2, index])
+    first, second = rng.choice(len(_POOL), 2, replace=len(_POOL) < 2)
+    n = _POOL.shape[1]
+    mix = rng.uniform(0.6, 1.0) * np.roll(_POOL[first], rng.integers(n))
+    mix += rng.uniform(0.1, 0.4) * np.roll(_POOL[second], rng.integers(n))
+    mix *= 0.9 / max(float(np.abs(mix).max()), 1e-6)
+    data = _flac(mix, RECOMBINED_RATE, song_id)
+    path.write_bytes(data)
+    return len(data)
+
+
+def _flac(samples: np.ndarray, rate: int, title: str) -> bytes:
+    """Mono FLAC bytes of `samples` (n,) float32 in [-1, 1] at `rate`."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as container:
+        container.metadata["title"] = title
+        stream = container.add_stream("flac", rate=rate)
+        stream.layout = "mono"
+        stream.format = "s16"
+        pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in (*stream.encode(frame), *stream.encode(None)):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def _du(folder: Path, follow: bool = False) -> int:
+    """Bytes of the files under `folder` (0 if missing); `follow`: through symlinks."""
+    if not folder.exists():
+        return 0
+    command = ["du", "-s", "-B1", *(["-L"] if follow else []), str(folder)]
+    return int(subprocess.run(command, capture_output=True, text=True).stdout.split()[0] or 0)
 
 
 def day_of_listens(dataset: Path, n: int, seed: int) -> list[dict[str, Any]]:
@@ -589,10 +695,14 @@ def _current_version(registry: Path) -> str:
 
 
 def rehearse(args: argparse.Namespace) -> dict[str, Any]:
+    audio_songs = args.audio_songs or max(
+        24, round(AUDIO_SHARE * TASTE_PROFILE_SONGS * args.fraction)
+    )
     scale = Scale(
         fraction=args.fraction,
         listens=round(TASTE_PROFILE_LISTENS * args.fraction),
-        audio_songs=args.audio_songs or max(24, round(FULL_AUDIO_SONGS * args.fraction)),
+        audio_songs=audio_songs,
+        rendered_songs=min(audio_songs, args.rendered_songs),
         new_tracks=args.new_tracks,
     )
     work = Path(args.work)
@@ -669,6 +779,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
             if "nightly" in args.stages:
                 nightly(args, work, runs, scale, (schema, pg_url, store, sums), stages)
             results["complete"] = True
+            results["disk_gib"] = disk_sizes(work, schema)
     finally:  # what ran is kept when a stage fails or the run is interrupted (Ctrl-C)
         results["stages"] = [asdict(stage) for stage in stages]
         results["seconds"] = round(time.perf_counter() - started, 1)
@@ -676,6 +787,26 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
         (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
         print(markdown(results))
     return results
+
+
+def disk_sizes(work: Path, schema: str) -> dict[str, float]:
+    """GiB on disk at the end: the recordings, the mel caches (the dataset's and the
+    registry's runs'), the audio store, the registry and the PostgreSQL schema."""
+    runs = work / "runs"
+    caches = sum(_du(path) for path in work.rglob("mel_cache") if path.is_dir())
+    database = psql(
+        None,
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+        f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}'",
+    )
+    sizes = {
+        "audio": _du(work / "dataset" / AUDIO_DIR, follow=True),
+        "mel_caches": caches,
+        "audio_store": _du(runs / "store"),
+        "registry": _du(runs / "registry"),
+        "postgres": int(re.findall(r"^\s*(\d+)\s*$", database, re.MULTILINE)[0]),
+    }
+    return {name: round(size / 2**30, 2) for name, size in sizes.items()}
 
 
 def bare_copy(schema: str, listens: Path, runs: Path) -> Stage:
@@ -835,7 +966,9 @@ def markdown(results: dict[str, Any]) -> str:
     scale, catalogue = results["scale"], results["catalogue"]
     lines = [
         f"fraction {scale['fraction']}: {catalogue['users']:,} users x {catalogue['songs']:,}"
-        f" songs ({catalogue['songs_with_audio']:,} with audio) x {catalogue['listens']:,}"
+        f" songs ({catalogue['songs_with_audio']:,} with {catalogue['clip_seconds']:g}-s clips:"
+        f" {catalogue['rendered_songs']:,} rendered, {catalogue['recombined_songs']:,}"
+        f" recombined; {catalogue['audio_gib']} GiB) x {catalogue['listens']:,}"
         f" listens; load {results['machine']['load_at_start'][0]:.1f} at start,"
         f" {results['machine']['load_at_end'][0]:.1f} at end ({results['machine']['cores']} cores)",
         "",
@@ -846,6 +979,9 @@ def markdown(results: dict[str, Any]) -> str:
         detail = ", ".join(f"{k} {v}" for k, v in stage["detail"].items() if k not in ("failures",))
         seconds, rss, pss = stage["seconds"], stage["peak_rss_mib"], stage["peak_pss_mib"]
         lines.append(f"| {stage['name']} | {seconds:.1f} | {rss:,.0f} | {pss:,.0f} | {detail} |")
+    if "disk_gib" in results:
+        sizes = ", ".join(f"{name} {gib} GiB" for name, gib in results["disk_gib"].items())
+        lines += ["", f"on disk at the end: {sizes}"]
     return "\n".join(lines)
 
 
@@ -853,12 +989,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=0.01, help="of the Taste Profile's size")
     parser.add_argument(
-        "--audio-songs", type=int, help="songs with audio (default 20,000 x fraction)"
+        "--audio-songs",
+        type=int,
+        help=f"songs with audio (default {AUDIO_SHARE:.0%} of the catalogue's songs)",
+    )
+    parser.add_argument(
+        "--rendered-songs",
+        type=int,
+        default=RENDERED_SONGS,
+        help="of those, rendered by the world generator with listeners of their own; the"
+        " rest are recombinations of them given to back-catalogue songs",
     )
     parser.add_argument(
         "--new-tracks", type=int, default=500, help="tracks added by audio on day 2"
     )
-    parser.add_argument("--clip-seconds", type=float, default=4.0)
+    parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--epochs", type=int, default=12, help="CNN epochs of the first night")
     parser.add_argument("--fine-tune-epochs", type=int, default=4)
     parser.add_argument("--max-minutes", type=float, default=4.0, help="CNN training bound")

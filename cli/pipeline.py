@@ -124,6 +124,15 @@ def pipeline(
             min=0.1, help="Wall-clock bound of the CNN's training (default: CNNSettings)."
         ),
     ] = None,
+    songs_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Training songs cropped per CNN epoch, drawn anew each epoch, so a night's"
+            " training costs the same however many songs have audio (0: every song; default:"
+            " CNNSettings).",
+        ),
+    ] = None,
     classical_models: Annotated[
         bool,
         typer.Option(
@@ -216,7 +225,11 @@ def pipeline(
             audio_store=audio_store,
             work_dir=work_dir,
             run_id=run_id,
-            cnn=dataclasses.replace(CNN_DEFAULTS, **given(epochs=epochs, max_minutes=max_minutes)),
+            cnn=dataclasses.replace(
+                CNN_DEFAULTS,
+                **given(epochs=epochs, max_minutes=max_minutes),
+                **({} if songs_per_epoch is None else {"songs_per_epoch": songs_per_epoch or None}),
+            ),
             from_scratch=from_scratch,
             classical_models=classical_models,
             gate=GateSettings(

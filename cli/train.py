@@ -51,6 +51,12 @@ def train(
     crops_per_song: Annotated[
         int | None, typer.Option(min=1, help="Random crops per training song per epoch.")
     ] = None,
+    songs_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Training songs cropped per epoch, drawn anew each epoch (0: every song)."
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     mask_bands: Annotated[
         int | None,
@@ -192,6 +198,8 @@ def train(
         raise typer.BadParameter(str(error)) from error
     if max_minutes is not None:
         settings = dataclasses.replace(settings, max_minutes=max_minutes or None)
+    if songs_per_epoch is not None:
+        settings = dataclasses.replace(settings, songs_per_epoch=songs_per_epoch or None)
     console = Console()
     try:
         manifests = train_run(

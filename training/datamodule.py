@@ -62,6 +62,12 @@ class CropSampler(Sampler[tuple[int, int]]):
     `crops_per_song // group` groups, each yielding `group` crops of that song in a row
     (each from its own random start), so a batch whose size `group` divides holds whole
     groups. `group` 1 is the plain stream, crop for crop.
+
+    `songs_per_epoch` bounds an epoch on a large catalogue: each epoch takes the first
+    `songs_per_epoch` songs of its (seed, epoch) permutation (a new draw every epoch, so
+    every song is seen over the epochs) and deals only those into shares. None, or a bound
+    at or above the song count, keeps every song in every epoch: the same stream as without
+    it. A nightly fit then costs the same however many songs have audio.
     """
 
     def __init__(
@@ -74,7 +80,10 @@ class CropSampler(Sampler[tuple[int, int]]):
         rank: int = 0,
         world_size: int = 1,
         group: int = 1,
+        songs_per_epoch: int | None = None,
     ):
+        if songs_per_epoch is not None and songs_per_epoch < 1:
+            raise ValueError(f"songs_per_epoch must be at least 1, got {songs_per_epoch}")
         if group < 1 or crops_per_song % group:
             raise ValueError(f"crops_per_song {crops_per_song} is no multiple of group {group}")
         if n_frames.size and int(n_frames.min()) < window_frames:
@@ -88,10 +97,16 @@ class CropSampler(Sampler[tuple[int, int]]):
         self.rank = rank
         self.world_size = world_size
         self.group = group
+        self.songs_per_epoch = songs_per_epoch
         self.epoch = 0
 
+    @property
+    def epoch_songs(self) -> int:
+        """How many songs one epoch crops (all ranks together)."""
+        return min(self.n_frames.size, self.songs_per_epoch or self.n_frames.size)
+
     def __len__(self) -> int:
-        return -(-self.n_frames.size // self.world_size) * self.crops_per_song
+        return -(-self.epoch_songs // self.world_size) * self.crops_per_song
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -100,7 +115,8 @@ class CropSampler(Sampler[tuple[int, int]]):
         """This rank's song indices for the current epoch, sorted (repeats where padded)."""
         # A stream no rank crops from: ranks are below world_size.
         order = np.random.default_rng([self.seed, self.epoch, self.world_size])
-        share = rank_share(order.permutation(self.n_frames.size), self.rank, self.world_size)
+        songs = order.permutation(self.n_frames.size)[: self.epoch_songs]
+        share = rank_share(songs, self.rank, self.world_size)
         return np.sort(share)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -207,6 +223,7 @@ class MelDataModule(pl.LightningDataModule):
         *,
         window_frames: int,
         crops_per_song: int = 8,
+        songs_per_epoch: int | None = None,
         batch_size: int = 64,
         clip_batch_size: int = 32,
         num_workers: int = 0,
@@ -223,6 +240,7 @@ class MelDataModule(pl.LightningDataModule):
         self.valid_song_ids = list(valid_song_ids)
         self.window_frames = window_frames
         self.crops_per_song = crops_per_song
+        self.songs_per_epoch = songs_per_epoch
         self.batch_size = batch_size
         self.clip_batch_size = clip_batch_size
         self.num_workers = num_workers
@@ -247,6 +265,7 @@ class MelDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world_size,
             group=2 if self.pair_crops else 1,
+            songs_per_epoch=self.songs_per_epoch,
         )
         return DataLoader(
             CropDataset(

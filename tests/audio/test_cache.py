@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
 import audio.cache
 from audio.cache import MelCache, default_cache_dir, featurize_dataset
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
-from audio.frontend import log_mel
+from audio.decode import decode_usable
+from audio.frontend import front_end_module, log_mel
 
 CACHED = ["game", "speech", "trumpet"]
 FAILED = {"hush": "silent", "lyrics": "undecodable", "robin": "too_short"}
@@ -206,3 +209,57 @@ def test_a_nan_mel_cached_before_the_check_is_computed_again(tmp_path: Path) -> 
     assert again.failed["nan"].startswith("invalid_samples: nan.wav")
     assert not (cache_dir / "nan.npy").exists()
     assert json.loads((cache_dir / "hot.stamp.json").read_text())["finite"] is True
+
+
+EXCERPT = dataclasses.replace(FRONT_END, excerpt_seconds=4.0)
+
+
+def test_an_excerpt_bounds_each_songs_bytes_and_the_cache_evicts_and_recomputes(
+    tmp_path: Path, wav
+) -> None:
+    """A front end with `excerpt_seconds` caches each song's centred excerpt only, so a
+    song's bytes are bounded whatever its length; a song leaving is evicted, a changed
+    recording recomputed, an unchanged one skipped."""
+    rng = np.random.default_rng(3)
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    lengths = {"short": 3.5, "long": 12.0, "longer": 30.0}
+    for song, seconds in lengths.items():
+        samples = 0.2 * rng.standard_normal(int(seconds * 22050))
+        shutil.move(wav(f"{song}.wav", samples, 22050), audio_dir / f"{song}.wav")
+    summary = featurize(tmp_path, config=EXCERPT)
+    assert summary.cache_dir == default_cache_dir(tmp_path, EXCERPT) != default_cache_dir(tmp_path)
+    cache = MelCache.open(summary.cache_dir)
+    bound = EXCERPT.n_frames(4 * 22050)
+    assert cache.n_frames("short") == FRONT_END.n_frames(int(3.5 * 22050)) < bound
+    assert cache.n_frames("long") == cache.n_frames("longer") == bound
+    sizes = {song: (summary.cache_dir / f"{song}.npy").stat().st_size for song in lengths}
+    assert sizes["long"] == sizes["longer"] == 128 * bound * 2 + 128  # float16 + .npy header
+    # the centred 4 s: the full front end's mel of the middle samples, frame for frame
+    decoded = decode_usable(audio_dir / "longer.wav").samples
+    middle = decoded[(decoded.size - 4 * 22050) // 2 :][: 4 * 22050]
+    expected = front_end_module(FRONT_END)(torch.from_numpy(np.ascontiguousarray(middle)))[0]
+    np.testing.assert_allclose(cache.load("longer").astype(np.float32), expected, atol=2e-2)
+
+    (audio_dir / "short.wav").unlink()
+    samples = 0.2 * rng.standard_normal(20 * 22050)
+    shutil.move(wav("longer.wav", samples, 22050), audio_dir / "longer.wav")  # a new file
+    again = featurize(tmp_path, config=EXCERPT)
+    assert (again.removed, again.computed, again.skipped_up_to_date) == (1, 1, 1)
+    assert sorted(p.stem for p in again.cache_dir.glob("*.npy")) == ["long", "longer"]
+    assert MelCache.open(again.cache_dir).n_frames("longer") == bound
+
+
+def test_an_excerpt_is_its_own_front_end_and_at_least_a_window() -> None:
+    assert EXCERPT.fingerprint() != FRONT_END.fingerprint()
+    # an unbounded front end keeps the fingerprint it had before the field existed
+    assert dataclasses.replace(FRONT_END, excerpt_seconds=None).fingerprint() == (
+        FRONT_END.fingerprint()
+    )
+    assert FrontEndConfig.from_dict(EXCERPT.to_dict()) == EXCERPT
+    assert "excerpt_seconds" not in FRONT_END.to_dict()  # what code before the field reads
+    with pytest.raises(FrontEndMismatchError, match="shorter than one model window"):
+        dataclasses.replace(FRONT_END, excerpt_seconds=2.0)
+    samples = np.arange(10 * 22050, dtype=np.float32)
+    assert EXCERPT.excerpt(samples)[0] == 3 * 22050 and EXCERPT.excerpt(samples).size == 4 * 22050
+    assert FRONT_END.excerpt(samples) is samples
