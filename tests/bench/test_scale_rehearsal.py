@@ -43,7 +43,7 @@ def test_the_rehearsal_runs_every_stage_at_a_tiny_fraction(
     catalogue = results["catalogue"]
     assert catalogue["songs_with_audio"] == 150 > catalogue["songs"] / 2
     assert (catalogue["rendered_songs"], catalogue["recombined_songs"]) == (20, 130)
-    recombined = sorted((tmp_path / "dataset" / "audio").glob("*.flac"))
+    recombined = sorted((tmp_path / "dataset" / "audio").glob("*.opus"))
     recombined = [path for path in recombined if not path.is_symlink()]
     assert len(recombined) == 130
     assert len({path.read_bytes() for path in recombined}) == 130  # distinct files
