@@ -131,6 +131,20 @@ def test_run_publishes_a_warm_started_fine_tuned_version(registry: Path, tiny_wo
     assert not any(name.startswith(("kmeans/", "linear")) for name in version.manifest["files"])
 
 
+def test_a_warm_night_without_new_audio_featurizes_nothing(
+    registry: Path, tiny_world: Path
+) -> None:
+    """The run's mel cache outlives the run: the next night finds every recording up to
+    date and computes none (a changed recording is recomputed: tests/audio/test_cache.py)."""
+    first = run_pipeline(settings_for(registry, dataset=tiny_world))
+    second = run_pipeline(settings_for(registry, dataset=tiny_world))
+    assert first.outcome == second.outcome == Outcome.PUBLISHED, second.message
+    before = {step.name: step.detail for step in first.steps}["featurize"]
+    after = {step.name: step.detail for step in second.steps}["featurize"]
+    assert before["cached"] == after["cached"] > 100
+    assert after["computed"] == 0 and after["up_to_date"] == after["cached"]
+
+
 def _factorize_of(summary: RunSummary) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the summary's factorize step detail, the run's factorization manifest)."""
     detail = {step.name: step.detail for step in summary.steps}["factorize"]
