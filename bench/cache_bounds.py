@@ -1,6 +1,6 @@
 """What bounding the mel cache costs: bytes a song against cold-track mAP@500 (issue #30).
 
-    python -m bench.cache_bounds WORLD [WORLD ...] [--out DIR] [--epochs N]
+    python -m bench.cache_bounds WORLD [WORLD ...] [--out DIR] [--epochs N] [--max-minutes M]
 
 A 30-s clip's log-mel at 128 bands is 330 kB in float16: 127 GB for a catalogue of 385k
 songs with previews. Two bounds keep the `dieleman` CNN and change only what it hears:
@@ -9,7 +9,9 @@ evaluation and serving alike) and fewer mel bands. For each world (a folder made
 `coldstart world --clip-seconds 30`; give two seeds) the world is factorized once, then
 each front end below is featurized (seconds, bytes a song on disk) and its CNN trained
 and evaluated on that one factorization (`bench.encoders.measure`: same split, epochs and
-crops). Prints a row per world and front end, with the ratios to the full cache's.
+crops, and the pipeline's 4-minute budget: on a busy machine a variant whose crops cost
+less gets more epochs, as it would in a night). Prints a row per world and front end,
+with the ratio of its mAP to the full cache's.
 """
 
 from __future__ import annotations
@@ -84,10 +86,17 @@ def main() -> None:
     parser.add_argument("worlds", type=Path, nargs="+", help="Worlds with 30-s clips.")
     parser.add_argument("--out", type=Path, default=None, help="Default: WORLD/../bench-cache.")
     parser.add_argument("--epochs", type=int, default=CNNSettings.epochs)
-    parser.add_argument("--max-minutes", type=float, default=None, help="Default: no bound.")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=CNNSettings.max_minutes,
+        help="Each CNN's training budget (the pipeline's by default; 0: none).",
+    )
     args = parser.parse_args()
     register()
-    settings = dataclasses.replace(CNNSettings(), epochs=args.epochs, max_minutes=args.max_minutes)
+    settings = dataclasses.replace(
+        CNNSettings(), epochs=args.epochs, max_minutes=args.max_minutes or None
+    )
     rows: list[dict[str, Any]] = []
     for world in args.worlds:
         out = args.out or world.parent / "bench-cache"
