@@ -25,7 +25,7 @@ import scipy.fft
 from sklearn.cluster import MiniBatchKMeans
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import ClassicalModel, RidgeHead, fit_ridge
+from training.ridge import ClassicalModel, LazyMels, RidgeHead, fit_ridge
 
 # The front end whose cached log-mels the baseline's MFCCs come from: the project's (the
 # paper's 128 bands), whatever the encoders of the run hear through.
@@ -160,8 +160,8 @@ def fit_baseline(
             float("nan"),
         ),
     )
-    train_tf = model.histograms([load_mel(song) for song in train_song_ids])
-    valid_tf = model.histograms([load_mel(song) for song in valid_song_ids])
+    train_tf = model.histograms(LazyMels(load_mel, train_song_ids))
+    valid_tf = model.histograms(LazyMels(load_mel, valid_song_ids))
     if params.weighting == "tfidf":
         document_frequency = (train_tf > 0).sum(axis=0)
         model.idf = (

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import ClassicalModel, RidgeHead, fit_ridge
+from training.ridge import ClassicalModel, LazyMels, RidgeHead, fit_ridge
 
 KMEANS_FRONT_END = FRONT_END
 MODEL_NAME = "kmeans"
@@ -262,8 +262,8 @@ def fit_kmeans(
         feature_scale=np.ones(0, np.float32),
         head=RidgeHead(np.zeros((n_factors, 0), np.float32), np.zeros(n_factors, np.float32), 0),
     )
-    train_raw = model.raw_features([load_mel(song) for song in train_song_ids])
-    valid_raw = model.raw_features([load_mel(song) for song in valid_song_ids])
+    train_raw = model.raw_features(LazyMels(load_mel, train_song_ids))
+    valid_raw = model.raw_features(LazyMels(load_mel, valid_song_ids))
     model.feature_mean = train_raw.mean(axis=0)
     model.feature_scale = train_raw.std(axis=0) + 1e-6
     model.head, scores = fit_ridge(

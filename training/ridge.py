@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, overload
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -25,6 +25,28 @@ from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from audio.config import FRONT_END, FrontEndConfig
 
 MANIFEST_KIND = "content_model"
+
+
+class LazyMels(Sequence[np.ndarray]):
+    """Songs' log-mels read on access, one at a time: `load(song_id)` returns a memmap, and
+    each live memmap holds a file descriptor, so a list of 28k of them ran past the
+    open-files limit (the scale rehearsal's first night with 38k songs with audio)."""
+
+    def __init__(self, load: Callable[[str], np.ndarray], song_ids: Sequence[str]) -> None:
+        self.load = load
+        self.song_ids = song_ids
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> LazyMels: ...
+    def __getitem__(self, index: int | slice) -> np.ndarray | LazyMels:
+        if isinstance(index, slice):
+            return LazyMels(self.load, self.song_ids[index])
+        return self.load(self.song_ids[index])
 
 
 @dataclass

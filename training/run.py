@@ -48,6 +48,7 @@ from training.encoder_fit import CNN_DEFAULTS, CNNSettings, is_global_zero, trai
 from training.encoders import default_front_end
 from training.hybrid import train_artist_and_hybrid
 from training.kmeans import KMEANS_FRONT_END, KMeansParams, fit_kmeans
+from training.ridge import LazyMels
 from training.run_data import (
     RunData,
     TrainingError,
@@ -95,7 +96,7 @@ def train_classical(data: RunData, name: str, fit: ClassicalFit, params: Any) ->
     )
     folder = fresh_model_folder(data.run_dir / MODELS_DIR / name)
     test_factors = scatter_rows(
-        len(f.test_song_ids), test_rows, model.predict([data.cache.load(s) for s in test_ids])
+        len(f.test_song_ids), test_rows, model.predict(LazyMels(data.cache.load, test_ids))
     )
     np.save(folder / TEST_FACTORS_FILE, test_factors)
     manifest: dict[str, Any] = model.save(
