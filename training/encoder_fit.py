@@ -309,7 +309,7 @@ def train_encoder(
     pl.seed_everything(seed, workers=True, verbose=False)
     net, init_digest = starting_encoder(data, settings, init_from)
     train_ids, train_rows = data.cached(f.song_ids)
-    valid_ids, valid_rows = data.cached(f.valid_song_ids)
+    valid_ids, valid_rows = data.validation()
     test_ids, test_rows = data.cached(f.test_song_ids)
     window = data.cache.config.window_frames
     long_enough = np.array([data.cache.n_frames(song) >= window for song in train_ids], bool)

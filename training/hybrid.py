@@ -58,9 +58,12 @@ def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, di
     valid_artists = [artist_of.get(song, UNKNOWN_ARTIST) for song in f.valid_song_ids]
     test_artists = [artist_of.get(song, UNKNOWN_ARTIST) for song in f.test_song_ids]
 
-    all_valid = np.arange(len(f.valid_song_ids))
+    prior_rows = data.validation_rows(with_audio=False)
     priors, by_shrinkage = fit_artist_priors(
-        train_artists, f.song_factors, valid_artists, ranking_scorer(data, all_valid)
+        train_artists,
+        f.song_factors,
+        [valid_artists[row] for row in prior_rows],
+        ranking_scorer(data, prior_rows),
     )
     test_priors, test_counts = priors.lookup(test_artists)
     artist_dir = fresh_model_folder(data.run_dir / MODELS_DIR / ARTIST_NAME)
@@ -86,7 +89,7 @@ def train_artist_and_hybrid(data: RunData, batch_size: int = 32) -> dict[str, di
     cnn_dir = data.run_dir / MODELS_DIR / CNN_NAME
     cnn_manifest = read_manifest(cnn_dir, kind=CNN_KIND)
     encoder = load_encoder(cnn_dir, data.cache.config)
-    valid_ids, valid_rows = data.cached(f.valid_song_ids)
+    valid_ids, valid_rows = data.validation()
     valid_cnn = predict_cached(encoder, data.cache, valid_ids, batch_size)
     valid_priors, valid_counts = priors.lookup([valid_artists[row] for row in valid_rows])
     weights = fit_fusion(

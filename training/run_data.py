@@ -30,6 +30,12 @@ from factorization.run import Factorization, dataset_root_of, load_factorization
 from ranking.metrics import ranking_metrics
 from training.encoders import featurize_command
 
+# At most this many validation songs score a run's models (the encoders' every epoch, the
+# classical models' ridge alphas, the artist priors and the fusion): a seeded draw, the same
+# for every model of the run, so that validating costs the same at 3k songs as at 385k.
+MAX_VALID_SONGS = 2048
+VALID_SAMPLE_SEED = 0
+
 
 class TrainingError(RuntimeError):
     """A run cannot be trained as asked (no factorization, no mel cache, wrong dataset)."""
@@ -41,7 +47,8 @@ class RunData:
     relevance.
 
     `valid_relevance` (n_users, n_valid) float32 CSR is 1 where a user (rows follow
-    `factorization.user_ids`) listened to a validation song.
+    `factorization.user_ids`) listened to a validation song. `max_valid_songs` bounds the
+    validation songs the models are scored on (`validation_rows`).
     """
 
     run_dir: Path
@@ -49,6 +56,7 @@ class RunData:
     factorization: Factorization
     cache: MelCache
     valid_relevance: sp.csr_matrix
+    max_valid_songs: int = MAX_VALID_SONGS
 
     @property
     def fingerprint(self) -> str | None:
@@ -62,6 +70,25 @@ class RunData:
         """The ids of `song_ids` that have a cached mel, and their positions in `song_ids`."""
         positions = np.flatnonzero(np.isin(np.asarray(song_ids), self.cache.song_ids))
         return [song_ids[i] for i in positions], positions
+
+    def validation_rows(self, with_audio: bool = True) -> np.ndarray:
+        """Positions in `factorization.valid_song_ids` of the validation songs to score on,
+        ascending: those with a cached mel (all of them when not `with_audio`), at most
+        `max_valid_songs` of them by a seeded draw."""
+        f = self.factorization
+        rows = self.cached(f.valid_song_ids)[1] if with_audio else np.arange(len(f.valid_song_ids))
+        if rows.size <= self.max_valid_songs:
+            return rows
+        draw = np.random.default_rng(VALID_SAMPLE_SEED).choice(
+            rows.size, self.max_valid_songs, replace=False
+        )
+        return rows[np.sort(draw)]
+
+    def validation(self) -> tuple[list[str], np.ndarray]:
+        """The validation songs with audio the models are scored on (`validation_rows`):
+        their ids and their positions in `factorization.valid_song_ids`."""
+        rows = self.validation_rows()
+        return [self.factorization.valid_song_ids[row] for row in rows], rows
 
     def with_front_end(self, config: FrontEndConfig) -> RunData:
         """The same run read through the mel cache of `config` (itself when it is this one's);
