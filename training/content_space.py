@@ -24,6 +24,7 @@ import torch
 
 from training.encoders.base import ContentEncoder
 from training.inference import MelSource, cached_rows
+from training.run_data import bounded_draw
 
 FIT_SONGS = 20_000
 
@@ -61,10 +62,7 @@ def fit_content_space(
     embedding is its factors (`content_dims` None)."""
     if encoder.dims.content_dims is None:
         return {"songs": 0, "dims": encoder.dims.n_factors}
-    ids = list(song_ids)
-    if len(ids) > FIT_SONGS:
-        rows = np.sort(np.random.default_rng(seed).choice(len(ids), FIT_SONGS, replace=False))
-        ids = [ids[row] for row in rows]
+    ids = [song_ids[row] for row in bounded_draw(len(song_ids), FIT_SONGS, seed)]
     if not ids:
         raise ValueError("fitting the content space needs at least one song")
     projection = projection_of(

@@ -52,6 +52,7 @@ from training.ridge import LazyMels
 from training.run_data import (
     RunData,
     TrainingError,
+    bounded_draw,
     fresh_model_folder,
     load_run_data,
     ranking_scorer,
@@ -97,11 +98,8 @@ def train_classical(
     started = time.perf_counter()
     f = data.factorization
     train_ids, train_rows = data.cached(f.song_ids)
-    if len(train_ids) > max_train_songs:
-        draw = np.sort(
-            np.random.default_rng(params.seed).choice(len(train_ids), max_train_songs, False)
-        )
-        train_ids, train_rows = [train_ids[i] for i in draw], train_rows[draw]
+    draw = bounded_draw(len(train_ids), max_train_songs, params.seed)
+    train_ids, train_rows = [train_ids[i] for i in draw], train_rows[draw]
     valid_ids, valid_rows = data.validation()
     test_ids, test_rows = data.cached(f.test_song_ids)
     model, alpha_scores = fit(

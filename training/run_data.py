@@ -77,12 +77,7 @@ class RunData:
         `max_valid_songs` of them by a seeded draw."""
         f = self.factorization
         rows = self.cached(f.valid_song_ids)[1] if with_audio else np.arange(len(f.valid_song_ids))
-        if rows.size <= self.max_valid_songs:
-            return rows
-        draw = np.random.default_rng(VALID_SAMPLE_SEED).choice(
-            rows.size, self.max_valid_songs, replace=False
-        )
-        return rows[np.sort(draw)]
+        return rows[bounded_draw(rows.size, self.max_valid_songs, VALID_SAMPLE_SEED)]
 
     def validation(self) -> tuple[list[str], np.ndarray]:
         """The validation songs with audio the models are scored on (`validation_rows`):
@@ -110,6 +105,14 @@ class RunData:
                 ("test", f.test_song_ids),
             )
         }
+
+
+def bounded_draw(size: int, bound: int, seed: int) -> np.ndarray:
+    """Positions (ascending) of at most `bound` of `size` items: all of them when they fit,
+    else a draw without replacement seeded by `seed` (the same for the same arguments)."""
+    if size <= bound:
+        return np.arange(size)
+    return np.sort(np.random.default_rng(seed).choice(size, bound, replace=False))
 
 
 def open_cache(dataset_root: Path, config: FrontEndConfig) -> MelCache:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +59,12 @@ def test_a_classical_model_fits_on_at_most_its_bound_of_songs(
     data = dataclasses.replace(load_run_data(run, dataset_root=tiny_world), max_valid_songs=4)
     seen: dict[str, list[str]] = {}
 
-    def recording_fit(
-        load_mel: Callable[[str], np.ndarray],
-        train_song_ids: Sequence[str],
-        train_factors: np.ndarray,
-        valid_song_ids: Sequence[str],
-        score: Callable[[np.ndarray], float],
-        params: Any,
-        config: Any,
-    ) -> tuple[Any, dict[float, float]]:
-        seen["train"], seen["valid"] = list(train_song_ids), list(valid_song_ids)
-        assert train_factors.shape[0] == len(train_song_ids)
-        return fit_baseline(
-            load_mel, train_song_ids, train_factors, valid_song_ids, score, params, config
-        )
+    def recording_fit(*args: Any, **kwargs: Any) -> tuple[Any, dict[float, float]]:
+        """`fit_baseline`, noting the songs it is given (`train_classical` passes them by
+        position: load_mel, train ids, train factors, valid ids, ...)."""
+        seen["train"], seen["valid"] = list(args[1]), list(args[3])
+        assert args[2].shape[0] == len(args[1])
+        return fit_baseline(*args, **kwargs)
 
     params = BaselineParams(n_words=16, frames_per_song=20, alphas=(1.0, 10.0))
     manifest = train_classical(data, "linear", recording_fit, params, max_train_songs=30)
