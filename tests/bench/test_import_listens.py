@@ -29,8 +29,10 @@ def test_the_import_and_the_bare_copy_run_side_by_side(
     assert size["rows"] == 100_000
     assert set(size["median_seconds"]) == {"ours", "bare", "ours sqlite"}
     assert all(seconds > 0 for seconds in size["median_seconds"].values())
+    # The report rounds seconds to 0.01 and ratios from the unrounded seconds: at a 0.3-s bare
+    # copy the rounding alone moves the quotient of the rounded figures by up to 2%.
     assert size["ratio_to_bare"]["ours"] == pytest.approx(
-        size["median_seconds"]["ours"] / size["median_seconds"]["bare"], abs=0.05
+        size["median_seconds"]["ours"] / size["median_seconds"]["bare"], rel=0.05
     )
     assert json.loads((tmp_path / "import-results.json").read_text()) == results
     printed = capsys.readouterr().out
