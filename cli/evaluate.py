@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import app, given
 
 
 @app.command()
@@ -17,6 +17,14 @@ def evaluate(
     ],
     k: Annotated[int, typer.Option("--k", min=1, help="Cut-off of mAP@k.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the random row and the song map.")] = 0,
+    max_users: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Score at most this many users with a test listen, a seeded draw above it"
+            " (default: evaluation.users.MAX_EVALUATED_USERS, 100,000).",
+        ),
+    ] = None,
     dataset: Annotated[
         Path | None,
         typer.Option(
@@ -37,7 +45,9 @@ def evaluate(
 
     console = Console()
     try:
-        report = evaluate_run(run, k=k, seed=seed, dataset_root=dataset)
+        report = evaluate_run(
+            run, k=k, seed=seed, dataset_root=dataset, **given(max_users=max_users)
+        )
     except (ArtifactError, DatasetError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error

@@ -74,6 +74,14 @@ def pipeline(
             " GateSettings).",
         ),
     ] = None,
+    max_evaluated_users: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Evaluate and gate: score at most this many users with a test listen, a"
+            " seeded draw above it (default: GateSettings, 100,000).",
+        ),
+    ] = None,
     keep_versions: Annotated[
         int | None,
         typer.Option(
@@ -237,6 +245,7 @@ def pipeline(
                     map_tolerance=map_tolerance,
                     auc_tolerance=auc_tolerance,
                     top_k_tolerance=top_k_tolerance,
+                    max_users=max_evaluated_users,
                     metrics=tuple(m.strip() for m in gate_metrics.split(","))
                     if gate_metrics
                     else None,

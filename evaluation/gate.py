@@ -9,7 +9,8 @@ with pessimistic ties, AUC with ties as 1/2, as in `report.json`) on one common 
   behind the current's (a song without audio has no prediction from either model; the two
   encoders may hear through different front ends, each read from its own cache);
 - users: those that the candidate's factorization and the current version both know and
-  that listened to at least one of those songs; their held-out listens are the truth.
+  that listened to at least one of those songs, at most `GateSettings.max_users` of them
+  (one seeded draw, `evaluation.users`); their held-out listens are the truth.
 
 Two placements are gated (`GATED_MODELS`): the audio-only CNN and the hybrid of CNN and
 artist prior (`training.fusion`). Each model ranks in its own factor space: the
@@ -48,6 +49,7 @@ from artifacts.run_layout import CNN_NAME, HYBRID_NAME, MODELS_DIR, TEST_FACTORS
 from audio.cache import MelCache, default_cache_dir
 from audio.config import FrontEndConfig
 from corpus.dataset import LISTENS_FILE, SONGS_FILE, read_listens, read_songs
+from evaluation.users import MAX_EVALUATED_USERS, users_to_evaluate
 from factorization.matrices import play_count_matrix
 from factorization.run import dataset_root_of, load_factorization
 from ranking.metrics import (
@@ -99,13 +101,15 @@ class GateError(ValueError):
 class GateSettings:
     """Which metrics decide (`metrics`: mAP@k and AUC unless told otherwise; any of
     `METRICS`) and absolute tolerances: how far below the current's each may be
-    (`top_k_tolerance` for recall, precision and NDCG at a cutoff)."""
+    (`top_k_tolerance` for recall, precision and NDCG at a cutoff); `max_users` bounds the
+    users scored (`evaluation.users`)."""
 
     map_tolerance: float = 0.01
     auc_tolerance: float = 0.01
     k: int = DEFAULT_K
     metrics: tuple[str, ...] = DECIDING_METRICS
     top_k_tolerance: float = 0.01
+    max_users: int = MAX_EVALUATED_USERS
 
     def __post_init__(self) -> None:
         for name in ("map_tolerance", "auc_tolerance", "top_k_tolerance"):
@@ -114,6 +118,8 @@ class GateSettings:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.max_users < 1:
+            raise ValueError(f"max_users must be >= 1, got {self.max_users}")
         unknown = [metric for metric in self.metrics if metric not in METRICS]
         if unknown or not self.metrics:
             raise ValueError(
@@ -404,7 +410,7 @@ def quality_gate(
         song_ids,
     )
     heard = sp.csr_array(listens > 0)
-    evaluated = np.flatnonzero(np.diff(heard.indptr) > 0)
+    evaluated = users_to_evaluate(heard, settings.max_users)
     if evaluated.size == 0:
         whose = f"both the run and {current.version_id}" if current else "the run"
         raise GateError(

@@ -2,7 +2,8 @@
 
 `evaluate_run(RUN)` reads `RUN/factorization/` (user factors, test song ids, and the folded-in
 test song factors, the upper bound), builds from the dataset which user listened to which
-test song, and scores with `ranking.metrics.ranking_metrics`:
+test song, and scores with `ranking.metrics.ranking_metrics` over the users with a test
+listen, at most `max_users` of them (one seeded draw, `evaluation.users`):
 
 - `random`: seeded Gaussian song vectors, the floor, beside its analytic expectation;
 - `upper_bound`: the folded-in WMF factors, what a perfect content model could reach;
@@ -48,6 +49,7 @@ from artifacts.run_layout import (
 )
 from corpus.dataset import load_dataset
 from corpus.split import KINDS, load_split
+from evaluation.users import MAX_EVALUATED_USERS, users_to_evaluate
 from factorization.matrices import play_count_matrix
 from factorization.run import Factorization, dataset_root_of, load_factorization
 from ranking.metrics import (
@@ -520,7 +522,9 @@ def _markdown(
         "## Settings",
         "",
         f"- k: {k}; random vectors seed: {settings['seed']}",
-        f"- users evaluated: {report['n_users']:,} (WMF users without a test listen:"
+        f"- users evaluated: {report['n_users']:,} of the"
+        f" {settings['n_users_with_test_listens']:,} with a test listen (at most"
+        f" {settings['max_users']:,}, a seeded draw above that; WMF users without a test listen:"
         f" {settings['n_users_without_test_listens']:,}); test listens:"
         f" {settings['n_test_listens']:,}",
         f"- songs: train {report['n_train_songs']:,}, test {report['n_test_songs']:,}",
@@ -543,11 +547,13 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     dataset_root: Path | None = None,
+    max_users: int = MAX_EVALUATED_USERS,
 ) -> dict[str, Any]:
     """Score random, upper_bound and every finished content model of `run_dir`; write the
     report files and return the content of `report.json`.
 
-    `seed` draws the random row's Gaussian vectors and the song map's subsample.
+    `seed` draws the random row's Gaussian vectors and the song map's subsample; `max_users`
+    bounds the users scored (`evaluation.users`).
     `dataset_root` is needed only when the factorization manifest does not name its dataset.
     """
     run_dir = Path(run_dir)
@@ -569,7 +575,8 @@ def evaluate_run(
         )
         artists = dataset.songs.set_index("song_id")["artist"]
         del dataset  # the listens table is the largest thing here; scoring needs only the CSR
-        evaluated = np.flatnonzero(np.diff(listens.indptr) > 0)
+        n_with_listens = int(np.count_nonzero(np.diff(listens.indptr)))
+        evaluated = users_to_evaluate(listens, max_users)
         relevance = sp.csr_array(listens[evaluated] > 0)
         user_factors = factorization.user_factors[evaluated]
         bar.advance(step)
@@ -600,7 +607,9 @@ def evaluate_run(
             "skipped_models": skipped,
             "settings": {
                 "seed": seed,
-                "n_users_without_test_listens": len(factorization.user_ids) - int(evaluated.size),
+                "max_users": max_users,
+                "n_users_with_test_listens": n_with_listens,
+                "n_users_without_test_listens": len(factorization.user_ids) - n_with_listens,
                 "n_test_listens": int(relevance.nnz),
                 "factorization_digest": factorization.digest,
                 "model_digests": digests,
@@ -630,7 +639,7 @@ def evaluate_run(
             run_dir,
             kind=REPORT_KIND,
             files=[REPORT_FILE, PREDICTIONS_FILE, MARKDOWN_FILE, METRICS_PLOT, SONG_MAP_PLOT],
-            parameters={"k": k, "seed": seed},
+            parameters={"k": k, "seed": seed, "max_users": max_users},
             parents={
                 "factorization": factorization.digest,
                 **{f"model:{n}": d for n, d in digests.items()},

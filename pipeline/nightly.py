@@ -332,7 +332,11 @@ class _Run:
             from evaluation.report import evaluate_run
 
             report = evaluate_run(
-                self.run_dir, seed=settings.seed, progress=False, dataset_root=snapshot.root
+                self.run_dir,
+                seed=settings.seed,
+                progress=False,
+                dataset_root=snapshot.root,
+                max_users=settings.gate.max_users,  # the gate's users are drawn by the same rule
             )
             detail.update({name: report["models"][name] for name in report["models"]})
         with self.step("gate") as detail:

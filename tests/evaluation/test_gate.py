@@ -195,6 +195,23 @@ def test_both_models_are_scored_on_the_users_both_know(
 
 
 @pytest.mark.slow
+def test_at_most_max_users_are_scored_the_same_for_both_models(
+    trained_run: Path, current: LoadedVersion
+) -> None:
+    """Bounded as the report is: the candidate and the current version score the same drawn
+    users, so the same model still scores the same."""
+    everyone = quality_gate(trained_run, current, STRICT).n_users
+    bounded = quality_gate(trained_run, current, dataclasses.replace(STRICT, max_users=25))
+    assert everyone > 25 and bounded.n_users == 25
+    assert "on 25 users" in bounded.reason and bounded.passed
+    for model in ("cnn", "hybrid"):
+        assert bounded.candidate[model] == pytest.approx(bounded.current[model], abs=1e-6)
+    assert bounded.to_json()["settings"]["max_users"] == 25
+    with pytest.raises(ValueError, match="max_users must be >= 1"):
+        GateSettings(max_users=0)
+
+
+@pytest.mark.slow
 def test_nothing_in_common_is_an_error(
     trained_run: Path, tiny_world: Path, current: LoadedVersion, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from artifacts.files import write_json_atomic
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
 from corpus.dataset import dataset_fingerprint
 from evaluation.report import evaluate_run, load_predictions
+from evaluation.users import USER_SAMPLE_SEED
 from ranking.metrics import ranking_metrics
+from training.run_data import bounded_draw
 
 N_USERS, N_TRAIN, N_TEST, N_FACTORS = 240, 90, 60, 8
 GENRES = ("rock", "jazz", "folk")
@@ -280,3 +283,29 @@ def test_report_per_kind_of_test_song(fake_run: tuple[Path, Path], tmp_path: Pat
     markdown = (copy / "report.md").read_text()
     assert "## Cold tracks" in markdown and "## Cold artists" in markdown
     assert "cold_artist: mAP@500 +0.00000, AUC +0.0000" in markdown
+
+
+def test_at_most_max_users_are_scored_and_the_report_says_so(
+    fake_run: tuple[Path, Path], evaluated: tuple[Path, dict], tmp_path: Path
+) -> None:
+    dataset, original = fake_run
+    every_user = load_predictions(evaluated[0])["user_ids"]
+    run = tmp_path / "run"
+    shutil.copytree(original, run, ignore=shutil.ignore_patterns("report*", "predictions*"))
+    report = evaluate_run(run, k=500, seed=0, progress=False, dataset_root=dataset, max_users=40)
+    assert report["n_users"] == 40
+    settings = report["settings"]
+    assert settings["max_users"] == 40
+    assert settings["n_users_with_test_listens"] == len(every_user) == N_USERS - N_USERS // 10
+    assert read_manifest(run)["parameters"]["max_users"] == 40
+    assert f"40 of the {len(every_user)} with a test listen" in (run / "report.md").read_text()
+    predictions = load_predictions(run)
+    # The draw is `users_to_evaluate`'s over the users with a test listen, in their order.
+    drawn = bounded_draw(len(every_user), 40, USER_SAMPLE_SEED)
+    assert predictions["user_ids"] == [every_user[i] for i in drawn]
+    for name, song_vectors in predictions["models"].items():
+        again = ranking_metrics(
+            predictions["user_factors"], song_vectors, predictions["relevance"], k=500
+        )
+        assert again.n_users == 40
+        assert again.map == pytest.approx(report["models"][name]["map"], rel=1e-9)

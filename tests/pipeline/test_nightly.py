@@ -234,8 +234,9 @@ def test_a_bad_regularization_is_refused_before_anything_runs(registry: Path) ->
 def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_world: Path) -> None:
     before, versions = current_version_id(registry), list_versions(registry)
     one_step = dataclasses.replace(TINY_CNN, lr=1e-9)  # a fresh encoder that learns nothing
+    gate = dataclasses.replace(STRICT, max_users=30)  # evaluate and gate score 30 drawn users
     summary = run_pipeline(
-        settings_for(registry, dataset=tiny_world, from_scratch=True, cnn=one_step, gate=STRICT)
+        settings_for(registry, dataset=tiny_world, from_scratch=True, cnn=one_step, gate=gate)
     )
 
     assert summary.outcome == Outcome.REFUSED and summary.exit_code == 3, summary.message
@@ -246,6 +247,8 @@ def test_a_worse_candidate_is_refused_and_current_stays(registry: Path, tiny_wor
     assert candidate["map"] < current["map"] or candidate["auc"] < current["auc"]
     assert summary.gate["decided_by"] == "current" and "decided by current" in summary.message
     assert before in summary.message and "publish" not in [s.name for s in summary.steps]
+    report = json.loads((Path(summary.run_dir) / "report.json").read_text())
+    assert report["n_users"] == summary.gate["n_users"] == 30
 
 
 def test_told_another_architecture_it_trains_that_one_then_keeps_it(
