@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
@@ -62,6 +63,14 @@ MEL_SCALES: dict[str, MelScale] = {
 # saw (torchaudio built HTK's in float32, librosa Slaney's in float64; they differ by up to
 # 2e-5, which moves a log-mel near silence by up to 1e-3).
 _BUILT_IN: dict[str, torch.dtype] = {"htk": torch.float32, "slaney": torch.float64}
+
+# A clip's spectrum is computed a block of frames at a time, each block's temporaries under
+# glibc's mmap threshold of 128 KiB (which the service fixes, service/memory.py): they then
+# come from the heap and are reused block after block, where a whole 30-s clip's (some 20 MB
+# of frames, spectrum and power) would be fresh pages every call: 6,000 page faults, half the
+# front end's time in the service (BENCHMARKS.md, serving). The numbers are the same.
+BLOCK_BYTES = 120 * 1024
+MIN_BLOCK_FRAMES = 8
 
 # State-dict names of the window and the filterbank when LogMel wrapped torchaudio's
 # MelSpectrogram (checkpoints saved before it went), by their names today.
@@ -166,18 +175,30 @@ class LogMel(nn.Module):
         )
 
     def forward(self, waveform: Tensor) -> Tensor:
-        spectrum = torch.stft(
-            waveform_batch(waveform),
-            n_fft=self.config.n_fft,
-            hop_length=self.config.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        )  # (batch, 1 + n_fft // 2, n_frames)
-        power = spectrum.abs().pow(2.0)
-        mel = torch.matmul(power.transpose(-1, -2), self.filterbank).transpose(-1, -2)
-        return log_compress(mel, self.config.log_compression, self.config.log_offset)
+        batch = waveform_batch(waveform)
+        n_fft, hop = self.config.n_fft, self.config.hop_length
+        # torch.stft's centred frames, bit for bit (tests/audio/test_mel.py), cut here so
+        # that the spectrum is computed a block of frames at a time (`_block_frames`).
+        padded = F.pad(batch[:, None], (n_fft // 2, n_fft // 2), mode="reflect")[:, 0]
+        frames = padded.unfold(-1, n_fft, hop)  # a view: (batch, n_frames, n_fft)
+        n_frames = frames.shape[1]
+        log_mel = torch.empty(
+            (batch.shape[0], n_frames, self.config.n_mels), dtype=torch.float32, device=batch.device
+        )
+        step = self._block_frames(batch.shape[0])
+        for start in range(0, n_frames, step):
+            spectrum = torch.fft.rfft(frames[:, start : start + step] * self.window)
+            mel = torch.matmul(spectrum.abs().pow_(2.0), self.filterbank)
+            log_mel[:, start : start + step] = log_compress(
+                mel, self.config.log_compression, self.config.log_offset
+            )
+        return log_mel.transpose(-1, -2)
+
+    def _block_frames(self, batch: int) -> int:
+        """Frames per block: as many as keep a block's largest temporary (its complex
+        spectrum) under `BLOCK_BYTES`, at least `MIN_BLOCK_FRAMES`."""
+        spectrum_bytes_per_frame = batch * (1 + self.config.n_fft // 2) * 8
+        return max(MIN_BLOCK_FRAMES, BLOCK_BYTES // spectrum_bytes_per_frame)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any

@@ -112,6 +112,32 @@ def test_a_batch_is_each_clip_alone() -> None:
         front_end(batch[None])
 
 
+@pytest.mark.parametrize("config", [FRONT_END, MUSICNN_FRONT_END], ids=["default", "musicnn"])
+@pytest.mark.parametrize("shape", [(30 * 22050,), (3, 4 * 22050), (1, 1025), (40, 22050)])
+def test_the_blocks_give_torch_stfts_numbers_bit_for_bit(
+    config: FrontEndConfig, shape: tuple[int, ...]
+) -> None:
+    """A block of frames at a time (a 30-s clip is some 40 blocks; a batch of 40, blocks of
+    `MIN_BLOCK_FRAMES`), the same numbers as one `torch.stft` over the whole clip."""
+    module = LogMel(config)
+    waveform = torch.from_numpy(
+        np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 0.3
+    )
+    spectrum = torch.stft(
+        waveform if waveform.ndim == 2 else waveform[None],
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        window=module.window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    mel = torch.matmul(spectrum.abs().pow(2.0).transpose(-1, -2), module.filterbank)
+    whole = log_compress(mel.transpose(-1, -2), config.log_compression, config.log_offset)
+    blocks = module(waveform)
+    assert blocks.shape == whole.shape and torch.equal(blocks, whole)
+
+
 def test_the_later_front_end_fields_keep_old_fingerprints_and_refuse_unknown_values() -> None:
     """Caches and checkpoints made before the mel scale, norm and log compression were
     fields keep their folder and compare equal; other values are other front ends."""
