@@ -112,17 +112,10 @@ def test_a_batch_is_each_clip_alone() -> None:
         front_end(batch[None])
 
 
-@pytest.mark.parametrize("config", [FRONT_END, MUSICNN_FRONT_END], ids=["default", "musicnn"])
-@pytest.mark.parametrize("shape", [(30 * 22050,), (3, 4 * 22050), (1, 1025), (40, 22050)])
-def test_the_blocks_give_torch_stfts_numbers_bit_for_bit(
-    config: FrontEndConfig, shape: tuple[int, ...]
-) -> None:
-    """A block of frames at a time (a 30-s clip is some 40 blocks; a batch of 40, blocks of
-    `MIN_BLOCK_FRAMES`), the same numbers as one `torch.stft` over the whole clip."""
-    module = LogMel(config)
-    waveform = torch.from_numpy(
-        np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 0.3
-    )
+def _whole_clip_log_mel(module: LogMel, waveform: torch.Tensor) -> torch.Tensor:
+    """The log-mel by one `torch.stft` over the whole clip, as `LogMel` computed it before
+    it went block by block."""
+    config = module.config
     spectrum = torch.stft(
         waveform if waveform.ndim == 2 else waveform[None],
         n_fft=config.n_fft,
@@ -133,9 +126,33 @@ def test_the_blocks_give_torch_stfts_numbers_bit_for_bit(
         return_complex=True,
     )
     mel = torch.matmul(spectrum.abs().pow(2.0).transpose(-1, -2), module.filterbank)
-    whole = log_compress(mel.transpose(-1, -2), config.log_compression, config.log_offset)
-    blocks = module(waveform)
-    assert blocks.shape == whole.shape and torch.equal(blocks, whole)
+    return log_compress(mel.transpose(-1, -2), config.log_compression, config.log_offset)
+
+
+@pytest.mark.parametrize("config", [FRONT_END, MUSICNN_FRONT_END], ids=["default", "musicnn"])
+@pytest.mark.parametrize("shape", [(30 * 22050,), (3, 4 * 22050), (1, 1025), (40, 22050)])
+def test_the_blocks_give_torch_stfts_numbers_bit_for_bit(
+    config: FrontEndConfig, shape: tuple[int, ...]
+) -> None:
+    """On one thread a block of frames at a time (a 30-s clip is some 40 blocks; a batch of
+    40, blocks of `MIN_BLOCK_FRAMES`), on several the whole clip at once: either way the
+    numbers of one `torch.stft` over the whole clip on as many threads."""
+    module = LogMel(config)
+    waveform = torch.from_numpy(
+        np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 0.3
+    )
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            whole = _whole_clip_log_mel(module, waveform)
+            n_frames = whole.shape[-1]
+            step = module._block_frames(whole.shape[0], n_frames)
+            assert step == n_frames if n_threads > 1 else step < n_frames or n_frames < 30
+            blocks = module(waveform)
+            assert blocks.shape == whole.shape and torch.equal(blocks, whole)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_later_front_end_fields_keep_old_fingerprints_and_refuse_unknown_values() -> None:
