@@ -185,7 +185,7 @@ class LogMel(nn.Module):
         log_mel = torch.empty(
             (batch.shape[0], n_frames, self.config.n_mels), dtype=torch.float32, device=batch.device
         )
-        step = self._block_frames(batch.shape[0], n_frames)
+        step = self._block_frames(batch, n_frames)
         for start in range(0, n_frames, step):
             spectrum = torch.fft.rfft(frames[:, start : start + step] * self.window)
             mel = torch.matmul(spectrum.abs().pow_(2.0), self.filterbank)
@@ -194,14 +194,15 @@ class LogMel(nn.Module):
             )
         return log_mel.transpose(-1, -2)
 
-    def _block_frames(self, batch: int, n_frames: int) -> int:
-        """Frames per block: on one thread (the service's, featurize's processes), as many
-        as keep a block's largest temporary (its complex spectrum) under `BLOCK_BYTES`, at
-        least `MIN_BLOCK_FRAMES`; on several, all of them (each small block's operations
-        would be split across the threads and joined again: 3x slower for a 30-s clip)."""
-        if torch.get_num_threads() > 1:
+    def _block_frames(self, batch: Tensor, n_frames: int) -> int:
+        """Frames per block of `batch` (batch, samples): on a CPU with one thread (the
+        service's, featurize's processes), as many as keep a block's largest temporary (its
+        complex spectrum) under `BLOCK_BYTES`, at least `MIN_BLOCK_FRAMES`; on several
+        threads or an accelerator, all of them (each small block's operations would be split
+        across the threads and joined again: 3x slower for a 30-s clip on 2 threads)."""
+        if batch.device.type != "cpu" or torch.get_num_threads() > 1:
             return max(n_frames, 1)
-        spectrum_bytes_per_frame = batch * (1 + self.config.n_fft // 2) * 8
+        spectrum_bytes_per_frame = batch.shape[0] * (1 + self.config.n_fft // 2) * 8
         return max(MIN_BLOCK_FRAMES, BLOCK_BYTES // spectrum_bytes_per_frame)
 
     def _load_from_state_dict(
