@@ -25,7 +25,7 @@ import scipy.fft
 from sklearn.cluster import MiniBatchKMeans
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import ClassicalModel, LazyMels, RidgeHead, fit_ridge
+from training.ridge import ClassicalModel, Head, LazyMels, RidgeHead, fit_head
 
 # The front end whose cached log-mels the baseline's MFCCs come from: the project's (the
 # paper's 128 bands), whatever the encoders of the run hear through.
@@ -93,7 +93,7 @@ class LinearBaseline(ClassicalModel):
     frame_scale: np.ndarray
     codebook: np.ndarray
     idf: np.ndarray
-    head: RidgeHead
+    head: Head
 
     def histograms(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> weighted word histograms (n_clips, K) float32."""
@@ -118,12 +118,12 @@ def fit_baseline(
     score: Callable[[np.ndarray], float],
     params: BaselineParams = BaselineParams(),
     config: FrontEndConfig = FRONT_END,
-) -> tuple[LinearBaseline, dict[float, float]]:
+) -> tuple[LinearBaseline, dict[str, float]]:
     """Fit the vocabulary, then ridge for each alpha; keep the alpha that `score`s best.
 
     `load_mel(song_id)` gives a song's log-mel (n_mels, T); `train_factors` (n_train, F)
     are the targets; `score(valid_predictions (n_valid, F))` is the validation mAP.
-    Returns the model and the validation score of every alpha tried.
+    Returns the model and the validation score of every alpha tried, by the head's label.
     """
     rng = np.random.default_rng(params.seed)
     per_song = min(
@@ -167,7 +167,7 @@ def fit_baseline(
         model.idf = (
             np.log((1 + len(train_song_ids)) / (1 + document_frequency)).astype(np.float32) + 1
         )
-    model.head, scores = fit_ridge(
+    model.head, scores = fit_head(
         train_tf * model.idf, train_factors, valid_tf * model.idf, params.alphas, score
     )
     return model, scores

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from audio.config import FRONT_END, FrontEndConfig
-from training.ridge import ClassicalModel, LazyMels, RidgeHead, fit_ridge
+from training.ridge import ClassicalModel, Head, LazyMels, MLPSettings, RidgeHead, fit_head
 
 KMEANS_FRONT_END = FRONT_END
 MODEL_NAME = "kmeans"
@@ -41,6 +41,10 @@ BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 # Added to a whitened patch's squared norm before scaling it to unit length (Coates & Ng
 # 2012), so near-empty patches are not blown up into noise.
 NORM_EPSILON = 1e-2
+# The MLP heads' L2 penalties tried beside the ridges (scikit-learn's `alpha`, over the
+# number of training songs in its loss, against the factors' own scale). Of 1, 10 and 100,
+# validation kept 10 on both demo worlds; each MLP costs some 25-50 s there.
+MLP_ALPHAS = (10.0,)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ class KMeansParams:
     `n_levels` pyramid levels of `pyramid` ("gaussian" or "laplacian"); patches of
     `patch_frames` frames, whitened onto `n_components` principal components; `n_atoms`
     (K) atoms per level, fit in `iterations` steps on at most `patches_per_song` patches
-    of each training song and `max_fit_patches` per level.
+    of each training song and `max_fit_patches` per level. The head: a ridge for each of
+    `alphas` and an MLP of `mlp_hidden` units for each of `mlp_alphas`, the best on
+    validation kept.
     """
 
     n_levels: int = 4
@@ -62,6 +68,8 @@ class KMeansParams:
     max_fit_patches: int = 30_000
     iterations: int = 20
     alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+    mlp_alphas: tuple[float, ...] = MLP_ALPHAS
+    mlp_hidden: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -173,7 +181,7 @@ class KMeansModel(ClassicalModel):
     atoms: np.ndarray
     feature_mean: np.ndarray
     feature_scale: np.ndarray
-    head: RidgeHead
+    head: Head
 
     def raw_features(self, log_mels: Sequence[np.ndarray]) -> np.ndarray:
         """Clips' log-mels (n_mels, T_i) -> pooled encodings (n_clips, n_levels * 2K)
@@ -229,13 +237,13 @@ def fit_kmeans(
     score: Callable[[np.ndarray], float],
     params: KMeansParams = KMeansParams(),
     config: FrontEndConfig = KMEANS_FRONT_END,
-) -> tuple[KMeansModel, dict[float, float]]:
+) -> tuple[KMeansModel, dict[str, float]]:
     """Fit each level's whitening and dictionary on a seeded sample of the training songs'
-    patches, then ridge for each alpha; keep the alpha that `score`s best.
+    patches, then each head (`fit_head`); keep the one that `score`s best.
 
     `load_mel(song_id)` gives a song's log-mel (n_mels, T); `train_factors` (n_train, F)
     are the targets; `score(valid_predictions (n_valid, F))` is the validation mAP.
-    Returns the model and the validation score of every alpha tried.
+    Returns the model and the validation score of every head tried, by its label.
     """
     if config.n_frames(config.min_samples) < params.frames_needed():
         raise ValueError(
@@ -266,11 +274,12 @@ def fit_kmeans(
     valid_raw = model.raw_features(LazyMels(load_mel, valid_song_ids))
     model.feature_mean = train_raw.mean(axis=0)
     model.feature_scale = train_raw.std(axis=0) + 1e-6
-    model.head, scores = fit_ridge(
+    model.head, scores = fit_head(
         (train_raw - model.feature_mean) / model.feature_scale,
         train_factors,
         (valid_raw - model.feature_mean) / model.feature_scale,
         params.alphas,
         score,
+        MLPSettings(alphas=params.mlp_alphas, hidden=params.mlp_hidden, seed=params.seed),
     )
     return model, scores

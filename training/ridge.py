@@ -1,24 +1,28 @@
-"""The ridge head of the classical content models, and the artifact that holds each of them.
+"""The heads of the classical content models, and the artifact that holds each of them.
 
 The `linear` bag of words (`training.baseline`) and the multiscale spherical k-means
 features (`training.kmeans`) turn a clip's log-mel into a fixed feature vector by hand
 (no gradient) and both end the same way, as van den Oord et al. (2013) and Dieleman &
-Schrauwen (2013) do: a ridge regression from the features onto the WMF factors, its alpha
+Schrauwen (2013) do: a head from the features onto the WMF factors, a ridge regression or
+(k-means, as Dieleman & Schrauwen's paper) a one-hidden-layer MLP, the head and its alpha
 chosen by validation mAP (the CNN's early-stopping criterion). Both are saved without
-pickle: `<name>.npz` (every array, the head's `coef` and `intercept` among them),
-`<name>.json` (front end, parameters, alpha) and the manifest.
+pickle: `<name>.npz` (every array, the head's among them), `<name>.json` (front end,
+parameters, the head's kind and alpha) and the manifest.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self, overload
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPRegressor
 
 from artifacts.files import write_json_atomic
 from artifacts.manifest import ArtifactError, read_manifest, write_manifest
@@ -49,39 +53,120 @@ class LazyMels(Sequence[np.ndarray]):
         return self.load(self.song_ids[index])
 
 
+def head_label(kind: str, alpha: float) -> str:
+    """How a head is named among the candidates a fit scored: "ridge alpha=100"."""
+    return f"{kind} alpha={alpha:g}"
+
+
 @dataclass
 class RidgeHead:
     """Features (N, D) -> factors (N, F): coef (F, D), intercept (F,), the alpha it kept."""
+
+    kind: ClassVar[str] = "ridge"
+    array_names: ClassVar[tuple[str, ...]] = ("coef", "intercept")
 
     coef: np.ndarray
     intercept: np.ndarray
     alpha: float
 
+    @property
+    def label(self) -> str:
+        return head_label(self.kind, self.alpha)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
         return (features @ self.coef.T + self.intercept).astype(np.float32)
 
 
-def fit_ridge(
+@dataclass
+class MLPHead:
+    """Features (N, D) -> ReLU(features @ hidden_weight.T + hidden_bias) (N, H) -> @ coef.T +
+    intercept (N, F): hidden_weight (H, D), hidden_bias (H,), coef (F, H), intercept (F,),
+    the L2 penalty (alpha) it kept."""
+
+    kind: ClassVar[str] = "mlp"
+    array_names: ClassVar[tuple[str, ...]] = ("hidden_weight", "hidden_bias", "coef", "intercept")
+
+    hidden_weight: np.ndarray
+    hidden_bias: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    alpha: float
+
+    @property
+    def label(self) -> str:
+        return head_label(self.kind, self.alpha)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(features @ self.hidden_weight.T + self.hidden_bias, 0.0)
+        return (hidden @ self.coef.T + self.intercept).astype(np.float32)
+
+
+Head = RidgeHead | MLPHead
+HEAD_KINDS: dict[str, type[RidgeHead] | type[MLPHead]] = {
+    head.kind: head for head in (RidgeHead, MLPHead)
+}
+
+
+@dataclass(frozen=True)
+class MLPSettings:
+    """The MLP heads a fit tries: one per L2 penalty in `alphas` (none: ridge only), each
+    with `hidden` ReLU units, trained by Adam for at most `max_iterations` epochs with
+    scikit-learn's early stopping on a tenth of the training songs, seeded by `seed`."""
+
+    alphas: tuple[float, ...] = ()
+    hidden: int = 256
+    max_iterations: int = 200
+    seed: int = 0
+
+
+def _mlp_head(regressor: MLPRegressor, alpha: float) -> MLPHead:
+    hidden_weight, coef = regressor.coefs_
+    hidden_bias, intercept = regressor.intercepts_
+    return MLPHead(
+        hidden_weight=np.ascontiguousarray(hidden_weight.T, dtype=np.float32),
+        hidden_bias=hidden_bias.astype(np.float32),
+        coef=np.ascontiguousarray(coef.T, dtype=np.float32),
+        intercept=intercept.astype(np.float32),
+        alpha=float(alpha),
+    )
+
+
+def fit_head(
     train_features: np.ndarray,
     train_factors: np.ndarray,
     valid_features: np.ndarray,
     alphas: Sequence[float],
     score: Callable[[np.ndarray], float],
-) -> tuple[RidgeHead, dict[float, float]]:
-    """Ridge from (n_train, D) features to (n_train, F) factors for each alpha; keep the one
-    whose (n_valid, F) predictions `score` best. Returns it and every alpha's score."""
-    ridges = {alpha: Ridge(alpha=alpha).fit(train_features, train_factors) for alpha in alphas}
-    scores = {
-        alpha: score(ridge.predict(valid_features).astype(np.float32))
-        for alpha, ridge in ridges.items()
-    }
-    best = max(scores, key=scores.__getitem__)
-    head = RidgeHead(
-        coef=ridges[best].coef_.astype(np.float32),
-        intercept=np.asarray(ridges[best].intercept_, dtype=np.float32),
-        alpha=float(best),
-    )
-    return head, scores
+    mlp: MLPSettings = MLPSettings(),
+) -> tuple[Head, dict[str, float]]:
+    """A ridge from (n_train, D) features to (n_train, F) factors for each of `alphas`, and
+    an MLP for each of `mlp.alphas`; keep the head whose (n_valid, F) predictions `score`
+    best. Returns it and every candidate's score by its label."""
+    heads: list[Head] = []
+    for alpha in alphas:
+        ridge = Ridge(alpha=alpha).fit(train_features, train_factors)
+        heads.append(
+            RidgeHead(
+                coef=ridge.coef_.astype(np.float32),
+                intercept=np.asarray(ridge.intercept_, dtype=np.float32),
+                alpha=float(alpha),
+            )
+        )
+    for alpha in mlp.alphas:
+        regressor = MLPRegressor(
+            hidden_layer_sizes=(mlp.hidden,),
+            alpha=alpha,
+            max_iter=mlp.max_iterations,
+            early_stopping=True,
+            random_state=mlp.seed,
+        )
+        with warnings.catch_warnings():  # `max_iterations` bounds the fit on purpose
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            regressor.fit(train_features, train_factors)
+        heads.append(_mlp_head(regressor, alpha))
+    scores = {head.label: score(head.predict(valid_features)) for head in heads}
+    best = max(heads, key=lambda head: scores[head.label])
+    return best, scores
 
 
 def save_classical(
@@ -90,7 +175,7 @@ def save_classical(
     arrays: dict[str, np.ndarray],
     config: FrontEndConfig,
     params: dict[str, Any],
-    head: RidgeHead,
+    head: Head,
     *,
     parents: dict[str, str] | None = None,
     dataset_fingerprint: str | None = None,
@@ -101,16 +186,17 @@ def save_classical(
     `extra_files` too); return the manifest."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / f"{model}.npz", **arrays, coef=head.coef, intercept=head.intercept)
+    head_arrays = {name: getattr(head, name) for name in head.array_names}
+    np.savez(folder / f"{model}.npz", **arrays, **head_arrays)
     write_json_atomic(
         folder / f"{model}.json",
-        {"front_end": config.to_dict(), "params": params, "alpha": head.alpha},
+        {"front_end": config.to_dict(), "params": params, "head": head.kind, "alpha": head.alpha},
     )
     return write_manifest(
         folder,
         kind=MANIFEST_KIND,
         files=[f"{model}.npz", f"{model}.json", *extra_files],
-        parameters={"model": model, **params, "alpha": head.alpha},
+        parameters={"model": model, **params, "head": head.kind, "alpha": head.alpha},
         parents=parents,
         dataset_fingerprint=dataset_fingerprint,
         extra=extra,
@@ -119,8 +205,9 @@ def save_classical(
 
 def load_classical(
     folder: Path, model: str, config: FrontEndConfig
-) -> tuple[dict[str, Any], dict[str, np.ndarray], RidgeHead]:
-    """Read what `save_classical` wrote: (saved params, the other arrays, the head).
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Head]:
+    """Read what `save_classical` wrote: (saved params, the other arrays, the head); one
+    saved before heads had kinds holds a ridge.
 
     Raises `ArtifactError` for a missing or unreadable artifact and `FrontEndMismatchError`
     when it was made behind another front end than `config`."""
@@ -133,7 +220,13 @@ def load_classical(
     config.require_same(saved["front_end"], what=f"{model} model {folder}")
     with np.load(folder / f"{model}.npz", allow_pickle=False) as stored:
         arrays = {name: stored[name] for name in stored.files}
-    head = RidgeHead(arrays.pop("coef"), arrays.pop("intercept"), float(saved["alpha"]))
+    kind = saved.get("head", RidgeHead.kind)
+    if kind not in HEAD_KINDS:
+        raise ArtifactError(f"{folder / f'{model}.json'}: unknown head {kind!r}")
+    head_type = HEAD_KINDS[kind]
+    head = head_type(
+        *(arrays.pop(name) for name in head_type.array_names), alpha=float(saved["alpha"])
+    )
     return saved["params"], arrays, head
 
 
@@ -148,7 +241,7 @@ class ClassicalModel:
     array_names: ClassVar[tuple[str, ...]]
     params: Any
     config: FrontEndConfig
-    head: RidgeHead
+    head: Head
 
     @property
     def alpha(self) -> float:

@@ -68,7 +68,7 @@ CLASSICAL_MAX_TRAIN_SONGS = 4096
 
 
 class ClassicalFit(Protocol):
-    """`fit_baseline` and `fit_kmeans`: features by hand, a ridge head chosen on validation."""
+    """`fit_baseline` and `fit_kmeans`: features by hand, a head chosen on validation."""
 
     def __call__(
         self,
@@ -79,7 +79,7 @@ class ClassicalFit(Protocol):
         score: Callable[[np.ndarray], float],
         params: Any,
         config: FrontEndConfig,
-    ) -> tuple[Any, dict[float, float]]: ...
+    ) -> tuple[Any, dict[str, float]]: ...
 
 
 def train_classical(
@@ -102,7 +102,7 @@ def train_classical(
     train_ids, train_rows = [train_ids[i] for i in draw], train_rows[draw]
     valid_ids, valid_rows = data.validation()
     test_ids, test_rows = data.cached(f.test_song_ids)
-    model, alpha_scores = fit(
+    model, head_scores = fit(
         data.cache.load,
         train_ids,
         f.song_factors[train_rows],
@@ -123,8 +123,8 @@ def train_classical(
         extra_files=[TEST_FACTORS_FILE],
         extra={
             "validation": {
-                "map_by_alpha": {str(alpha): value for alpha, value in alpha_scores.items()},
-                "map": alpha_scores[model.alpha],
+                "map_by_head": head_scores,
+                "map": head_scores[model.head.label],
             },
             "songs_without_audio": data.songs_without_audio(),
             "train_songs": len(train_ids),

@@ -22,6 +22,7 @@ from training.kmeans import (
     spherical_kmeans,
     unit_rows,
 )
+from training.ridge import head_label
 
 TRAIN, VALID = slice(0, 120), slice(120, 160)
 SMALL = KMeansParams(
@@ -75,7 +76,7 @@ def test_spherical_kmeans_atoms_have_unit_norm() -> None:
 
 
 @pytest.fixture(scope="module")
-def fitted(synthetic_world) -> tuple[KMeansModel, dict[float, float]]:
+def fitted(synthetic_world) -> tuple[KMeansModel, dict[str, float]]:
     world = synthetic_world
     relevance = world.relevance(VALID)
 
@@ -102,12 +103,15 @@ def test_fit_predict_beats_random(fitted, synthetic_world) -> None:
     assert model.features(clips).shape == (40, n_features)
     predictions = model.predict(clips)
     assert predictions.shape == (40, 4) and predictions.dtype == np.float32
-    assert set(scores) == set(SMALL.alphas) and model.alpha in scores
+    assert set(scores) == {head_label("ridge", alpha) for alpha in SMALL.alphas} | {
+        head_label("mlp", alpha) for alpha in SMALL.mlp_alphas
+    }
+    assert max(scores, key=scores.__getitem__) == model.head.label
     relevance = world.relevance(VALID)
     predicted = ranking_metrics(world.users, predictions, relevance, k=10)
     noise = np.random.default_rng(1).normal(size=predictions.shape)
     random = ranking_metrics(world.users, noise, relevance, k=10)
-    assert predicted.map == pytest.approx(scores[model.alpha])
+    assert predicted.map == pytest.approx(scores[model.head.label])
     assert predicted.map > random.map + 0.2 and predicted.auc > 0.75 > random.auc
 
 
@@ -120,7 +124,7 @@ def test_save_load_round_trip(fitted, synthetic_world, tmp_path: Path) -> None:
         "manifest.json",
     }
     loaded = KMeansModel.load(tmp_path / "kmeans")
-    assert loaded.params == SMALL and loaded.alpha == model.alpha
+    assert loaded.params == SMALL and loaded.head.label == model.head.label
     clips = [synthetic_world.load(song) for song in synthetic_world.song_ids[:5]]
     # Equal up to BLAS's rounding: a loaded array's layout may take another kernel path.
     np.testing.assert_allclose(loaded.predict(clips), model.predict(clips), rtol=1e-5, atol=1e-6)
