@@ -16,7 +16,10 @@ Side by side, in one run:
   the additive-synth and on the SoundFont world: its content embedding (what the service's
   `content` space holds) and its predicted factors (the `content` space of encoders saved
   before the embedding existed, and still the cf placement of a new track);
-- and a third, the run's untrained twins (`untrained_twins`, TWIN_SEEDS of them, their
+- a saved model of any kind (`--model NAME=MODEL_FOLDER`, e.g. a run's `models/kmeans` or
+  `models/linear`, which have no content embedding): its predicted factors, through
+  `training.inference.load_predictor` as `coldstart predict` serves them;
+- and a third row per run, the run's untrained twins (`untrained_twins`, TWIN_SEEDS of them, their
   mean and range): the same architecture with seeded random weights, its batch norms'
   statistics and its content projection measured on the run's training songs, nothing
   learned. What a world teaches its model shows only as the trained row's lead over this
@@ -59,7 +62,7 @@ from training.content_space import fit_content_space  # noqa: E402
 from training.encoders import build_encoder  # noqa: E402
 from training.encoders.base import ContentEncoder  # noqa: E402
 from training.encoders.student import TEACHER  # noqa: E402
-from training.inference import embed_audio  # noqa: E402
+from training.inference import embed_audio, load_predictor  # noqa: E402
 from training.run_data import load_run_data  # noqa: E402
 
 # Debian package -> the folder (inside the package) holding its soundtrack: the audio files
@@ -211,6 +214,13 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("data/real_music"))
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_FOLDER")
     parser.add_argument("--teacher", action="store_true", help=f"add {TEACHER}, zero-shot")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL_FOLDER",
+        help="a saved model of any kind (e.g. RUN/models/kmeans): its predicted factors",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -236,6 +246,11 @@ def main() -> None:
         ]
         rows[f"{name}, untrained twins: content, mean"] = float(np.mean(twins))
         rows[f"{name}, untrained twins: content, range"] = f"{min(twins):.3f}-{max(twins):.3f}"
+    for spec in args.model:
+        name, folder = spec.split("=", 1)
+        predict = load_predictor(Path(folder))
+        factors = np.array([predict(path) for path in paths])
+        rows[f"{name}: predicted factors ({factors.shape[1]})"] = precision_at_k(factors, labels)
     print(f"{len(paths)} excerpts of {EXCERPT_SECONDS:g} s from {len(names)} soundtracks:")
     print("  " + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
     width = max(len(name) for name in rows)
