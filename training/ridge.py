@@ -58,8 +58,21 @@ def head_label(kind: str, alpha: float) -> str:
     return f"{kind} alpha={alpha:g}"
 
 
+class _HeadKind:
+    """What every head declares: its `kind`, the `array_names` it is saved as (in the order
+    its constructor takes them), the `alpha` it kept, and so its `label`."""
+
+    kind: ClassVar[str]
+    array_names: ClassVar[tuple[str, ...]]
+    alpha: float
+
+    @property
+    def label(self) -> str:
+        return head_label(self.kind, self.alpha)
+
+
 @dataclass
-class RidgeHead:
+class RidgeHead(_HeadKind):
     """Features (N, D) -> factors (N, F): coef (F, D), intercept (F,), the alpha it kept."""
 
     kind: ClassVar[str] = "ridge"
@@ -69,16 +82,12 @@ class RidgeHead:
     intercept: np.ndarray
     alpha: float
 
-    @property
-    def label(self) -> str:
-        return head_label(self.kind, self.alpha)
-
     def predict(self, features: np.ndarray) -> np.ndarray:
         return (features @ self.coef.T + self.intercept).astype(np.float32)
 
 
 @dataclass
-class MLPHead:
+class MLPHead(_HeadKind):
     """Features (N, D) -> ReLU(features @ hidden_weight.T + hidden_bias) (N, H) -> @ coef.T +
     intercept (N, F): hidden_weight (H, D), hidden_bias (H,), coef (F, H), intercept (F,),
     the L2 penalty (alpha) it kept."""
@@ -91,10 +100,6 @@ class MLPHead:
     coef: np.ndarray
     intercept: np.ndarray
     alpha: float
-
-    @property
-    def label(self) -> str:
-        return head_label(self.kind, self.alpha)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         hidden = np.maximum(features @ self.hidden_weight.T + self.hidden_bias, 0.0)
