@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audio.config import FRONT_END, FrontEndConfig
@@ -144,6 +143,27 @@ def waveform_batch(waveform: Tensor) -> Tensor:
     return waveform.float()
 
 
+def centred_frames(batch: Tensor, start: int, stop: int, n_fft: int, hop: int) -> Tensor:
+    """Frames `start` to `stop - 1` of `torch.stft`'s centred, reflect-padded framing of
+    `batch` (batch, n): (batch, stop - start, n_fft), the same values bit for bit
+    (tests/audio/test_mel.py). A view of `batch` where the frames lie inside it; near an
+    edge, built from the samples they cover: the whole padded clip is never copied (a 30-s
+    upload's 2.6 MB of fresh pages in the service). Needs n > n_fft // 2, as reflect
+    padding does."""
+    n, half = batch.shape[-1], n_fft // 2
+    if n <= half:
+        raise ValueError(f"{n} samples are too few to reflect-pad frames of {n_fft}")
+    first = start * hop - half  # the first frame's first sample, in the unpadded clip
+    end = first + (stop - 1 - start) * hop + n_fft  # one past the last frame's last sample
+    if first >= 0 and end <= n:
+        segment = batch[:, first:end]
+    else:
+        index = torch.arange(first, end, device=batch.device).abs()  # reflected at 0
+        index = torch.where(index >= n, 2 * (n - 1) - index, index)  # and at n - 1
+        segment = batch[:, index]
+    return segment.unfold(-1, n_fft, hop)
+
+
 class LogMel(nn.Module):
     """Waveform (batch, samples) or (samples,) at `config.sample_rate` -> log-mel
     (batch, n_mels, 1 + samples // hop_length) float32.
@@ -177,22 +197,20 @@ class LogMel(nn.Module):
     def forward(self, waveform: Tensor) -> Tensor:
         batch = waveform_batch(waveform)
         n_fft, hop = self.config.n_fft, self.config.hop_length
-        # torch.stft's centred frames, bit for bit (tests/audio/test_mel.py), cut here so
-        # that the spectrum is computed a block of frames at a time (`_block_frames`).
-        padded = F.pad(batch[:, None], (n_fft // 2, n_fft // 2), mode="reflect")[:, 0]
-        frames = padded.unfold(-1, n_fft, hop)  # a view: (batch, n_frames, n_fft)
-        n_frames = frames.shape[1]
+        n_frames = 1 + (batch.shape[-1] + 2 * (n_fft // 2) - n_fft) // hop
+        # Written in the order it is returned: no transposed copy for the model to make.
         log_mel = torch.empty(
-            (batch.shape[0], n_frames, self.config.n_mels), dtype=torch.float32, device=batch.device
+            (batch.shape[0], self.config.n_mels, n_frames), dtype=torch.float32, device=batch.device
         )
         step = self._block_frames(batch, n_frames)
         for start in range(0, n_frames, step):
-            spectrum = torch.fft.rfft(frames[:, start : start + step] * self.window)
+            stop = min(start + step, n_frames)
+            spectrum = torch.fft.rfft(centred_frames(batch, start, stop, n_fft, hop) * self.window)
             mel = torch.matmul(spectrum.abs().pow_(2.0), self.filterbank)
-            log_mel[:, start : start + step] = log_compress(
+            log_mel[:, :, start:stop] = log_compress(
                 mel, self.config.log_compression, self.config.log_offset
-            )
-        return log_mel.transpose(-1, -2)
+            ).transpose(-1, -2)
+        return log_mel
 
     def _block_frames(self, batch: Tensor, n_frames: int) -> int:
         """Frames per block of `batch` (batch, samples): on a CPU with one thread (the

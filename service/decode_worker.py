@@ -23,6 +23,7 @@ SIGXCPU). The wall-clock deadline is the pool's to enforce: it kills the worker.
 from __future__ import annotations
 
 import faulthandler
+import io
 import json
 import math
 import os
@@ -64,10 +65,13 @@ def write_frame(stream: IO[bytes], header: dict[str, Any], payload: bytes | memo
     stream.flush()
 
 
-def read_frame(stream: IO[bytes], max_payload: int) -> tuple[dict[str, Any], bytes] | None:
+def read_frame(
+    stream: io.BufferedIOBase, max_payload: int
+) -> tuple[dict[str, Any], bytearray] | None:
     """One frame from `stream`: (header, payload); None at a clean end of stream.
     `EOFError` for a frame cut short, `ValueError` for one over the limits or whose header
-    is not a JSON object."""
+    is not a JSON object. The payload is read straight into one writable buffer: the
+    service takes a worker's samples as they are, without a copy."""
     prefix = stream.read(_PREFIX.size)
     if not prefix:
         return None
@@ -77,8 +81,8 @@ def read_frame(stream: IO[bytes], max_payload: int) -> tuple[dict[str, Any], byt
     if header_bytes > MAX_HEADER_BYTES or payload_bytes > max_payload:
         raise ValueError(f"a frame of {header_bytes:,} + {payload_bytes:,} bytes is over the limit")
     raw_header = stream.read(header_bytes)
-    payload = stream.read(payload_bytes)
-    if len(raw_header) < header_bytes or len(payload) < payload_bytes:
+    payload = bytearray(payload_bytes)
+    if len(raw_header) < header_bytes or stream.readinto(payload) < payload_bytes:
         raise EOFError("the stream ended inside a frame")
     header = json.loads(raw_header)
     if not isinstance(header, dict):
@@ -134,7 +138,11 @@ def answer_job(job: dict[str, Any], data: bytes) -> tuple[dict[str, Any], memory
 
 
 def serve(
-    memory_bytes: int, jobs: IO[bytes], answers: IO[bytes], max_job_bytes: int, answer: Answer
+    memory_bytes: int,
+    jobs: io.BufferedIOBase,
+    answers: IO[bytes],
+    max_job_bytes: int,
+    answer: Answer,
 ) -> None:
     """Answer jobs from `jobs` on `answers` with `answer` until `jobs` ends (see the module
     docstring)."""
@@ -148,7 +156,7 @@ def serve(
         job, data = frame
         _limit_cpu(float(job["cpu_seconds"]))
         try:
-            header, payload = answer(job, data)
+            header, payload = answer(job, bytes(data))
         except MemoryError:
             header, payload = (
                 {"ok": False, "code": "decode_out_of_memory", "reason": "out of memory"},
@@ -167,7 +175,8 @@ def main(answer: Answer = answer_job) -> None:
     memory_bytes, max_job_bytes = int(sys.argv[1]), int(sys.argv[2])
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(memory_bytes, sys.stdin.buffer, answers, max_job_bytes, answer)
+    jobs = os.fdopen(sys.stdin.fileno(), "rb", closefd=False)
+    serve(memory_bytes, jobs, answers, max_job_bytes, answer)
 
 
 if __name__ == "__main__":

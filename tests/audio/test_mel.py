@@ -9,10 +9,11 @@ import librosa
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
-from audio.mel import LogMel, log_compress, mel_filterbank
+from audio.mel import LogMel, centred_frames, log_compress, mel_filterbank
 from training.encoders.musicnn import MUSICNN_FRONT_END
 
 REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "mel" / "torchaudio_log_mel.npz"
@@ -153,6 +154,26 @@ def test_the_blocks_give_torch_stfts_numbers_bit_for_bit(
             assert blocks.shape == whole.shape and torch.equal(blocks, whole)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("n_samples", [513, 1024, 2048, 4096 + 17, 30 * 22050])
+def test_centred_frames_are_the_reflect_padded_framing_without_padding_the_clip(
+    n_samples: int,
+) -> None:
+    """Every run of frames (at either edge, both at once, inside, a clip a whole number of
+    hops long) holds the samples of the padded clip's frames; fewer samples than half a
+    frame are refused, as reflect padding refuses them."""
+    n_fft, hop = 1024, 512
+    batch = torch.from_numpy(np.random.default_rng(4).standard_normal((2, n_samples)).astype("f4"))
+    padded = F.pad(batch[:, None], (n_fft // 2, n_fft // 2), mode="reflect")[:, 0]
+    expected = padded.unfold(-1, n_fft, hop)
+    n_frames = expected.shape[1]
+    runs = {(0, n_frames), (0, 1), (n_frames - 1, n_frames), (n_frames // 2, n_frames // 2 + 1)}
+    runs |= {(start, min(start + 8, n_frames)) for start in range(0, n_frames, 8)}
+    for start, stop in runs:
+        assert torch.equal(centred_frames(batch, start, stop, n_fft, hop), expected[:, start:stop])
+    with pytest.raises(ValueError, match="too few"):
+        centred_frames(batch[:, :512], 0, 1, n_fft, hop)
 
 
 def test_the_later_front_end_fields_keep_old_fingerprints_and_refuse_unknown_values() -> None:
