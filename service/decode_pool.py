@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -67,6 +67,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = (sys.executable, "-m", "service.decode_worker")
 # A worker that has not said it is ready by then is killed and started again.
 _START_SECONDS = 120.0
+# Largest answer buffer kept for the next upload (`DecodePool._spare_buffer`): a 30-s
+# upload's samples are 2.6 MB, a 3-minute song's 16 MB; a longer one's is not kept.
+SPARE_BUFFER_BYTES = 16 << 20
 # Buffer of each pipe to and from a worker (`_widen`): Linux's default pipe-max-size.
 PIPE_BYTES = 1 << 20
 # Longest reason text taken from a worker's answer.
@@ -151,17 +154,18 @@ class _Worker:
         return self.process.stdout
 
     def run(
-        self, job: dict[str, Any], data: bytes, max_answer: int
-    ) -> tuple[dict[str, Any], bytearray]:
-        """Send one job, wait for its answer (a payload of at most `max_answer` bytes);
-        `_WorkerLost` if the worker dies, or is killed at its deadline, first."""
+        self, job: dict[str, Any], data: bytes, max_answer: int, spare: bytearray
+    ) -> tuple[dict[str, Any], memoryview]:
+        """Send one job, wait for its answer (a payload of at most `max_answer` bytes, read
+        into `spare` where it fits); `_WorkerLost` if the worker dies, or is killed at its
+        deadline, first."""
         assert self.process.stdin is not None
         self.jobs += 1
         timer = threading.Timer(self.deadline, self._kill_for_time)
         timer.start()
         try:
             write_frame(self.process.stdin, job, data)
-            frame = read_frame(self._stdout, max_answer)
+            frame = read_frame(self._stdout, max_answer, spare)
         except (EOFError, OSError, ValueError) as error:
             raise self._lost(error) from error
         finally:
@@ -223,6 +227,9 @@ class DecodePool:
         self.metrics = metrics
         self.command = command
         self._idle: queue.Queue[_Worker] = queue.Queue()
+        # Buffers for the workers' answers, reused (`_spare_buffer`): as many as uploads
+        # were ever in the front end at once, each at most `SPARE_BUFFER_BYTES`.
+        self._spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -269,10 +276,11 @@ class DecodePool:
             "name": name,
             "cpu_seconds": self.limits.cpu_seconds,
         }
+        spare = self._spare_buffer()
         worker = self._take()
         self.metrics.decode_workers_busy.inc()
         try:
-            header, payload = worker.run(job, data, max_samples * 4)
+            header, payload = worker.run(job, data, max_samples * 4, spare)
             decoded, decode_ms = _decoded(header, payload, config, max_samples, name)
         except _WorkerLost as lost:
             self._fail(worker, lost.reason, lost.detail)
@@ -286,7 +294,21 @@ class DecodePool:
         finally:
             self.metrics.decode_workers_busy.dec()
         self._give_back(worker)
-        return model_input_of(decoded, config, name, decode_ms)
+        audio = model_input_of(decoded, config, name, decode_ms)
+        buffer = cast(bytearray, payload.obj)  # `spare`, or the larger one read_frame made
+        # A front end whose output is the samples themselves (a waveform's) keeps the buffer.
+        if len(buffer) <= SPARE_BUFFER_BYTES and not np.may_share_memory(audio.values, buffer):
+            self._spare.put(buffer)
+        return audio
+
+    def _spare_buffer(self) -> bytearray:
+        """A buffer that an earlier answer's samples were read into, free again (its pages
+        already there: a fresh one is 2.6 MB of new pages for a 30-s upload), or an empty
+        one that the answer replaces."""
+        try:
+            return self._spare.get_nowait()
+        except queue.Empty:
+            return bytearray()
 
     # ---- workers coming and going -------------------------------------------------------
 
@@ -359,7 +381,7 @@ _FAILURE_CODES: dict[DecodeFailureReason, AudioErrorCode] = {
 
 def _decoded(
     header: dict[str, Any],
-    payload: bytearray,
+    payload: memoryview,
     config: FrontEndConfig,
     max_samples: int,
     name: str,

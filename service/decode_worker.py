@@ -66,12 +66,13 @@ def write_frame(stream: IO[bytes], header: dict[str, Any], payload: bytes | memo
 
 
 def read_frame(
-    stream: io.BufferedIOBase, max_payload: int
-) -> tuple[dict[str, Any], bytearray] | None:
+    stream: io.BufferedIOBase, max_payload: int, spare: bytearray | None = None
+) -> tuple[dict[str, Any], memoryview] | None:
     """One frame from `stream`: (header, payload); None at a clean end of stream.
     `EOFError` for a frame cut short, `ValueError` for one over the limits or whose header
-    is not a JSON object. The payload is read straight into one writable buffer: the
-    service takes a worker's samples as they are, without a copy."""
+    is not a JSON object. The payload is read straight into one writable buffer, `spare`
+    where it is large enough (its head; `payload.obj` is the buffer): the service takes a
+    worker's samples as they are, without a copy, into a buffer it reuses."""
     prefix = stream.read(_PREFIX.size)
     if not prefix:
         return None
@@ -81,7 +82,10 @@ def read_frame(
     if header_bytes > MAX_HEADER_BYTES or payload_bytes > max_payload:
         raise ValueError(f"a frame of {header_bytes:,} + {payload_bytes:,} bytes is over the limit")
     raw_header = stream.read(header_bytes)
-    payload = bytearray(payload_bytes)
+    buffer = (
+        spare if spare is not None and len(spare) >= payload_bytes else bytearray(payload_bytes)
+    )
+    payload = memoryview(buffer)[:payload_bytes]
     if len(raw_header) < header_bytes or stream.readinto(payload) < payload_bytes:
         raise EOFError("the stream ended inside a frame")
     header = json.loads(raw_header)

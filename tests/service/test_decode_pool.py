@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.config import FRONT_END
+from audio.config import FRONT_END, FrontEndConfig
 from audio.decode import DecodeLimits
 from audio.errors import AudioError
 from audio.frontend import ModelInput, read_model_input
 from service.decode_pool import DecodePool
 from service.decode_worker import DecodeWorkerLimits
 from service.metrics import ServiceMetrics
+from training.encoders.samplecnn import WAVEFORM_FRONT_END
 
 MAX_UPLOAD = 3_000_000
 LIMITS = DecodeLimits(max_bytes=MAX_UPLOAD)
@@ -87,14 +88,23 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("config", [FRONT_END, WAVEFORM_FRONT_END], ids=["log-mel", "waveform"])
 def test_the_pool_answers_what_the_front_end_answers_in_process(
-    pool_of: Callable[..., tuple[DecodePool, ServiceMetrics]], audio_assets: Path
+    pool_of: Callable[..., tuple[DecodePool, ServiceMetrics]],
+    audio_assets: Path,
+    config: FrontEndConfig,
 ) -> None:
+    """Also after the buffer of an answer is reused for the next (and a waveform front end,
+    whose output is the samples themselves, keeps its own): each upload's model input stays
+    what it was when the later ones come in."""
     pool, _ = pool_of(workers=1)
-    for name in ("brahms_hungarian_dance_5.flac", "vibe_ace.mp3", "trumpet_loop.ogg"):
+    answers: list[tuple[ModelInput, ModelInput]] = []
+    for name in ("brahms_hungarian_dance_5.flac", "vibe_ace.mp3", "trumpet_loop.ogg") * 2:
         data = (audio_assets / name).read_bytes()
-        pooled = pool.read(FRONT_END, data, LIMITS, name)
-        local = read_model_input(data, FRONT_END, LIMITS, name)
+        answers.append(
+            (pool.read(config, data, LIMITS, name), read_model_input(data, config, LIMITS, name))
+        )
+    for pooled, local in answers:
         # the same samples through the same front end, in this process: the same bytes
         np.testing.assert_array_equal(pooled.values, local.values)
         for field in ("seconds", "truncated", "peak_dbfs", "normalised", "container"):
