@@ -9,9 +9,11 @@ factorize (`factorization.run.factorize_run`, the nightly run's step: the regula
 searched, a cold start), then the second night's, warm-started from the first night's
 factors and on its test songs as the nightly run does, `--repeat` times each way, taking
 turns: "searched" (`"auto"`: four values x 5 iterations, then the fit) and "reused" (the
-first night's chosen lambda, only the fit). Prints the seconds, the ratio reused / searched,
-and that ratio applied to `--full-searched-s`, a warm night's searched factorize measured at
-100% (default: BENCHMARKS.md's 1,260.2 s, the third 100% rehearsal's second night).
+first night's chosen lambda, only the fit); `--reused-only`: the reused ones alone (at 1.0,
+where a searched night costs some 20 minutes and the rehearsal measured one). Prints the
+seconds, the ratio reused / searched, and that ratio applied to `--full-searched-s`, a warm
+night's searched factorize measured at 100% (default: BENCHMARKS.md's 1,260.2 s, the third
+100% rehearsal's second night).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def measure_fraction(fraction: float, args: argparse.Namespace) -> dict[str, Any
         chosen = first_manifest["parameters"]["regularization"]
         print(f"  {rows:,} listens: first night {first_s:.1f} s, lambda {chosen:g}", flush=True)
         seconds: dict[str, list[float]] = {"searched": [], "reused": []}
+        if args.reused_only:
+            del seconds["searched"]
         for _ in range(args.repeat):
             for name in seconds:
                 regularization = chosen if name == "reused" else "auto"
@@ -98,7 +102,7 @@ def measure_fraction(fraction: float, args: argparse.Namespace) -> dict[str, Any
                 seconds[name].append(round(spent, 2))
                 print(f"    second night, {name}: {spent:.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
-    ratio = medians["reused"] / medians["searched"]
+    ratio = medians["reused"] / medians["searched"] if "searched" in medians else None
     return {
         "fraction": fraction,
         "listens": first_manifest["counts"]["train_listens"],
@@ -106,8 +110,10 @@ def measure_fraction(fraction: float, args: argparse.Namespace) -> dict[str, Any
         "lambda": chosen,
         "seconds": seconds,
         "median_s": {name: round(value, 2) for name, value in medians.items()},
-        "reused_over_searched": round(ratio, 3),
-        "projected_full_reused_s": round(ratio * args.full_searched_s, 1),
+        "reused_over_searched": None if ratio is None else round(ratio, 3),
+        "projected_full_reused_s": None
+        if ratio is None
+        else round(ratio * args.full_searched_s, 1),
         "load_before": load_before,
         "load_after": list(os.getloadavg()),
     }
@@ -120,11 +126,13 @@ def table(results: list[dict[str, Any]], full_searched_s: float) -> str:
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for size in results:
-        searched = ", ".join(f"{s:.1f}" for s in size["seconds"]["searched"])
+        searched = ", ".join(f"{s:.1f}" for s in size["seconds"].get("searched", [])) or "-"
         reused = ", ".join(f"{s:.1f}" for s in size["seconds"]["reused"])
+        ratio, projected = size["reused_over_searched"], size["projected_full_reused_s"]
         lines.append(
             f"| {size['fraction']} | {size['listens']:,} | {searched} | {reused} |"
-            f" {size['reused_over_searched']:.2f} | {size['projected_full_reused_s']:,.0f} s |"
+            f" {'-' if ratio is None else f'{ratio:.2f}'} |"
+            f" {'-' if projected is None else f'{projected:,.0f} s'} |"
             f" {size['load_before'][0]:.1f}, {size['load_after'][0]:.1f} |"
         )
     return "\n".join(lines)
@@ -136,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeat", type=int, default=2, help="second nights each way")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full-searched-s", type=float, default=FULL_SEARCHED_S)
+    parser.add_argument(
+        "--reused-only",
+        action="store_true",
+        help="only the reused second nights: at 100%% the searched one is the rehearsal's",
+    )
     parser.add_argument(
         "--data",
         type=Path,

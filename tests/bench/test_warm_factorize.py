@@ -26,3 +26,14 @@ def test_the_second_night_searches_and_reuses_in_turn(tmp_path: Path) -> None:
     assert size["projected_full_reused_s"] == pytest.approx(1000 * ratio, abs=10)
     saved = json.loads((tmp_path / "warm-factorize-results.json").read_text())
     assert saved == [size]
+
+
+def test_reused_only_runs_no_searched_night_and_projects_nothing(tmp_path: Path) -> None:
+    from bench import warm_factorize
+
+    (size,) = warm_factorize.main(
+        ["--fraction", "0.002", "--repeat", "1", "--reused-only", "--data", str(tmp_path)]
+    )
+    assert list(size["seconds"]) == ["reused"] and len(size["seconds"]["reused"]) == 1
+    assert size["reused_over_searched"] is None and size["projected_full_reused_s"] is None
+    assert "| 0.002 |" in warm_factorize.table([size], 1000.0)
