@@ -403,7 +403,7 @@ def _decoded(
         if header["container"] not in ALLOWED_FORMATS:
             raise ValueError(f"container {header['container']!r}")
         decoded = DecodedAudio(
-            samples=np.frombuffer(payload, np.float32),  # the buffer itself, writable
+            samples=np.frombuffer(payload, "<f4"),  # the buffer itself, writable
             sample_rate=config.sample_rate,
             truncated=bool(header["truncated"]),
             peak=float(header["peak"]),
