@@ -68,8 +68,9 @@ WORKER_COMMAND = (sys.executable, "-m", "service.decode_worker")
 # A worker that has not said it is ready by then is killed and started again.
 _START_SECONDS = 120.0
 # Largest answer buffer kept for the next upload (`DecodePool._spare_buffer`): a 30-s
-# upload's samples are 2.6 MB, a 3-minute song's 16 MB; a longer one's is not kept.
-SPARE_BUFFER_BYTES = 16 << 20
+# preview's samples are 2.6 MB; a longer recording's than 95 s (at 22.05 kHz) is not kept,
+# so that a burst of whole songs leaves at most 8 MiB resident per upload in flight.
+SPARE_BUFFER_BYTES = 8 << 20
 # Buffer of each pipe to and from a worker (`_widen`): Linux's default pipe-max-size.
 PIPE_BYTES = 1 << 20
 # Longest reason text taken from a worker's answer.
