@@ -9,10 +9,12 @@ loopback takes `--uploads` `POST /v1/similar` of the serving bench's 30-s Ogg Vo
 after another (after 5 to warm up), and `/proc` gives the CPU seconds (user + system) and
 minor page faults of the service and of its decode workers over them: per upload, each
 side, and the sum. The floor is the bench's (`bench.serving.floors`: PyAV decode + resample
-and the log-mel of the same clip in this process, one thread); `floor / total` is the
-share of the floor's throughput the service can reach when the CPUs are the limit, as in
-`bench/serving.py`'s table at 8 connections (the CNN is not in the floor). `--baseline`
-serves another checkout first in each round, taking turns.
+and the log-mel of the same clip in this process, one thread), measured before the first
+service and after each: a row's floor is the mean of the two around it, because a shared
+machine's speed moves by up to half between minutes (seen here: the same decode loop at 44
+and 70 ms). `floor / total` is the share of the floor's throughput the service can reach
+when the CPUs are the limit, as in `bench/serving.py`'s table at 8 connections (the CNN is
+not in the floor). `--baseline` serves another checkout first in each round, taking turns.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
 sys.path and shadow the packages.)
@@ -93,30 +95,37 @@ def main() -> None:
 
     clip = make_clip()
     user_id, song_id = first_user_and_song(args.registry)
-    floor_ms = floors(args.registry, clip, user_id, song_id)["similar"]["decode+mel"] * 1e3
+
+    def floor_ms() -> float:
+        return floors(args.registry, clip, user_id, song_id)["similar"]["decode+mel"] * 1e3
+
     checkouts = {"this": REPO_ROOT} | ({"baseline": args.baseline} if args.baseline else {})
-    rows: list[tuple[str, int, dict[str, float]]] = []
+    rows: list[dict[str, float | str | int]] = []
+    floor_before = floor_ms()
     for round_index in range(args.rounds):
         for name in sorted(checkouts, key=lambda name: name != "baseline"):
             figures = per_upload(args.registry, clip, args.uploads, checkouts[name])
-            rows.append((name, round_index, figures))
-            print(json.dumps({"checkout": name, "round": round_index, **figures}), flush=True)
-    print(f"\nfloor (decode + mel, one thread): {floor_ms:.1f} ms; load {os.getloadavg()}")
+            floor_after = floor_ms()
+            row = {"checkout": name, "round": round_index, **figures}
+            row["floor_ms"] = (floor_before + floor_after) / 2
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            floor_before = floor_after
+    print(f"\nfloor: decode + mel, one thread, around each row; load {os.getloadavg()}")
     print(
         "| checkout | round | service CPU ms | faults | decode worker CPU ms | faults |"
-        " total CPU ms | floor / total |"
+        " total CPU ms | floor ms | floor / total |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, round_index, row in rows:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
         print(
-            f"| {name} | {round_index} | {row['service_cpu_ms']:.1f} |"
+            f"| {row['checkout']} | {row['round']} | {row['service_cpu_ms']:.1f} |"
             f" {row['service_faults']:,.0f} | {row['decode_cpu_ms']:.1f} |"
             f" {row['decode_faults']:,.0f} | {row['total_cpu_ms']:.1f} |"
-            f" {floor_ms / row['total_cpu_ms']:.2f}x |"
+            f" {row['floor_ms']:.1f} | {float(row['floor_ms']) / float(row['total_cpu_ms']):.2f}x |"
         )
     if args.out:
-        table = [{"checkout": name, "round": index, **row} for name, index, row in rows]
-        args.out.write_text(json.dumps({"floor_ms": floor_ms, "rows": table}, indent=1))
+        args.out.write_text(json.dumps({"rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
