@@ -11,7 +11,7 @@ minor page faults of the service and of its decode workers over them: per upload
 side, and the sum. The floor is the bench's (`bench.serving.floors`: PyAV decode + resample
 and the log-mel of the same clip in this process, one thread), measured before the first
 service and after each: a row's floor is the mean of the two around it, because a shared
-machine's speed moves by up to half between minutes (seen here: the same decode loop at 44
+machine's speed moves by a third or more between minutes (seen here: the same decode loop at 44
 and 70 ms). `floor / total` is the share of the floor's throughput the service can reach
 when the CPUs are the limit, as in `bench/serving.py`'s table at 8 connections (the CNN is
 not in the floor). `--baseline` serves another checkout first in each round, taking turns.
