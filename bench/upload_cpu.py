@@ -100,32 +100,32 @@ def main() -> None:
         return floors(args.registry, clip, user_id, song_id)["similar"]["decode+mel"] * 1e3
 
     checkouts = {"this": REPO_ROOT} | ({"baseline": args.baseline} if args.baseline else {})
-    rows: list[dict[str, float | str | int]] = []
+    rows: list[tuple[str, int, dict[str, float]]] = []
     floor_before = floor_ms()
     for round_index in range(args.rounds):
         for name in sorted(checkouts, key=lambda name: name != "baseline"):
             figures = per_upload(args.registry, clip, args.uploads, checkouts[name])
             floor_after = floor_ms()
-            row = {"checkout": name, "round": round_index, **figures}
-            row["floor_ms"] = (floor_before + floor_after) / 2
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            figures["floor_ms"] = (floor_before + floor_after) / 2
             floor_before = floor_after
+            rows.append((name, round_index, figures))
+            print(json.dumps({"checkout": name, "round": round_index, **figures}), flush=True)
     print(f"\nfloor: decode + mel, one thread, around each row; load {os.getloadavg()}")
     print(
         "| checkout | round | service CPU ms | faults | decode worker CPU ms | faults |"
         " total CPU ms | floor ms | floor / total |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for row in rows:
+    for name, round_index, row in rows:
         print(
-            f"| {row['checkout']} | {row['round']} | {row['service_cpu_ms']:.1f} |"
+            f"| {name} | {round_index} | {row['service_cpu_ms']:.1f} |"
             f" {row['service_faults']:,.0f} | {row['decode_cpu_ms']:.1f} |"
             f" {row['decode_faults']:,.0f} | {row['total_cpu_ms']:.1f} |"
-            f" {row['floor_ms']:.1f} | {float(row['floor_ms']) / float(row['total_cpu_ms']):.2f}x |"
+            f" {row['floor_ms']:.1f} | {row['floor_ms'] / row['total_cpu_ms']:.2f}x |"
         )
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows}, indent=1))
+        table = [{"checkout": name, "round": index, **row} for name, index, row in rows]
+        args.out.write_text(json.dumps({"rows": table}, indent=1))
 
 
 if __name__ == "__main__":
