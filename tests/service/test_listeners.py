@@ -167,6 +167,34 @@ def test_a_folded_in_vector_is_kept_until_the_listens_change(
     assert recommend(client, "keeper", k=5)["played_songs"] == 6
 
 
+def test_listeners_posted_together_are_folded_in_as_each_alone(
+    client: httpx.Client, auth: dict[str, str], registry: Any
+) -> None:
+    """One request with several users' listens, interleaved: each user is folded in at the
+    post (`refresh` looks up the whole request's songs at once) exactly as the same listens
+    posted for one user alone."""
+    songs = version_file(registry, "song_ids.json")
+    plays = {"batch-a": songs[0:4], "batch-b": songs[10:12], "batch-c": songs[20:27]}
+    interleaved = [
+        {"user_id": user, "song_id": song, "count": 2}
+        for position in range(max(map(len, plays.values())))
+        for user, theirs in plays.items()
+        for song in theirs[position : position + 1]
+    ]
+    before = folded_in_count(client)
+    response = client.post("/v1/listens", json={"listens": interleaved}, headers=auth)
+    assert response.status_code == 200 and response.json()["rejected"] == 0, response.text
+    assert folded_in_count(client) == before + len(plays)
+    for user, theirs in plays.items():
+        alone = f"alone-{user}"
+        body = {"listens": [{"user_id": alone, "song_id": song, "count": 2} for song in theirs]}
+        assert client.post("/v1/listens", json=body, headers=auth).status_code == 200
+        together, by_itself = recommend(client, user, k=10), recommend(client, alone, k=10)
+        assert together["user_vector"] == "folded_in"
+        assert together["played_songs"] == len(theirs)
+        assert together["results"] == by_itself["results"]
+
+
 def test_users_without_a_vector_get_404_with_its_reason(
     client: httpx.Client, auth: dict[str, str], audio_assets: Path
 ) -> None:
