@@ -18,7 +18,8 @@ three times as long):
   recordings at 44.1 kHz stereo, encoded by FFmpeg's vorbis encoder), against the floor
   of PyAV decode + resample and the log-mel of that clip on every core (`decode_usable`,
   which the service runs in its decode worker processes, and the encoder's front end,
-  which it runs on their samples; the CNN is not in the floor);
+  which it runs on their samples; the CNN is not in the floor), and beside the bare
+  library calls for the same work (`pyav_decode`, `stft_log_mel`);
 - `GET /healthz`: the framework alone.
 
 `--baseline ../main` serves another checkout first (with `--baseline-workers N` worker
@@ -29,7 +30,9 @@ other newest version a third of the way in (and back at the end): the failed req
 of a hot swap under load (the registry needs two versions). The floor in requests/s is
 `cores / seconds per call` with `cores = min(workers, CPUs)`, and all CPUs for uploads
 (the decode workers use every core whatever the number of service processes).
-The load average before and after each server is printed: on a shared machine the
+Each server is loaded `TRIM_AFTER_SWAP_S` after it is ready (the collection that
+follows a version's load is a one-off). The load average before and after each server is
+printed: on a shared machine the
 figures move with what else runs. Memory: RSS and PSS (shared pages split between the
 processes that map them) of the supervisor and its workers, after the load.
 
@@ -60,7 +63,10 @@ import httpx
 import numpy as np
 import torch
 
+from audio.config import FrontEndConfig
+from audio.mel import log_compress, mel_filterbank
 from bench.service import start_server
+from service.swapper import TRIM_AFTER_SWAP_S
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "tests" / "assets" / "audio"
@@ -147,14 +153,80 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
             return encoder.front_end(samples)
 
     decode_s, mel_s = per_call_s(decode, 3.0), per_call_s(mel, 2.0)
+    config = encoder.config
+
+    def bare_decode() -> np.ndarray:
+        return pyav_decode(clip, config.sample_rate)
+
+    bare_samples = torch.from_numpy(bare_decode())
+    bare_mel = stft_log_mel(config)
+    bare_decode_s, bare_mel_s = (
+        per_call_s(bare_decode, 3.0),
+        per_call_s(lambda: bare_mel(bare_samples), 2.0),
+    )
     return {
         "recommendations": {
             "numpy": per_call_s(numpy_top_k),
             "faiss": per_call_s(lambda: version.index.recommend(user, K)),
         },
         "track_similar": {"faiss": per_call_s(lambda: version.index.similar_to(song_id, K, "cf"))},
-        "similar": {"decode": decode_s, "mel": mel_s, "decode+mel": decode_s + mel_s},
+        "similar": {
+            "decode": decode_s,
+            "mel": mel_s,
+            "decode+mel": decode_s + mel_s,
+            "bare decode": bare_decode_s,
+            "bare mel": bare_mel_s,
+            "bare decode+mel": bare_decode_s + bare_mel_s,
+        },
     }
+
+
+def pyav_decode(data: bytes, rate: int) -> np.ndarray:
+    """`data` decoded and resampled to mono float32 at `rate` the obvious way, PyAV's decoder
+    and its resampler frame by frame (FFmpeg's downmix, -3 dB, where the project averages the
+    channels): the bare library calls under an upload."""
+    with av.open(io.BytesIO(data)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks = [
+            out.to_ndarray()[0]
+            for frame in container.decode(audio=0)
+            for out in resampler.resample(frame)
+        ]
+        chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+    return np.concatenate(chunks)
+
+
+def stft_log_mel(config: FrontEndConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The log-mel of `config` the obvious way: one `torch.stft` over the whole clip, its
+    power through the mel filters, the log; the identity for a waveform front end."""
+    if config.is_waveform:
+        return lambda samples: samples
+    window = torch.hann_window(config.n_fft, periodic=True)
+    filters = mel_filterbank(
+        config.sample_rate,
+        config.n_fft,
+        config.n_mels,
+        config.f_min,
+        config.f_max,
+        config.mel_scale,
+        config.mel_norm,
+    ).T.contiguous()
+
+    def log_mel(samples: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            spectrum = torch.stft(
+                samples,
+                config.n_fft,
+                config.hop_length,
+                window=window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
+            power = filters @ spectrum.abs().pow(2.0)
+            return log_compress(power, config.log_compression, config.log_offset)
+
+    return log_mel
 
 
 class Server:
@@ -394,6 +466,9 @@ def main() -> None:
             server = Server(args.registry, workers, folder / name, code)
             try:
                 server.wait_ready()
+                # The collection and trim that follow a version's load (`service.memory`),
+                # a one-off, land before the load.
+                time.sleep(TRIM_AFTER_SWAP_S + 1.0)
                 figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}
                 for route, (path, upload) in routes.items():
                     for connections in args.connections:
@@ -516,6 +591,16 @@ def report(
             else:
                 line += " | - | - |"
             print(line)
+    if "similar" in routes:
+        bare_rps = cpus / floor["similar"]["bare decode+mel"]
+        ratios = ", ".join(
+            f"{c}: {results['servers'][str(most)][f'similar@{c}']['rps'] / bare_rps:.2f}x"
+            for c in connections
+        )
+        print(
+            f"similar against the bare library calls (PyAV's decoder and resampler,"
+            f" torch.stft's log-mel): floor {bare_rps:,.0f} req/s; {most} workers / it {ratios}"
+        )
     for name in names:
         figures = results["servers"][name]
         print(

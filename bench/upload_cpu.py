@@ -8,13 +8,18 @@ runs; the CPU an upload costs does not, or much less. `coldstart serve --workers
 loopback takes `--uploads` `POST /v1/similar` of the serving bench's 30-s Ogg Vorbis clip one
 after another (after 5 to warm up), and `/proc` gives the CPU seconds (user + system) and
 minor page faults of the service and of its decode workers over them: per upload, each
-side, and the sum. The floor is the bench's (`bench.serving.floors`: PyAV decode + resample
-and the log-mel of the same clip in this process, one thread), measured before the first
+side, and the sum. The floors are the bench's (`bench.serving.floors`, the same clip in this
+process, one thread, in a loop): "floor", the project's own decode (`decode_usable`) and
+the encoder's front end, the work the service runs on each upload with nothing around it;
+"bare", the bare library calls (PyAV's decoder and resampler frame by frame, one
+`torch.stft` log-mel), the obvious way to do that work. Both are measured before the first
 service and after each: a row's floor is the mean of the two around it, because a shared
-machine's speed moves by a third or more between minutes (seen here: the same decode loop at 44
-and 70 ms). `floor / total` is the share of the floor's throughput the service can reach
-when the CPUs are the limit, as in `bench/serving.py`'s table at 8 connections (the CNN is
-not in the floor). `--baseline` serves another checkout first in each round, taking turns.
+machine's speed moves by a third or more between minutes (seen here: the same decode loop
+at 44 and 70 ms). `floor / total` is the share of the floor's throughput the service can
+reach when the CPUs are the limit, as in `bench/serving.py`'s table at 8 connections (the
+CNN is not in either floor). The service is left `TRIM_AFTER_SWAP_S` after it is ready, so
+that the collection after its version's load is not counted. `--baseline` serves another
+checkout first in each round, taking turns.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
 sys.path and shadow the packages.)
@@ -34,6 +39,7 @@ import numpy as np
 
 from bench.serving import REPO_ROOT, Server, descendants, first_user_and_song, floors
 from bench.serving import thirty_second_clip as make_clip
+from service.swapper import TRIM_AFTER_SWAP_S
 
 WARM_UP_UPLOADS = 5
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -63,6 +69,9 @@ def per_upload(registry: Path, clip: bytes, uploads: int, code: Path) -> dict[st
         server = Server(registry, 1, Path(folder) / "server", code)
         try:
             server.wait_ready()
+            # The collection and trim that follow a version's load (`service.memory`), a
+            # one-off, land before the count.
+            time.sleep(TRIM_AFTER_SWAP_S + 1.0)
             files = {"file": ("clip.ogg", clip, "audio/ogg")}
             with httpx.Client(base_url=server.url, timeout=120.0) as client:
                 for _ in range(WARM_UP_UPLOADS):
@@ -96,8 +105,10 @@ def main() -> None:
     clip = make_clip()
     user_id, song_id = first_user_and_song(args.registry)
 
-    def floor_ms() -> float:
-        return floors(args.registry, clip, user_id, song_id)["similar"]["decode+mel"] * 1e3
+    def floor_ms() -> np.ndarray:
+        """(our decode + front end, the bare library calls' decode + log-mel) in ms."""
+        similar = floors(args.registry, clip, user_id, song_id)["similar"]
+        return np.array([similar["decode+mel"], similar["bare decode+mel"]]) * 1e3
 
     checkouts = {"this": REPO_ROOT} | ({"baseline": args.baseline} if args.baseline else {})
     rows: list[tuple[str, int, dict[str, float]]] = []
@@ -106,22 +117,28 @@ def main() -> None:
         for name in sorted(checkouts, key=lambda name: name != "baseline"):
             figures = per_upload(args.registry, clip, args.uploads, checkouts[name])
             floor_after = floor_ms()
-            figures["floor_ms"] = (floor_before + floor_after) / 2
+            figures["floor_ms"], figures["bare_floor_ms"] = (floor_before + floor_after) / 2
             floor_before = floor_after
             rows.append((name, round_index, figures))
             print(json.dumps({"checkout": name, "round": round_index, **figures}), flush=True)
-    print(f"\nfloor: decode + mel, one thread, around each row; load {os.getloadavg()}")
+    print(
+        "\nfloors, one thread, around each row: decode + mel (this checkout's decode and front"
+        " end) and bare (PyAV's decoder and resampler, torch.stft's log-mel);"
+        f" load {os.getloadavg()}"
+    )
     print(
         "| checkout | round | service CPU ms | faults | decode worker CPU ms | faults |"
-        " total CPU ms | floor ms | floor / total |"
+        " total CPU ms | floor ms | floor / total | bare floor ms | bare / total |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, round_index, row in rows:
+        total = row["total_cpu_ms"]
         print(
             f"| {name} | {round_index} | {row['service_cpu_ms']:.1f} |"
             f" {row['service_faults']:,.0f} | {row['decode_cpu_ms']:.1f} |"
-            f" {row['decode_faults']:,.0f} | {row['total_cpu_ms']:.1f} |"
-            f" {row['floor_ms']:.1f} | {row['floor_ms'] / row['total_cpu_ms']:.2f}x |"
+            f" {row['decode_faults']:,.0f} | {total:.1f} |"
+            f" {row['floor_ms']:.1f} | {row['floor_ms'] / total:.2f}x |"
+            f" {row['bare_floor_ms']:.1f} | {row['bare_floor_ms'] / total:.2f}x |"
         )
     if args.out:
         table = [{"checkout": name, "round": index, **row} for name, index, row in rows]
