@@ -1,4 +1,4 @@
-"""bench/serving.py's bare floor does the service's work: the same log-mel, the same samples' length."""
+"""bench/serving.py's bare floor does the service's work: the same log-mel and samples."""
 
 from __future__ import annotations
 
