@@ -32,9 +32,9 @@ of a hot swap under load (the registry needs two versions). The floor in request
 (the decode workers use every core whatever the number of service processes).
 Each server is loaded `TRIM_AFTER_SWAP_S` after it is ready (the collection that
 follows a version's load is a one-off). The load average before and after each server is
-printed: on a shared machine the
-figures move with what else runs. Memory: RSS and PSS (shared pages split between the
-processes that map them) of the supervisor and its workers, after the load.
+printed: on a shared machine the figures move with what else runs. Memory: RSS and PSS
+(shared pages split between the processes that map them) of the supervisor and its
+workers, after the load.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
 sys.path and shadow the packages.)
