@@ -134,6 +134,13 @@ def log_compress(mel_power: Tensor, compression: str, log_offset: float) -> Tens
     raise ValueError(f"unknown log compression {compression!r} (log or log10_1p)")
 
 
+def power_spectrum(spectrum: Tensor) -> Tensor:
+    """|X|^2 of a complex spectrum (any shape), float32: re^2 + im^2 as the real part of
+    X times its conjugate. `abs().pow(2)` (torchaudio's) takes a `hypot` and then squares
+    it: the same values within 2 ulp, and a 30-s clip's log-mel a fifth slower."""
+    return (spectrum * spectrum.conj()).real
+
+
 def waveform_batch(waveform: Tensor) -> Tensor:
     """Samples (batch, n) or (n,) -> (batch, n) float32: what every front end module takes."""
     if waveform.ndim == 1:
@@ -206,7 +213,7 @@ class LogMel(nn.Module):
         for start in range(0, n_frames, step):
             stop = min(start + step, n_frames)
             spectrum = torch.fft.rfft(centred_frames(batch, start, stop, n_fft, hop) * self.window)
-            mel = torch.matmul(spectrum.abs().pow_(2.0), self.filterbank)
+            mel = torch.matmul(power_spectrum(spectrum), self.filterbank)
             log_mel[:, :, start:stop] = log_compress(
                 mel, self.config.log_compression, self.config.log_offset
             ).transpose(-1, -2)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audio.config import FRONT_END, FrontEndConfig, FrontEndMismatchError
-from audio.mel import LogMel, centred_frames, log_compress, mel_filterbank
+from audio.mel import LogMel, centred_frames, log_compress, mel_filterbank, power_spectrum
 from training.encoders.musicnn import MUSICNN_FRONT_END
 
 REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "mel" / "torchaudio_log_mel.npz"
@@ -126,7 +126,7 @@ def _whole_clip_log_mel(module: LogMel, waveform: torch.Tensor) -> torch.Tensor:
         pad_mode="reflect",
         return_complex=True,
     )
-    mel = torch.matmul(spectrum.abs().pow(2.0).transpose(-1, -2), module.filterbank)
+    mel = torch.matmul(power_spectrum(spectrum).transpose(-1, -2), module.filterbank)
     return log_compress(mel.transpose(-1, -2), config.log_compression, config.log_offset)
 
 
@@ -226,3 +226,13 @@ def test_loads_a_state_dict_from_the_torchaudio_days() -> None:
     assert torch.equal(holder["front_end"].window, window)
     assert torch.equal(holder["front_end"].filterbank, filterbank)
     assert set(holder.state_dict()) == {"front_end.window", "front_end.filterbank"}
+
+
+def test_the_power_spectrum_is_the_squared_magnitude() -> None:
+    generator = torch.Generator().manual_seed(0)
+    spectrum = torch.complex(
+        torch.randn(4, 29, 513, generator=generator), torch.randn(4, 29, 513, generator=generator)
+    ) * torch.logspace(-4, 3, 513)
+    power = power_spectrum(spectrum)
+    assert power.dtype == torch.float32 and power.shape == spectrum.shape
+    torch.testing.assert_close(power, spectrum.abs().pow(2.0), rtol=3e-7, atol=0.0)
