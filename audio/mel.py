@@ -137,7 +137,8 @@ def log_compress(mel_power: Tensor, compression: str, log_offset: float) -> Tens
 def power_spectrum(spectrum: Tensor) -> Tensor:
     """|X|^2 of a complex spectrum (any shape), float32: re^2 + im^2 as the real part of
     X times its conjugate. `abs().pow(2)` (torchaudio's) takes a `hypot` and then squares
-    it: the same values within 2 ulp, and a 30-s clip's log-mel a fifth slower."""
+    it: the same values within 2 ulp, and a 30-s clip's log-mel 1.3x slower (BENCHMARKS.md,
+    the front end)."""
     return (spectrum * spectrum.conj()).real
 
 
