@@ -30,8 +30,8 @@ other newest version a third of the way in (and back at the end): the failed req
 of a hot swap under load (the registry needs two versions). The floor in requests/s is
 `cores / seconds per call` with `cores = min(workers, CPUs)`, and all CPUs for uploads
 (the decode workers use every core whatever the number of service processes).
-Each server is loaded `TRIM_AFTER_SWAP_S` after it is ready (the collection that
-follows a version's load is a one-off). The load average before and after each server is
+Each server is loaded once settled (`Server.wait_settled`: past the collection that
+follows a version's load, a one-off). The load average before and after each server is
 printed: on a shared machine the figures move with what else runs. Memory: RSS and PSS
 (shared pages split between the processes that map them) of the supervisor and its
 workers, after the load.
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from audio.config import FrontEndConfig
-from audio.mel import log_compress, mel_filterbank
+from audio.mel import LogMel, log_compress
 from bench.service import start_server
 from service.swapper import TRIM_AFTER_SWAP_S
 
@@ -201,16 +201,8 @@ def stft_log_mel(config: FrontEndConfig) -> Callable[[torch.Tensor], torch.Tenso
     power through the mel filters, the log; the identity for a waveform front end."""
     if config.is_waveform:
         return lambda samples: samples
-    window = torch.hann_window(config.n_fft, periodic=True)
-    filters = mel_filterbank(
-        config.sample_rate,
-        config.n_fft,
-        config.n_mels,
-        config.f_min,
-        config.f_max,
-        config.mel_scale,
-        config.mel_norm,
-    ).T.contiguous()
+    front_end = LogMel(config)  # its window and filters; the computation is torch's
+    window, filters = front_end.window, front_end.filterbank.T.contiguous()
 
     def log_mel(samples: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -266,6 +258,12 @@ class Server:
             if ready.status_code == 200:
                 seen.add(ready.json().get("worker", 0))  # a baseline may not name it
             time.sleep(0.05)
+
+    def wait_settled(self) -> None:
+        """`wait_ready`, then past the collection and trim that follow a version's load
+        (`service.memory`): a one-off that a measurement of steady traffic leaves out."""
+        self.wait_ready()
+        time.sleep(TRIM_AFTER_SWAP_S + 1.0)
 
     def memory_mib(self) -> dict[str, float]:
         """RSS and PSS of the supervisor and its workers, summed (MiB)."""
@@ -465,10 +463,7 @@ def main() -> None:
         for name, workers, code in servers:
             server = Server(args.registry, workers, folder / name, code)
             try:
-                server.wait_ready()
-                # The collection and trim that follow a version's load (`service.memory`),
-                # a one-off, land before the load.
-                time.sleep(TRIM_AFTER_SWAP_S + 1.0)
+                server.wait_settled()
                 figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}
                 for route, (path, upload) in routes.items():
                     for connections in args.connections:

@@ -17,8 +17,8 @@ service and after each: a row's floor is the mean of the two around it, because 
 machine's speed moves by a third or more between minutes (seen here: the same decode loop
 at 44 and 70 ms). `floor / total` is the share of the floor's throughput the service can
 reach when the CPUs are the limit, as in `bench/serving.py`'s table at 8 connections (the
-CNN is not in either floor). The service is left `TRIM_AFTER_SWAP_S` after it is ready, so
-that the collection after its version's load is not counted. `--baseline` serves another
+CNN is not in either floor). The service is measured once settled (`Server.wait_settled`),
+past the collection after its version's load. `--baseline` serves another
 checkout first in each round, taking turns.
 
 (Run it as a module from the repository root: as a file, `bench/` would come first on
@@ -39,7 +39,6 @@ import numpy as np
 
 from bench.serving import REPO_ROOT, Server, descendants, first_user_and_song, floors
 from bench.serving import thirty_second_clip as make_clip
-from service.swapper import TRIM_AFTER_SWAP_S
 
 WARM_UP_UPLOADS = 5
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -68,10 +67,7 @@ def per_upload(registry: Path, clip: bytes, uploads: int, code: Path) -> dict[st
     with tempfile.TemporaryDirectory() as folder:
         server = Server(registry, 1, Path(folder) / "server", code)
         try:
-            server.wait_ready()
-            # The collection and trim that follow a version's load (`service.memory`), a
-            # one-off, land before the count.
-            time.sleep(TRIM_AFTER_SWAP_S + 1.0)
+            server.wait_settled()
             files = {"file": ("clip.ogg", clip, "audio/ogg")}
             with httpx.Client(base_url=server.url, timeout=120.0) as client:
                 for _ in range(WARM_UP_UPLOADS):
