@@ -19,7 +19,9 @@ three times as long):
   of PyAV decode + resample and the log-mel of that clip on every core (`decode_usable`,
   which the service runs in its decode worker processes, and the encoder's front end,
   which it runs on their samples; the CNN is not in the floor), and beside the bare
-  library calls for the same work (`pyav_decode`, `stft_log_mel`);
+  library calls for the same work (`pyav_decode`, `stft_log_mel`); both floors run in
+  one process per CPU at once for `--seconds` just before and just after each upload row
+  (`all_cores_floor_rps`), and the row is divided by their mean;
 - `GET /healthz`: the framework alone.
 
 `--baseline ../main` serves another checkout first (with `--baseline-workers N` worker
@@ -27,9 +29,10 @@ processes, else as that checkout starts by default), so that "no route slower th
 is measured in the same run. `--swap`: with the most workers, recommendations at the most
 connections for three times `--seconds`, while the registry's `current` moves to the
 other newest version a third of the way in (and back at the end): the failed requests
-of a hot swap under load (the registry needs two versions). The floor in requests/s is
-`cores / seconds per call` with `cores = min(workers, CPUs)`, and all CPUs for uploads
-(the decode workers use every core whatever the number of service processes).
+of a hot swap under load (the registry needs two versions). A search's floor in
+requests/s is `cores / seconds per call` with `cores = min(workers, CPUs)`; an upload's is
+measured on all CPUs (the decode workers use every core whatever the number of service
+processes), `CPUs / seconds per call` beside it.
 Each server is loaded once settled (`Server.wait_settled`: past the collection that
 follows a version's load, a one-off). The load average before and after each server is
 printed: on a shared machine the figures move with what else runs. Memory: RSS and PSS
@@ -55,6 +58,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +183,66 @@ def floors(registry: Path, clip: bytes, user_id: str, song_id: str) -> dict[str,
             "bare decode+mel": bare_decode_s + bare_mel_s,
         },
     }
+
+
+UPLOAD_FLOORS = ("decode+mel", "bare decode+mel")
+
+
+def all_cores_floor_rps(
+    clip: bytes, config: FrontEndConfig, processes: int, seconds: float
+) -> dict[str, float]:
+    """Calls per second of each upload floor (`UPLOAD_FLOORS`) run by `processes` processes
+    at once, one thread each, for `seconds`: what the cores together do, where `cores / one
+    call` assumes they scale perfectly (on a shared VM two loops at once ran 0.77-1.29x of
+    twice one loop's rate, minute to minute)."""
+    context = get_context("spawn")
+    rates: dict[str, float] = {}
+    for kind in UPLOAD_FLOORS:
+        barrier, answers = context.Barrier(processes), context.SimpleQueue()
+        loops = [
+            context.Process(
+                target=_floor_loop, args=(kind, clip, config, seconds, barrier, answers)
+            )
+            for _ in range(processes)
+        ]
+        for loop in loops:
+            loop.start()
+        calls_per_s = [answers.get() for _ in loops]
+        for loop in loops:
+            loop.join()
+        rates[kind] = float(sum(calls_per_s))
+    return rates
+
+
+def _floor_loop(
+    kind: str, clip: bytes, config: FrontEndConfig, seconds: float, barrier: Any, answers: Any
+) -> None:
+    """One process of `all_cores_floor_rps`: warm up, wait for the others, then call the
+    floor's work in a loop for `seconds`; answers its calls per second."""
+    torch.set_num_threads(1)
+    work = upload_floor_work(kind, clip, config)
+    work()
+    barrier.wait()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        work()
+        calls += 1
+    answers.put(calls / (time.perf_counter() - started))
+
+
+def upload_floor_work(kind: str, clip: bytes, config: FrontEndConfig) -> Callable[[], object]:
+    """The work under an upload, `kind` from `UPLOAD_FLOORS`: the project's decode and front
+    end (what the decode worker and the service run, with nothing around them), or the
+    bare library calls for the same work."""
+    from audio.decode import decode_usable
+    from audio.frontend import model_input_of
+
+    if kind == "decode+mel":
+        return lambda: model_input_of(decode_usable(clip, config), config, "clip", 0.0).values
+    if kind == "bare decode+mel":
+        log_mel = stft_log_mel(config)
+        return lambda: log_mel(torch.from_numpy(pyav_decode(clip, config.sample_rate)))
+    raise ValueError(f"unknown upload floor {kind!r}; one of {UPLOAD_FLOORS}")
 
 
 def pyav_decode(data: bytes, rate: int) -> np.ndarray:
@@ -447,6 +511,7 @@ def main() -> None:
         "servers": {},
     }
     print(f"floors (s per call, one thread): {json.dumps(results['floors_s'])}", flush=True)
+    front_end = served_front_end(args.registry)
     routes = {
         "healthz": ("/healthz", False),
         "recommendations": (f"/v1/users/{user_id}/recommendations?k={K}", False),
@@ -465,14 +530,25 @@ def main() -> None:
             try:
                 server.wait_settled()
                 figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}
+                floor_before: dict[str, float] | None = None
                 for route, (path, upload) in routes.items():
                     for connections in args.connections:
-                        figure = run_wrk(
+                        if upload and floor_before is None:
+                            floor_before = all_cores_floor_rps(clip, front_end, cpus, args.seconds)
+                        figure: dict[str, Any] = run_wrk(
                             server.url + path,
                             connections,
                             args.seconds * (UPLOAD_SECONDS_FACTOR if upload else 1),
                             script if upload else None,
                         )
+                        if floor_before is not None and upload:
+                            # the mean of the floors just before and just after the row
+                            floor_after = all_cores_floor_rps(clip, front_end, cpus, args.seconds)
+                            figure["floor_rps"] = {
+                                kind: (floor_before[kind] + floor_after[kind]) / 2
+                                for kind in UPLOAD_FLOORS
+                            }
+                            floor_before = floor_after
                         figures[f"{route}@{connections}"] = figure
                         print(f"{name} {route} c={connections}: {figure}", flush=True)
                 if args.swap and workers == max(args.workers) and code == REPO_ROOT:
@@ -541,6 +617,14 @@ def uvicorn_implementations() -> dict[str, str]:
     return found
 
 
+def served_front_end(registry: Path) -> FrontEndConfig:
+    """The front end of the current version's encoder (`encoder.json`, not the weights)."""
+    from training.checkpoint import read_encoder_config
+
+    version = (registry / "current").read_text().strip()
+    return read_encoder_config(registry / "versions" / version / "encoder").front_end
+
+
 def first_user_and_song(registry: Path) -> tuple[str, str]:
     """The current version's first user and first song of its cf index."""
     folder = registry / "versions" / (registry / "current").read_text().strip()
@@ -553,13 +637,14 @@ def report(
     results: dict[str, Any], names: list[str], routes: list[str], connections: list[int]
 ) -> None:
     """The side-by-side table: each route's figures per server (the baseline, then each
-    worker count), then the floor at the most workers and the ratio to it."""
+    worker count), then the floor at the most workers and the ratio to it: for a search,
+    `cores / one call`; for an upload, both upload floors run on every core around the
+    row (`all_cores_floor_rps`), beside `cores / one call`."""
     floor = results["floors_s"]
     cpus = results["cpus"]
     floor_calls = {
         "recommendations": floor["recommendations"]["faiss"],
         "track_similar": floor["track_similar"]["faiss"],
-        "similar": floor["similar"]["decode+mel"],
     }
     most = max(int(name) for name in names if name != "baseline")
     print(
@@ -578,24 +663,31 @@ def report(
                     f"{figure['rps']:,.0f} | {figure['p50_ms']:.1f} | {figure['p99_ms']:.1f}"
                 )
             line = f"| {route} | {c} | " + " | ".join(cells)
+            best = results["servers"][str(most)][f"{route}@{c}"]
             if route in floor_calls:
-                cores = cpus if route == "similar" else min(most, cpus)
-                floor_rps = cores / floor_calls[route]
-                best = results["servers"][str(most)][f"{route}@{c}"]["rps"]
-                line += f" | {floor_rps:,.0f} | {best / floor_rps:.2f}x |"
+                floor_rps = min(most, cpus) / floor_calls[route]
+                line += f" | {floor_rps:,.0f} | {best['rps'] / floor_rps:.2f}x |"
+            elif route == "similar":
+                own = best["floor_rps"]["decode+mel"]
+                line += f" | {own:,.0f} | {best['rps'] / own:.2f}x |"
             else:
                 line += " | - | - |"
             print(line)
     if "similar" in routes:
-        bare_rps = cpus / floor["similar"]["bare decode+mel"]
-        ratios = ", ".join(
-            f"{c}: {results['servers'][str(most)][f'similar@{c}']['rps'] / bare_rps:.2f}x"
-            for c in connections
-        )
         print(
-            f"similar against the bare library calls (PyAV's decoder and resampler,"
-            f" torch.stft's log-mel): floor {bare_rps:,.0f} req/s; {most} workers / it {ratios}"
+            f"similar's floors on all {cpus} cores around each row ({most} workers / floor),"
+            f" the project's decode + front end and the bare library calls (PyAV's decoder"
+            f" and resampler, torch.stft's log-mel); and {cpus} / one call of each, which"
+            f" assumes the cores scale perfectly: {cpus / floor['similar']['decode+mel']:.0f}"
+            f" and {cpus / floor['similar']['bare decode+mel']:.0f} req/s"
         )
+        for c in connections:
+            best = results["servers"][str(most)][f"similar@{c}"]
+            own, bare = (best["floor_rps"][kind] for kind in UPLOAD_FLOORS)
+            print(
+                f"  c={c}: {best['rps']:.1f} req/s; own floor {own:.1f} ({best['rps'] / own:.2f}x),"
+                f" bare floor {bare:.1f} ({best['rps'] / bare:.2f}x)"
+            )
     for name in names:
         figures = results["servers"][name]
         print(
