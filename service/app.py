@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
 from service.logs import configure_logging
-from service.memory import no_kernel_cache, tune_allocator
+from service.memory import bound_kernel_caches, tune_allocator
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.routes import API_ROUTERS, OPEN_ROUTERS
 from service.routes.page import STATIC_DIR
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: from the COLDSTART_* environment)."""
     settings = settings or Settings()
     tune_allocator()  # before the service's threads start
-    no_kernel_cache()
+    bound_kernel_caches()
     configure_logging(settings.log_level, settings.log_format)
     metrics = ServiceMetrics()
     runtime = Runtime(settings, metrics)

@@ -16,13 +16,16 @@ minutes of the soak, which only a trim returns; it walks the heap off the GIL in
 milliseconds). None does anything where the C library is not glibc (`ctypes` finds no
 `mallopt`).
 
-And one cache that no trim reaches: torch's oneDNN convolutions compile a kernel for each
-input shape they meet and keep it (about 95 KiB per length of clip, up to oneDNN's 1,024
-entries: some 50 MiB per process). A service embeds one upload at a time, of any length,
-so each new length of recording grew it for good; `no_kernel_cache` (at start) runs the
-service's convolutions on torch's own kernels instead, which keep nothing and were as
-fast at batch 1 on one thread, within 10% either way for every encoder (BENCHMARKS.md's
-soak section).
+And caches that no trim reaches: torch's oneDNN convolutions compile a kernel for each
+input shape they meet and keep it, in oneDNN's primitive cache and in ideep's (each an LRU
+of 1,024 entries by default, about 95 KiB per length of clip for `dieleman`: some 50 MiB
+per process). A service embeds one upload at a time, of any length, so each new length of
+recording grew them for good. `bound_kernel_caches` (at start, before the process's first
+convolution: both libraries read the capacity then) keeps `KERNEL_CACHE_ENTRIES` in each:
+every layer of an encoder at a few lengths, so that a run of previews of one length
+reuses its kernels. Turning oneDNN off instead (torch's own kernels, which keep nothing)
+cost every encoder: a 30-s clip's `dieleman` 3.6 against 2.4 ms, `student` 3.3 against
+2.0, `samplecnn` 84 against 70 (BENCHMARKS.md, the uploads' CPU).
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-
-import torch
+import os
 
 log = logging.getLogger("coldstart.service")
 
@@ -41,6 +43,10 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 ARENAS = 2
 MMAP_THRESHOLD_BYTES = 128 * 1024
+# Compiled kernels kept per oneDNN cache: `musicnn`'s eight convolutions at four lengths.
+KERNEL_CACHE_ENTRIES = 32
+# The capacities of oneDNN's primitive cache and of ideep's (torch's oneDNN layer).
+KERNEL_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 # Seconds between two trims of the free memory that traffic leaves in glibc's heap.
 TRIM_EVERY_S = 60.0
 
@@ -66,10 +72,12 @@ def tune_allocator() -> bool:
     return taken
 
 
-def no_kernel_cache() -> None:
-    """Run this process's torch convolutions without oneDNN, which keeps a compiled kernel
-    per input shape (see the module docstring)."""
-    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a ContextProp
+def bound_kernel_caches(entries: int = KERNEL_CACHE_ENTRIES) -> None:
+    """Cap oneDNN's compiled kernels at `entries` per cache (see the module docstring);
+    effective only before the process's first convolution. An operator's own setting of
+    either variable is kept."""
+    for variable in KERNEL_CACHE_VARIABLES:
+        os.environ.setdefault(variable, str(entries))
 
 
 def trim_free_memory() -> None:

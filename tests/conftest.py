@@ -29,23 +29,6 @@ def _root_logging_restored() -> Iterator[None]:
     root.setLevel(level)
 
 
-def _torch_kernels_restored() -> Iterator[None]:
-    """`create_app` turns oneDNN off for its process (`service.memory.no_kernel_cache`), and
-    oneDNN's convolutions round differently from torch's own: an app made in the test
-    process must not change the numbers that later tests (and session fixtures) compute."""
-    import torch
-
-    enabled = torch.backends.mkldnn.enabled
-    yield
-    torch.backends.mkldnn.enabled = enabled  # type: ignore[assignment]  # a ContextProp
-
-
-torch_kernels_restored_per_test = pytest.fixture(autouse=True)(_torch_kernels_restored)
-torch_kernels_restored_per_module = pytest.fixture(autouse=True, scope="module")(
-    _torch_kernels_restored
-)
-
-
 @pytest.fixture(scope="session")
 def musicnn_cache() -> Path:
     """The teacher's weights' cache root for the tests (`tests.teacher`), or a skip."""

@@ -57,15 +57,11 @@ def _f32(values: list[float]) -> np.ndarray:
 
 
 def _cnn_factors(trained_run: Path, audio: Path) -> np.ndarray:
-    """The served CNN's predicted factors for `audio`: the service embeds the same way, with
-    its convolutions off oneDNN (`service.memory.no_kernel_cache`), which round differently."""
-    import torch
-
+    """The served CNN's predicted factors for `audio`: the service embeds the same way."""
     from training.checkpoint import load_encoder
     from training.inference import embed_audio
 
-    with torch.backends.mkldnn.flags(enabled=False):
-        return embed_audio(load_encoder(trained_run / "models" / "cnn"), audio).factors
+    return embed_audio(load_encoder(trained_run / "models" / "cnn"), audio).factors
 
 
 def test_a_known_artist_places_the_track_as_the_evaluation_did(
