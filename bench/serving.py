@@ -533,22 +533,21 @@ def main() -> None:
                 floor_before: dict[str, float] | None = None
                 for route, (path, upload) in routes.items():
                     for connections in args.connections:
-                        if upload and floor_before is None:
+                        url = server.url + path
+                        figure: dict[str, Any]
+                        if not upload:
+                            figure = run_wrk(url, connections, args.seconds, None)
+                        else:  # divided by the mean of the floors just before and after it
+                            before = floor_before or all_cores_floor_rps(
+                                clip, front_end, cpus, args.seconds
+                            )
+                            seconds = args.seconds * UPLOAD_SECONDS_FACTOR
+                            figure = run_wrk(url, connections, seconds, script)
                             floor_before = all_cores_floor_rps(clip, front_end, cpus, args.seconds)
-                        figure: dict[str, Any] = run_wrk(
-                            server.url + path,
-                            connections,
-                            args.seconds * (UPLOAD_SECONDS_FACTOR if upload else 1),
-                            script if upload else None,
-                        )
-                        if floor_before is not None and upload:
-                            # the mean of the floors just before and just after the row
-                            floor_after = all_cores_floor_rps(clip, front_end, cpus, args.seconds)
                             figure["floor_rps"] = {
-                                kind: (floor_before[kind] + floor_after[kind]) / 2
+                                kind: (before[kind] + floor_before[kind]) / 2
                                 for kind in UPLOAD_FLOORS
                             }
-                            floor_before = floor_after
                         figures[f"{route}@{connections}"] = figure
                         print(f"{name} {route} c={connections}: {figure}", flush=True)
                 if args.swap and workers == max(args.workers) and code == REPO_ROOT:
