@@ -66,7 +66,7 @@ def fit_content_space(
     if not ids:
         raise ValueError("fitting the content space needs at least one song")
     projection = projection_of(
-        pooled_cached(encoder, cache, ids, batch_size), encoder.dims.embedding_dims
+        pooled_cached(encoder, cache, ids, batch_size), encoder.dims.projected_dims
     )
     encoder.set_content_projection(torch.from_numpy(projection).to(encoder.content_projection))
     return {"songs": len(ids), "dims": encoder.dims.embedding_dims}

@@ -6,7 +6,7 @@ stored track's file), `coldstart predict` (files), the registry's publish step a
 quality gate (songs of the mel cache). For audio the path is
 `audio.frontend.read_model_input` (decode, the front end's check, the front end module of
 the encoder's config: the numbers its own `ContentEncoder.front_end` computes) ->
-`embed_model_input` (`ContentEncoder.embed_pooled`; the service runs the first half in a
+`embed_model_input` (`ContentEncoder.embed_tagged`; the service runs the first half in a
 decode worker process, `service.decode_pool`); for the cache, the stored float16 model
 input of `coldstart featurize` for that front end -> `embed_mel` (`forward_mel` where only
 the factors are wanted), whole clips zero-padded into batches with their lengths (the
@@ -127,13 +127,12 @@ def embed_model_input(encoder: ContentEncoder, audio: ModelInput, name: str) -> 
     started = time.perf_counter()
     with torch.inference_mode():
         try:
-            pooled = encoder.pooled_mel(torch.from_numpy(audio.values)[None])
+            factors, content, tags = (
+                row[0].numpy().astype(np.float32)
+                for row in encoder.embed_tagged(torch.from_numpy(audio.values)[None])
+            )
         except ClipTooShortError as error:
             raise AudioError("too_short", name, str(error)) from error
-        factors, content = (
-            row[0].numpy().astype(np.float32) for row in encoder.embed_pooled(pooled)
-        )
-        tags = encoder.tag_probabilities(pooled)[0].numpy() if encoder.tag_names else None
     vector = track_vector(encoder.dims, factors, content)
     check_finite(vector, name, "predicted vector")
     return Embedding(
@@ -142,7 +141,7 @@ def embed_model_input(encoder: ContentEncoder, audio: ModelInput, name: str) -> 
         content=content,
         vector=vector,
         model_ms=(time.perf_counter() - started) * 1e3,
-        tags=None if tags is None else top_tags(encoder.tag_names, tags),
+        tags=top_tags(encoder.tag_names, tags) if encoder.tag_names else None,
     )
 
 

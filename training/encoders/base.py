@@ -33,8 +33,9 @@ What an architecture provides (class attributes, then the one method):
   the padding out of the pooling: `masked_global_pool`).
 
 What the base gives every architecture, the same for all: the input checks
-(`pooled_mel`), `forward_mel`, `embed_mel`, `forward` from waveforms, and the content
-projection (a buffer of the state dict, `set_content_projection`, `with_content_dims`).
+(`pooled_mel`), `forward_mel`, `embed_mel` and `embed_tagged`, `forward` from waveforms,
+and the content projection (a buffer of the state dict, `set_content_projection`,
+`with_content_dims`).
 """
 
 from __future__ import annotations
@@ -96,12 +97,16 @@ class EncoderDims(ABC):
         """Fewest input frames a clip must have (shorter: `ClipTooShortError`)."""
 
     @property
+    def projected_dims(self) -> int:
+        """Width of the content projection of the pooled features (their leading singular
+        directions): `content_dims`, at most `pooled_dims`; 0 without one."""
+        return 0 if self.content_dims is None else min(self.content_dims, self.pooled_dims)
+
+    @property
     def embedding_dims(self) -> int:
-        """Width of the content embedding: `content_dims` (at most `pooled_dims`), or
-        `n_factors` when the factors are the content embedding."""
-        if self.content_dims is None:
-            return self.n_factors
-        return min(self.content_dims, self.pooled_dims)
+        """Width of the content embedding: the projected pooled features (`projected_dims`),
+        or `n_factors` when the factors are the content embedding."""
+        return self.n_factors if self.content_dims is None else self.projected_dims
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,7 +187,7 @@ class ContentEncoder(nn.Module, ABC):
         if dims.content_dims is not None:
             # Saved with the weights; identity-like until `set_content_projection`.
             self.register_buffer(
-                "content_projection", torch.eye(dims.pooled_dims)[:, : dims.embedding_dims]
+                "content_projection", torch.eye(dims.pooled_dims)[:, : dims.projected_dims]
             )
 
     @classmethod
@@ -235,11 +240,23 @@ class ContentEncoder(nn.Module, ABC):
     def embed_mel(self, mel: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Model input (B, input_bands, T) -> (factors (B, n_factors), content (B,
         embedding_dims)) from one pass (see `pooled_mel`)."""
-        return self.embed_pooled(self.pooled_mel(mel, lengths))
+        factors, content, _ = self.embed_tagged(mel, lengths)
+        return factors, content
+
+    def embed_tagged(
+        self, mel: Tensor, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Model input (B, input_bands, T) -> (factors (B, n_factors), content (B,
+        embedding_dims), tag probabilities (B, len(tag_names))) from one pass: all that a
+        served embedding holds (see `pooled_mel`). An architecture whose content or tags
+        need more than the pooled features (`dieleman-msd`) overrides this."""
+        pooled = self.pooled_mel(mel, lengths)
+        factors, content = self.embed_pooled(pooled)
+        return factors, content, self.tag_probabilities(pooled)
 
     def embed_pooled(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        """Pooled features (B, pooled_dims) -> (factors (B, n_factors), content (B,
-        embedding_dims)): what `embed_mel` gives, for a caller that also wants the tags."""
+        """Pooled features (B, pooled_dims) -> (factors (B, n_factors), projected content
+        (B, projected_dims), or the factors when `content_dims` is None)."""
         factors = self.head(pooled)
         if self.dims.content_dims is None:
             return factors, factors
@@ -247,7 +264,7 @@ class ContentEncoder(nn.Module, ABC):
 
     def set_content_projection(self, projection: Tensor) -> None:
         """Fix the content embedding `pooled @ projection`, `projection` (pooled_dims,
-        embedding_dims) (`training.content_space` fits it)."""
+        projected_dims) (`training.content_space` fits it)."""
         if self.dims.content_dims is None:
             raise ValueError("this encoder's content embedding is its factors: no projection")
         expected = tuple(self.content_projection.shape)
