@@ -12,8 +12,8 @@ from training.encoders.musicnn_weights import CACHE_ENV, MusicnnWeightsError, fe
 
 TEST_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "coldstart"
 # Architectures whose fresh encoder needs the teacher's weights (read from the cache): it
-# starts from them, or distils the teacher and serves its tags.
-PRETRAINED = ("musicnn-msd", "student")
+# starts from them, distils the teacher and serves its tags, or hears beside it.
+PRETRAINED = ("musicnn-msd", "student", "dieleman-msd")
 
 
 def teacher_cache() -> Path:

@@ -1,6 +1,7 @@
-"""Tags: a version served by `musicnn-msd` (frozen, with MSD_musicnn's tag head) returns each
-recording's top tags on POST /v1/similar, POST /v1/tracks and GET /v1/tracks/{id}; one
-served by a model without a tag head (`dieleman`) returns `tags: null`."""
+"""Tags: a version served by `musicnn-msd` (frozen, with MSD_musicnn's tag head) or by
+`dieleman-msd` (the frozen teacher beside the trained network) returns each recording's top
+tags on POST /v1/similar, POST /v1/tracks and GET /v1/tracks/{id}; one served by a model
+without a tag head (`dieleman`) returns `tags: null`."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from training.inference import TOP_TAGS
 ASSET = "vibe_ace.mp3"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["musicnn-msd", "dieleman-msd"])
 def tagging_client(
+    request: pytest.FixtureRequest,
     tiny_world: Path,
     trained_run: Path,
     musicnn_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TestClient]:
-    """The service over a version whose CNN is a tiny-trained, frozen `musicnn-msd`."""
+    """The service over a version whose CNN is a tiny-trained tagging architecture."""
     from audio.cache import featurize_dataset
     from evaluation.report import evaluate_run
     from pipeline.registry import publish_run
@@ -39,13 +41,14 @@ def tagging_client(
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv(CACHE_ENV, str(musicnn_cache))
-        run = tmp_path_factory.mktemp("run-musicnn-msd")
+        name = request.param
+        run = tmp_path_factory.mktemp(f"run-{name}")
         shutil.copytree(trained_run / "factorization", run / "factorization")
-        featurize_dataset(tiny_world, config=default_front_end("musicnn-msd"), progress=False)
-        cnn = tiny_settings("musicnn-msd")
+        featurize_dataset(tiny_world, config=default_front_end(name), progress=False)
+        cnn = tiny_settings(name)
         train_run(run, dataset_root=tiny_world, cnn=cnn, linear=None, progress=False)
         evaluate_run(run, seed=0, progress=False, dataset_root=tiny_world)
-        registry = tmp_path_factory.mktemp("registry-musicnn-msd")
+        registry = tmp_path_factory.mktemp(f"registry-{name}")
         publish_run(run, registry)
     database = tmp_path_factory.mktemp("catalogue") / "catalogue.db"
     settings = Settings(

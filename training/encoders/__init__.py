@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # name -> "module:class" of its encoder.
 ARCHITECTURES: dict[str, str] = {
     "dieleman": "training.encoders.dieleman:DielemanEncoder",
+    "dieleman-msd": "training.encoders.dieleman_msd:DielemanMsdEncoder",
     "samplecnn": "training.encoders.samplecnn:SampleCNNEncoder",
     "student": "training.encoders.student:StudentEncoder",
     "musicnn": "training.encoders.musicnn_encoders:MusicnnEncoder",
