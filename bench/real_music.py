@@ -28,7 +28,10 @@ Side by side, in one run:
 
 `--teacher` adds the zero-shot teacher (`musicnn-msd`'s network as trained on the Million
 Song Dataset, nothing learned here): its 200 pooled (penultimate) features of each whole
-excerpt, the targets a `student` distils (`training.distillation`).
+excerpt, the targets a `student` distils (`training.distillation`), and of its middle
+patch alone (a tenth of the cost); and, per run, each of them joined to the run's content
+embedding as `dieleman-msd` joins them (`joined_spaces`: both unit length, side by side),
+the world's ear and the tagger's together.
 
 The packages below are not among the ten kept for an independent check (asc-music,
 drascula-music, fretsonfire-songs-*, hyperrogue-music, planetblupi-music-ogg,
@@ -61,6 +64,7 @@ from training.checkpoint import load_encoder  # noqa: E402
 from training.content_space import fit_content_space  # noqa: E402
 from training.encoders import build_encoder  # noqa: E402
 from training.encoders.base import ContentEncoder  # noqa: E402
+from training.encoders.dieleman_msd import joined_spaces, middle_start  # noqa: E402
 from training.encoders.student import TEACHER  # noqa: E402
 from training.inference import embed_audio, load_predictor  # noqa: E402
 from training.run_data import load_run_data  # noqa: E402
@@ -86,6 +90,7 @@ EXCERPT_SECONDS = 30.0
 MIN_TRACK_SECONDS = 20.0
 K = 5
 TWIN_SEEDS = (0, 1, 2)
+TEACHER_PATCHES = 1  # the teacher's cheapest hearing: one 3-s patch from the middle
 
 
 def unpack(package: str, folder: Path) -> Path:
@@ -198,14 +203,19 @@ def embed_all(encoder: ContentEncoder, paths: list[Path]) -> tuple[np.ndarray, n
     )
 
 
-def teacher_features(paths: list[Path]) -> np.ndarray:
-    """(n, 200) the zero-shot teacher's pooled features of each whole excerpt."""
+def teacher_features(paths: list[Path], patches: int | None = None) -> np.ndarray:
+    """(n, 200) the zero-shot teacher's pooled features of each whole excerpt, or of its
+    middle `patches` patches (what a cheaper served ear would hear)."""
     teacher = build_encoder(TEACHER).eval()
     rows = []
     with torch.inference_mode():
         for path in paths:
-            mel = torch.from_numpy(model_input(path, teacher.config))[None]
-            rows.append(teacher.pooled_mel(mel)[0].numpy())
+            mel = model_input(path, teacher.config)
+            if patches is not None:
+                frames = patches * teacher.config.window_frames
+                start = middle_start(mel.shape[1], frames)
+                mel = mel[:, start : start + frames]
+            rows.append(teacher.pooled_mel(torch.from_numpy(mel)[None])[0].numpy())
     return np.array(rows)
 
 
@@ -233,13 +243,22 @@ def main() -> None:
         "chance": chance,
         "log-mel mean/std": precision_at_k(log_mel_statistics(paths), labels),
     }
+    teachers = {}
     if args.teacher:
-        rows[f"{TEACHER} zero-shot: pooled (200)"] = precision_at_k(teacher_features(paths), labels)
+        teachers = {
+            "whole": teacher_features(paths),
+            f"middle {TEACHER_PATCHES} patch": teacher_features(paths, TEACHER_PATCHES),
+        }
+        for part, features in teachers.items():
+            rows[f"{TEACHER} zero-shot, {part}: pooled (200)"] = precision_at_k(features, labels)
     for spec in args.run:
         name, run = spec.split("=", 1)
         content, factors = embed_all(load_encoder(Path(run) / "models" / "cnn"), paths)
         rows[f"{name}: content embedding ({content.shape[1]})"] = precision_at_k(content, labels)
         rows[f"{name}: predicted factors ({factors.shape[1]})"] = precision_at_k(factors, labels)
+        for part, features in teachers.items():
+            both = joined_spaces(torch.from_numpy(content), torch.from_numpy(features))
+            rows[f"{name} + {TEACHER}, {part}: joined"] = precision_at_k(both.numpy(), labels)
         twins = [
             precision_at_k(embed_all(twin, paths)[0], labels)
             for twin in untrained_twins(Path(run), TWIN_SEEDS)
