@@ -64,7 +64,7 @@ from training.checkpoint import load_encoder  # noqa: E402
 from training.content_space import fit_content_space  # noqa: E402
 from training.encoders import build_encoder  # noqa: E402
 from training.encoders.base import ContentEncoder  # noqa: E402
-from training.encoders.dieleman_msd import joined_spaces, middle_start  # noqa: E402
+from training.encoders.dieleman_msd import joined_spaces  # noqa: E402
 from training.encoders.student import TEACHER  # noqa: E402
 from training.inference import embed_audio, load_predictor  # noqa: E402
 from training.run_data import load_run_data  # noqa: E402
@@ -213,7 +213,7 @@ def teacher_features(paths: list[Path], patches: int | None = None) -> np.ndarra
             mel = model_input(path, teacher.config)
             if patches is not None:
                 frames = patches * teacher.config.window_frames
-                start = middle_start(mel.shape[1], frames)
+                start = max(0, (mel.shape[1] - frames) // 2)
                 mel = mel[:, start : start + frames]
             rows.append(teacher.pooled_mel(torch.from_numpy(mel)[None])[0].numpy())
     return np.array(rows)

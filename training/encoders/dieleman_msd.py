@@ -4,16 +4,17 @@
 (16 kHz, 96 bands, hop 256: one front end serves both networks), predicts the factors and
 gives the first part of the content embedding (its pooled features' leading singular
 directions, as `dieleman`'s). `musicnn-msd`'s network as trained on the Million Song
-Dataset's tags (Pons & Serra 2019), frozen, hears the middle `teacher_patches` patches
-(2.99 s each) of the clip and gives the second part (its 200 penultimate features) and
+Dataset's tags (Pons & Serra 2019), frozen, hears the whole clip as `musicnn-msd` does
+(its max and mean over time) and gives the second part (its 200 penultimate features) and
 the MSD's 50 tags. Each part has unit length (`joined_spaces`), so the content space's
 cosine is the mean of the two ears' cosines: on real recordings the two together group
-soundtracks better than either alone (`bench/real_music.py`, BENCHMARKS.md).
+soundtracks better than either alone (`bench/real_music.py`, BENCHMARKS.md; the clip's
+middle patch alone, a tenth of the cost, did not on both world seeds).
 
 The teacher never enters training: the head reads the trained network's pooled features
 alone (`pool`, `forward_mel`), so a fit costs what `dieleman`'s costs. It runs wherever a
-content embedding or tags are made (`embed_tagged`: the service, publish, Spark), one
-patch a clip; its weights are saved with the model (about 0.8 M of them).
+content embedding or tags are made (`embed_tagged`: the service, publish, Spark), at
+`musicnn-msd`'s cost; its weights are saved with the model (about 0.8 M of them).
 """
 
 from __future__ import annotations
@@ -40,22 +41,15 @@ def joined_spaces(*parts: Tensor) -> Tensor:
     return torch.cat([torch.nn.functional.normalize(part, dim=1) for part in parts], dim=1)
 
 
-def middle_start(real_frames: int, frames: int) -> int:
-    """Where the middle `frames` of a clip of `real_frames` begin (0 when it is no longer)."""
-    return max(0, (real_frames - frames) // 2)
-
-
 @dataclass(frozen=True, kw_only=True)
 class DielemanMsdDims(DielemanDims):
     """`DielemanDims` (the trained network and its head) and the frozen teacher's side.
 
-    `teacher_patches`: how many of the clip's middle patches the teacher hears (its cost
-    grows with them); `tag_names`: its tags; `wheel_sha256`: the wheel its weights came
-    from (None only before `DielemanMsdEncoder.fresh` filled it in).
+    `tag_names`: the teacher's tags; `wheel_sha256`: the wheel its weights came from (None
+    only before `DielemanMsdEncoder.fresh` filled it in).
     """
 
     teacher_dims: int = TEACHER_DIMS
-    teacher_patches: int = 1
     tag_names: tuple[str, ...] = ()
     wheel_sha256: str | None = None
 
@@ -63,18 +57,13 @@ class DielemanMsdDims(DielemanDims):
         super().__post_init__()
         if self.content_dims is None:
             raise ValueError("DielemanMsdDims: the teacher's features join a content embedding")
-        if self.teacher_dims < 1 or self.teacher_patches < 1:
+        if self.teacher_dims < 1:
             raise ValueError(f"DielemanMsdDims: sizes must be positive ({self})")
 
     @property
-    def teacher_frames(self) -> int:
-        """The frames the teacher hears: its patches, back to back."""
-        return self.teacher_patches * MUSICNN_FRONT_END.window_frames
-
-    @property
     def min_frames(self) -> int:
-        """Enough frames for the teacher's patches (and the convolutions)."""
-        return max(super().min_frames, self.teacher_frames)
+        """One patch of the teacher's (2.99 s), what it was trained on."""
+        return max(super().min_frames, MUSICNN_FRONT_END.window_frames)
 
     @property
     def embedding_dims(self) -> int:
@@ -85,10 +74,10 @@ class DielemanMsdDims(DielemanDims):
 class DielemanMsdEncoder(DielemanEncoder):
     """musicnn's log-mel (B, 96, T) -> `dieleman`'s convs, pooling and head (the factors);
     the content embedding joins their projection to the frozen `musicnn-msd`'s features of
-    the middle patches, which also give the tags."""
+    the clip, which also give the tags."""
 
     name = "dieleman-msd"
-    summary = "dieleman's CNN beside musicnn-msd frozen on one patch: both in the content space"
+    summary = "dieleman's CNN beside musicnn-msd (frozen, its 50 tags): both in the content space"
     dims_type = DielemanMsdDims
     default_front_end = MUSICNN_FRONT_END
     small_dims = DielemanMsdDims(channels=(16, 16, 32), hidden=(64,))
@@ -135,15 +124,8 @@ class DielemanMsdEncoder(DielemanEncoder):
 
     def teacher_features(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Model input (B, 96, T) -> the teacher's penultimate features (B, teacher_dims)
-        of each row's middle `teacher_frames` (of its real frames: `lengths` (B,) int, or
-        None for all T); every row must hold that many."""
-        frames = self.dims.teacher_frames
-        real = [mel.shape[2]] * mel.shape[0] if lengths is None else lengths.tolist()
-        starts = [middle_start(n, frames) for n in real]
-        patches = torch.stack(
-            [row[:, start : start + frames] for row, start in zip(mel, starts, strict=True)]
-        )
-        return self.teacher_network.back_end(self.teacher_network.pool(patches.float()))
+        of each clip (`lengths` as in `pooled_mel`)."""
+        return self.teacher_network.back_end(self.teacher_network.pool(mel.float(), lengths))
 
     def embed_tagged(
         self, mel: Tensor, lengths: Tensor | None = None

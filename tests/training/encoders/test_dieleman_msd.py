@@ -1,5 +1,5 @@
 """`dieleman-msd`: the trained network's projection joined to the frozen teacher's features
-of the clip's middle patch, the teacher's tags, and a fit that never runs the teacher."""
+of the clip, the teacher's tags, and a fit that never runs the teacher."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from training.encoders.dieleman_msd import (
     DielemanMsdDims,
     DielemanMsdEncoder,
     joined_spaces,
-    middle_start,
 )
 from training.encoders.musicnn import MUSICNN_FRONT_END
 from training.encoders.musicnn_weights import (
@@ -40,11 +39,11 @@ def both(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Die
     return encoder.eval()
 
 
-def test_its_content_joins_its_projection_to_the_teachers_middle_patch(
+def test_its_content_joins_its_projection_to_the_teachers_features(
     both: DielemanMsdEncoder,
 ) -> None:
     """Content = [unit projection of the trained network's pooled features, unit teacher
-    features of the middle patch of each row's real frames]; tags are the teacher's there."""
+    features of each clip's real frames]; the tags are the teacher's; a padded row as alone."""
     teacher = load_weights().network()
     assert both.tag_names == teacher.tag_names and len(both.tag_names) == 50
     assert both.dims.wheel_sha256 == WHEEL_SHA256
@@ -53,8 +52,7 @@ def test_its_content_joins_its_projection_to_the_teachers_middle_patch(
     with torch.no_grad():
         factors, content, tags = both.embed_tagged(mel, lengths)
         own = both.pooled_mel(mel, lengths) @ both.content_projection
-        starts = [0, (3 * PATCH + 11 - PATCH) // 2]
-        heard = [teacher(mel[row : row + 1, :, s : s + PATCH]) for row, s in enumerate(starts)]
+        heard = [teacher(mel[:1, :, :PATCH]), teacher(mel[1:])]
     projected = both.dims.projected_dims
     assert content.shape == (2, both.dims.embedding_dims) == (2, projected + 200)
     torch.testing.assert_close(content[:, :projected], functional.normalize(own, dim=1))
@@ -97,18 +95,12 @@ def test_joined_spaces_weigh_each_part_alike() -> None:
     torch.testing.assert_close(cosines(joined), (cosines(small) + cosines(large)) / 2)
 
 
-def test_the_middle_patch_is_centred_in_the_real_frames() -> None:
-    assert middle_start(10, 4) == 3 and middle_start(11, 4) == 3
-    assert middle_start(4, 4) == 0 and middle_start(3, 4) == 0  # no longer: from the start
-
-
 def test_the_dims_need_a_projection_and_a_whole_patch() -> None:
     with pytest.raises(ValueError, match="join a content embedding"):
         DielemanMsdDims(content_dims=None)
     with pytest.raises(ValueError, match="positive"):
-        DielemanMsdDims(teacher_patches=0)
+        DielemanMsdDims(teacher_dims=0)
     assert DielemanMsdDims().min_frames == PATCH
-    assert DielemanMsdDims(teacher_patches=2).min_frames == 2 * PATCH
     assert DielemanMsdDims(content_dims=64).embedding_dims == 64 + 200
 
 
