@@ -30,8 +30,7 @@ from audio.config import FrontEndConfig
 from training.encoders.base import EncoderDims
 from training.encoders.dieleman import DielemanDims, DielemanEncoder
 from training.encoders.musicnn import MUSICNN_FRONT_END, Musicnn
-
-TEACHER_DIMS = 200  # MSD_musicnn's penultimate features
+from training.encoders.student import TEACHER_DIMS
 
 
 def joined_spaces(*parts: Tensor) -> Tensor:
