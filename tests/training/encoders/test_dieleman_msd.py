@@ -115,13 +115,9 @@ def test_a_served_upload_carries_the_teachers_tags(
 
 
 def test_without_the_teachers_weights_it_says_what_to_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")  # no network
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
     with pytest.raises(MusicnnWeightsError, match="coldstart teacher fetch"):
         build_encoder("dieleman-msd")
 
